@@ -1,0 +1,2 @@
+// kvbench: kernel, model and policy benchmarks.
+print("kvbench: not yet implemented")

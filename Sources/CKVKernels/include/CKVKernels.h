@@ -1,0 +1,139 @@
+/*
+ * CKVKernels: raw-pointer SIMD kernels for KVCompress.
+ *
+ * Contract for every function in this header:
+ *  - no allocation, no threads, no global state besides the once-chosen ISA;
+ *  - pointers may be unaligned; n == 0 is valid and does nothing (dot returns 0);
+ *  - block formats (q8_0, q4_0, q4_1) use the GGUF byte layout and 32-element blocks; element counts
+ *    handed to block kernels must be multiples of KVK_BLOCK (callers check, kernels assume);
+ *  - the implementation is chosen once at first use: AVX2+FMA+F16C on x86_64 when the CPU has it,
+ *    NEON on arm64, portable scalar C everywhere else. Setting the environment variable
+ *    KVK_FORCE_SCALAR=1 before first use, or calling kvk_set_force_scalar(1) at any time, selects the
+ *    scalar path (tests use this to cover both paths).
+ */
+#ifndef CKVKERNELS_H
+#define CKVKERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- dispatch */
+
+/** Instruction sets a kernel family can run on. */
+typedef enum kvk_isa {
+    KVK_ISA_SCALAR = 0,
+    KVK_ISA_AVX2 = 1, /* AVX2 + FMA + F16C */
+    KVK_ISA_NEON = 2
+} kvk_isa;
+
+/** The ISA the kernels currently use (after KVK_FORCE_SCALAR / kvk_set_force_scalar). */
+kvk_isa kvk_active_isa(void);
+/** The best ISA this CPU supports, ignoring any forcing. */
+kvk_isa kvk_best_isa(void);
+/** 1 forces the scalar path for every later call, 0 returns to the best ISA. Thread-safe (atomic). */
+void kvk_set_force_scalar(int force);
+
+/* ---------------------------------------------------------------- element types */
+
+/** Element types of tensors, caches and weights. Values equal GGML's type ids for the shared ones. */
+typedef enum kvk_type {
+    KVK_F32 = 0,
+    KVK_F16 = 1,
+    KVK_Q4_0 = 2,
+    KVK_Q4_1 = 3,
+    KVK_Q8_0 = 8,
+    KVK_BF16 = 30
+} kvk_type;
+
+#define KVK_BLOCK 32
+
+/** GGUF block_q8_0: fp16 scale d, 32 signed bytes; x = d * q. 34 bytes. */
+typedef struct kvk_block_q8_0 { uint16_t d; int8_t qs[KVK_BLOCK]; } kvk_block_q8_0;
+/** GGUF block_q4_0: fp16 scale d, 16 bytes of nibbles; element i<16 is the low nibble of qs[i],
+ *  element i+16 the high nibble; x = d * (q - 8). 18 bytes. */
+typedef struct kvk_block_q4_0 { uint16_t d; uint8_t qs[KVK_BLOCK / 2]; } kvk_block_q4_0;
+/** GGUF block_q4_1: fp16 scale d and min m, nibbles as q4_0; x = d * q + m. 20 bytes. */
+typedef struct kvk_block_q4_1 { uint16_t d; uint16_t m; uint8_t qs[KVK_BLOCK / 2]; } kvk_block_q4_1;
+
+/** Bytes used by n elements of type t (n a multiple of KVK_BLOCK for block types). */
+size_t kvk_row_bytes(kvk_type t, size_t n);
+
+/* ---------------------------------------------------------------- basic f32 */
+
+/** sum_i a[i] * b[i], accumulated in f32 lanes. */
+float kvk_dot_f32(const float *a, const float *b, size_t n);
+/** y[i] += alpha * x[i]. */
+void kvk_axpy_f32(float alpha, const float *x, float *y, size_t n);
+/** x[i] *= alpha. */
+void kvk_scale_f32(float alpha, float *x, size_t n);
+/** sum_i x[i] (used by the benchmark as the same-run read-bandwidth reference). */
+float kvk_sum_f32(const float *x, size_t n);
+
+/* ---------------------------------------------------------------- conversion */
+
+void kvk_f16_to_f32(const uint16_t *src, float *dst, size_t n);
+/** Round to nearest even; overflow gives +-inf, NaN stays NaN. */
+void kvk_f32_to_f16(const float *src, uint16_t *dst, size_t n);
+void kvk_bf16_to_f32(const uint16_t *src, float *dst, size_t n);
+/** Round to nearest even; NaN stays NaN. */
+void kvk_f32_to_bf16(const float *src, uint16_t *dst, size_t n);
+
+/** Quantizes n f32 values (n % 32 == 0) into blocks of type t (Q8_0, Q4_0 or Q4_1), rounding as GGML's
+ *  reference quantizers do. For F32/F16/BF16 it converts. */
+void kvk_quantize(kvk_type t, const float *src, void *dst, size_t n);
+/** Dequantizes / converts n elements of type t to f32. */
+void kvk_dequantize(kvk_type t, const void *src, float *dst, size_t n);
+
+/* ---------------------------------------------------------------- attention building blocks */
+
+/** Scores of one query against n keys of head dim d:
+ *  out[j] = scale * dot(q, key_j), key_j at (const char *)keys + j * key_stride bytes, stored as t
+ *  (F32, F16, BF16, Q8_0, Q4_0; d % 32 == 0 for block types). */
+void kvk_scores(kvk_type t, const float *q, const void *keys, size_t key_stride, size_t n, size_t d,
+                float scale, float *out);
+/** Weighted sum of n value rows: out[i] += sum_j w[j] * value_j[i], value_j at
+ *  (const char *)values + j * value_stride bytes, stored as t (same types as kvk_scores). */
+void kvk_weighted_sum(kvk_type t, const float *w, const void *values, size_t value_stride, size_t n,
+                      size_t d, float *out);
+
+/* ---------------------------------------------------------------- matrix products */
+
+/** y[r] = dot(W_r, x) for r in 0..<rows; W row-major with rows of `cols` elements of type wt
+ *  (F32, F16, BF16, Q8_0, Q4_0, Q4_1; cols % 32 == 0 for block types), rows packed back to back. */
+void kvk_matvec(kvk_type wt, const void *w, size_t rows, size_t cols, const float *x, float *y);
+/** Y[i][r] = dot(W_r, X[i]) for i in 0..<n: X is n x cols (row stride cols), Y is n x rows
+ *  (row stride ldy >= rows). Same weight types as kvk_matvec; reads each weight row once per tile. */
+void kvk_matmul(kvk_type wt, const void *w, size_t rows, size_t cols, const float *x, size_t n,
+                float *y, size_t ldy);
+
+/* ---------------------------------------------------------------- activations, norms, RoPE */
+
+/** y[i] = x[i] / sqrt(mean(x^2) + eps) * weight[i]; y may equal x. */
+void kvk_rmsnorm(const float *x, const float *weight, float *y, size_t n, float eps);
+/** out[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + exp(-g)); out may alias gate or up. */
+void kvk_silu_mul(const float *gate, const float *up, float *out, size_t n);
+/** In-place numerically stable softmax (subtracts the max); returns the sum of exp before normalizing.
+ *  Entries equal to -INFINITY get probability 0. */
+float kvk_softmax(float *x, size_t n);
+
+/** RoPE pairings. NEOX: dims i and i + d/2 form a pair ("rotate half", as HF Llama applies it to its
+ *  own weights). NORM: dims 2i and 2i+1 form a pair (interleaved; what llama.cpp applies to GGUF llama
+ *  weights, whose q/k rows the converter permuted so that both give the same attention scores). */
+typedef enum kvk_rope_pairing { KVK_ROPE_NEOX = 0, KVK_ROPE_NORM = 1 } kvk_rope_pairing;
+
+/** Rotates `rows` rows in place. Row r starts at x + r * row_stride (floats) and holds `heads`
+ *  consecutive head vectors of length d, all rotated with position positions[r]:
+ *  angle_i = positions[r] * inv_freq[i] for i < d/2, computed in f32 like HF (cos/sin of the f32 angle).
+ *  NEOX: (x_i, x_{i+d/2}) -> (x_i cos - x_{i+d/2} sin, x_{i+d/2} cos + x_i sin). NORM uses (x_{2i}, x_{2i+1}). */
+void kvk_rope(float *x, size_t rows, size_t heads, size_t d, size_t row_stride, const int32_t *positions,
+              const float *inv_freq, kvk_rope_pairing pairing);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CKVKERNELS_H */

@@ -1,0 +1,5 @@
+import XCTest
+
+final class KVModelTestsPlaceholder: XCTestCase {
+    func testBuilds() {}
+}
