@@ -110,6 +110,21 @@ void kvk_matvec(kvk_type wt, const void *w, size_t rows, size_t cols, const floa
 void kvk_matmul(kvk_type wt, const void *w, size_t rows, size_t cols, const float *x, size_t n,
                 float *y, size_t ldy);
 
+/* ---------------------------------------------------------------- fast path: int8 activations */
+
+/** An activation block for the fast (llama.cpp-style) path: f32 scale d, f32 sum s = d * sum(qs)
+ *  (what q4_1's min term needs), 32 signed bytes; x ~= d * q. 40 bytes. */
+typedef struct kvk_block_q8_act { float d; float s; int8_t qs[KVK_BLOCK]; } kvk_block_q8_act;
+
+/** Quantizes n activations (n % 32 == 0) to q8_act blocks (d = max|x| / 127, round to nearest). */
+void kvk_quantize_act(const float *x, kvk_block_q8_act *out, size_t n);
+/** y[r] = dot(W_r, xq) with integer block dot products; wt in Q8_0, Q4_0, Q4_1 (cols % 32 == 0). */
+void kvk_matvec_q8act(kvk_type wt, const void *w, size_t rows, size_t cols, const kvk_block_q8_act *xq,
+                      float *y);
+/** Batched form: Y[i][r] = dot(W_r, Xq[i]) for i in 0..<n, Xq rows of cols/32 blocks, Y row stride ldy. */
+void kvk_matmul_q8act(kvk_type wt, const void *w, size_t rows, size_t cols, const kvk_block_q8_act *xq,
+                      size_t n, float *y, size_t ldy);
+
 /* ---------------------------------------------------------------- activations, norms, RoPE */
 
 /** y[i] = x[i] / sqrt(mean(x^2) + eps) * weight[i]; y may equal x. */
