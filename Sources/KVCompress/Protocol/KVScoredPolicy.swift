@@ -1,0 +1,57 @@
+/// A policy made of a ``KVScorer`` (which entries matter) and a ``KVSelector`` (how many stay per
+/// layer and head), evicting on a ``KVSchedule``. Conforming types declare the three properties and
+/// get both hooks for free:
+///
+/// - prefill: the scorer observes every chunk; after the last chunk the layer is scored, the
+///   selector picks rows per head and the rest is evicted;
+/// - decode (``KVSchedule/prefillAndDecode`` only): the scorer observes the step, and every head
+///   over its capacity is cut back to it by top-k of fresh scores.
+public protocol KVScoredPolicy: KVCachePolicy where State == KVScoredState<Scorer.State> {
+    /// The scorer type.
+    associatedtype Scorer: KVScorer
+    /// The selector type.
+    associatedtype Selector: KVSelector
+    /// Scores entries.
+    var scorer: Scorer { get }
+    /// Chooses how many and which entries stay.
+    var selector: Selector { get }
+    /// When to evict (default ``KVSchedule/prefill``).
+    var schedule: KVSchedule { get }
+}
+
+extension KVScoredPolicy {
+    /// Default: compress once after the prompt.
+    public var schedule: KVSchedule { .prefill }
+
+    /// Fresh scorer state and unbounded capacities.
+    public func makeState(shape: KVModelShape) -> KVScoredState<Scorer.State> {
+        KVScoredState(scorer: scorer.makeState(shape: shape), layers: shape.layers, kvHeads: shape.kvHeads)
+    }
+
+    /// Observes the chunk; scores and evicts after the last one.
+    public func afterPrefill(_ context: KVLayerContext, state: inout KVScoredState<Scorer.State>) throws(KVError) {
+        try scorer.observe(context, state: &state.scorer)
+        guard context.isLastChunk else { return }
+        let scores = try scorer.scores(context, state: &state.scorer)
+        KVSelection.apply(selector.select(scores, context: context), context: context)
+        if schedule == .prefillAndDecode {
+            let fixed = selector.decodeCapacity(context: context)
+            for m in 0..<context.shape.kvHeads {
+                state.capacity[context.layer][m] = fixed ?? context.count(head: m)
+            }
+        }
+    }
+
+    /// Observes the step; with ``KVSchedule/prefillAndDecode`` cuts heads back to their capacity.
+    public func afterDecode(_ context: KVLayerContext, state: inout KVScoredState<Scorer.State>) throws(KVError) {
+        try scorer.observe(context, state: &state.scorer)
+        guard schedule == .prefillAndDecode else { return }
+        let fixed = selector.decodeCapacity(context: context)
+        let counts = context.counts
+        let caps = counts.indices.map { state.capacity[context.layer][$0] ?? fixed }
+        guard counts.indices.contains(where: { caps[$0].map { counts[$0] > $0 } ?? false }) else { return }
+        let scores = try scorer.scores(context, state: &state.scorer)
+        let keep = counts.indices.map { caps[$0].map { min($0, counts[$0]) } ?? counts[$0] }
+        KVSelection.apply(KVSelection.topK(scores, keep: keep, context: context), context: context)
+    }
+}
