@@ -65,13 +65,14 @@ struct SyntheticPrompt {
     /// Runs a policy over the prompt in chunks (append a chunk to every layer, then the hook per
     /// layer), returning the compressor.
     @discardableResult
-    func prefill<P: KVCachePolicy>(_ policy: P, cache: KVCache, chunk: Int? = nil) throws -> KVCompressor {
+    func prefill<P: KVCachePolicy>(_ policy: P, cache: KVCache, chunk: Int? = nil, prompt: Int? = nil) throws -> KVCompressor {
         let compressor = try KVCompressor(policy: policy, cache: cache, shape: shape)
-        try prefill(compressor, chunk: chunk)
+        try prefill(compressor, chunk: chunk, prompt: prompt)
         return compressor
     }
 
-    func prefill(_ compressor: KVCompressor, chunk: Int? = nil) throws {
+    func prefill(_ compressor: KVCompressor, chunk: Int? = nil, prompt: Int? = nil) throws {
+        let length = prompt ?? self.length
         let c = chunk ?? length
         let qw = shape.heads * shape.headDim
         var start = 0
@@ -95,6 +96,23 @@ struct SyntheticPrompt {
                 }
             }
             start = end
+        }
+    }
+
+    /// Decodes token `t` (its key/value appended at `position`, default its own position).
+    func decode(_ compressor: KVCompressor, token t: Int, position: Int32? = nil) throws {
+        let w = shape.kvHeads * shape.headDim
+        let qw = shape.heads * shape.headDim
+        let pos = position ?? positions[t]
+        for l in 0..<shape.layers {
+            try compressor.cache.append(layer: l, keys: Array(keys[l][(t * w)..<(t * w + w)]),
+                                        values: Array(values[l][(t * w)..<(t * w + w)]), positions: [pos])
+            try queries[l].withUnsafeBufferPointer { q in
+                try preQueries[l].withUnsafeBufferPointer { pq in
+                    try compressor.afterDecode(layer: l, query: q.baseAddress! + t * qw,
+                                               preRoPEQuery: pq.baseAddress! + t * qw, position: pos)
+                }
+            }
         }
     }
 

@@ -49,9 +49,9 @@ extension KVScoredPolicy {
         let fixed = selector.decodeCapacity(context: context)
         let counts = context.counts
         let caps = counts.indices.map { state.capacity[context.layer][$0] ?? fixed }
-        guard counts.indices.contains(where: { caps[$0].map { counts[$0] > $0 } ?? false }) else { return }
+        let keep = counts.indices.map { m in caps[m].map { cap in min(cap, counts[m]) } ?? counts[m] }
+        guard keep != counts else { return }
         let scores = try scorer.scores(context, state: &state.scorer)
-        let keep = counts.indices.map { caps[$0].map { min($0, counts[$0]) } ?? counts[$0] }
         KVSelection.apply(KVSelection.topK(scores, keep: keep, context: context), context: context)
     }
 }
