@@ -28,24 +28,28 @@ final class SelectionTests: XCTestCase {
         let r051 = try PyramidSelector(budget: .compressionRatio(0.51))
         XCTAssertEqual(r051.layerBudget(layer: 0, layers: 30, length: 1510, cache: cache),
                        Int((1510 * (1 - 0.51)).rounded(.toNearestOrEven)))
-        // A real pyramid (L(1-r) >= 1280): reference formula in double, written out here.
-        let L = 10000.0, r = 0.5, w = 64.0, beta = 20.0, NL = 30.0
-        let mcp = w + L * (1 - r)
-        var minN = (mcp - w) / beta, maxN = 2 * (mcp - w) - minN
-        if maxN >= L - w { maxN = L - w; minN = 2 * (mcp - w) - maxN }
-        XCTAssertTrue(L >= maxN && maxN >= minN && minN >= w)
-        var total = 0
-        for l in 0..<30 {
-            let want = Int((maxN - Double(l) * (maxN - minN) / (NL - 1)).rounded(.toNearestOrEven))
-            let got = r05.layerBudget(layer: l, layers: 30, length: 10000, cache: cache)
-            XCTAssertEqual(got, want)
-            total += got
+        // Real pyramids: the reference formula in double, written out here.
+        for (length, r) in [(10000, 0.5), (4000, 0.3), (3000, 0.45)] {
+            let sel = try PyramidSelector(budget: .compressionRatio(r))
+            let L = Double(length), w = 64.0, beta = 20.0, NL = 30.0
+            let mcp = w + L * (1 - r)
+            var minN = (mcp - w) / beta, maxN = 2 * (mcp - w) - minN
+            if maxN >= L - w { maxN = L - w; minN = 2 * (mcp - w) - maxN }
+            XCTAssertTrue(L >= maxN && maxN >= minN && minN >= w)
+            var total = 0
+            for l in 0..<30 {
+                let want = Int((maxN - Double(l) * (maxN - minN) / (NL - 1)).rounded(.toNearestOrEven))
+                let got = sel.layerBudget(layer: l, layers: 30, length: length, cache: cache)
+                XCTAssertEqual(got, want)
+                total += got
+            }
+            XCTAssertGreaterThan(sel.layerBudget(layer: 0, layers: 30, length: length, cache: cache),
+                                 sel.layerBudget(layer: 29, layers: 30, length: length, cache: cache))
+            XCTAssertEqual(Double(total) / 30, L * (1 - r), accuracy: 1)
+            // One layer: steps = 0.
+            XCTAssertEqual(sel.layerBudget(layer: 0, layers: 1, length: length, cache: cache),
+                           Int(maxN.rounded(.toNearestOrEven)))
         }
-        XCTAssertGreaterThan(r05.layerBudget(layer: 0, layers: 30, length: 10000, cache: cache),
-                             r05.layerBudget(layer: 29, layers: 30, length: 10000, cache: cache))
-        XCTAssertEqual(Double(total) / 30, 5000, accuracy: 1)
-        // One layer: steps = 0.
-        XCTAssertEqual(r05.layerBudget(layer: 0, layers: 1, length: 10000, cache: cache), Int(maxN.rounded(.toNearestOrEven)))
     }
 
     func testTieBreakPrefersLargerPosition() {

@@ -42,10 +42,11 @@ extension KVScoredPolicy {
         }
     }
 
-    /// Observes the step; with ``KVSchedule/prefillAndDecode`` cuts heads back to their capacity.
+    /// With ``KVSchedule/prefillAndDecode``: observes the step and cuts heads back to their capacity
+    /// (with ``KVSchedule/prefill`` it does nothing, so decoding costs nothing extra).
     public func afterDecode(_ context: KVLayerContext, state: inout KVScoredState<Scorer.State>) throws(KVError) {
+        guard schedule == .prefillAndDecode else { return }  // nothing will be selected: skip observing
         try scorer.observe(context, state: &state.scorer)
-        guard schedule == .prefillAndDecode else { return }
         let fixed = selector.decodeCapacity(context: context)
         let counts = context.counts
         let caps = counts.indices.map { state.capacity[context.layer][$0] ?? fixed }

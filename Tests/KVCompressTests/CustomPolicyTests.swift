@@ -1,0 +1,47 @@
+import XCTest
+import KVCompress
+
+// The custom policy of the "Writing a custom policy" article, verbatim: keep the first `sinks`
+// entries and, among the others, the ones whose values have the largest L2 norm.
+
+/// Scores entries by the L2 norm of their values; the first `sinks` rows always rank first.
+struct ValueNormScorer: KVStatelessScorer {
+    var sinks = 4
+
+    func scores(_ context: KVLayerContext) -> KVScores {
+        let cache = context.cache
+        return KVScores(heads: (0..<context.shape.kvHeads).map { head in
+            (0..<context.count(head: head)).map { row in
+                if row < sinks { return .infinity }
+                let v = cache.value(layer: context.layer, head: head, row: row)
+                return v.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            }
+        })
+    }
+}
+
+/// Value-norm eviction after the prompt, with any budget.
+struct ValueNormPolicy: KVScoredPolicy {
+    let scorer = ValueNormScorer()
+    let selector: UniformSelector
+
+    init(budget: KVBudget) throws(KVError) {
+        selector = try UniformSelector(budget: budget)
+    }
+}
+
+final class CustomPolicyTests: XCTestCase {
+    func testUserWrittenPolicy() throws {
+        let shape = SyntheticPrompt.shape(layers: 2, heads: 4, kvHeads: 2, headDim: 32)
+        let p = SyntheticPrompt(shape: shape, length: 50, seed: 12)
+        let cache = p.makeCache()
+        try p.prefill(ValueNormPolicy(budget: .compressionRatio(0.6)), cache: cache)
+        for l in 0..<2 {
+            for m in 0..<2 {
+                let ref = (0..<50).map { $0 < 4 ? Double.infinity : norm(p.value(l, $0, m)) }
+                XCTAssertEqual(cache.keptPositions(layer: l)[m], referenceTopK(ref, 20))
+            }
+        }
+        XCTAssertThrowsError(try ValueNormPolicy(budget: .compressionRatio(2)))
+    }
+}
