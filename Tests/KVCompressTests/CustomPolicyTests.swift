@@ -45,3 +45,21 @@ final class CustomPolicyTests: XCTestCase {
         XCTAssertThrowsError(try ValueNormPolicy(budget: .compressionRatio(2)))
     }
 }
+
+final class CompressLayerTests: XCTestCase {
+    /// `compressLayer` on one layer gives the same kept positions as the full compressor run.
+    func testCompressLayerMatchesCompressor() throws {
+        let shape = SyntheticPrompt.shape(layers: 2, heads: 4, kvHeads: 2, headDim: 32)
+        let p = SyntheticPrompt(shape: shape, length: 70, seed: 13)
+        let viaCompressor = p.makeCache()
+        try p.prefill(SnapKV(compressionRatio: 0.5, window: 8), cache: viaCompressor)
+        let direct = p.makeCache()
+        p.append(0..<70, to: direct)
+        for l in 0..<2 {
+            let kept = try withContext(p, cache: direct, layer: l) { ctx in
+                try SnapKV(compressionRatio: 0.5, window: 8).compressLayer(ctx)
+            }
+            XCTAssertEqual(kept, viaCompressor.keptPositions(layer: l))
+        }
+    }
+}
