@@ -11,6 +11,8 @@ extension KVCache {
     /// instead of the original sequence position.
     ///
     /// - Parameters:
+    ///   - layer: the layer.
+    ///   - head: the KV head.
     ///   - newPositions: one per entry, strictly increasing, non-negative.
     ///   - inverseFrequencies: the host's RoPE inverse frequencies (`headDim / 2`).
     ///   - pairing: the host's RoPE pairing.

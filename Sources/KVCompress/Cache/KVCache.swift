@@ -7,7 +7,7 @@
 /// (default), `bf16`, and the block types `q8_0` / `q4_0` (head dimension a multiple of 32).
 ///
 /// A host drives it per layer: ``append(layer:keys:values:positions:count:)`` the new tokens' keys and
-/// values, run attention over ``headViews(layer:)`` (or ``attend(layer:query:heads:output:pool:)``),
+/// values, run attention over ``headViews(layer:)`` (or ``attend(layer:query:heads:output:scale:pool:)``),
 /// then let a policy evict with ``retain(layer:head:indices:)`` (usually through ``KVCompressor``).
 ///
 /// Memory: ``byteCount`` = ``totalEntries`` x ``bytesPerEntry`` + ``metadataBytes``. After an eviction
@@ -76,11 +76,13 @@ public final class KVCache {
     /// Appends `count` tokens to every KV head of `layer`, converting from f32 to the storage types.
     ///
     /// - Parameters:
+    ///   - layer: the layer.
     ///   - keys: f32, token `t`, KV head `m` at `keys + (t * kvHeads + m) * headDim` (what a forward
     ///     pass produces: post-RoPE keys, `[token][kvHead][headDim]`).
     ///   - values: same layout as `keys`.
     ///   - positions: the original position of each token; must be strictly increasing and larger
     ///     than every position already stored in that layer.
+    ///   - count: tokens to append.
     /// - Throws: `KVError.invalidParameter` when the positions are not increasing (nothing is appended).
     /// - Complexity: O(count x kvHeads x headDim), amortized.
     public func append(layer: Int, keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
@@ -128,7 +130,7 @@ public final class KVCache {
 
     /// Views of every KV head of `layer`, for the ``Attention`` kernels.
     ///
-    /// The views point into the cache's storage: they are valid only until the next mutation of
+    /// Each view is a KVCore `KVHeadView` for the `Attention` kernels. The views point into the cache's storage: they are valid only until the next mutation of
     /// this cache (append, retain, reposition, removeAll) and while the cache is alive.
     public func headViews(layer: Int) -> [KVHeadView] {
         precondition(layer >= 0 && layer < layers, "layer \(layer) out of 0..<\(layers)")

@@ -1,5 +1,5 @@
 /// Attention probabilities of a block of queries over one layer's cache rows, as
-/// ``Attention/observe`` produces them.
+/// `Attention.observe` produces them.
 ///
 /// Entry (query head `h`, query `t`, row `j`) is the softmax weight of query `t` of head `h` on row
 /// `j` of KV head `h / groupSize`; rows at positions after the query's position are exactly 0.

@@ -46,14 +46,17 @@ public final class KVCompressor {
     /// Runs the policy's prefill hook for one layer after its attention over a chunk.
     ///
     /// - Parameters:
+    ///   - layer: the layer whose attention just ran.
     ///   - queries: post-RoPE f32 queries of the chunk, token `t` head `h` at
     ///     `queries + t * queryTokenStride + h * headDim`.
     ///   - preRoPEQueries: the same queries before RoPE (needed by ExpectedAttention), or nil.
+    ///   - queryTokenStride: floats between consecutive tokens of `queries` (>= heads x headDim).
     ///   - positions: the chunk's positions.
     ///   - count: tokens in the chunk.
     ///   - totalLength: tokens processed so far, the chunk included.
     ///   - isFirstChunk: the chunk starts the sequence.
     ///   - isLastChunk: the chunk ends the prompt (prefill policies compress here).
+    ///   - pool: thread pool for attention probes (nil: the calling thread).
     public func afterPrefill(layer: Int, queries: UnsafePointer<Float>, preRoPEQueries: UnsafePointer<Float>?,
                              queryTokenStride: Int, positions: UnsafePointer<Int32>, count: Int, totalLength: Int,
                              isFirstChunk: Bool, isLastChunk: Bool, pool: ThreadPool? = nil) throws(KVError) {
@@ -66,9 +69,11 @@ public final class KVCompressor {
 
     /// Runs the policy's decode hook for one layer after its attention for one token.
     /// - Parameters:
+    ///   - layer: the layer whose attention just ran.
     ///   - query: post-RoPE f32 query `[heads][headDim]`.
     ///   - preRoPEQuery: the query before RoPE, or nil.
     ///   - position: the token's position; the sequence length is taken as `position + 1`.
+    ///   - pool: thread pool for attention probes (nil: the calling thread).
     public func afterDecode(layer: Int, query: UnsafePointer<Float>, preRoPEQuery: UnsafePointer<Float>?,
                             position: Int32, pool: ThreadPool? = nil) throws(KVError) {
         var p = position
