@@ -128,7 +128,7 @@ public final class KVCache {
 
     // MARK: - Views and queries
 
-    /// Views of every KV head of `layer`, for the ``Attention`` kernels.
+    /// Views of every KV head of `layer`, for the `Attention` kernels.
     ///
     /// Each view is a KVCore `KVHeadView` for the `Attention` kernels. The views point into the cache's storage: they are valid only until the next mutation of
     /// this cache (append, retain, reposition, removeAll) and while the cache is alive.
