@@ -157,3 +157,44 @@ final class KVCacheTests: XCTestCase {
         }
     }
 }
+
+final class KVCacheStressTests: XCTestCase {
+    /// Random appends and evictions (front-heavy, back-heavy, scattered) against a plain model.
+    func testRandomAppendsAndEvictionsKeepContentAligned() throws {
+        let d = 8
+        let cache = try KVCache(layers: 1, kvHeads: 1, headDim: d, elementType: .f32)
+        var model: [(pos: Int32, key: [Float], value: [Float])] = []
+        var rng = SplitMix64(seed: 21)
+        var next: Int32 = 0
+        for step in 0..<400 {
+            let n = Int.random(in: 1...12, using: &rng)
+            var ks: [Float] = [], vs: [Float] = [], ps: [Int32] = []
+            for _ in 0..<n {
+                let k = (0..<d).map { _ in Float.random(in: -1...1, using: &rng) }
+                let v = (0..<d).map { _ in Float.random(in: -1...1, using: &rng) }
+                ks += k; vs += v; ps.append(next)
+                model.append((next, k, v))
+                next += Int32.random(in: 1...3, using: &rng)
+            }
+            try cache.append(layer: 0, keys: ks, values: vs, positions: ps)
+            let c = model.count
+            var keep: [Int]
+            switch step % 4 {
+            case 0: keep = Array(0..<min(2, c)) + Array(min(2, c) + min(n, c - min(2, c))..<c)  // streaming-like front eviction
+            case 1: keep = Array(0..<max(0, c - n / 2))                                          // drop newest
+            case 2: keep = (0..<c).filter { _ in Bool.random(using: &rng) || c < 20 }              // scattered
+            default: keep = Array(0..<c)
+            }
+            keep.shuffle(using: &rng)
+            cache.retain(layer: 0, head: 0, indices: keep)
+            model = keep.sorted().map { model[$0] }
+            XCTAssertEqual(cache.positions(layer: 0, head: 0), model.map(\.pos))
+            XCTAssertEqual(cache.byteCount, model.count * cache.bytesPerEntry + cache.metadataBytes)
+            for j in Set([0, model.count / 2, model.count - 1]) where j >= 0 && j < model.count {
+                XCTAssertEqual(cache.key(layer: 0, head: 0, row: j), model[j].key)
+                XCTAssertEqual(cache.value(layer: 0, head: 0, row: j), model[j].value)
+                XCTAssertEqual(cache.headViews(layer: 0)[0].positions[j], model[j].pos)
+            }
+        }
+    }
+}

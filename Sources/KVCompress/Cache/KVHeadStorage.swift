@@ -3,18 +3,21 @@ import CKVKernels
 /// Owned, growable storage of one KV head of one layer: rows of keys and values in their element
 /// types plus each row's original position, in ascending position order.
 ///
-/// Rows live in three separate allocations (keys, values, positions) of `capacity` rows each.
-/// Appending grows the capacity geometrically; ``retain(_:)`` compacts the kept rows in place and
-/// reallocates to a tight capacity when the row count falls well below it, so evicted memory is
-/// returned to the allocator.
+/// Rows live in three separate allocations (keys, values, positions) of `capacity` rows each; the
+/// live rows are a contiguous range of them. Appending grows the capacity geometrically;
+/// ``retain(sortedIndices:)`` compacts the kept rows in place (moving the cheaper side) and
+/// reallocates to a tight capacity when the row count falls to half the capacity, so evicted memory
+/// is returned to the allocator.
 final class KVHeadStorage {
     let keyType: ElementType
     let valueType: ElementType
     let keyRowBytes: Int
     let valueRowBytes: Int
-    private(set) var keys: UnsafeMutableRawPointer
-    private(set) var values: UnsafeMutableRawPointer
-    private(set) var positions: UnsafeMutablePointer<Int32>
+    /// Allocations of `capacity` rows; live rows are `start ..< start + count`.
+    private var keyAlloc: UnsafeMutableRawPointer
+    private var valueAlloc: UnsafeMutableRawPointer
+    private var positionAlloc: UnsafeMutablePointer<Int32>
+    private var start = 0
     private(set) var count = 0
     private(set) var capacity: Int
 
@@ -28,16 +31,21 @@ final class KVHeadStorage {
         keyRowBytes = keyType.byteCount(elements: headDim)
         valueRowBytes = valueType.byteCount(elements: headDim)
         capacity = Self.minimumCapacity
-        keys = .allocate(byteCount: capacity * keyRowBytes, alignment: Self.alignment)
-        values = .allocate(byteCount: capacity * valueRowBytes, alignment: Self.alignment)
-        positions = .allocate(capacity: capacity)
+        keyAlloc = .allocate(byteCount: capacity * keyRowBytes, alignment: Self.alignment)
+        valueAlloc = .allocate(byteCount: capacity * valueRowBytes, alignment: Self.alignment)
+        positionAlloc = .allocate(capacity: capacity)
     }
 
     deinit {
-        keys.deallocate()
-        values.deallocate()
-        positions.deallocate()
+        keyAlloc.deallocate()
+        valueAlloc.deallocate()
+        positionAlloc.deallocate()
     }
+
+    /// Row 0's key, value and position.
+    var keys: UnsafeMutableRawPointer { keyAlloc + start * keyRowBytes }
+    var values: UnsafeMutableRawPointer { valueAlloc + start * valueRowBytes }
+    var positions: UnsafeMutablePointer<Int32> { positionAlloc + start }
 
     /// Bytes of one entry: key row + value row + its Int32 position.
     var bytesPerEntry: Int { keyRowBytes + valueRowBytes + MemoryLayout<Int32>.size }
@@ -47,7 +55,7 @@ final class KVHeadStorage {
 
     var lastPosition: Int32? { count > 0 ? positions[count - 1] : nil }
 
-    /// Reallocates to exactly `newCapacity` rows (>= count), copying the live rows.
+    /// Reallocates to exactly `newCapacity` rows (>= count), copying the live rows to the front.
     private func reallocate(to newCapacity: Int) {
         precondition(newCapacity >= count)
         let newCap = max(newCapacity, 1)
@@ -57,19 +65,32 @@ final class KVHeadStorage {
         k.copyMemory(from: keys, byteCount: count * keyRowBytes)
         v.copyMemory(from: values, byteCount: count * valueRowBytes)
         p.update(from: positions, count: count)
-        keys.deallocate()
-        values.deallocate()
-        positions.deallocate()
-        keys = k
-        values = v
-        positions = p
+        keyAlloc.deallocate()
+        valueAlloc.deallocate()
+        positionAlloc.deallocate()
+        keyAlloc = k
+        valueAlloc = v
+        positionAlloc = p
         capacity = newCap
+        start = 0
     }
 
-    /// Makes room for `extra` more rows.
+    /// Moves the live rows to the front of the allocation.
+    private func shiftToFront() {
+        guard start > 0 else { return }
+        keyAlloc.copyMemory(from: keys, byteCount: count * keyRowBytes)
+        valueAlloc.copyMemory(from: values, byteCount: count * valueRowBytes)
+        UnsafeMutableRawPointer(positionAlloc).copyMemory(from: positions, byteCount: count * 4)
+        start = 0
+    }
+
+    /// Makes room for `extra` more rows after the last one.
     func reserve(_ extra: Int) {
         let needed = count + extra
-        if needed > capacity {
+        guard start + needed > capacity else { return }
+        if needed <= capacity * 3 / 4 {
+            shiftToFront()   // amortized: happens once per capacity / 4 front evictions
+        } else {
             reallocate(to: max(needed, capacity + capacity / 2, Self.minimumCapacity))
         }
     }
@@ -92,19 +113,47 @@ final class KVHeadStorage {
         }
     }
 
+    private func moveRow(_ src: Int, to dst: Int) {
+        (keys + dst * keyRowBytes).copyMemory(from: keys + src * keyRowBytes, byteCount: keyRowBytes)
+        (values + dst * valueRowBytes).copyMemory(from: values + src * valueRowBytes, byteCount: valueRowBytes)
+        positions[dst] = positions[src]
+    }
+
     /// Keeps the rows at `sortedIndices` (strictly ascending, in range), compacting in place, and
     /// shrinks the allocation when the count falls to half the capacity or below.
-    func retain(sortedIndices: [Int]) {
-        var out = 0
-        for src in sortedIndices {
-            if src != out {
-                (keys + out * keyRowBytes).copyMemory(from: keys + src * keyRowBytes, byteCount: keyRowBytes)
-                (values + out * valueRowBytes).copyMemory(from: values + src * valueRowBytes, byteCount: valueRowBytes)
-                positions[out] = positions[src]
+    ///
+    /// Compaction moves whichever side is cheaper: the kept rows after the first removed one move
+    /// toward the front, or the kept rows before the last removed one move toward the back (then
+    /// the live range starts later). Evicting near the front (a StreamingLLM window) therefore
+    /// costs O(sinks), not O(count).
+    func retain(sortedIndices kept: [Int]) {
+        let removed = count - kept.count
+        guard removed > 0 else { return }
+        // First and last removed rows.
+        var firstRemoved = 0
+        while firstRemoved < kept.count && kept[firstRemoved] == firstRemoved { firstRemoved += 1 }
+        var lastRemoved = count - 1
+        var k = kept.count - 1
+        while k >= 0 && kept[k] == lastRemoved { lastRemoved -= 1; k -= 1 }
+        let moveFront = kept.count - firstRemoved      // kept rows after the first removed one
+        let moveBack = k + 1                           // kept rows before the last removed one
+        if moveBack < moveFront {
+            var w = lastRemoved
+            var i = k
+            while i >= 0 {
+                if kept[i] != w { moveRow(kept[i], to: w) }
+                w -= 1
+                i -= 1
             }
-            out += 1
+            start += removed
+        } else {
+            var w = firstRemoved
+            for i in firstRemoved..<kept.count {
+                if kept[i] != w { moveRow(kept[i], to: w) }
+                w += 1
+            }
         }
-        count = out
+        count = kept.count
         if count <= capacity / 2 && capacity > Self.minimumCapacity {
             reallocate(to: count + max(Self.minimumCapacity, count / 16))
         }
@@ -113,6 +162,7 @@ final class KVHeadStorage {
     /// Drops every row and returns the memory (keeps a minimal allocation).
     func removeAll() {
         count = 0
+        start = 0
         if capacity > Self.minimumCapacity { reallocate(to: Self.minimumCapacity) }
     }
 
