@@ -183,10 +183,13 @@ final class KVCacheStressTests: XCTestCase {
             case 0: keep = Array(0..<min(2, c)) + Array(min(2, c) + min(n, c - min(2, c))..<c)  // streaming-like front eviction
             case 1: keep = Array(0..<max(0, c - n / 2))                                          // drop newest
             case 2: keep = (0..<c).filter { _ in Bool.random(using: &rng) || c < 20 }              // scattered
-            default: keep = Array(0..<c)
+            default:
+                let a = Int.random(in: 0...c, using: &rng), b = Int.random(in: a...min(c, a + 2 * n), using: &rng)
+                keep = Array(0..<a) + Array(b..<c)
+                cache.remove(layer: 0, head: 0, rows: a..<b)
             }
             keep.shuffle(using: &rng)
-            cache.retain(layer: 0, head: 0, indices: keep)
+            if step % 4 != 3 { cache.retain(layer: 0, head: 0, indices: keep) }
             model = keep.sorted().map { model[$0] }
             XCTAssertEqual(cache.positions(layer: 0, head: 0), model.map(\.pos))
             XCTAssertEqual(cache.byteCount, model.count * cache.bytesPerEntry + cache.metadataBytes)

@@ -213,6 +213,16 @@ public final class KVCache {
         s.retain(sortedIndices: sorted)
     }
 
+    /// Evicts the contiguous rows `rows` of one head (e.g. the oldest non-sink entries of a rolling
+    /// window).
+    /// - Precondition: `rows` lies within `0..<count(layer:head:)`.
+    /// - Complexity: O(min(rows before, rows after) x row bytes).
+    public func remove(layer: Int, head: Int, rows: Range<Int>) {
+        let s = self.head(layer, head)
+        precondition(rows.lowerBound >= 0 && rows.upperBound <= s.count, "rows \(rows) out of 0..<\(s.count)")
+        s.remove(rows)
+    }
+
     /// Drops every entry of every layer (a new sequence), returning the memory.
     public func removeAll() {
         for layer in storage { for s in layer { s.removeAll() } }

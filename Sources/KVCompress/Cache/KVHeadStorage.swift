@@ -154,6 +154,26 @@ final class KVHeadStorage {
             }
         }
         count = kept.count
+        shrinkIfSparse()
+    }
+
+    /// Removes the contiguous rows `range`, moving the shorter side: O(min(before, after)) rows.
+    func remove(_ range: Range<Int>) {
+        let n = range.count
+        guard n > 0 else { return }
+        let before = range.lowerBound, after = count - range.upperBound
+        if before <= after {
+            var i = before - 1
+            while i >= 0 { moveRow(i, to: i + n); i -= 1 }
+            start += n
+        } else {
+            for i in range.upperBound..<count { moveRow(i, to: i - n) }
+        }
+        count -= n
+        shrinkIfSparse()
+    }
+
+    private func shrinkIfSparse() {
         if count <= capacity / 2 && capacity > Self.minimumCapacity {
             reallocate(to: count + max(Self.minimumCapacity, count / 16))
         }

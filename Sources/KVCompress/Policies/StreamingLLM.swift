@@ -78,14 +78,17 @@ public struct StreamingLLM: KVCachePolicy {
 
     func evict(_ context: KVLayerContext, head m: Int, keep: Int) throws(KVError) {
         let n = context.count(head: m)
-        guard let rows = keptRows(count: n, keep: keep) else { return }
-        context.cache.retain(layer: context.layer, head: m, indices: rows)
+        guard keep < n else { return }
+        // Rows kept: 0 ..< s and n - (keep - s) ..< n, with s = min(sinks, keep): remove the middle.
+        let s = min(sinks, keep)
+        context.cache.remove(layer: context.layer, head: m, rows: s..<(n - (keep - s)))
         if repositionKeys {
+            let kept = keep
             guard context.shape.ropeInverseFrequencies.count == context.shape.headDim / 2 else {
                 throw .invalidParameter(name: "ropeInverseFrequencies", value: "[]",
                                         expected: "the model's RoPE inverse frequencies (repositionKeys needs them)")
             }
-            context.cache.reposition(layer: context.layer, head: m, to: (0..<rows.count).map { Int32($0) },
+            context.cache.reposition(layer: context.layer, head: m, to: (0..<kept).map { Int32($0) },
                                      inverseFrequencies: context.shape.ropeInverseFrequencies,
                                      pairing: context.shape.ropePairing)
         }
