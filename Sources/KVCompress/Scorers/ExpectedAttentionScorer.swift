@@ -58,17 +58,20 @@ public struct ExpectedAttentionScorer: KVScorer {
         self.epsilon = epsilon
     }
 
-    /// Running query statistics per layer and query head.
+    /// Running query statistics per layer and query head, accumulated around a shift (the first
+    /// counted query of each head) so the covariance does not suffer from cancellation.
     public struct State: Sendable {
         var count: [Int]
-        var sum: [[Double]]      // [layer][h * d + i]
-        var outer: [[Double]]    // [layer][h * d * d + a * d + b], a <= b filled
+        var shift: [[Float]]     // [layer][h * d + i]
+        var sum: [[Double]]      // [layer][h * d + i], of (q - shift)
+        var outer: [[Double]]    // [layer][h * d * d + a * d + b], a <= b filled, of (q - shift)
     }
 
     /// Empty statistics.
     public func makeState(shape: KVModelShape) -> State {
         let d = shape.headDim, H = shape.heads
         return State(count: Array(repeating: 0, count: shape.layers),
+                     shift: Array(repeating: [], count: shape.layers),
                      sum: Array(repeating: [Double](repeating: 0, count: H * d), count: shape.layers),
                      outer: Array(repeating: useCovariance ? [Double](repeating: 0, count: H * d * d) : [], count: shape.layers))
     }
@@ -88,25 +91,40 @@ public struct ExpectedAttentionScorer: KVScorer {
         let d = context.shape.headDim, H = context.shape.heads
         if context.isFirstChunk {
             state.count[l] = 0
+            state.shift[l] = []
             for i in state.sum[l].indices { state.sum[l][i] = 0 }
             for i in state.outer[l].indices { state.outer[l][i] = 0 }
         }
-        var q = [Double](repeating: 0, count: d)
-        for t in 0..<context.tokenCount where context.positions[t] >= sinks {
-            state.count[l] += 1
-            for h in 0..<H {
-                let src = pre + t * context.queryTokenStride + h * d
-                for i in 0..<d { q[i] = Double(src[i]) }
+        let tokens = (0..<context.tokenCount).filter { context.positions[$0] >= sinks }
+        guard let firstToken = tokens.first else { return }
+        if state.shift[l].isEmpty {
+            state.shift[l] = (0..<(H * d)).map { pre[firstToken * context.queryTokenStride + $0] }
+        }
+        let n = tokens.count
+        state.count[l] += n
+        // Per head: the chunk's shifted queries transposed to [d][n], then sums and dot products.
+        var t = [Float](repeating: 0, count: d * n)
+        for h in 0..<H {
+            t.withUnsafeMutableBufferPointer { tb in
+                state.shift[l].withUnsafeBufferPointer { sh in
+                    for (c, tok) in tokens.enumerated() {
+                        let src = pre + tok * context.queryTokenStride + h * d
+                        for i in 0..<d { tb[i * n + c] = src[i] - sh[h * d + i] }
+                    }
+                }
                 state.sum[l].withUnsafeMutableBufferPointer { s in
-                    for i in 0..<d { s[h * d + i] += q[i] }
+                    for i in 0..<d {
+                        var acc = 0.0
+                        for c in 0..<n { acc += Double(tb[i * n + c]) }
+                        s[h * d + i] += acc
+                    }
                 }
                 if useCovariance {
+                    let base = tb.baseAddress!
                     state.outer[l].withUnsafeMutableBufferPointer { o in
-                        let base = h * d * d
                         for a in 0..<d {
-                            let qa = q[a]
-                            let row = base + a * d
-                            for b in a..<d { o[row + b] += qa * q[b] }
+                            let row = h * d * d + a * d
+                            for b in a..<d { o[row + b] += Double(kvk_dot_f32(base + a * n, base + b * n, n)) }
                         }
                     }
                 }
@@ -159,12 +177,13 @@ public struct ExpectedAttentionScorer: KVScorer {
         }
         var muR = [[Float]](), sigmaR = [[Float]]()
         for h in 0..<H {
-            var mu = (0..<d).map { state.sum[l][h * d + $0] / Double(n) }
+            let dev = (0..<d).map { state.sum[l][h * d + $0] / Double(n) }   // mean of (q - shift)
+            var mu = (0..<d).map { Double(state.shift[l][h * d + $0]) + dev[$0] }
             if useCovariance {
                 var sig = [Double](repeating: 0, count: d * d)
                 for a in 0..<d {
                     for b in a..<d {
-                        let v = state.outer[l][h * d * d + a * d + b] / Double(n) - mu[a] * mu[b]
+                        let v = state.outer[l][h * d * d + a * d + b] / Double(n) - dev[a] * dev[b]
                         sig[a * d + b] = v
                         sig[b * d + a] = v
                     }
