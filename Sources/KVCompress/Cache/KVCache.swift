@@ -41,6 +41,13 @@ public final class KVCache {
                       valueType: elementType)
     }
 
+    /// Creates an empty cache for a model shape.
+    /// - Throws: `KVError.invalidParameter` as ``init(layers:kvHeads:headDim:elementType:)``.
+    public convenience init(shape: KVModelShape, elementType: ElementType = .f16) throws(KVError) {
+        try self.init(layers: shape.layers, kvHeads: shape.kvHeads, headDim: shape.headDim,
+                      keyType: elementType, valueType: elementType)
+    }
+
     /// Creates an empty cache with separate key and value element types.
     /// - Throws: `KVError.invalidParameter` as ``init(layers:kvHeads:headDim:elementType:)``.
     public init(layers: Int, kvHeads: Int, headDim: Int, keyType: ElementType,

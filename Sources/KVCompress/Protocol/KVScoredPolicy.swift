@@ -17,11 +17,23 @@ public protocol KVScoredPolicy: KVCachePolicy where State == KVScoredState<Score
     var selector: Selector { get }
     /// When to evict (default ``KVSchedule/prefill``).
     var schedule: KVSchedule { get }
+    /// What happens to entries that are not kept (default ``KVRepresentation/evict``).
+    var representation: KVRepresentation { get }
 }
 
 extension KVScoredPolicy {
     /// Default: compress once after the prompt.
     public var schedule: KVSchedule { .prefill }
+
+    /// Default: evict.
+    public var representation: KVRepresentation { .evict }
+
+    /// Applies a selection with the policy's representation.
+    func commit(_ keep: [[Int]?], context: KVLayerContext) {
+        switch representation {
+        case .evict: KVSelection.apply(keep, context: context)
+        }
+    }
 
     /// Fresh scorer state and unbounded capacities.
     public func makeState(shape: KVModelShape) -> KVScoredState<Scorer.State> {
@@ -33,7 +45,7 @@ extension KVScoredPolicy {
         try scorer.observe(context, state: &state.scorer)
         guard context.isLastChunk else { return }
         let scores = try scorer.scores(context, state: &state.scorer)
-        KVSelection.apply(selector.select(scores, context: context), context: context)
+        commit(selector.select(scores, context: context), context: context)
         if schedule == .prefillAndDecode {
             let fixed = selector.decodeCapacity(context: context)
             for m in 0..<context.shape.kvHeads {
@@ -53,6 +65,6 @@ extension KVScoredPolicy {
         let keep = counts.indices.map { m in caps[m].map { cap in min(cap, counts[m]) } ?? counts[m] }
         guard keep != counts else { return }
         let scores = try scorer.scores(context, state: &state.scorer)
-        KVSelection.apply(KVSelection.topK(scores, keep: keep, context: context), context: context)
+        commit(KVSelection.topK(scores, keep: keep, context: context), context: context)
     }
 }
