@@ -63,3 +63,49 @@ final class CompressLayerTests: XCTestCase {
         }
     }
 }
+
+/// A cross-layer policy: after the prompt, keep a global number of entries across all layers and
+/// heads by Knorm score (one ranking for the whole cache), through the afterPrompt hook.
+struct GlobalKnorm: KVCachePolicy {
+    let totalEntries: Int
+
+    func afterPrefill(_ context: KVLayerContext, state: inout KVNoState) throws(KVError) {}
+
+    func afterPrompt(cache: KVCache, shape: KVModelShape, state: inout KVNoState, pool: ThreadPool?) throws(KVError) {
+        var all: [(score: Float, layer: Int, head: Int, row: Int)] = []
+        for l in 0..<shape.layers {
+            for m in 0..<shape.kvHeads {
+                for j in 0..<cache.count(layer: l, head: m) {
+                    let k = cache.key(layer: l, head: m, row: j)
+                    all.append((-k.reduce(0) { $0 + $1 * $1 }.squareRoot(), l, m, j))
+                }
+            }
+        }
+        let kept = all.sorted { $0.score > $1.score }.prefix(totalEntries)
+        for l in 0..<shape.layers {
+            for m in 0..<shape.kvHeads {
+                cache.retain(layer: l, head: m, indices: kept.filter { $0.layer == l && $0.head == m }.map(\.row))
+            }
+        }
+    }
+}
+
+final class CrossLayerPolicyTests: XCTestCase {
+    func testAfterPromptHookSeesEveryLayer() throws {
+        let shape = SyntheticPrompt.shape(layers: 3, heads: 4, kvHeads: 2, headDim: 32)
+        let p = SyntheticPrompt(shape: shape, length: 40, seed: 14)
+        let cache = p.makeCache()
+        let c = try p.prefill(GlobalKnorm(totalEntries: 50), cache: cache)
+        XCTAssertEqual(cache.totalEntries, 3 * 2 * 40)
+        try c.finishPrefill()
+        XCTAssertEqual(cache.totalEntries, 50)
+        var all: [Double] = []
+        for l in 0..<3 { for m in 0..<2 { for t in 0..<40 { all.append(-norm(p.key(l, t, m))) } } }
+        let threshold = all.sorted(by: >)[49]
+        for l in 0..<3 {
+            for m in 0..<2 {
+                for t in cache.keptPositions(layer: l)[m] { XCTAssertGreaterThanOrEqual(-norm(p.key(l, t, m)), threshold - 1e-5) }
+            }
+        }
+    }
+}

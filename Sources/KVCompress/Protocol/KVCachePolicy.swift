@@ -10,6 +10,7 @@
 /// - ``afterPrefill(_:state:)`` after each layer's attention over a prompt chunk (the cache already
 ///   holds the chunk). Prompt-compressing policies act when ``KVLayerContext/isLastChunk`` is true.
 /// - ``afterDecode(_:state:)`` after each layer's attention for one generated token.
+/// - ``afterPrompt(cache:shape:state:pool:)`` once after the whole prompt (cross-layer decisions).
 ///
 /// A hook evicts by calling ``KVCache/retain(layer:head:indices:)`` on ``KVLayerContext/cache``
 /// for the context's layer only. Most policies are built from a ``KVScorer`` and a ``KVSelector``
@@ -27,6 +28,11 @@ public protocol KVCachePolicy: Sendable {
     /// Called after a layer's attention for one decoded token.
     func afterDecode(_ context: KVLayerContext, state: inout State) throws(KVError)
 
+    /// Called once after the whole prompt went through every layer (the host calls
+    /// ``KVCompressor/finishPrefill(pool:)``): the place for allocators that must see every layer
+    /// before deciding (global budgets across layers). Default: nothing.
+    func afterPrompt(cache: KVCache, shape: KVModelShape, state: inout State, pool: ThreadPool?) throws(KVError)
+
     /// A short name for logs and benchmarks (default: the type name).
     var name: String { get }
 }
@@ -37,6 +43,9 @@ extension KVCachePolicy where State == KVNoState {
 }
 
 extension KVCachePolicy {
+    /// Default: nothing after the prompt.
+    public func afterPrompt(cache: KVCache, shape: KVModelShape, state: inout State, pool: ThreadPool?) throws(KVError) {}
+
     /// Default: do nothing during decoding.
     public func afterDecode(_ context: KVLayerContext, state: inout State) throws(KVError) {}
 

@@ -11,6 +11,8 @@
 /// try compressor.afterPrefill(layer: l, queries: q, preRoPEQueries: qPre, queryTokenStride: H * d,
 ///                             positions: pos, count: n, totalLength: start + n,
 ///                             isFirstChunk: start == 0, isLastChunk: start + n == promptLength)
+/// // after the last chunk went through every layer:
+/// try compressor.finishPrefill()
 /// // each decode step, for each layer l: append 1 token, cache.attend(...), then
 /// try compressor.afterDecode(layer: l, query: q, preRoPEQuery: qPre, position: p)
 /// ```
@@ -67,6 +69,12 @@ public final class KVCompressor {
         try runner.prefill(context)
     }
 
+    /// Runs the policy's once-per-prompt hook after the last prompt chunk went through every layer
+    /// (cross-layer allocators decide here; per-layer policies already compressed each layer).
+    public func finishPrefill(pool: ThreadPool? = nil) throws(KVError) {
+        try runner.afterPrompt(cache: cache, shape: shape, pool: pool)
+    }
+
     /// Runs the policy's decode hook for one layer after its attention for one token.
     /// - Parameters:
     ///   - layer: the layer whose attention just ran.
@@ -102,6 +110,7 @@ protocol KVPolicyRunner: AnyObject {
     func reset(shape: KVModelShape)
     func prefill(_ context: KVLayerContext) throws(KVError)
     func decode(_ context: KVLayerContext) throws(KVError)
+    func afterPrompt(cache: KVCache, shape: KVModelShape, pool: ThreadPool?) throws(KVError)
 }
 
 final class KVPolicyBox<P: KVCachePolicy>: KVPolicyRunner {
@@ -117,4 +126,7 @@ final class KVPolicyBox<P: KVCachePolicy>: KVPolicyRunner {
     func reset(shape: KVModelShape) { state = policy.makeState(shape: shape) }
     func prefill(_ context: KVLayerContext) throws(KVError) { try policy.afterPrefill(context, state: &state) }
     func decode(_ context: KVLayerContext) throws(KVError) { try policy.afterDecode(context, state: &state) }
+    func afterPrompt(cache: KVCache, shape: KVModelShape, pool: ThreadPool?) throws(KVError) {
+        try policy.afterPrompt(cache: cache, shape: shape, state: &state, pool: pool)
+    }
 }
