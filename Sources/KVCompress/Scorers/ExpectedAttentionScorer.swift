@@ -197,8 +197,7 @@ public struct ExpectedAttentionScorer: KVScorer {
         }
         let invSqrtD = 1 / Float(d).squareRoot()
         let key = UnsafeMutablePointer<Float>.allocate(capacity: d)
-        let tmp = UnsafeMutablePointer<Float>.allocate(capacity: d)
-        defer { key.deallocate(); tmp.deallocate() }
+        defer { key.deallocate() }
         var heads: [[Float]] = []
         var best: Float?
         for m in 0..<shape.kvHeads {
@@ -213,22 +212,27 @@ public struct ExpectedAttentionScorer: KVScorer {
             }
             var score = [Float](repeating: 0, count: rows)
             var z = [Float](repeating: 0, count: nonSink)
+            var projected = [Float](repeating: 0, count: useCovariance ? nonSink * d : 0)
             keys.withUnsafeBufferPointer { kb in
+                guard nonSink > 0 else { return }
+                let k0 = kb.baseAddress!
                 for h in (m * g)..<(m * g + g) {
+                    // z_j = mu' . k_j / sqrt(d)  (+ k_j . (Sigma' k_j) / (2 d)), batched over keys.
                     muR[h].withUnsafeBufferPointer { mu in
-                        for j in 0..<nonSink {
-                            let k = kb.baseAddress! + j * d
-                            var v = kvk_dot_f32(mu.baseAddress!, k, d) * invSqrtD
-                            if useCovariance {
-                                sigmaR[h].withUnsafeBufferPointer { sg in
-                                    for a in 0..<d { tmp[a] = kvk_dot_f32(sg.baseAddress! + a * d, k, d) }
+                        kvk_matvec(KVK_F32, k0, nonSink, d, mu.baseAddress!, &z)
+                    }
+                    for j in 0..<nonSink { z[j] *= invSqrtD }
+                    if useCovariance {
+                        sigmaR[h].withUnsafeBufferPointer { sg in
+                            projected.withUnsafeMutableBufferPointer { y in
+                                kvk_matmul(KVK_F32, sg.baseAddress!, d, d, k0, nonSink, y.baseAddress!, d)
+                                for j in 0..<nonSink {
+                                    z[j] += kvk_dot_f32(k0 + j * d, y.baseAddress! + j * d, d) / Float(d) / 2
                                 }
-                                v += kvk_dot_f32(k, tmp, d) / Float(d) / 2
                             }
-                            z[j] = v
                         }
                     }
-                    if nonSink > 0 { _ = kvk_softmax(&z, nonSink) }
+                    _ = kvk_softmax(&z, nonSink)
                     for j in 0..<nonSink { score[first + j] += z[j] / Float(g) }
                 }
             }
