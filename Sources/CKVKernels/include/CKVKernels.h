@@ -36,6 +36,8 @@ kvk_isa kvk_active_isa(void);
 kvk_isa kvk_best_isa(void);
 /** 1 forces the scalar path for every later call, 0 returns to the best ISA. Thread-safe (atomic). */
 void kvk_set_force_scalar(int force);
+/** 1 when the scalar path is forced (by KVK_FORCE_SCALAR at first use or kvk_set_force_scalar), else 0. */
+int kvk_force_scalar_enabled(void);
 
 /* ---------------------------------------------------------------- element types */
 
@@ -146,6 +148,23 @@ typedef enum kvk_rope_pairing { KVK_ROPE_NEOX = 0, KVK_ROPE_NORM = 1 } kvk_rope_
  *  NEOX: (x_i, x_{i+d/2}) -> (x_i cos - x_{i+d/2} sin, x_{i+d/2} cos + x_i sin). NORM uses (x_{2i}, x_{2i+1}). */
 void kvk_rope(float *x, size_t rows, size_t heads, size_t d, size_t row_stride, const int32_t *positions,
               const float *inv_freq, kvk_rope_pairing pairing);
+
+/* ---------------------------------------------------------------- synchronization helpers */
+
+/* Tiny sequentially consistent atomics on a plain `long` (Swift: UnsafeMutablePointer<Int>) and a
+ * spin-wait hint, for KVCore's ThreadPool (Swift's Synchronization.Atomic needs macOS 15). Not kernels. */
+static inline long kvk_atomic_load(const long *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
+static inline void kvk_atomic_store(long *p, long v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
+/** Adds v and returns the previous value. */
+static inline long kvk_atomic_fetch_add(long *p, long v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+/** A CPU hint for spin-wait loops (pause / yield). */
+static inline void kvk_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__) || defined(__arm__)
+    __asm__ __volatile__("yield");
+#endif
+}
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,132 @@
+/*
+ * Runtime dispatch: the public entry points forward to one function table, chosen once at first
+ * use (thread-safe) from the CPU's features and KVK_FORCE_SCALAR, and switchable at any time with
+ * kvk_set_force_scalar.
+ */
+#include "kvk_internal.h"
+#include <stdatomic.h>
+#include <stdlib.h>
+
+static _Atomic(const kvk_ops *) g_ops = NULL;
+static _Atomic(const kvk_ops *) g_best = NULL;
+static atomic_int g_forced = 0;
+
+static const kvk_ops *detect_best(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+        return &kvk_ops_avx2;
+    return &kvk_ops_scalar;
+#elif defined(__aarch64__)
+    return &kvk_ops_neon; /* Advanced SIMD is mandatory on AArch64. */
+#else
+    return &kvk_ops_scalar;
+#endif
+}
+
+static const kvk_ops *best_ops(void) {
+    const kvk_ops *b = atomic_load_explicit(&g_best, memory_order_acquire);
+    if (b) return b;
+    b = detect_best(); /* idempotent: racing threads compute the same table */
+    atomic_store_explicit(&g_best, b, memory_order_release);
+    return b;
+}
+
+static int env_forces_scalar(void) {
+    const char *v = getenv("KVK_FORCE_SCALAR");
+    return v != NULL && v[0] != '\0' && !(v[0] == '0' && v[1] == '\0');
+}
+
+static const kvk_ops *init_ops(void) {
+    const int forced = env_forces_scalar();
+    const kvk_ops *chosen = forced ? &kvk_ops_scalar : best_ops();
+    const kvk_ops *expected = NULL;
+    /* Only the first initializer wins; a concurrent kvk_set_force_scalar is never overwritten. */
+    if (atomic_compare_exchange_strong_explicit(&g_ops, &expected, chosen, memory_order_acq_rel,
+                                                memory_order_acquire)) {
+        if (forced) atomic_store(&g_forced, 1);
+        return chosen;
+    }
+    return expected;
+}
+
+static inline const kvk_ops *ops(void) {
+    const kvk_ops *o = atomic_load_explicit(&g_ops, memory_order_acquire);
+    if (__builtin_expect(o != NULL, 1)) return o;
+    return init_ops();
+}
+
+kvk_isa kvk_active_isa(void) { return ops()->isa; }
+kvk_isa kvk_best_isa(void) { return best_ops()->isa; }
+
+void kvk_set_force_scalar(int force) {
+    (void)ops(); /* make sure the environment was consulted first, so it cannot override this call */
+    atomic_store(&g_forced, force ? 1 : 0);
+    atomic_store_explicit(&g_ops, force ? &kvk_ops_scalar : best_ops(), memory_order_release);
+}
+
+int kvk_force_scalar_enabled(void) {
+    (void)ops();
+    return atomic_load(&g_forced);
+}
+
+size_t kvk_row_bytes(kvk_type t, size_t n) {
+    switch (t) {
+    case KVK_F32: return n * 4;
+    case KVK_F16:
+    case KVK_BF16: return n * 2;
+    case KVK_Q8_0: return n / KVK_BLOCK * sizeof(kvk_block_q8_0);
+    case KVK_Q4_0: return n / KVK_BLOCK * sizeof(kvk_block_q4_0);
+    case KVK_Q4_1: return n / KVK_BLOCK * sizeof(kvk_block_q4_1);
+    }
+    return 0;
+}
+
+float kvk_dot_f32(const float *a, const float *b, size_t n) { return ops()->dot_f32(a, b, n); }
+void kvk_axpy_f32(float alpha, const float *x, float *y, size_t n) { ops()->axpy_f32(alpha, x, y, n); }
+void kvk_scale_f32(float alpha, float *x, size_t n) { ops()->scale_f32(alpha, x, n); }
+float kvk_sum_f32(const float *x, size_t n) { return ops()->sum_f32(x, n); }
+
+void kvk_f16_to_f32(const uint16_t *src, float *dst, size_t n) { ops()->f16_to_f32(src, dst, n); }
+void kvk_f32_to_f16(const float *src, uint16_t *dst, size_t n) { ops()->f32_to_f16(src, dst, n); }
+void kvk_bf16_to_f32(const uint16_t *src, float *dst, size_t n) { ops()->bf16_to_f32(src, dst, n); }
+void kvk_f32_to_bf16(const float *src, uint16_t *dst, size_t n) { ops()->f32_to_bf16(src, dst, n); }
+void kvk_quantize(kvk_type t, const float *src, void *dst, size_t n) { ops()->quantize(t, src, dst, n); }
+void kvk_dequantize(kvk_type t, const void *src, float *dst, size_t n) { ops()->dequantize(t, src, dst, n); }
+
+void kvk_scores(kvk_type t, const float *q, const void *keys, size_t key_stride, size_t n, size_t d,
+                float scale, float *out) {
+    ops()->scores(t, q, keys, key_stride, n, d, scale, out);
+}
+void kvk_weighted_sum(kvk_type t, const float *w, const void *values, size_t value_stride, size_t n,
+                      size_t d, float *out) {
+    ops()->weighted_sum(t, w, values, value_stride, n, d, out);
+}
+
+void kvk_matvec(kvk_type wt, const void *w, size_t rows, size_t cols, const float *x, float *y) {
+    ops()->matvec(wt, w, rows, cols, x, y);
+}
+void kvk_matmul(kvk_type wt, const void *w, size_t rows, size_t cols, const float *x, size_t n,
+                float *y, size_t ldy) {
+    ops()->matmul(wt, w, rows, cols, x, n, y, ldy);
+}
+
+void kvk_quantize_act(const float *x, kvk_block_q8_act *out, size_t n) { ops()->quantize_act(x, out, n); }
+void kvk_matvec_q8act(kvk_type wt, const void *w, size_t rows, size_t cols, const kvk_block_q8_act *xq,
+                      float *y) {
+    ops()->matvec_q8act(wt, w, rows, cols, xq, y);
+}
+void kvk_matmul_q8act(kvk_type wt, const void *w, size_t rows, size_t cols, const kvk_block_q8_act *xq,
+                      size_t n, float *y, size_t ldy) {
+    ops()->matmul_q8act(wt, w, rows, cols, xq, n, y, ldy);
+}
+
+void kvk_rmsnorm(const float *x, const float *weight, float *y, size_t n, float eps) {
+    ops()->rmsnorm(x, weight, y, n, eps);
+}
+void kvk_silu_mul(const float *gate, const float *up, float *out, size_t n) { ops()->silu_mul(gate, up, out, n); }
+float kvk_softmax(float *x, size_t n) { return ops()->softmax(x, n); }
+void kvk_rope(float *x, size_t rows, size_t heads, size_t d, size_t row_stride, const int32_t *positions,
+              const float *inv_freq, kvk_rope_pairing pairing) {
+    ops()->rope(x, rows, heads, d, row_stride, positions, inv_freq, pairing);
+}
