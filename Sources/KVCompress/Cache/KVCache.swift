@@ -1,0 +1,237 @@
+/// A per-layer, per-KV-head **ragged** KV cache: each head of each layer holds its own rows of keys
+/// and values with each row's original position, so heads and layers may keep different numbers of
+/// tokens and evicting an entry really frees its memory.
+///
+/// Rows are stored in ascending position order. Keys are stored as the host produced them
+/// (post-RoPE at their original positions by default). Element types: `f32` (exact), `f16`
+/// (default), `bf16`, and the block types `q8_0` / `q4_0` (head dimension a multiple of 32).
+///
+/// A host drives it per layer: ``append(layer:keys:values:positions:count:)`` the new tokens' keys and
+/// values, run attention over ``headViews(layer:)`` (or ``attend(layer:query:heads:output:scale:pool:)``),
+/// then let a policy evict with ``retain(layer:head:indices:)`` (usually through ``KVCompressor``).
+///
+/// Memory: ``byteCount`` = ``totalEntries`` x ``bytesPerEntry`` + ``metadataBytes``. After an eviction
+/// leaves a head at half its capacity or less, its storage is reallocated to the kept rows plus a
+/// small headroom, so ``allocatedByteCount`` drops too.
+///
+/// Not thread-safe: one cache belongs to one sequence; mutate it from one thread at a time.
+public final class KVCache {
+    /// Number of layers.
+    public let layers: Int
+    /// KV heads per layer.
+    public let kvHeads: Int
+    /// Dimension of one head vector.
+    public let headDim: Int
+    /// Element type of stored keys.
+    public let keyType: ElementType
+    /// Element type of stored values.
+    public let valueType: ElementType
+
+    let storage: [[KVHeadStorage]]
+
+    /// Bookkeeping bytes charged per (layer, KV head) in ``byteCount``.
+    public static let metadataBytesPerHead = 64
+
+    /// Creates an empty cache whose keys and values use one element type.
+    /// - Throws: `KVError.invalidParameter` for a non-positive shape, or a block type (`q8_0`,
+    ///   `q4_0`, `q4_1`) with `headDim` not a multiple of 32.
+    public convenience init(layers: Int, kvHeads: Int, headDim: Int,
+                            elementType: ElementType = .f16) throws(KVError) {
+        try self.init(layers: layers, kvHeads: kvHeads, headDim: headDim, keyType: elementType,
+                      valueType: elementType)
+    }
+
+    /// Creates an empty cache for a model shape.
+    /// - Throws: `KVError.invalidParameter` as ``init(layers:kvHeads:headDim:elementType:)``.
+    public convenience init(shape: KVModelShape, elementType: ElementType = .f16) throws(KVError) {
+        try self.init(layers: shape.layers, kvHeads: shape.kvHeads, headDim: shape.headDim,
+                      keyType: elementType, valueType: elementType)
+    }
+
+    /// Creates an empty cache with separate key and value element types.
+    /// - Throws: `KVError.invalidParameter` as ``init(layers:kvHeads:headDim:elementType:)``.
+    public init(layers: Int, kvHeads: Int, headDim: Int, keyType: ElementType,
+                valueType: ElementType) throws(KVError) {
+        guard layers >= 1 else { throw .invalidParameter(name: "layers", value: "\(layers)", expected: ">= 1") }
+        guard kvHeads >= 1 else { throw .invalidParameter(name: "kvHeads", value: "\(kvHeads)", expected: ">= 1") }
+        guard headDim >= 1 else { throw .invalidParameter(name: "headDim", value: "\(headDim)", expected: ">= 1") }
+        for (name, t) in [("keyType", keyType), ("valueType", valueType)] {
+            guard headDim % t.blockSize == 0 else {
+                throw .invalidParameter(name: name, value: "\(t)",
+                                        expected: "a type whose block size (\(t.blockSize)) divides headDim \(headDim)")
+            }
+        }
+        self.layers = layers
+        self.kvHeads = kvHeads
+        self.headDim = headDim
+        self.keyType = keyType
+        self.valueType = valueType
+        storage = (0..<layers).map { _ in
+            (0..<kvHeads).map { _ in KVHeadStorage(keyType: keyType, valueType: valueType, headDim: headDim) }
+        }
+    }
+
+    @inline(__always)
+    func head(_ layer: Int, _ head: Int) -> KVHeadStorage {
+        precondition(layer >= 0 && layer < layers, "layer \(layer) out of 0..<\(layers)")
+        precondition(head >= 0 && head < kvHeads, "KV head \(head) out of 0..<\(kvHeads)")
+        return storage[layer][head]
+    }
+
+    // MARK: - Appending
+
+    /// Appends `count` tokens to every KV head of `layer`, converting from f32 to the storage types.
+    ///
+    /// - Parameters:
+    ///   - layer: the layer.
+    ///   - keys: f32, token `t`, KV head `m` at `keys + (t * kvHeads + m) * headDim` (what a forward
+    ///     pass produces: post-RoPE keys, `[token][kvHead][headDim]`).
+    ///   - values: same layout as `keys`.
+    ///   - positions: the original position of each token; must be strictly increasing and larger
+    ///     than every position already stored in that layer.
+    ///   - count: tokens to append.
+    /// - Throws: `KVError.invalidParameter` when the positions are not increasing (nothing is appended).
+    /// - Complexity: O(count x kvHeads x headDim), amortized.
+    public func append(layer: Int, keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
+                       positions: UnsafePointer<Int32>, count: Int) throws(KVError) {
+        precondition(count >= 0, "negative token count")
+        precondition(layer >= 0 && layer < layers, "layer \(layer) out of 0..<\(layers)")
+        guard count > 0 else { return }
+        var last = storage[layer].compactMap(\.lastPosition).max() ?? Int32.min
+        for t in 0..<count {
+            guard positions[t] > last, positions[t] >= 0 else {
+                throw .invalidParameter(name: "positions[\(t)]", value: "\(positions[t])",
+                                        expected: "non-negative, strictly increasing and > \(last) (the last cached position of layer \(layer))")
+            }
+            last = positions[t]
+        }
+        let tokenStride = kvHeads * headDim
+        for m in 0..<kvHeads {
+            let s = storage[layer][m]
+            s.reserve(count)
+            for t in 0..<count {
+                let off = t * tokenStride + m * headDim
+                s.append(key: keys + off, value: values + off, position: positions[t], headDim: headDim)
+            }
+        }
+    }
+
+    /// Array convenience for ``append(layer:keys:values:positions:count:)``.
+    /// - Precondition: `keys.count == values.count == positions.count * kvHeads * headDim`.
+    public func append(layer: Int, keys: [Float], values: [Float], positions: [Int32]) throws(KVError) {
+        let n = positions.count
+        precondition(keys.count == n * kvHeads * headDim && values.count == keys.count,
+                     "keys/values must hold positions.count x kvHeads x headDim floats")
+        try keys.withUnsafeBufferPointer { (k: UnsafeBufferPointer<Float>) throws(KVError) in
+            try values.withUnsafeBufferPointer { (v: UnsafeBufferPointer<Float>) throws(KVError) in
+                try positions.withUnsafeBufferPointer { (p: UnsafeBufferPointer<Int32>) throws(KVError) in
+                    guard n > 0 else { return }
+                    try append(layer: layer, keys: k.baseAddress!, values: v.baseAddress!,
+                               positions: p.baseAddress!, count: n)
+                }
+            }
+        }
+    }
+
+    // MARK: - Views and queries
+
+    /// Views of every KV head of `layer`, for the `Attention` kernels.
+    ///
+    /// Each view is a KVCore `KVHeadView` for the `Attention` kernels. The views point into the cache's storage: they are valid only until the next mutation of
+    /// this cache (append, retain, reposition, removeAll) and while the cache is alive.
+    public func headViews(layer: Int) -> [KVHeadView] {
+        precondition(layer >= 0 && layer < layers, "layer \(layer) out of 0..<\(layers)")
+        return storage[layer].map { $0.view() }
+    }
+
+    /// Number of entries held by one KV head of one layer.
+    public func count(layer: Int, head: Int) -> Int { self.head(layer, head).count }
+
+    /// The original positions of one head's entries, ascending.
+    public func positions(layer: Int, head: Int) -> [Int32] {
+        let s = self.head(layer, head)
+        return Array(UnsafeBufferPointer(start: s.positions, count: s.count))
+    }
+
+    /// Kept positions of every KV head of `layer` (ascending), the form parity fixtures use.
+    public func keptPositions(layer: Int) -> [[Int]] {
+        (0..<kvHeads).map { m in positions(layer: layer, head: m).map { Int($0) } }
+    }
+
+    /// One past the largest position stored in `layer` (0 when empty): where a host that re-positions
+    /// keys inside the cache continues.
+    public func nextPosition(layer: Int) -> Int {
+        precondition(layer >= 0 && layer < layers, "layer \(layer) out of 0..<\(layers)")
+        return storage[layer].compactMap(\.lastPosition).max().map { Int($0) + 1 } ?? 0
+    }
+
+    /// Entries held by every head of every layer.
+    public var totalEntries: Int { storage.reduce(0) { $0 + $1.reduce(0) { $0 + $1.count } } }
+
+    /// Bytes of one entry: a key row, a value row and an `Int32` position.
+    public var bytesPerEntry: Int { storage[0][0].bytesPerEntry }
+
+    /// Fixed bookkeeping bytes: ``metadataBytesPerHead`` per (layer, KV head).
+    public var metadataBytes: Int { layers * kvHeads * Self.metadataBytesPerHead }
+
+    /// Exact bytes of the cached entries plus bookkeeping:
+    /// `totalEntries * bytesPerEntry + metadataBytes`.
+    public var byteCount: Int { totalEntries * bytesPerEntry + metadataBytes }
+
+    /// Bytes actually allocated for rows (capacity including growth headroom) plus bookkeeping.
+    public var allocatedByteCount: Int {
+        storage.reduce(0) { $0 + $1.reduce(0) { $0 + $1.allocatedBytes } } + metadataBytes
+    }
+
+    /// The key of one entry, converted to f32.
+    public func key(layer: Int, head: Int, row: Int) -> [Float] {
+        let s = self.head(layer, head)
+        precondition(row >= 0 && row < s.count, "row \(row) out of 0..<\(s.count)")
+        return [Float](unsafeUninitializedCapacity: headDim) { buf, n in
+            s.key(row, into: buf.baseAddress!, headDim: headDim)
+            n = headDim
+        }
+    }
+
+    /// The value of one entry, converted to f32.
+    public func value(layer: Int, head: Int, row: Int) -> [Float] {
+        let s = self.head(layer, head)
+        precondition(row >= 0 && row < s.count, "row \(row) out of 0..<\(s.count)")
+        return [Float](unsafeUninitializedCapacity: headDim) { buf, n in
+            s.value(row, into: buf.baseAddress!, headDim: headDim)
+            n = headDim
+        }
+    }
+
+    // MARK: - Eviction
+
+    /// Keeps only the given rows of one head (indices into its current rows, any order, no
+    /// duplicates) and frees the others. Kept rows stay in ascending position order.
+    /// - Precondition: every index is in `0..<count(layer:head:)` and appears once.
+    /// - Complexity: O(count x row bytes).
+    public func retain(layer: Int, head: Int, indices: [Int]) {
+        let s = self.head(layer, head)
+        let sorted = indices.sorted()
+        for (i, j) in sorted.enumerated() {
+            precondition(j >= 0 && j < s.count, "row index \(j) out of 0..<\(s.count)")
+            precondition(i == 0 || sorted[i - 1] != j, "row index \(j) appears twice")
+        }
+        if sorted.count == s.count { return }
+        s.retain(sortedIndices: sorted)
+    }
+
+    /// Evicts the contiguous rows `rows` of one head (e.g. the oldest non-sink entries of a rolling
+    /// window).
+    /// - Precondition: `rows` lies within `0..<count(layer:head:)`.
+    /// - Complexity: O(min(rows before, rows after) x row bytes).
+    public func remove(layer: Int, head: Int, rows: Range<Int>) {
+        let s = self.head(layer, head)
+        precondition(rows.lowerBound >= 0 && rows.upperBound <= s.count, "rows \(rows) out of 0..<\(s.count)")
+        s.remove(rows)
+    }
+
+    /// Drops every entry of every layer (a new sequence), returning the memory.
+    public func removeAll() {
+        for layer in storage { for s in layer { s.removeAll() } }
+    }
+}

@@ -1,0 +1,54 @@
+/// A KV-cache compression policy: decides, after each layer's attention, which cache entries of each
+/// KV head stay.
+///
+/// A policy is an immutable, `Sendable` value configured at init (initializers validate their
+/// parameters and throw `KVError.invalidParameter`). Anything that changes while a sequence runs
+/// (accumulated attention, buffered queries, per-head capacities) lives in its ``State``, created
+/// once per sequence by ``makeState(shape:)`` and owned by the host's ``KVCompressor``.
+///
+/// Hooks:
+/// - ``afterPrefill(_:state:)`` after each layer's attention over a prompt chunk (the cache already
+///   holds the chunk). Prompt-compressing policies act when ``KVLayerContext/isLastChunk`` is true.
+/// - ``afterDecode(_:state:)`` after each layer's attention for one generated token.
+/// - ``afterPrompt(cache:shape:state:pool:)`` once after the whole prompt (cross-layer decisions).
+///
+/// A hook evicts by calling ``KVCache/retain(layer:head:indices:)`` on ``KVLayerContext/cache``
+/// for the context's layer only. Most policies are built from a ``KVScorer`` and a ``KVSelector``
+/// through ``KVScoredPolicy``; see "Writing a custom policy" in the documentation.
+public protocol KVCachePolicy: Sendable {
+    /// Mutable per-sequence state (``KVNoState`` when the policy keeps none).
+    associatedtype State = KVNoState
+
+    /// Creates the state for a new sequence.
+    func makeState(shape: KVModelShape) -> State
+
+    /// Called after a layer's prefill attention over a chunk.
+    func afterPrefill(_ context: KVLayerContext, state: inout State) throws(KVError)
+
+    /// Called after a layer's attention for one decoded token.
+    func afterDecode(_ context: KVLayerContext, state: inout State) throws(KVError)
+
+    /// Called once after the whole prompt went through every layer (the host calls
+    /// ``KVCompressor/finishPrefill(pool:)``): the place for allocators that must see every layer
+    /// before deciding (global budgets across layers). Default: nothing.
+    func afterPrompt(cache: KVCache, shape: KVModelShape, state: inout State, pool: ThreadPool?) throws(KVError)
+
+    /// A short name for logs and benchmarks (default: the type name).
+    var name: String { get }
+}
+
+extension KVCachePolicy where State == KVNoState {
+    /// Stateless policies need no per-sequence state.
+    public func makeState(shape: KVModelShape) -> KVNoState { KVNoState() }
+}
+
+extension KVCachePolicy {
+    /// Default: nothing after the prompt.
+    public func afterPrompt(cache: KVCache, shape: KVModelShape, state: inout State, pool: ThreadPool?) throws(KVError) {}
+
+    /// Default: do nothing during decoding.
+    public func afterDecode(_ context: KVLayerContext, state: inout State) throws(KVError) {}
+
+    /// Default: the type name.
+    public var name: String { String(describing: Self.self) }
+}

@@ -1,0 +1,90 @@
+/// What a policy hook sees for one layer: the model shape, the tokens just processed (their queries
+/// and positions), the sequence length so far, and the layer's cache with attention on demand.
+///
+/// A context is only valid during the hook call it is passed to: its pointers belong to the host.
+public struct KVLayerContext {
+    /// The layer index.
+    public let layer: Int
+    /// The model's attention shape and RoPE.
+    public let shape: KVModelShape
+    /// Whether this is a prefill chunk or a decode step.
+    public let phase: KVPhase
+    /// Post-RoPE f32 queries of the tokens just processed: token `t`, head `h` at
+    /// `queries + t * queryTokenStride + h * headDim`.
+    public let queries: UnsafePointer<Float>
+    /// Pre-RoPE queries, same layout (nil when the host cannot provide them; policies that need them
+    /// throw `KVError.invalidParameter`).
+    public let preRoPEQueries: UnsafePointer<Float>?
+    /// Floats between consecutive tokens in ``queries`` (>= heads x headDim).
+    public let queryTokenStride: Int
+    /// Positions of the tokens just processed.
+    public let positions: UnsafePointer<Int32>
+    /// Number of tokens just processed (1 during decode).
+    public let tokenCount: Int
+    /// Tokens of the sequence processed so far, these included (the next token's original position).
+    public let totalLength: Int
+    /// Whether this chunk starts the sequence (prefill only).
+    public let isFirstChunk: Bool
+    /// Whether this chunk ends the prompt: prefill-time policies compress here (prefill only; always
+    /// true for a single-pass prefill).
+    public let isLastChunk: Bool
+    /// The sequence's cache (this layer already holds the new tokens).
+    public let cache: KVCache
+    /// Thread pool for attention probes (nil: caller's thread).
+    public let pool: ThreadPool?
+
+    /// Creates a context (hosts normally let ``KVCompressor`` build it).
+    public init(layer: Int, shape: KVModelShape, phase: KVPhase, queries: UnsafePointer<Float>,
+                preRoPEQueries: UnsafePointer<Float>?, queryTokenStride: Int, positions: UnsafePointer<Int32>,
+                tokenCount: Int, totalLength: Int, isFirstChunk: Bool, isLastChunk: Bool, cache: KVCache,
+                pool: ThreadPool?) {
+        precondition(layer >= 0 && layer < shape.layers, "layer \(layer) out of 0..<\(shape.layers)")
+        precondition(tokenCount >= 1, "a hook needs at least one token")
+        precondition(queryTokenStride >= shape.heads * shape.headDim, "query token stride too small")
+        self.layer = layer
+        self.shape = shape
+        self.phase = phase
+        self.queries = queries
+        self.preRoPEQueries = preRoPEQueries
+        self.queryTokenStride = queryTokenStride
+        self.positions = positions
+        self.tokenCount = tokenCount
+        self.totalLength = totalLength
+        self.isFirstChunk = isFirstChunk
+        self.isLastChunk = isLastChunk
+        self.cache = cache
+        self.pool = pool
+    }
+
+    /// Entries of KV head `head` in this layer.
+    public func count(head: Int) -> Int { cache.count(layer: layer, head: head) }
+
+    /// Entry counts of every KV head of this layer.
+    public var counts: [Int] { (0..<shape.kvHeads).map { count(head: $0) } }
+
+    /// Original positions of KV head `head`'s entries (ascending).
+    public func positions(head: Int) -> [Int32] { cache.positions(layer: layer, head: head) }
+
+    /// Attention probabilities of arbitrary queries (layout as ``queries``) over this layer's rows.
+    /// - Complexity: O(heads x count x rows x headDim) time, heads x count x rows floats of memory;
+    ///   probe large query sets in blocks.
+    public func attention(queries q: UnsafePointer<Float>, count: Int, tokenStride: Int,
+                          positions p: UnsafePointer<Int32>) -> KVAttentionBlock {
+        let stride = max(counts.max() ?? 0, 1)
+        let heads = shape.heads
+        var probs = [Float](repeating: 0, count: heads * count * stride)
+        probs.withUnsafeMutableBufferPointer { out in
+            cache.observe(layer: layer, queries: q, queryCount: count, queryTokenStride: tokenStride,
+                          queryPositions: p, heads: heads, output: out.baseAddress!, outputKeyStride: stride,
+                          pool: pool)
+        }
+        return KVAttentionBlock(probabilities: probs, heads: heads, queryCount: count, keyStride: stride)
+    }
+
+    /// Attention probabilities of this context's tokens `range` over this layer's rows.
+    public func attention(tokens range: Range<Int>) -> KVAttentionBlock {
+        precondition(range.lowerBound >= 0 && range.upperBound <= tokenCount && !range.isEmpty)
+        return attention(queries: queries + range.lowerBound * queryTokenStride, count: range.count,
+                         tokenStride: queryTokenStride, positions: positions + range.lowerBound)
+    }
+}

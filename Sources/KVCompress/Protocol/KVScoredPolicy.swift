@@ -1,0 +1,70 @@
+/// A policy made of a ``KVScorer`` (which entries matter) and a ``KVSelector`` (how many stay per
+/// layer and head), evicting on a ``KVSchedule``. Conforming types declare the three properties and
+/// get both hooks for free:
+///
+/// - prefill: the scorer observes every chunk; after the last chunk the layer is scored, the
+///   selector picks rows per head and the rest is evicted;
+/// - decode (``KVSchedule/prefillAndDecode`` only): the scorer observes the step, and every head
+///   over its capacity is cut back to it by top-k of fresh scores.
+public protocol KVScoredPolicy: KVCachePolicy where State == KVScoredState<Scorer.State> {
+    /// The scorer type.
+    associatedtype Scorer: KVScorer
+    /// The selector type.
+    associatedtype Selector: KVSelector
+    /// Scores entries.
+    var scorer: Scorer { get }
+    /// Chooses how many and which entries stay.
+    var selector: Selector { get }
+    /// When to evict (default ``KVSchedule/prefill``).
+    var schedule: KVSchedule { get }
+    /// What happens to entries that are not kept (default ``KVRepresentation/evict``).
+    var representation: KVRepresentation { get }
+}
+
+extension KVScoredPolicy {
+    /// Default: compress once after the prompt.
+    public var schedule: KVSchedule { .prefill }
+
+    /// Default: evict.
+    public var representation: KVRepresentation { .evict }
+
+    /// Applies a selection with the policy's representation.
+    func commit(_ keep: [[Int]?], context: KVLayerContext) {
+        switch representation {
+        case .evict: KVSelection.apply(keep, context: context)
+        }
+    }
+
+    /// Fresh scorer state and unbounded capacities.
+    public func makeState(shape: KVModelShape) -> KVScoredState<Scorer.State> {
+        KVScoredState(scorer: scorer.makeState(shape: shape), layers: shape.layers, kvHeads: shape.kvHeads)
+    }
+
+    /// Observes the chunk; scores and evicts after the last one.
+    public func afterPrefill(_ context: KVLayerContext, state: inout KVScoredState<Scorer.State>) throws(KVError) {
+        try scorer.observe(context, state: &state.scorer)
+        guard context.isLastChunk else { return }
+        let scores = try scorer.scores(context, state: &state.scorer)
+        commit(selector.select(scores, context: context), context: context)
+        if schedule == .prefillAndDecode {
+            let fixed = selector.decodeCapacity(context: context)
+            for m in 0..<context.shape.kvHeads {
+                state.capacity[context.layer][m] = fixed ?? context.count(head: m)
+            }
+        }
+    }
+
+    /// With ``KVSchedule/prefillAndDecode``: observes the step and cuts heads back to their capacity
+    /// (with ``KVSchedule/prefill`` it does nothing, so decoding costs nothing extra).
+    public func afterDecode(_ context: KVLayerContext, state: inout KVScoredState<Scorer.State>) throws(KVError) {
+        guard schedule == .prefillAndDecode else { return }  // nothing will be selected: skip observing
+        try scorer.observe(context, state: &state.scorer)
+        let fixed = selector.decodeCapacity(context: context)
+        let counts = context.counts
+        let caps = counts.indices.map { state.capacity[context.layer][$0] ?? fixed }
+        let keep = counts.indices.map { m in caps[m].map { cap in min(cap, counts[m]) } ?? counts[m] }
+        guard keep != counts else { return }
+        let scores = try scorer.scores(context, state: &state.scorer)
+        commit(KVSelection.topK(scores, keep: keep, context: context), context: context)
+    }
+}

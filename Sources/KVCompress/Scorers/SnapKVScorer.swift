@@ -1,0 +1,74 @@
+/// SnapKV's observation-window vote (kvpress `SnapKVPress.score`).
+///
+/// With the last `w` prompt queries (each at its own position, causal inside the window):
+/// 1. `P[h, r, j]` = softmax over every row of the window query's attention (f32);
+/// 2. `s[h, j]` = mean over the window of `P[h, r, j]`, for rows before the window;
+/// 3. average pooling, kernel `k`, stride 1, zero padding `k/2`, divisor always `k`
+///    (PyTorch `count_include_pad`);
+/// 4. mean over the query heads of each KV head's group;
+/// 5. rows inside the window get `max + 1` (max over every head of the layer), so they are kept first.
+///
+/// Paper: Li et al., "SnapKV: LLM Knows What You are Looking for Before Generation", NeurIPS 2024
+/// (arXiv 2404.14469). References: FasterDecoding/SnapKV, NVIDIA/kvpress `snapkv_press.py`.
+public struct SnapKVScorer: KVScorer {
+    /// Observation window (prompt queries that vote).
+    public let window: Int
+    /// Average-pooling kernel (odd).
+    public let kernelSize: Int
+
+    /// Creates the scorer.
+    /// - Throws: `KVError.invalidParameter` for `window < 1` or an even / non-positive kernel.
+    public init(window: Int = 64, kernelSize: Int = 5) throws(KVError) {
+        guard window >= 1 else { throw .invalidParameter(name: "window", value: "\(window)", expected: ">= 1") }
+        guard kernelSize >= 1, kernelSize % 2 == 1 else {
+            throw .invalidParameter(name: "kernelSize", value: "\(kernelSize)", expected: "an odd number >= 1")
+        }
+        self.window = window
+        self.kernelSize = kernelSize
+    }
+
+    /// The buffered window queries.
+    public func makeState(shape: KVModelShape) -> KVQueryWindow { KVQueryWindow(size: window, shape: shape) }
+
+    /// Buffers the most recent queries (prompt chunks and decode steps).
+    public func observe(_ context: KVLayerContext, state: inout KVQueryWindow) {
+        state.record(context)
+    }
+
+    /// The window vote.
+    public func scores(_ context: KVLayerContext, state: inout KVQueryWindow) -> KVScores {
+        let wq = state.count(layer: context.layer)
+        let windowStart = state.firstPosition(layer: context.layer) ?? Int32.max
+        let block = state.attention(context)
+        let g = context.shape.groupSize
+        let k = kernelSize, half = kernelSize / 2
+        var heads: [[Float]] = []
+        var inWindow: [[Bool]] = []
+        var best: Float?
+        for m in 0..<context.shape.kvHeads {
+            let pos = context.positions(head: m)
+            let n = pos.count
+            let obs = pos.firstIndex { $0 >= windowStart } ?? n
+            var score = [Float](repeating: 0, count: n)
+            var s = [Float](repeating: 0, count: obs)
+            for h in (m * g)..<(m * g + g) {
+                for j in 0..<obs {
+                    var acc: Float = 0
+                    for r in 0..<wq { acc += block[h, r, j] }
+                    s[j] = acc / Float(wq)
+                }
+                for j in 0..<obs {
+                    var acc: Float = 0
+                    for i in max(0, j - half)...min(obs - 1, j + half) { acc += s[i] }
+                    score[j] += acc / Float(k) / Float(g)
+                }
+            }
+            for j in 0..<obs { best = best.map { max($0, score[j]) } ?? score[j] }
+            heads.append(score)
+            inWindow.append((0..<n).map { $0 >= obs })
+        }
+        let pad = (best ?? 0) + 1
+        for m in heads.indices { for j in heads[m].indices where inWindow[m][j] { heads[m][j] = pad } }
+        return KVScores(heads: heads)
+    }
+}

@@ -1,0 +1,44 @@
+/// Helpers that turn scores into kept rows, shared by every selector.
+///
+/// **Tie-break rule** (deterministic, documented): rows are ranked by score, descending; equal scores
+/// rank the row with the **larger position first** (favouring recency). NaN scores rank last.
+/// Reference implementations (PyTorch `topk`) leave ties unspecified, so exact ties may resolve
+/// differently there.
+public enum KVSelection {
+    /// `true` if row `a` ranks before row `b`.
+    @inlinable
+    static func ranksBefore(_ sa: Float, _ pa: Int32, _ sb: Float, _ pb: Int32) -> Bool {
+        let na = sa.isNaN, nb = sb.isNaN
+        if na != nb { return nb }
+        if !na && sa != sb { return sa > sb }
+        return pa > pb
+    }
+
+    /// Row indices in rank order (best first) under the documented tie-break rule.
+    public static func ranking(scores: [Float], positions: [Int32]) -> [Int] {
+        precondition(scores.count == positions.count, "one score per row")
+        return scores.indices.sorted { ranksBefore(scores[$0], positions[$0], scores[$1], positions[$1]) }
+    }
+
+    /// The `k` best rows (ascending row order), or nil when `k >= scores.count` (keep all).
+    public static func topK(scores: [Float], positions: [Int32], k: Int) -> [Int]? {
+        precondition(k >= 0, "negative keep count")
+        if k >= scores.count { return nil }
+        return Array(ranking(scores: scores, positions: positions).prefix(k)).sorted()
+    }
+
+    /// Per-head top-k with per-head keep counts.
+    public static func topK(_ scores: KVScores, keep: [Int], context: KVLayerContext) -> [[Int]?] {
+        precondition(keep.count == scores.heads.count, "one keep count per head")
+        return scores.heads.indices.map { m in
+            topK(scores: scores.heads[m], positions: context.positions(head: m), k: keep[m])
+        }
+    }
+
+    /// Evicts every row not listed (nil keeps the whole head).
+    public static func apply(_ keep: [[Int]?], context: KVLayerContext) {
+        for (m, rows) in keep.enumerated() {
+            if let rows { context.cache.retain(layer: context.layer, head: m, indices: rows) }
+        }
+    }
+}

@@ -1,0 +1,18 @@
+/// Decides how many entries of each KV head stay, and which, given their scores (the allocator half
+/// of a ``KVScoredPolicy``).
+///
+/// Cross-layer allocators (PyramidKV) see the layer index and the model shape in the context;
+/// head-adaptive ones (AdaKV) see every head's scores of the layer at once.
+public protocol KVSelector: Sendable {
+    /// Rows to keep for every KV head of the context's layer (nil keeps the whole head).
+    func select(_ scores: KVScores, context: KVLayerContext) -> [[Int]?]
+
+    /// A fixed per-head capacity to hold during decoding (for `.tokens` / `.bytes` budgets), or nil
+    /// to hold what the prefill compression kept.
+    func decodeCapacity(context: KVLayerContext) -> Int?
+}
+
+extension KVSelector {
+    /// Default: no fixed capacity.
+    public func decodeCapacity(context: KVLayerContext) -> Int? { nil }
+}

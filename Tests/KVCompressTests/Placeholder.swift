@@ -1,5 +1,0 @@
-import XCTest
-
-final class KVCompressTestsPlaceholder: XCTestCase {
-    func testBuilds() {}
-}
