@@ -58,7 +58,8 @@ public final class LlamaModel: @unchecked Sendable {
         guard arch == "llama" else {
             throw .unsupportedModel("architecture '\(arch)' is not supported; this host runs 'llama' GGUF models")
         }
-        let embd = try gguf.tensor(named: "token_embd.weight")
+        let embd = try gguf.info("token_embd.weight")
+        let embdData = try gguf.data("token_embd.weight")
         let hidden = try gguf.int("llama.embedding_length")
         let heads = try gguf.int("llama.attention.head_count")
         let config = try LlamaConfig(
@@ -82,14 +83,14 @@ public final class LlamaModel: @unchecked Sendable {
 
         var owned: [UnsafeMutableRawPointer] = []
         func matrix(_ name: String, rows: Int, cols: Int) throws(KVError) -> WeightMatrix {
-            let t = try gguf.tensor(named: name)
+            let t = try gguf.info(name)
             guard t.dimensions == [cols, rows] else {
                 throw .shapeMismatch("tensor '\(name)' has dims \(t.dimensions), expected [\(cols), \(rows)]")
             }
             guard cols % t.type.blockSize == 0 else {
                 throw .shapeMismatch("tensor '\(name)': \(cols) columns is not a multiple of the \(t.type) block")
             }
-            let raw = t.data
+            let raw = try gguf.data(name)
             if mode == .fast && t.type != .bf16 {
                 return WeightMatrix(name: name, type: t.type, data: raw.baseAddress!, rows: rows, cols: cols)
             }
@@ -99,13 +100,13 @@ public final class LlamaModel: @unchecked Sendable {
             return WeightMatrix(name: name, type: .f32, data: UnsafeRawPointer(buffer), rows: rows, cols: cols)
         }
         func vector(_ name: String, count: Int) throws(KVError) -> UnsafePointer<Float> {
-            let t = try gguf.tensor(named: name)
+            let t = try gguf.info(name)
             guard t.dimensions == [count] else {
                 throw .shapeMismatch("tensor '\(name)' has dims \(t.dimensions), expected [\(count)]")
             }
             let buffer = UnsafeMutablePointer<Float>.allocate(capacity: count)
             owned.append(UnsafeMutableRawPointer(buffer))
-            kvk_dequantize(t.type.kernelType, t.data.baseAddress!, buffer, count)
+            kvk_dequantize(t.type.kernelType, try gguf.data(name).baseAddress!, buffer, count)
             return UnsafePointer(buffer)
         }
 
@@ -127,7 +128,7 @@ public final class LlamaModel: @unchecked Sendable {
                     down: try matrix(p + "ffn_down.weight", rows: c.hidden, cols: c.ffn)))
             }
             // Embedding rows are gathered and dequantized one token at a time; keep them in place.
-            self.embedding = WeightMatrix(name: "token_embd.weight", type: embd.type, data: embd.data.baseAddress!,
+            self.embedding = WeightMatrix(name: "token_embd.weight", type: embd.type, data: embdData.baseAddress!,
                                           rows: c.vocab, cols: c.hidden)
             let outputName = gguf.hasTensor("output.weight") ? "output.weight" : "token_embd.weight"
             self.output = try matrix(outputName, rows: c.vocab, cols: c.hidden)
