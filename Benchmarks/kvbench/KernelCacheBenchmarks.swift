@@ -6,7 +6,7 @@ extension KernelBenchSection {
     /// Raw cache kernels for one KV head at decode: kvk_scores and kvk_weighted_sum over n cached
     /// rows (head dim 64) per cache type, in GB/s of cache bytes read; threads split the rows.
     static let cacheKernels = KernelBenchSection(name: "cache") { context in
-        let n = context.options.quick ? 1024 : 16384
+        let n = context.options.quick ? 1024 : (ProcessInfo.processInfo.environment["KVBENCH_CACHE_TOKENS"].flatMap { Int($0) } ?? 16384)
         let d = 64
         for type in [ElementType.f32, .f16, .q8_0, .q4_0] {
             let rowBytes = type.byteCount(elements: d)
