@@ -376,13 +376,13 @@ INL __m128 dot4(kvk_type t, const char *base, size_t stride, const float *x, siz
 
 /* out[j] = scale * dot(row_j, x) for j < n; leftover rows (n % 4) use the scalar row dot */
 static TGT void rows_dot(kvk_type t, const void *rows, size_t stride, size_t n, size_t d, const float *x,
-                         float scale, float *out) {
+                         float scale, float *out, int allow_i16) {
     const size_t n4 = n & ~(size_t)3;
     /* prefetch distance: about 2 KiB ahead (DRAM latency x bandwidth), at least two row groups */
     size_t pd = stride > 0 ? 2048 / stride : 8;
     pd = pd < 8 ? 8 : pd > 64 ? 64 : pd;
     pd &= ~(size_t)3;
-    if ((t == KVK_Q8_0 || t == KVK_Q4_0) && d <= KVK_I16_MAX_D && n4 > 0) {
+    if (allow_i16 && (t == KVK_Q8_0 || t == KVK_Q4_0) && d <= KVK_I16_MAX_D && n4 > 0) {
         /* query in 16-bit fixed point: its rounding (<= max|q| / 65534 per element) is far below
          * the keys' own 8- or 4-bit quantization error, and the block dots become exact integers */
         int16_t q16[KVK_I16_MAX_D];
@@ -437,7 +437,7 @@ static TGT void rows_dot(kvk_type t, const void *rows, size_t stride, size_t n, 
 
 static TGT void avx2_scores(kvk_type t, const float *q, const void *keys, size_t key_stride, size_t n, size_t d,
                             float scale, float *out) {
-    rows_dot(t, keys, key_stride, n, d, q, scale, out);
+    rows_dot(t, keys, key_stride, n, d, q, scale, out, 1);
 }
 
 /* out[c0 .. c0 + 8*NV) += sum_j w[j] * row_j[c0 ..], NV vectors of 8 (always-inline, NV constant) */
@@ -537,7 +537,7 @@ static TGT void avx2_weighted_sum(kvk_type t, const float *w, const void *values
 /* ------------------------------------------------------------ matrix products (f32 activations) */
 
 static TGT void avx2_matvec(kvk_type wt, const void *w, size_t rows, size_t cols, const float *x, float *y) {
-    rows_dot(wt, w, kvk_row_bytes(wt, cols), rows, cols, x, 1.0f, y);
+    rows_dot(wt, w, kvk_row_bytes(wt, cols), rows, cols, x, 1.0f, y, 0); /* exact f32 x: no fixed point */
 }
 
 static TGT void avx2_matmul(kvk_type wt, const void *w, size_t rows, size_t cols, const float *x, size_t n,
