@@ -26,6 +26,7 @@ struct KernelBenchSection: Sendable {
 enum KernelBenchmarks {
     /// Sections in run order: add a line here for a new section defined in its own file.
     static let sections: [KernelBenchSection] = [
+        .threadPool,
         .matvec,
         .matmul,
         .cacheKernels,
