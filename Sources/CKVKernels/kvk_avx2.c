@@ -803,6 +803,108 @@ static TGT float avx2_softmax(float *x, size_t n) {
     return s;
 }
 
+/* ------------------------------------------------------------ RoPE */
+
+/* sin and cos of 4 doubles (|x| < 2^20): Cody-Waite reduction by pi/2 with a three-part constant
+ * (fdlibm's), Taylor polynomials on [-pi/4, pi/4] (error < 1e-13), quadrant selection. Rounded to
+ * f32 afterwards, this matches a correctly rounded sinf/cosf except in rare near-tie cases. */
+INL void sincos4(__m256d x, __m256d *sn, __m256d *cs) {
+    const __m256d k = _mm256_round_pd(_mm256_mul_pd(x, _mm256_set1_pd(6.36619772367581382433e-01)),
+                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256d r = _mm256_fnmadd_pd(k, _mm256_set1_pd(1.57079632673412561417e+00), x);
+    r = _mm256_fnmadd_pd(k, _mm256_set1_pd(6.07710050630396597660e-11), r);
+    r = _mm256_fnmadd_pd(k, _mm256_set1_pd(2.02226624879595063154e-21), r);
+    const __m256d r2 = _mm256_mul_pd(r, r);
+    __m256d ps = _mm256_set1_pd(1.0 / 6227020800.0);
+    ps = _mm256_fmadd_pd(ps, r2, _mm256_set1_pd(-1.0 / 39916800.0));
+    ps = _mm256_fmadd_pd(ps, r2, _mm256_set1_pd(1.0 / 362880.0));
+    ps = _mm256_fmadd_pd(ps, r2, _mm256_set1_pd(-1.0 / 5040.0));
+    ps = _mm256_fmadd_pd(ps, r2, _mm256_set1_pd(1.0 / 120.0));
+    ps = _mm256_fmadd_pd(ps, r2, _mm256_set1_pd(-1.0 / 6.0));
+    const __m256d sin_r = _mm256_fmadd_pd(_mm256_mul_pd(ps, r2), r, r);
+    __m256d pc = _mm256_set1_pd(1.0 / 479001600.0);
+    pc = _mm256_fmadd_pd(pc, r2, _mm256_set1_pd(-1.0 / 3628800.0));
+    pc = _mm256_fmadd_pd(pc, r2, _mm256_set1_pd(1.0 / 40320.0));
+    pc = _mm256_fmadd_pd(pc, r2, _mm256_set1_pd(-1.0 / 720.0));
+    pc = _mm256_fmadd_pd(pc, r2, _mm256_set1_pd(1.0 / 24.0));
+    pc = _mm256_fmadd_pd(pc, r2, _mm256_set1_pd(-0.5));
+    const __m256d cos_r = _mm256_fmadd_pd(pc, r2, _mm256_set1_pd(1.0));
+    /* quadrant q = k mod 4: sin x = [s, c, -s, -c][q], cos x = [c, -s, -c, s][q] */
+    const __m256i q = _mm256_cvtepi32_epi64(_mm256_cvtpd_epi32(k));
+    const __m256i one = _mm256_set1_epi64x(1), two = _mm256_set1_epi64x(2);
+    const __m256d swap = _mm256_castsi256_pd(_mm256_cmpeq_epi64(_mm256_and_si256(q, one), one));
+    const __m256d a = _mm256_blendv_pd(sin_r, cos_r, swap), b = _mm256_blendv_pd(cos_r, sin_r, swap);
+    const __m256d sign = _mm256_set1_pd(-0.0);
+    const __m256d neg_s = _mm256_castsi256_pd(_mm256_cmpeq_epi64(_mm256_and_si256(q, two), two));
+    const __m256d neg_c = _mm256_castsi256_pd(_mm256_cmpeq_epi64(_mm256_and_si256(_mm256_add_epi64(q, one), two), two));
+    *sn = _mm256_xor_pd(a, _mm256_and_pd(neg_s, sign));
+    *cs = _mm256_xor_pd(b, _mm256_and_pd(neg_c, sign));
+}
+
+#define KVK_ROPE_MAX_HALF 512
+
+static TGT void avx2_rope(float *x, size_t rows, size_t heads, size_t d, size_t row_stride, const int32_t *positions,
+                          const float *inv_freq, kvk_rope_pairing pairing) {
+    const size_t half = d / 2;
+    if (half > KVK_ROPE_MAX_HALF) {
+        kvk_scalar_rope(x, rows, heads, d, row_stride, positions, inv_freq, pairing);
+        return;
+    }
+    float c[KVK_ROPE_MAX_HALF + 8], sn[KVK_ROPE_MAX_HALF + 8];
+    float cd[2 * KVK_ROPE_MAX_HALF], sd[2 * KVK_ROPE_MAX_HALF]; /* NORM: duplicated, sd signed -s, +s */
+    for (size_t r = 0; r < rows; r++) {
+        const float p = (float)positions[r];
+        size_t i = 0;
+        for (; i < half; i += 4) { /* angles in f32 (as HF), sin/cos in double, rounded to f32 */
+            float ang[4] = {0, 0, 0, 0};
+            for (size_t k = 0; k < 4 && i + k < half; k++) ang[k] = p * inv_freq[i + k];
+            __m256d sv, cv;
+            sincos4(_mm256_cvtps_pd(_mm_loadu_ps(ang)), &sv, &cv);
+            _mm_storeu_ps(c + i, _mm256_cvtpd_ps(cv));
+            _mm_storeu_ps(sn + i, _mm256_cvtpd_ps(sv));
+        }
+        float *row = x + r * row_stride;
+        if (pairing == KVK_ROPE_NEOX) {
+            for (size_t h = 0; h < heads; h++) {
+                float *v = row + h * d;
+                size_t k = 0;
+                for (; k + 8 <= half; k += 8) {
+                    const __m256 a = _mm256_loadu_ps(v + k), b = _mm256_loadu_ps(v + k + half);
+                    const __m256 cv = _mm256_loadu_ps(c + k), sv = _mm256_loadu_ps(sn + k);
+                    _mm256_storeu_ps(v + k, _mm256_fmsub_ps(a, cv, _mm256_mul_ps(b, sv)));
+                    _mm256_storeu_ps(v + k + half, _mm256_fmadd_ps(b, cv, _mm256_mul_ps(a, sv)));
+                }
+                for (; k < half; k++) {
+                    const float a = v[k], b = v[k + half];
+                    v[k] = a * c[k] - b * sn[k];
+                    v[k + half] = b * c[k] + a * sn[k];
+                }
+            }
+        } else {
+            for (size_t k = 0; k < half; k++) {
+                cd[2 * k] = cd[2 * k + 1] = c[k];
+                sd[2 * k] = -sn[k];
+                sd[2 * k + 1] = sn[k];
+            }
+            const size_t dd = 2 * half;
+            for (size_t h = 0; h < heads; h++) {
+                float *v = row + h * d;
+                size_t k = 0;
+                for (; k + 8 <= dd; k += 8) {
+                    const __m256 a = _mm256_loadu_ps(v + k);
+                    const __m256 sw = _mm256_permute_ps(a, 0xB1); /* swap each pair */
+                    _mm256_storeu_ps(v + k, _mm256_fmadd_ps(a, _mm256_loadu_ps(cd + k), _mm256_mul_ps(sw, _mm256_loadu_ps(sd + k))));
+                }
+                for (; k < dd; k += 2) {
+                    const float a = v[k], b = v[k + 1];
+                    v[k] = a * cd[k] - b * sn[k / 2];
+                    v[k + 1] = b * cd[k] + a * sn[k / 2];
+                }
+            }
+        }
+    }
+}
+
 const kvk_ops kvk_ops_avx2 = {
     .isa = KVK_ISA_AVX2,
     .dot_f32 = avx2_dot_f32,
@@ -825,7 +927,7 @@ const kvk_ops kvk_ops_avx2 = {
     .rmsnorm = avx2_rmsnorm,
     .silu_mul = avx2_silu_mul,
     .softmax = avx2_softmax,
-    .rope = kvk_scalar_rope, /* cos/sin dominate and are shared across heads; the scalar loop suffices */
+    .rope = avx2_rope,
 };
 
 #endif
