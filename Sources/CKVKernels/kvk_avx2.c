@@ -198,10 +198,24 @@ static TGT void avx2_dequantize(kvk_type t, const void *src, float *dst, size_t 
     }
 }
 
+static TGT void avx2_quantize_act(const float *x, kvk_block_q8_act *out, size_t n);
+
 static TGT void avx2_quantize(kvk_type t, const float *src, void *dst, size_t n) {
     switch (t) {
     case KVK_F16: avx2_f32_to_f16(src, (uint16_t *)dst, n); return;
     case KVK_BF16: avx2_f32_to_bf16(src, (uint16_t *)dst, n); return;
+    case KVK_Q8_0: {
+        /* GGML's q8_0 rule is the activation rule (d = max|x| / 127, q = roundf(x * (1/d)), both
+         * with the f32 d) with d then stored as f16: reuse the exact vector quantizer per block */
+        kvk_block_q8_0 *y = (kvk_block_q8_0 *)dst;
+        for (size_t b = 0; b < n / KVK_BLOCK; b++) {
+            kvk_block_q8_act a;
+            avx2_quantize_act(src + b * KVK_BLOCK, &a, KVK_BLOCK);
+            y[b].d = kvk_f2h(a.d);
+            memcpy(y[b].qs, a.qs, KVK_BLOCK);
+        }
+        return;
+    }
     default: kvk_scalar_quantize(t, src, dst, n); return; /* exact GGML reference rounding */
     }
 }
