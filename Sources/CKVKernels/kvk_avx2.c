@@ -548,6 +548,257 @@ static TGT void avx2_weighted_sum(kvk_type t, const float *w, const void *values
     }
 }
 
+/* ------------------------------------------------------------ several query heads per KV head */
+
+/* 8 elements of an f32 / f16 / bf16 row starting at element i */
+INL __m256 load_row8(kvk_type t, const char *row, size_t i) {
+    if (t == KVK_F32) return _mm256_loadu_ps((const float *)row + i);
+    if (t == KVK_F16) return load_f16x8((const uint16_t *)row + i);
+    return load_bf16x8((const uint16_t *)row + i);
+}
+
+INL float row_elem(kvk_type t, const char *row, size_t i) {
+    if (t == KVK_F32) { float v; memcpy(&v, row + 4 * i, 4); return v; }
+    uint16_t h;
+    memcpy(&h, row + 2 * i, 2);
+    return t == KVK_F16 ? kvk_h2f(h) : kvk_bf2f(h);
+}
+
+/* res[h][k] = dot(q_h, row_k) for M (<= 4) heads and rows r0, r1 (float row types) */
+INL void smq_pair_f(kvk_type t, const float *q, size_t qs, int M, const char *r0, const char *r1, size_t d,
+                    float res[4][2]) {
+    __m256 a[4][2];
+    for (int h = 0; h < M; h++) a[h][0] = a[h][1] = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 8 <= d; i += 8) {
+        const __m256 k0 = load_row8(t, r0, i), k1 = load_row8(t, r1, i);
+        for (int h = 0; h < M; h++) {
+            const __m256 qv = _mm256_loadu_ps(q + h * qs + i);
+            a[h][0] = _mm256_fmadd_ps(k0, qv, a[h][0]);
+            a[h][1] = _mm256_fmadd_ps(k1, qv, a[h][1]);
+        }
+    }
+    for (int h = 0; h < M; h += 2) {
+        const int h1 = h + 1 < M ? h + 1 : h;
+        float tmp[4];
+        _mm_storeu_ps(tmp, hsum8x4(a[h][0], a[h][1], a[h1][0], a[h1][1]));
+        res[h][0] = tmp[0];
+        res[h][1] = tmp[1];
+        if (h + 1 < M) { res[h + 1][0] = tmp[2]; res[h + 1][1] = tmp[3]; }
+    }
+    for (; i < d; i++) {
+        const float k0 = row_elem(t, r0, i), k1 = row_elem(t, r1, i);
+        for (int h = 0; h < M; h++) {
+            res[h][0] += k0 * q[h * qs + i];
+            res[h][1] += k1 * q[h * qs + i];
+        }
+    }
+}
+
+/* The same for q8_0 (kind 0) / q4_0 (kind 1) rows against 16-bit fixed-point queries (row stride d);
+ * returns raw integer-scaled sums (times the per-head query scale by the caller). */
+INL void smq_pair_i16(int kind, const int16_t *q16, int M, const char *r0, const char *r1, size_t d,
+                      float res[4][2]) {
+    const size_t bs = kind == 0 ? sizeof(kvk_block_q8_0) : sizeof(kvk_block_q4_0);
+    __m256 a[4][2];
+    for (int h = 0; h < M; h++) a[h][0] = a[h][1] = _mm256_setzero_ps();
+    for (size_t b = 0; b < d / KVK_BLOCK; b++) {
+        __m256i k0[2], k1[2];
+        __m256 dk[2];
+        for (int rr = 0; rr < 2; rr++) {
+            const char *blk = (rr == 0 ? r0 : r1) + b * bs;
+            int32_t head;
+            memcpy(&head, blk, 4);
+            dk[rr] = _mm256_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(head)));
+            if (kind == 0) {
+                k0[rr] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 2)));
+                k1[rr] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 18)));
+            } else {
+                const __m256i qq = _mm256_sub_epi8(unpack_nibbles_fast((const uint8_t *)blk + 2), _mm256_set1_epi8(8));
+                k0[rr] = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(qq));
+                k1[rr] = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(qq, 1));
+            }
+        }
+        for (int h = 0; h < M; h++) {
+            const __m256i q0 = _mm256_loadu_si256((const __m256i *)(q16 + h * d + b * KVK_BLOCK));
+            const __m256i q1 = _mm256_loadu_si256((const __m256i *)(q16 + h * d + b * KVK_BLOCK + 16));
+            for (int rr = 0; rr < 2; rr++) {
+                const __m256i p = _mm256_add_epi32(_mm256_madd_epi16(k0[rr], q0), _mm256_madd_epi16(k1[rr], q1));
+                a[h][rr] = _mm256_fmadd_ps(dk[rr], _mm256_cvtepi32_ps(p), a[h][rr]);
+            }
+        }
+    }
+    for (int h = 0; h < M; h += 2) {
+        const int h1 = h + 1 < M ? h + 1 : h;
+        float tmp[4];
+        _mm_storeu_ps(tmp, hsum8x4(a[h][0], a[h][1], a[h1][0], a[h1][1]));
+        res[h][0] = tmp[0];
+        res[h][1] = tmp[1];
+        if (h + 1 < M) { res[h + 1][0] = tmp[2]; res[h + 1][1] = tmp[3]; }
+    }
+}
+
+/* One group of M <= 4 heads over all rows. */
+INL void scores_group(kvk_type t, const float *q, size_t q_stride, int M, const void *keys, size_t key_stride,
+                      size_t n, size_t d, float scale, float *out, size_t out_stride) {
+    const char *kb = (const char *)keys;
+    const size_t row_bytes = kvk_row_bytes(t, d);
+    size_t pd = key_stride > 0 ? 2048 / key_stride : 8;
+    pd = pd < 8 ? 8 : pd > 64 ? 64 : pd;
+    float res[4][2];
+    if (t == KVK_Q8_0 || t == KVK_Q4_0) {
+        int16_t q16[4 * KVK_I16_MAX_D];
+        float sq[4];
+        for (int h = 0; h < M; h++) {
+            const float *qh = q + h * q_stride;
+            float amax = 0.0f;
+            for (size_t i = 0; i < d; i++) amax = fabsf(qh[i]) > amax ? fabsf(qh[i]) : amax;
+            const float iq = amax > 0.0f ? 32767.0f / amax : 0.0f;
+            sq[h] = scale * (amax / 32767.0f);
+            for (size_t i = 0; i < d; i++) q16[h * d + i] = (int16_t)lrintf(qh[i] * iq);
+        }
+        const int kind = t == KVK_Q8_0 ? 0 : 1;
+        for (size_t j = 0; j < n; j += 2) {
+            const char *r0 = kb + j * key_stride, *r1 = j + 1 < n ? r0 + key_stride : r0;
+            if (j + pd + 2 <= n)
+                for (size_t pr = pd; pr < pd + 2; pr++)
+                    for (size_t off = 0; off < row_bytes; off += 64) _mm_prefetch(r0 + pr * key_stride + off, _MM_HINT_T0);
+            if (kind == 0) smq_pair_i16(0, q16, M, r0, r1, d, res);
+            else smq_pair_i16(1, q16, M, r0, r1, d, res);
+            for (int h = 0; h < M; h++) {
+                out[h * out_stride + j] = sq[h] * res[h][0];
+                if (j + 1 < n) out[h * out_stride + j + 1] = sq[h] * res[h][1];
+            }
+        }
+        return;
+    }
+    for (size_t j = 0; j < n; j += 2) {
+        const char *r0 = kb + j * key_stride, *r1 = j + 1 < n ? r0 + key_stride : r0;
+        if (j + pd + 2 <= n)
+            for (size_t pr = pd; pr < pd + 2; pr++)
+                for (size_t off = 0; off < row_bytes; off += 64) _mm_prefetch(r0 + pr * key_stride + off, _MM_HINT_T0);
+        smq_pair_f(t, q, q_stride, M, r0, r1, d, res);
+        for (int h = 0; h < M; h++) {
+            out[h * out_stride + j] = scale * res[h][0];
+            if (j + 1 < n) out[h * out_stride + j + 1] = scale * res[h][1];
+        }
+    }
+}
+
+static TGT void avx2_scores_multi(kvk_type t, const float *q, size_t q_stride, size_t m, const void *keys,
+                                  size_t key_stride, size_t n, size_t d, float scale, float *out, size_t out_stride) {
+    const int supported = t == KVK_F32 || t == KVK_F16 || t == KVK_BF16 ||
+                          ((t == KVK_Q8_0 || t == KVK_Q4_0) && d <= KVK_I16_MAX_D);
+    if (!supported || m == 1) {
+        for (size_t h = 0; h < m; h++) avx2_scores(t, q + h * q_stride, keys, key_stride, n, d, scale, out + h * out_stride);
+        return;
+    }
+    for (size_t h0 = 0; h0 < m; h0 += 4) {
+        const size_t g = m - h0 < 4 ? m - h0 : 4;
+        const float *qg = q + h0 * q_stride;
+        float *og = out + h0 * out_stride;
+#define SG_T(TT)                                                                                     \
+    switch (g) {                                                                                      \
+    case 1: scores_group(TT, qg, q_stride, 1, keys, key_stride, n, d, scale, og, out_stride); break;  \
+    case 2: scores_group(TT, qg, q_stride, 2, keys, key_stride, n, d, scale, og, out_stride); break;  \
+    case 3: scores_group(TT, qg, q_stride, 3, keys, key_stride, n, d, scale, og, out_stride); break;  \
+    default: scores_group(TT, qg, q_stride, 4, keys, key_stride, n, d, scale, og, out_stride); break; \
+    }
+        switch (t) {
+        case KVK_F32: SG_T(KVK_F32) break;
+        case KVK_F16: SG_T(KVK_F16) break;
+        case KVK_BF16: SG_T(KVK_BF16) break;
+        case KVK_Q8_0: SG_T(KVK_Q8_0) break;
+        default: SG_T(KVK_Q4_0) break;
+        }
+#undef SG_T
+    }
+}
+
+/* out_h[c0 .. c0 + 8 nv) += sum_j w_h[j] row_j[c0 ..] for M <= 3 heads; nv = 4 (any type, c0 % 32 == 0
+ * for block types) or 1 (float types). */
+INL void wsm_chunk(kvk_type t, const float *w, size_t w_stride, int M, const char *values, size_t stride, size_t n,
+                   size_t c0, int nv, float *out, size_t out_stride) {
+    __m256 acc[3][4];
+    for (int h = 0; h < M; h++)
+        for (int v = 0; v < nv; v++) acc[h][v] = _mm256_loadu_ps(out + h * out_stride + c0 + 8 * v);
+    /* one converted vector live at a time: 12 accumulators + 3 weights + 1 vector = 16 registers */
+    for (size_t j = 0; j < n; j++) {
+        const char *row = values + j * stride;
+        __m256 wv[3];
+        if (t == KVK_Q8_0 || t == KVK_Q4_0) {
+            const size_t bs = t == KVK_Q8_0 ? sizeof(kvk_block_q8_0) : sizeof(kvk_block_q4_0);
+            const char *blk = row + (c0 / KVK_BLOCK) * bs;
+            uint16_t dh;
+            memcpy(&dh, blk, 2);
+            const float dv = h2f(dh);
+            for (int h = 0; h < M; h++) wv[h] = _mm256_set1_ps(w[h * w_stride + j] * dv);
+            const __m256i off = _mm256_set1_epi32(8);
+            for (int v = 0; v < 4; v++) {
+                const __m256 vec = t == KVK_Q8_0 ? load_i8x8((const int8_t *)blk + 2 + 8 * v)
+                                                 : q4_group((const uint8_t *)blk + 2, v, off);
+                for (int h = 0; h < M; h++) acc[h][v] = _mm256_fmadd_ps(wv[h], vec, acc[h][v]);
+            }
+        } else {
+            for (int h = 0; h < M; h++) wv[h] = _mm256_set1_ps(w[h * w_stride + j]);
+            for (int v = 0; v < nv; v++) {
+                const __m256 vec = load_row8(t, row, c0 + 8 * v);
+                for (int h = 0; h < M; h++) acc[h][v] = _mm256_fmadd_ps(wv[h], vec, acc[h][v]);
+            }
+        }
+    }
+    for (int h = 0; h < M; h++)
+        for (int v = 0; v < nv; v++) _mm256_storeu_ps(out + h * out_stride + c0 + 8 * v, acc[h][v]);
+}
+
+INL void wsm_group(kvk_type t, const float *w, size_t w_stride, int M, const void *values, size_t value_stride,
+                   size_t n, size_t d, float *out, size_t out_stride) {
+    const size_t group = 32; /* rows re-read from L1 for every chunk of the head dimension */
+    const size_t d8 = d & ~(size_t)7;
+    for (size_t j0 = 0; j0 < n; j0 += group) {
+        const size_t m = n - j0 < group ? n - j0 : group;
+        const char *v = (const char *)values + j0 * value_stride;
+        size_t c = 0;
+        for (; c + 32 <= d8; c += 32) wsm_chunk(t, w + j0, w_stride, M, v, value_stride, m, c, 4, out, out_stride);
+        for (; c + 8 <= d8; c += 8) wsm_chunk(t, w + j0, w_stride, M, v, value_stride, m, c, 1, out, out_stride);
+        for (; c < d; c++) /* float types, d % 8 != 0 */
+            for (size_t j = 0; j < m; j++) {
+                const float x = row_elem(t, v + j * value_stride, c);
+                for (int h = 0; h < M; h++) out[h * out_stride + c] += w[h * w_stride + j0 + j] * x;
+            }
+    }
+}
+
+static TGT void avx2_weighted_sum_multi(kvk_type t, const float *w, size_t w_stride, size_t m, const void *values,
+                                        size_t value_stride, size_t n, size_t d, float *out, size_t out_stride) {
+    const int supported = t == KVK_F32 || t == KVK_F16 || t == KVK_BF16 || t == KVK_Q8_0 || t == KVK_Q4_0;
+    if (!supported || m == 1) {
+        for (size_t h = 0; h < m; h++)
+            avx2_weighted_sum(t, w + h * w_stride, values, value_stride, n, d, out + h * out_stride);
+        return;
+    }
+    for (size_t h0 = 0; h0 < m; h0 += 3) {
+        const size_t g = m - h0 < 3 ? m - h0 : 3;
+        const float *wg = w + h0 * w_stride;
+        float *og = out + h0 * out_stride;
+        /* type and head count become compile-time constants in each inlined copy */
+#define WSM_T(TT)                                                                                    \
+    switch (g) {                                                                                      \
+    case 1: wsm_group(TT, wg, w_stride, 1, values, value_stride, n, d, og, out_stride); break;        \
+    case 2: wsm_group(TT, wg, w_stride, 2, values, value_stride, n, d, og, out_stride); break;        \
+    default: wsm_group(TT, wg, w_stride, 3, values, value_stride, n, d, og, out_stride); break;       \
+    }
+        switch (t) {
+        case KVK_F32: WSM_T(KVK_F32) break;
+        case KVK_F16: WSM_T(KVK_F16) break;
+        case KVK_BF16: WSM_T(KVK_BF16) break;
+        case KVK_Q8_0: WSM_T(KVK_Q8_0) break;
+        default: WSM_T(KVK_Q4_0) break;
+        }
+#undef WSM_T
+    }
+}
+
 /* ------------------------------------------------------------ matrix products (f32 activations) */
 
 static TGT void avx2_matvec(kvk_type wt, const void *w, size_t rows, size_t cols, const float *x, float *y) {
@@ -933,6 +1184,8 @@ const kvk_ops kvk_ops_avx2 = {
     .dequantize = avx2_dequantize,
     .scores = avx2_scores,
     .weighted_sum = avx2_weighted_sum,
+    .scores_multi = avx2_scores_multi,
+    .weighted_sum_multi = avx2_weighted_sum_multi,
     .matvec = avx2_matvec,
     .matmul = avx2_matmul,
     .quantize_act = avx2_quantize_act,

@@ -86,4 +86,67 @@ final class KernelAttentionTests: XCTestCase {
             }
         }
     }
+
+    /// kvk_scores_multi / kvk_weighted_sum_multi (several query heads per KV head) against the same
+    /// double references and tolerances as the single-head kernels; padding between heads untouched.
+    func testMultiHead() {
+        var rng = SeededRNG(seed: 33)
+        forEachKernelPath { path in
+            for t in cacheTypes {
+                for d in (t.isBlockQuantized ? [32, 64, 128] : [7, 64, 80]) {
+                    for m in [1, 2, 3, 4, 5] {
+                        for n in [0, 1, 2, 5, 40] {
+                            let (bytes, stride) = makeRows(t, n: n, d: d, pad: 4, rng: &rng)
+                            let decoded: [[Double]] = bytes.withUnsafeBytes { p in
+                                (0..<n).map { referenceDecode(t, p.baseAddress! + $0 * stride, d) }
+                            }
+                            // scores
+                            let qStride = d + 3, outStride = n + 2
+                            let q = rng.floats(m * qStride)
+                            var out = [Float](repeating: .nan, count: m * outStride)
+                            bytes.withUnsafeBytes {
+                                kvk_scores_multi(t.kernelType, q, qStride, m, $0.baseAddress!, stride, n, d, 0.5, &out, outStride)
+                            }
+                            for h in 0..<m {
+                                var ref = [Double](), tol = [Double]()
+                                let qh = Array(q[(h * qStride)..<(h * qStride + d)])
+                                let qmax = Double(qh.map { abs($0) }.max() ?? 0)
+                                for j in 0..<n {
+                                    let terms = (0..<d).map { decoded[j][$0] * Double(qh[$0]) }
+                                    ref.append(0.5 * terms.reduce(0, +))
+                                    let qRounding = t.isBlockQuantized ? decoded[j].reduce(0) { $0 + abs($1) } * qmax / 32767 : 0
+                                    tol.append(0.5 * (summationBound(d + 2, terms.reduce(0) { $0 + abs($1) }) + qRounding))
+                                }
+                                assertClose(Array(out[(h * outStride)..<(h * outStride + n)]), ref, tolerance: tol,
+                                            "\(path) scores_multi \(t) d=\(d) m=\(m) n=\(n) head \(h)")
+                                XCTAssertTrue(out[h * outStride + n].isNaN && out[h * outStride + n + 1].isNaN, "padding")
+                            }
+                            // weighted sums
+                            let wStride = n + 1, oStride = d + 5
+                            let w = rng.floats(m * wStride, in: 0...1)
+                            let out0 = rng.floats(m * oStride)
+                            var acc = out0
+                            bytes.withUnsafeBytes {
+                                kvk_weighted_sum_multi(t.kernelType, w, wStride, m, $0.baseAddress!, stride, n, d, &acc, oStride)
+                            }
+                            for h in 0..<m {
+                                var ref = (0..<d).map { Double(out0[h * oStride + $0]) }
+                                var mag = ref.map { abs($0) }
+                                for j in 0..<n {
+                                    for i in 0..<d {
+                                        ref[i] += Double(w[h * wStride + j]) * decoded[j][i]
+                                        mag[i] += abs(Double(w[h * wStride + j]) * decoded[j][i])
+                                    }
+                                }
+                                assertClose(Array(acc[(h * oStride)..<(h * oStride + d)]), ref,
+                                            tolerance: mag.map { summationBound(n + 3, $0) },
+                                            "\(path) weighted_sum_multi \(t) d=\(d) m=\(m) n=\(n) head \(h)")
+                                for i in d..<oStride { XCTAssertEqual(acc[h * oStride + i], out0[h * oStride + i], "padding") }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

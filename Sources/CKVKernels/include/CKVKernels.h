@@ -104,6 +104,16 @@ void kvk_scores(kvk_type t, const float *q, const void *keys, size_t key_stride,
 void kvk_weighted_sum(kvk_type t, const float *w, const void *values, size_t value_stride, size_t n,
                       size_t d, float *out);
 
+/** Scores of m queries against the same n keys (the query heads of one GQA group), reading each key
+ *  once: out[h * out_stride + j] = scale * dot(q_h, key_j), q_h at q + h * q_stride floats.
+ *  Same key types and rounding notes as kvk_scores. */
+void kvk_scores_multi(kvk_type t, const float *q, size_t q_stride, size_t m, const void *keys, size_t key_stride,
+                      size_t n, size_t d, float scale, float *out, size_t out_stride);
+/** Weighted sums of the same n value rows for m heads, reading each row once:
+ *  out_h[i] += sum_j w_h[j] * value_j[i], with w_h at w + h * w_stride and out_h at out + h * out_stride. */
+void kvk_weighted_sum_multi(kvk_type t, const float *w, size_t w_stride, size_t m, const void *values,
+                            size_t value_stride, size_t n, size_t d, float *out, size_t out_stride);
+
 /* ---------------------------------------------------------------- matrix products */
 
 /** y[r] = dot(W_r, x) for r in 0..<rows; W row-major with rows of `cols` elements of type wt
