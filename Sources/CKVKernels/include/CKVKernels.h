@@ -94,13 +94,25 @@ void kvk_dequantize(kvk_type t, const void *src, float *dst, size_t n);
 
 /** Scores of one query against n keys of head dim d:
  *  out[j] = scale * dot(q, key_j), key_j at (const char *)keys + j * key_stride bytes, stored as t
- *  (F32, F16, BF16, Q8_0, Q4_0; d % 32 == 0 for block types). */
+ *  (F32, F16, BF16, Q8_0, Q4_0; d % 32 == 0 for block types). For Q8_0/Q4_0 keys a SIMD path may
+ *  round q to 16-bit fixed point first (per-call scale max|q|/32767; error <= max|q|/65534 per
+ *  element, far below the keys' own quantization error) so that block dots are exact integers. */
 void kvk_scores(kvk_type t, const float *q, const void *keys, size_t key_stride, size_t n, size_t d,
                 float scale, float *out);
 /** Weighted sum of n value rows: out[i] += sum_j w[j] * value_j[i], value_j at
  *  (const char *)values + j * value_stride bytes, stored as t (same types as kvk_scores). */
 void kvk_weighted_sum(kvk_type t, const float *w, const void *values, size_t value_stride, size_t n,
                       size_t d, float *out);
+
+/** Scores of m queries against the same n keys (the query heads of one GQA group), reading each key
+ *  once: out[h * out_stride + j] = scale * dot(q_h, key_j), q_h at q + h * q_stride floats.
+ *  Same key types and rounding notes as kvk_scores. */
+void kvk_scores_multi(kvk_type t, const float *q, size_t q_stride, size_t m, const void *keys, size_t key_stride,
+                      size_t n, size_t d, float scale, float *out, size_t out_stride);
+/** Weighted sums of the same n value rows for m heads, reading each row once:
+ *  out_h[i] += sum_j w_h[j] * value_j[i], with w_h at w + h * w_stride and out_h at out + h * out_stride. */
+void kvk_weighted_sum_multi(kvk_type t, const float *w, size_t w_stride, size_t m, const void *values,
+                            size_t value_stride, size_t n, size_t d, float *out, size_t out_stride);
 
 /* ---------------------------------------------------------------- matrix products */
 
@@ -157,6 +169,12 @@ static inline long kvk_atomic_load(const long *p) { return __atomic_load_n(p, __
 static inline void kvk_atomic_store(long *p, long v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
 /** Adds v and returns the previous value. */
 static inline long kvk_atomic_fetch_add(long *p, long v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+/** Stores v and returns the previous value. */
+static inline long kvk_atomic_exchange(long *p, long v) { return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST); }
+/** If *p == expected, stores desired and returns 1; else returns 0. */
+static inline int kvk_atomic_cas(long *p, long expected, long desired) {
+    return __atomic_compare_exchange_n(p, &expected, desired, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+}
 /** A CPU hint for spin-wait loops (pause / yield). */
 static inline void kvk_cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
