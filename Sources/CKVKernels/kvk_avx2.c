@@ -518,33 +518,37 @@ INL void ws_chunk(kvk_type t, const float *w, const char *values, size_t stride,
     for (int v = 0; v < nv; v++) _mm256_storeu_ps(out + c0 + 8 * v, acc[v]);
 }
 
+/* out += sum_j w[j] row_j over m rows starting at v (one row group, re-read from L1 per chunk) */
+INL void ws_rows(kvk_type t, const float *w, const char *v, size_t value_stride, size_t m, size_t d, float *out) {
+    const size_t d8 = d & ~(size_t)7;
+    size_t c = 0;
+    for (; c + 64 <= d8; c += 64) ws_chunk(t, w, v, value_stride, m, c, 8, out);
+    for (; c + 32 <= d8; c += 32) ws_chunk(t, w, v, value_stride, m, c, 4, out);
+    for (; c + 8 <= d8; c += 8) ws_chunk(t, w, v, value_stride, m, c, 1, out); /* f32/f16/bf16 only */
+    if (c < d) { /* tail elements (float types, d % 8 != 0) */
+        for (size_t j = 0; j < m; j++) {
+            const char *row = v + j * value_stride;
+            for (size_t i = c; i < d; i++) {
+                float x;
+                if (t == KVK_F32) memcpy(&x, row + 4 * i, 4);
+                else {
+                    uint16_t h;
+                    memcpy(&h, row + 2 * i, 2);
+                    x = t == KVK_F16 ? kvk_h2f(h) : kvk_bf2f(h);
+                }
+                out[i] += w[j] * x;
+            }
+        }
+    }
+}
+
 static TGT void avx2_weighted_sum(kvk_type t, const float *w, const void *values, size_t value_stride, size_t n,
                                   size_t d, float *out) {
     /* rows in groups of 32 so that a row group is re-read from L1 for every 64-element chunk */
     const size_t group = 32;
-    const size_t d8 = d & ~(size_t)7;
     for (size_t j0 = 0; j0 < n; j0 += group) {
         const size_t m = n - j0 < group ? n - j0 : group;
-        const char *v = (const char *)values + j0 * value_stride;
-        size_t c = 0;
-        for (; c + 64 <= d8; c += 64) ws_chunk(t, w + j0, v, value_stride, m, c, 8, out);
-        for (; c + 32 <= d8; c += 32) ws_chunk(t, w + j0, v, value_stride, m, c, 4, out);
-        for (; c + 8 <= d8; c += 8) ws_chunk(t, w + j0, v, value_stride, m, c, 1, out); /* f32/f16/bf16 only */
-        if (c < d) { /* tail elements (float types, d % 8 != 0) */
-            for (size_t j = 0; j < m; j++) {
-                const char *row = v + j * value_stride;
-                for (size_t i = c; i < d; i++) {
-                    float x;
-                    if (t == KVK_F32) memcpy(&x, row + 4 * i, 4);
-                    else {
-                        uint16_t h;
-                        memcpy(&h, row + 2 * i, 2);
-                        x = t == KVK_F16 ? kvk_h2f(h) : kvk_bf2f(h);
-                    }
-                    out[i] += w[j0 + j] * x;
-                }
-            }
-        }
+        ws_rows(t, w + j0, (const char *)values + j0 * value_stride, value_stride, m, d, out);
     }
 }
 
@@ -715,6 +719,11 @@ static TGT void avx2_scores_multi(kvk_type t, const float *q, size_t q_stride, s
     }
 }
 
+/* Several heads over the same rows.
+ * Float types: per group of 32 rows, every head's weighted sum in turn, so the rows come from memory
+ * once and from L1 for the other heads (the conversions repeat, which is cheap for these types).
+ * Block types: the conversion is the expensive part, so each converted vector feeds all heads of a
+ * group (up to 3 heads, accumulators kept within the 16 registers). Both chosen by measurement. */
 /* out_h[c0 .. c0 + 8 nv) += sum_j w_h[j] row_j[c0 ..] for M <= 3 heads; nv = 4 (any type, c0 % 32 == 0
  * for block types) or 1 (float types). */
 INL void wsm_chunk(kvk_type t, const float *w, size_t w_stride, int M, const char *values, size_t stride, size_t n,
@@ -729,14 +738,15 @@ INL void wsm_chunk(kvk_type t, const float *w, size_t w_stride, int M, const cha
         if (t == KVK_Q8_0 || t == KVK_Q4_0) {
             const size_t bs = t == KVK_Q8_0 ? sizeof(kvk_block_q8_0) : sizeof(kvk_block_q4_0);
             const char *blk = row + (c0 / KVK_BLOCK) * bs;
+            const int g0 = (int)((c0 % KVK_BLOCK) / 8);
             uint16_t dh;
             memcpy(&dh, blk, 2);
             const float dv = h2f(dh);
             for (int h = 0; h < M; h++) wv[h] = _mm256_set1_ps(w[h * w_stride + j] * dv);
             const __m256i off = _mm256_set1_epi32(8);
-            for (int v = 0; v < 4; v++) {
-                const __m256 vec = t == KVK_Q8_0 ? load_i8x8((const int8_t *)blk + 2 + 8 * v)
-                                                 : q4_group((const uint8_t *)blk + 2, v, off);
+            for (int v = 0; v < nv; v++) {
+                const __m256 vec = t == KVK_Q8_0 ? load_i8x8((const int8_t *)blk + 2 + 8 * (g0 + v))
+                                                 : q4_group((const uint8_t *)blk + 2, g0 + v, off);
                 for (int h = 0; h < M; h++) acc[h][v] = _mm256_fmadd_ps(wv[h], vec, acc[h][v]);
             }
         } else {
@@ -759,7 +769,10 @@ INL void wsm_group(kvk_type t, const float *w, size_t w_stride, int M, const voi
         const size_t m = n - j0 < group ? n - j0 : group;
         const char *v = (const char *)values + j0 * value_stride;
         size_t c = 0;
-        for (; c + 32 <= d8; c += 32) wsm_chunk(t, w + j0, w_stride, M, v, value_stride, m, c, 4, out, out_stride);
+        /* M <= 2: 32-element chunks (8 accumulators); M = 3: 16-element chunks (6 accumulators) */
+        if (M <= 2)
+            for (; c + 32 <= d8; c += 32) wsm_chunk(t, w + j0, w_stride, M, v, value_stride, m, c, 4, out, out_stride);
+        for (; c + 16 <= d8; c += 16) wsm_chunk(t, w + j0, w_stride, M, v, value_stride, m, c, 2, out, out_stride);
         for (; c + 8 <= d8; c += 8) wsm_chunk(t, w + j0, w_stride, M, v, value_stride, m, c, 1, out, out_stride);
         for (; c < d; c++) /* float types, d % 8 != 0 */
             for (size_t j = 0; j < m; j++) {
@@ -771,31 +784,27 @@ INL void wsm_group(kvk_type t, const float *w, size_t w_stride, int M, const voi
 
 static TGT void avx2_weighted_sum_multi(kvk_type t, const float *w, size_t w_stride, size_t m, const void *values,
                                         size_t value_stride, size_t n, size_t d, float *out, size_t out_stride) {
-    const int supported = t == KVK_F32 || t == KVK_F16 || t == KVK_BF16 || t == KVK_Q8_0 || t == KVK_Q4_0;
-    if (!supported || m == 1) {
-        for (size_t h = 0; h < m; h++)
-            avx2_weighted_sum(t, w + h * w_stride, values, value_stride, n, d, out + h * out_stride);
-        return;
-    }
-    for (size_t h0 = 0; h0 < m; h0 += 3) {
-        const size_t g = m - h0 < 3 ? m - h0 : 3;
-        const float *wg = w + h0 * w_stride;
-        float *og = out + h0 * out_stride;
-        /* type and head count become compile-time constants in each inlined copy */
+    if (t == KVK_Q8_0 || t == KVK_Q4_0) {
+        for (size_t h0 = 0; h0 < m; h0 += 3) {
+            const size_t g = m - h0 < 3 ? m - h0 : 3;
+            const float *wg = w + h0 * w_stride;
+            float *og = out + h0 * out_stride;
 #define WSM_T(TT)                                                                                    \
     switch (g) {                                                                                      \
     case 1: wsm_group(TT, wg, w_stride, 1, values, value_stride, n, d, og, out_stride); break;        \
     case 2: wsm_group(TT, wg, w_stride, 2, values, value_stride, n, d, og, out_stride); break;        \
     default: wsm_group(TT, wg, w_stride, 3, values, value_stride, n, d, og, out_stride); break;       \
     }
-        switch (t) {
-        case KVK_F32: WSM_T(KVK_F32) break;
-        case KVK_F16: WSM_T(KVK_F16) break;
-        case KVK_BF16: WSM_T(KVK_BF16) break;
-        case KVK_Q8_0: WSM_T(KVK_Q8_0) break;
-        default: WSM_T(KVK_Q4_0) break;
-        }
+            if (t == KVK_Q8_0) { WSM_T(KVK_Q8_0) } else { WSM_T(KVK_Q4_0) }
 #undef WSM_T
+        }
+        return;
+    }
+    const size_t group = 32;
+    for (size_t j0 = 0; j0 < n; j0 += group) {
+        const size_t rows = n - j0 < group ? n - j0 : group;
+        const char *v = (const char *)values + j0 * value_stride;
+        for (size_t h = 0; h < m; h++) ws_rows(t, w + h * w_stride + j0, v, value_stride, rows, d, out + h * out_stride);
     }
 }
 
