@@ -78,6 +78,19 @@ INL __m256 exp8(__m256 x) {
     return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
 }
 
+/* Rows to prefetch ahead: about KVK_PREFETCH_BYTES of row data, between min_rows and 256 rows. */
+#define KVK_PREFETCH_BYTES 8192
+static inline size_t prefetch_rows(size_t stride, size_t min_rows) {
+    size_t pd = stride > 0 ? KVK_PREFETCH_BYTES / stride : min_rows;
+    return pd < min_rows ? min_rows : pd > 256 ? 256 : pd;
+}
+
+/* Prefetches the row data of rows [first, first + count) (row_bytes each, stride apart). */
+INL void prefetch_row_range(const char *base, size_t stride, size_t row_bytes, size_t first, size_t count) {
+    for (size_t r = first; r < first + count; r++)
+        for (size_t off = 0; off < row_bytes; off += 64) _mm_prefetch(base + r * stride + off, _MM_HINT_T0);
+}
+
 /* ------------------------------------------------------------ basic f32 */
 
 static TGT float avx2_dot_f32(const float *a, const float *b, size_t n) {
@@ -392,9 +405,9 @@ INL __m128 dot4(kvk_type t, const char *base, size_t stride, const float *x, siz
 static TGT void rows_dot(kvk_type t, const void *rows, size_t stride, size_t n, size_t d, const float *x,
                          float scale, float *out, int allow_i16) {
     const size_t n4 = n & ~(size_t)3;
-    /* prefetch distance: about 2 KiB ahead (DRAM latency x bandwidth), at least two row groups */
-    size_t pd = stride > 0 ? 2048 / stride : 8;
-    pd = pd < 8 ? 8 : pd > 64 ? 64 : pd;
+    /* prefetch distance: about 8 KiB ahead (DRAM latency x bandwidth on the development machine;
+     * measured best among 2/8/16/32 KiB), at least two row groups */
+    size_t pd = prefetch_rows(stride, 8);
     pd &= ~(size_t)3;
     if (allow_i16 && (t == KVK_Q8_0 || t == KVK_Q4_0) && d <= KVK_I16_MAX_D && n4 > 0) {
         /* query in 16-bit fixed point: its rounding (<= max|q| / 65534 per element) is far below
@@ -546,8 +559,10 @@ static TGT void avx2_weighted_sum(kvk_type t, const float *w, const void *values
                                   size_t d, float *out) {
     /* rows in groups of 32 so that a row group is re-read from L1 for every 64-element chunk */
     const size_t group = 32;
+    const size_t row_bytes = kvk_row_bytes(t, d), pd = prefetch_rows(value_stride, group);
     for (size_t j0 = 0; j0 < n; j0 += group) {
         const size_t m = n - j0 < group ? n - j0 : group;
+        if (j0 + pd + m <= n) prefetch_row_range((const char *)values, value_stride, row_bytes, j0 + pd, m);
         ws_rows(t, w + j0, (const char *)values + j0 * value_stride, value_stride, m, d, out);
     }
 }
@@ -647,8 +662,7 @@ INL void scores_group(kvk_type t, const float *q, size_t q_stride, int M, const 
                       size_t n, size_t d, float scale, float *out, size_t out_stride) {
     const char *kb = (const char *)keys;
     const size_t row_bytes = kvk_row_bytes(t, d);
-    size_t pd = key_stride > 0 ? 2048 / key_stride : 8;
-    pd = pd < 8 ? 8 : pd > 64 ? 64 : pd;
+    const size_t pd = prefetch_rows(key_stride, 8);
     float res[4][2];
     if (t == KVK_Q8_0 || t == KVK_Q4_0) {
         int16_t q16[4 * KVK_I16_MAX_D];
@@ -801,9 +815,11 @@ static TGT void avx2_weighted_sum_multi(kvk_type t, const float *w, size_t w_str
         return;
     }
     const size_t group = 32;
+    const size_t row_bytes = kvk_row_bytes(t, d), pd = prefetch_rows(value_stride, group);
     for (size_t j0 = 0; j0 < n; j0 += group) {
         const size_t rows = n - j0 < group ? n - j0 : group;
         const char *v = (const char *)values + j0 * value_stride;
+        if (j0 + pd + rows <= n) prefetch_row_range((const char *)values, value_stride, row_bytes, j0 + pd, rows);
         for (size_t h = 0; h < m; h++) ws_rows(t, w + h * w_stride + j0, v, value_stride, rows, d, out + h * out_stride);
     }
 }
@@ -919,10 +935,11 @@ INL void q8act_tile(int kind, const char *w, size_t rb, const kvk_block_q8_act *
         __m256i wu[4], ws[4];
         __m128 dm[4];
         for (int r = 0; r < R; r++) wu[r] = wload(kind, w + r * rb, b, &ws[r], &dm[r]);
-        /* q8_0: prefetch the next tile's block (the hardware prefetchers alone fall short: measured
-         * 10 -> 26 GB/s on 49152x576); the q4 kinds are compute-bound and only lose from it */
+        /* q8_0: prefetch the same block 8 tiles ahead (~20 KB: this machine's memory latency needs
+         * that much in flight; measured 10 -> 48 GB/s on 49152x576, 0.84-0.95 of read bandwidth);
+         * the q4 kinds are compute-bound and only lose from it */
         if (kind == WQ8_0)
-            for (int r = 0; r < R; r++) _mm_prefetch(w + (r + R) * rb + b * sizeof(kvk_block_q8_0), _MM_HINT_T0);
+            for (int r = 0; r < R; r++) _mm_prefetch(w + (r + 8 * R) * rb + b * sizeof(kvk_block_q8_0), _MM_HINT_T0);
         for (int c = 0; c < C; c++) {
             const kvk_block_q8_act *a = xq + c * nb + b;
             const __m256i qa = _mm256_loadu_si256((const __m256i *)a->qs);
