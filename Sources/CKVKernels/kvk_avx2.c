@@ -929,8 +929,12 @@ INL __m256i wload(int kind, const char *row, size_t b, __m256i *sign, __m128 *dm
 INL void q8act_tile(int kind, const char *w, size_t rb, const kvk_block_q8_act *xq, size_t nb, int R, int C,
                     float *y, size_t ldy) {
     __m256 acc[4][4];
-    for (int r = 0; r < R; r++)
+    __m128 macc[4]; /* q4_1 with one activation row: m * s products in lane 1 (spare registers) */
+    const int sep_m = kind == WQ4_1 && C == 1;
+    for (int r = 0; r < R; r++) {
+        macc[r] = _mm_setzero_ps();
         for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
+    }
     for (size_t b = 0; b < nb; b++) {
         __m256i wu[4], ws[4];
         __m128 dm[4];
@@ -949,11 +953,14 @@ INL void q8act_tile(int kind, const char *w, size_t rb, const kvk_block_q8_act *
                 const __m256 p = dot_us8(wu[r], ya);
                 const __m128 prod = _mm_mul_ps(dm[r], ds);
                 acc[r][c] = _mm256_fmadd_ps(_mm256_broadcastss_ps(prod), p, acc[r][c]);
-                if (kind == WQ4_1)
+                if (sep_m) macc[r] = _mm_add_ps(macc[r], prod);
+                else if (kind == WQ4_1)
                     acc[r][c] = _mm256_add_ps(acc[r][c], _mm256_zextps128_ps256(_mm_insert_ps(prod, prod, 0x4E)));
             }
         }
     }
+    for (int r = 0; r < R && sep_m; r++) /* fold lane 1 (sum of m s) into lane 0 of the accumulator */
+        acc[r][0] = _mm256_add_ps(acc[r][0], _mm256_zextps128_ps256(_mm_insert_ps(macc[r], macc[r], 0x4E)));
     for (int c = 0; c < C; c++) {
         if (R == 4) {
             _mm_storeu_ps(y + c * ldy, hsum8x4(acc[0][c], acc[1][c], acc[2][c], acc[3][c]));
