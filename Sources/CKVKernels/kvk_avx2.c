@@ -78,6 +78,19 @@ INL __m256 exp8(__m256 x) {
     return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
 }
 
+/* Rows to prefetch ahead: about KVK_PREFETCH_BYTES of row data, between min_rows and 256 rows. */
+#define KVK_PREFETCH_BYTES 8192
+static inline size_t prefetch_rows(size_t stride, size_t min_rows) {
+    size_t pd = stride > 0 ? KVK_PREFETCH_BYTES / stride : min_rows;
+    return pd < min_rows ? min_rows : pd > 256 ? 256 : pd;
+}
+
+/* Prefetches the row data of rows [first, first + count) (row_bytes each, stride apart). */
+INL void prefetch_row_range(const char *base, size_t stride, size_t row_bytes, size_t first, size_t count) {
+    for (size_t r = first; r < first + count; r++)
+        for (size_t off = 0; off < row_bytes; off += 64) _mm_prefetch(base + r * stride + off, _MM_HINT_T0);
+}
+
 /* ------------------------------------------------------------ basic f32 */
 
 static TGT float avx2_dot_f32(const float *a, const float *b, size_t n) {
@@ -392,9 +405,9 @@ INL __m128 dot4(kvk_type t, const char *base, size_t stride, const float *x, siz
 static TGT void rows_dot(kvk_type t, const void *rows, size_t stride, size_t n, size_t d, const float *x,
                          float scale, float *out, int allow_i16) {
     const size_t n4 = n & ~(size_t)3;
-    /* prefetch distance: about 2 KiB ahead (DRAM latency x bandwidth), at least two row groups */
-    size_t pd = stride > 0 ? 2048 / stride : 8;
-    pd = pd < 8 ? 8 : pd > 64 ? 64 : pd;
+    /* prefetch distance: about 8 KiB ahead (DRAM latency x bandwidth on the development machine;
+     * measured best among 2/8/16/32 KiB), at least two row groups */
+    size_t pd = prefetch_rows(stride, 8);
     pd &= ~(size_t)3;
     if (allow_i16 && (t == KVK_Q8_0 || t == KVK_Q4_0) && d <= KVK_I16_MAX_D && n4 > 0) {
         /* query in 16-bit fixed point: its rounding (<= max|q| / 65534 per element) is far below
@@ -518,33 +531,39 @@ INL void ws_chunk(kvk_type t, const float *w, const char *values, size_t stride,
     for (int v = 0; v < nv; v++) _mm256_storeu_ps(out + c0 + 8 * v, acc[v]);
 }
 
+/* out += sum_j w[j] row_j over m rows starting at v (one row group, re-read from L1 per chunk) */
+INL void ws_rows(kvk_type t, const float *w, const char *v, size_t value_stride, size_t m, size_t d, float *out) {
+    const size_t d8 = d & ~(size_t)7;
+    size_t c = 0;
+    for (; c + 64 <= d8; c += 64) ws_chunk(t, w, v, value_stride, m, c, 8, out);
+    for (; c + 32 <= d8; c += 32) ws_chunk(t, w, v, value_stride, m, c, 4, out);
+    for (; c + 8 <= d8; c += 8) ws_chunk(t, w, v, value_stride, m, c, 1, out); /* f32/f16/bf16 only */
+    if (c < d) { /* tail elements (float types, d % 8 != 0) */
+        for (size_t j = 0; j < m; j++) {
+            const char *row = v + j * value_stride;
+            for (size_t i = c; i < d; i++) {
+                float x;
+                if (t == KVK_F32) memcpy(&x, row + 4 * i, 4);
+                else {
+                    uint16_t h;
+                    memcpy(&h, row + 2 * i, 2);
+                    x = t == KVK_F16 ? kvk_h2f(h) : kvk_bf2f(h);
+                }
+                out[i] += w[j] * x;
+            }
+        }
+    }
+}
+
 static TGT void avx2_weighted_sum(kvk_type t, const float *w, const void *values, size_t value_stride, size_t n,
                                   size_t d, float *out) {
     /* rows in groups of 32 so that a row group is re-read from L1 for every 64-element chunk */
     const size_t group = 32;
-    const size_t d8 = d & ~(size_t)7;
+    const size_t row_bytes = kvk_row_bytes(t, d), pd = prefetch_rows(value_stride, group);
     for (size_t j0 = 0; j0 < n; j0 += group) {
         const size_t m = n - j0 < group ? n - j0 : group;
-        const char *v = (const char *)values + j0 * value_stride;
-        size_t c = 0;
-        for (; c + 64 <= d8; c += 64) ws_chunk(t, w + j0, v, value_stride, m, c, 8, out);
-        for (; c + 32 <= d8; c += 32) ws_chunk(t, w + j0, v, value_stride, m, c, 4, out);
-        for (; c + 8 <= d8; c += 8) ws_chunk(t, w + j0, v, value_stride, m, c, 1, out); /* f32/f16/bf16 only */
-        if (c < d) { /* tail elements (float types, d % 8 != 0) */
-            for (size_t j = 0; j < m; j++) {
-                const char *row = v + j * value_stride;
-                for (size_t i = c; i < d; i++) {
-                    float x;
-                    if (t == KVK_F32) memcpy(&x, row + 4 * i, 4);
-                    else {
-                        uint16_t h;
-                        memcpy(&h, row + 2 * i, 2);
-                        x = t == KVK_F16 ? kvk_h2f(h) : kvk_bf2f(h);
-                    }
-                    out[i] += w[j0 + j] * x;
-                }
-            }
-        }
+        if (j0 + pd + m <= n) prefetch_row_range((const char *)values, value_stride, row_bytes, j0 + pd, m);
+        ws_rows(t, w + j0, (const char *)values + j0 * value_stride, value_stride, m, d, out);
     }
 }
 
@@ -643,8 +662,7 @@ INL void scores_group(kvk_type t, const float *q, size_t q_stride, int M, const 
                       size_t n, size_t d, float scale, float *out, size_t out_stride) {
     const char *kb = (const char *)keys;
     const size_t row_bytes = kvk_row_bytes(t, d);
-    size_t pd = key_stride > 0 ? 2048 / key_stride : 8;
-    pd = pd < 8 ? 8 : pd > 64 ? 64 : pd;
+    const size_t pd = prefetch_rows(key_stride, 8);
     float res[4][2];
     if (t == KVK_Q8_0 || t == KVK_Q4_0) {
         int16_t q16[4 * KVK_I16_MAX_D];
@@ -715,6 +733,11 @@ static TGT void avx2_scores_multi(kvk_type t, const float *q, size_t q_stride, s
     }
 }
 
+/* Several heads over the same rows.
+ * Float types: per group of 32 rows, every head's weighted sum in turn, so the rows come from memory
+ * once and from L1 for the other heads (the conversions repeat, which is cheap for these types).
+ * Block types: the conversion is the expensive part, so each converted vector feeds all heads of a
+ * group (up to 3 heads, accumulators kept within the 16 registers). Both chosen by measurement. */
 /* out_h[c0 .. c0 + 8 nv) += sum_j w_h[j] row_j[c0 ..] for M <= 3 heads; nv = 4 (any type, c0 % 32 == 0
  * for block types) or 1 (float types). */
 INL void wsm_chunk(kvk_type t, const float *w, size_t w_stride, int M, const char *values, size_t stride, size_t n,
@@ -729,14 +752,15 @@ INL void wsm_chunk(kvk_type t, const float *w, size_t w_stride, int M, const cha
         if (t == KVK_Q8_0 || t == KVK_Q4_0) {
             const size_t bs = t == KVK_Q8_0 ? sizeof(kvk_block_q8_0) : sizeof(kvk_block_q4_0);
             const char *blk = row + (c0 / KVK_BLOCK) * bs;
+            const int g0 = (int)((c0 % KVK_BLOCK) / 8);
             uint16_t dh;
             memcpy(&dh, blk, 2);
             const float dv = h2f(dh);
             for (int h = 0; h < M; h++) wv[h] = _mm256_set1_ps(w[h * w_stride + j] * dv);
             const __m256i off = _mm256_set1_epi32(8);
-            for (int v = 0; v < 4; v++) {
-                const __m256 vec = t == KVK_Q8_0 ? load_i8x8((const int8_t *)blk + 2 + 8 * v)
-                                                 : q4_group((const uint8_t *)blk + 2, v, off);
+            for (int v = 0; v < nv; v++) {
+                const __m256 vec = t == KVK_Q8_0 ? load_i8x8((const int8_t *)blk + 2 + 8 * (g0 + v))
+                                                 : q4_group((const uint8_t *)blk + 2, g0 + v, off);
                 for (int h = 0; h < M; h++) acc[h][v] = _mm256_fmadd_ps(wv[h], vec, acc[h][v]);
             }
         } else {
@@ -759,7 +783,10 @@ INL void wsm_group(kvk_type t, const float *w, size_t w_stride, int M, const voi
         const size_t m = n - j0 < group ? n - j0 : group;
         const char *v = (const char *)values + j0 * value_stride;
         size_t c = 0;
-        for (; c + 32 <= d8; c += 32) wsm_chunk(t, w + j0, w_stride, M, v, value_stride, m, c, 4, out, out_stride);
+        /* M <= 2: 32-element chunks (8 accumulators); M = 3: 16-element chunks (6 accumulators) */
+        if (M <= 2)
+            for (; c + 32 <= d8; c += 32) wsm_chunk(t, w + j0, w_stride, M, v, value_stride, m, c, 4, out, out_stride);
+        for (; c + 16 <= d8; c += 16) wsm_chunk(t, w + j0, w_stride, M, v, value_stride, m, c, 2, out, out_stride);
         for (; c + 8 <= d8; c += 8) wsm_chunk(t, w + j0, w_stride, M, v, value_stride, m, c, 1, out, out_stride);
         for (; c < d; c++) /* float types, d % 8 != 0 */
             for (size_t j = 0; j < m; j++) {
@@ -771,31 +798,29 @@ INL void wsm_group(kvk_type t, const float *w, size_t w_stride, int M, const voi
 
 static TGT void avx2_weighted_sum_multi(kvk_type t, const float *w, size_t w_stride, size_t m, const void *values,
                                         size_t value_stride, size_t n, size_t d, float *out, size_t out_stride) {
-    const int supported = t == KVK_F32 || t == KVK_F16 || t == KVK_BF16 || t == KVK_Q8_0 || t == KVK_Q4_0;
-    if (!supported || m == 1) {
-        for (size_t h = 0; h < m; h++)
-            avx2_weighted_sum(t, w + h * w_stride, values, value_stride, n, d, out + h * out_stride);
-        return;
-    }
-    for (size_t h0 = 0; h0 < m; h0 += 3) {
-        const size_t g = m - h0 < 3 ? m - h0 : 3;
-        const float *wg = w + h0 * w_stride;
-        float *og = out + h0 * out_stride;
-        /* type and head count become compile-time constants in each inlined copy */
+    if (t == KVK_Q8_0 || t == KVK_Q4_0) {
+        for (size_t h0 = 0; h0 < m; h0 += 3) {
+            const size_t g = m - h0 < 3 ? m - h0 : 3;
+            const float *wg = w + h0 * w_stride;
+            float *og = out + h0 * out_stride;
 #define WSM_T(TT)                                                                                    \
     switch (g) {                                                                                      \
     case 1: wsm_group(TT, wg, w_stride, 1, values, value_stride, n, d, og, out_stride); break;        \
     case 2: wsm_group(TT, wg, w_stride, 2, values, value_stride, n, d, og, out_stride); break;        \
     default: wsm_group(TT, wg, w_stride, 3, values, value_stride, n, d, og, out_stride); break;       \
     }
-        switch (t) {
-        case KVK_F32: WSM_T(KVK_F32) break;
-        case KVK_F16: WSM_T(KVK_F16) break;
-        case KVK_BF16: WSM_T(KVK_BF16) break;
-        case KVK_Q8_0: WSM_T(KVK_Q8_0) break;
-        default: WSM_T(KVK_Q4_0) break;
-        }
+            if (t == KVK_Q8_0) { WSM_T(KVK_Q8_0) } else { WSM_T(KVK_Q4_0) }
 #undef WSM_T
+        }
+        return;
+    }
+    const size_t group = 32;
+    const size_t row_bytes = kvk_row_bytes(t, d), pd = prefetch_rows(value_stride, group);
+    for (size_t j0 = 0; j0 < n; j0 += group) {
+        const size_t rows = n - j0 < group ? n - j0 : group;
+        const char *v = (const char *)values + j0 * value_stride;
+        if (j0 + pd + rows <= n) prefetch_row_range((const char *)values, value_stride, row_bytes, j0 + pd, rows);
+        for (size_t h = 0; h < m; h++) ws_rows(t, w + h * w_stride + j0, v, value_stride, rows, d, out + h * out_stride);
     }
 }
 
@@ -871,9 +896,6 @@ INL __m256 dot_us8(__m256i ux, __m256i y) {
     return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
 }
 
-#ifndef KVK_PREFETCH_Q8
-#define KVK_PREFETCH_Q8 1
-#endif
 /* Weight block kinds for the integer path. */
 enum { WQ8_0 = 0, WQ4_0 = 1, WQ4_1 = 2 };
 
@@ -907,18 +929,21 @@ INL __m256i wload(int kind, const char *row, size_t b, __m256i *sign, __m128 *dm
 INL void q8act_tile(int kind, const char *w, size_t rb, const kvk_block_q8_act *xq, size_t nb, int R, int C,
                     float *y, size_t ldy) {
     __m256 acc[4][4];
-    for (int r = 0; r < R; r++)
+    __m128 macc[4]; /* q4_1 with one activation row: m * s products in lane 1 (spare registers) */
+    const int sep_m = kind == WQ4_1 && C == 1;
+    for (int r = 0; r < R; r++) {
+        macc[r] = _mm_setzero_ps();
         for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
+    }
     for (size_t b = 0; b < nb; b++) {
         __m256i wu[4], ws[4];
         __m128 dm[4];
         for (int r = 0; r < R; r++) wu[r] = wload(kind, w + r * rb, b, &ws[r], &dm[r]);
-        if (KVK_PREFETCH_Q8) { /* next tile, same block: the hardware prefetchers alone fall short */
-            const size_t bs = kind == WQ8_0 ? sizeof(kvk_block_q8_0) : kind == WQ4_0 ? sizeof(kvk_block_q4_0)
-                                                                                     : sizeof(kvk_block_q4_1);
-            if (kind == WQ8_0) /* q4 kinds are compute-bound: prefetching only costs them */
-                for (int r = 0; r < R; r++) _mm_prefetch(w + (r + R) * rb + b * bs, _MM_HINT_T0);
-        }
+        /* q8_0: prefetch the same block 8 tiles ahead (~20 KB: this machine's memory latency needs
+         * that much in flight; measured 10 -> 48 GB/s on 49152x576, 0.84-0.95 of read bandwidth);
+         * the q4 kinds are compute-bound and only lose from it */
+        if (kind == WQ8_0)
+            for (int r = 0; r < R; r++) _mm_prefetch(w + (r + 8 * R) * rb + b * sizeof(kvk_block_q8_0), _MM_HINT_T0);
         for (int c = 0; c < C; c++) {
             const kvk_block_q8_act *a = xq + c * nb + b;
             const __m256i qa = _mm256_loadu_si256((const __m256i *)a->qs);
@@ -928,11 +953,14 @@ INL void q8act_tile(int kind, const char *w, size_t rb, const kvk_block_q8_act *
                 const __m256 p = dot_us8(wu[r], ya);
                 const __m128 prod = _mm_mul_ps(dm[r], ds);
                 acc[r][c] = _mm256_fmadd_ps(_mm256_broadcastss_ps(prod), p, acc[r][c]);
-                if (kind == WQ4_1)
+                if (sep_m) macc[r] = _mm_add_ps(macc[r], prod);
+                else if (kind == WQ4_1)
                     acc[r][c] = _mm256_add_ps(acc[r][c], _mm256_zextps128_ps256(_mm_insert_ps(prod, prod, 0x4E)));
             }
         }
     }
+    for (int r = 0; r < R && sep_m; r++) /* fold lane 1 (sum of m s) into lane 0 of the accumulator */
+        acc[r][0] = _mm256_add_ps(acc[r][0], _mm256_zextps128_ps256(_mm_insert_ps(macc[r], macc[r], 0x4E)));
     for (int c = 0; c < C; c++) {
         if (R == 4) {
             _mm_storeu_ps(y + c * ldy, hsum8x4(acc[0][c], acc[1][c], acc[2][c], acc[3][c]));

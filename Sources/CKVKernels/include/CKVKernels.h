@@ -130,9 +130,12 @@ void kvk_matmul(kvk_type wt, const void *w, size_t rows, size_t cols, const floa
  *  (what q4_1's min term needs), 32 signed bytes; x ~= d * q. 40 bytes. */
 typedef struct kvk_block_q8_act { float d; float s; int8_t qs[KVK_BLOCK]; } kvk_block_q8_act;
 
-/** Quantizes n activations (n % 32 == 0) to q8_act blocks (d = max|x| / 127, round to nearest). */
+/** Quantizes n activations (n % 32 == 0) to q8_act blocks: d = max|x| / 127, q = roundf(x * (1 / d))
+ *  (half away from zero, as ggml's reference q8 quantizers), s = d * sum(q); identical on every ISA. */
 void kvk_quantize_act(const float *x, kvk_block_q8_act *out, size_t n);
-/** y[r] = dot(W_r, xq) with integer block dot products; wt in Q8_0, Q4_0, Q4_1 (cols % 32 == 0). */
+/** y[r] = dot(W_r, xq) with exact integer block dot products and one f32 scale product per block
+ *  (Q4_1: plus m * s); wt in Q8_0, Q4_0, Q4_1 (cols % 32 == 0). The fast decode path: quantize x once
+ *  with kvk_quantize_act, then split rows across threads. */
 void kvk_matvec_q8act(kvk_type wt, const void *w, size_t rows, size_t cols, const kvk_block_q8_act *xq,
                       float *y);
 /** Batched form: Y[i][r] = dot(W_r, Xq[i]) for i in 0..<n, Xq rows of cols/32 blocks, Y row stride ldy. */
@@ -145,8 +148,9 @@ void kvk_matmul_q8act(kvk_type wt, const void *w, size_t rows, size_t cols, cons
 void kvk_rmsnorm(const float *x, const float *weight, float *y, size_t n, float eps);
 /** out[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + exp(-g)); out may alias gate or up. */
 void kvk_silu_mul(const float *gate, const float *up, float *out, size_t n);
-/** In-place numerically stable softmax (subtracts the max); returns the sum of exp before normalizing.
- *  Entries equal to -INFINITY get probability 0. */
+/** In-place numerically stable softmax (subtracts the max); returns the sum of exp(x - max) before
+ *  normalizing. Entries equal to -INFINITY get probability 0; if all are -INFINITY, all become 0 and
+ *  0 is returned. The SIMD exp is accurate to a few ulp. */
 float kvk_softmax(float *x, size_t n);
 
 /** RoPE pairings. NEOX: dims i and i + d/2 form a pair ("rotate half", as HF Llama applies it to its
