@@ -80,3 +80,13 @@ final class TokenizerTests: XCTestCase {
         XCTAssertEqual(t.decode([-1, Int32(t.vocabularySize)]), "")
     }
 }
+
+extension TokenizerTests {
+    func testPasskeyPromptGeneratorReproducesFixture() throws {
+        let json = try TestSupport.json("passkey_prompt.json")
+        let prompt = PasskeyPrompt()
+        XCTAssertEqual(prompt.context, json["context_text"] as? String)
+        XCTAssertEqual(prompt.question, json["question_text"] as? String)
+        XCTAssertEqual(try tokenizer().encode(prompt.text), try TestSupport.ids("passkey_prompt.json", key: "prompt_ids"))
+    }
+}
