@@ -30,6 +30,8 @@ enum ModelBenchmarks {
             let lengths = ctx.options.quick ? [128] : [512, 2048, 8000]
             let decodeSteps = ctx.options.quick ? 4 : 32
             let weights = model.weightBytes
+            let fileBytes = (try? FileManager.default.attributesOfItem(atPath: try ModelStore.defaultModelURL().path)[.size]
+                as? Int) ?? 0
             for threads in ctx.options.threads {
                 let pool = ctx.pool(threads)
                 for n in lengths {
@@ -55,13 +57,20 @@ enum ModelBenchmarks {
                     ctx.addValue(group: "model", name: "decode at context \(n)", threads: threads, value: 1 / median,
                                  unit: "tok/s", timing: Timing(min: times[0], median: median),
                                  note: [dref, "cache \(session.cache.byteCount / 1_000_000) MB"].compactMap { $0 }.joined(separator: ", "))
+                    if n == lengths.last, let rss = ProcessMemory.current {
+                        // Target: RSS <= model file + cache + 100 MB (weights are mapped, not copied).
+                        let budget = fileBytes + session.cache.allocatedByteCount + 100_000_000
+                        ctx.addValue(group: "model", name: "RSS at context \(n)", threads: threads, value: Double(rss) / 1e6,
+                                     unit: "MB", timing: Timing(min: 0, median: 0),
+                                     note: String(format: "budget file+cache+100MB = %.0f MB: %@", Double(budget) / 1e6,
+                                                  rss <= budget ? "met" : "MISSED"))
+                    }
                 }
             }
             if let peak = ProcessMemory.peak {
-                let file = (try? FileManager.default.attributesOfItem(atPath: try ModelStore.defaultModelURL().path)[.size] as? Int) ?? 0
                 ctx.addValue(group: "model", name: "peak RSS", threads: 0, value: Double(peak) / 1e6, unit: "MB",
                              timing: Timing(min: 0, median: 0),
-                             note: "model file \(file / 1_000_000) MB, weights read per token \(weights / 1_000_000) MB")
+                             note: "model file \(fileBytes / 1_000_000) MB, weights read per token \(weights / 1_000_000) MB")
             }
         } catch {
             FileHandle.standardError.write(Data("kvbench model: \(error)\n".utf8))
