@@ -1,34 +1,732 @@
 /*
  * x86_64 AVX2 + FMA + F16C kernels, compiled per function with target attributes (no global flags)
  * and selected at run time only when the CPU reports all three features.
+ *
+ * Structure: the hot kernels (scores / weighted sums over cache rows, matvec, the int8-activation
+ * products) work on several rows at once so that independent FMA chains overlap and shared operands
+ * (the query, the activation blocks) are loaded once per group.
  */
 #include "kvk_internal.h"
 
 #if defined(__x86_64__)
+#include <immintrin.h>
+
+#define TGT __attribute__((target("avx2,fma,f16c")))
+#define INL static inline __attribute__((always_inline)) TGT
+
+/* ------------------------------------------------------------ helpers */
+
+INL float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* The four horizontal sums of a0..a3 in one vector. */
+INL __m128 hsum8x4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+    const __m256 s01 = _mm256_hadd_ps(a0, a1), s23 = _mm256_hadd_ps(a2, a3);
+    const __m256 s = _mm256_hadd_ps(s01, s23);
+    return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+}
+
+INL float h2f(uint16_t h) { return _cvtsh_ss(h); }
+
+INL __m256 load_f16x8(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+INL __m256 load_bf16x8(const uint16_t *p) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
+INL __m256 load_i8x8(const int8_t *p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+}
+/* 32 nibbles of a q4 block as 32 bytes 0..15: low nibbles of qs[0..15], then high nibbles. */
+INL __m256i unpack_nibbles(const uint8_t *qs) {
+    const __m128i t = _mm_loadu_si128((const __m128i *)qs);
+    const __m256i b = _mm256_insertf128_si256(_mm256_castsi128_si256(t), _mm_srli_epi16(t, 4), 1);
+    return _mm256_and_si256(b, _mm256_set1_epi8(0x0f));
+}
+/* Element groups of 8 of a q4 block as floats (q - off). g in 0..3. */
+INL __m256 q4_group(const uint8_t *qs, int g, __m256i off) {
+    __m128i t = _mm_loadl_epi64((const __m128i *)(qs + (g & 1) * 8));
+    if (g >= 2) t = _mm_srli_epi16(t, 4);
+    t = _mm_and_si128(t, _mm_set1_epi8(0x0f));
+    return _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(t), off));
+}
+
+/* exp(x) for a vector: Cephes-style range reduction and degree-6 polynomial (about 1-2 ulp);
+ * 2^n applied as two factors so results stay correct down to the subnormal range; -inf -> 0,
+ * large x -> +inf. */
+INL __m256 exp8(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-110.0f)), _mm256_set1_ps(89.0f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500E-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507E-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073E-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894E-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459E-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201E-1f));
+    const __m256 r2 = _mm256_mul_ps(r, r);
+    p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    const __m256i ni = _mm256_cvtps_epi32(n);
+    const __m256i n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1);
+    const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, _mm256_set1_epi32(127)), 23));
+    const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, _mm256_set1_epi32(127)), 23));
+    return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+}
+
+/* ------------------------------------------------------------ basic f32 */
+
+static TGT float avx2_dot_f32(const float *a, const float *b, size_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
+        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    float s = hsum8(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static TGT void avx2_axpy_f32(float alpha, const float *x, float *y, size_t n) {
+    const __m256 a = _mm256_set1_ps(alpha);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(a, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += alpha * x[i];
+}
+
+static TGT void avx2_scale_f32(float alpha, float *x, size_t n) {
+    const __m256 a = _mm256_set1_ps(alpha);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(a, _mm256_loadu_ps(x + i)));
+    for (; i < n; i++) x[i] *= alpha;
+}
+
+static TGT float avx2_sum_f32(const float *x, size_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_add_ps(s0, _mm256_loadu_ps(x + i));
+        s1 = _mm256_add_ps(s1, _mm256_loadu_ps(x + i + 8));
+        s2 = _mm256_add_ps(s2, _mm256_loadu_ps(x + i + 16));
+        s3 = _mm256_add_ps(s3, _mm256_loadu_ps(x + i + 24));
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_add_ps(s0, _mm256_loadu_ps(x + i));
+    float s = hsum8(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (; i < n; i++) s += x[i];
+    return s;
+}
+
+/* ------------------------------------------------------------ conversion */
+
+static TGT void avx2_f16_to_f32(const uint16_t *src, float *dst, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load_f16x8(src + i));
+    for (; i < n; i++) dst[i] = kvk_h2f(src[i]);
+}
+
+static TGT void avx2_f32_to_f16(const float *src, uint16_t *dst, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(dst + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    for (; i < n; i++) dst[i] = kvk_f2h(src[i]);
+}
+
+static TGT void avx2_bf16_to_f32(const uint16_t *src, float *dst, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load_bf16x8(src + i));
+    for (; i < n; i++) dst[i] = kvk_bf2f(src[i]);
+}
+
+static TGT void avx2_f32_to_bf16(const float *src, uint16_t *dst, size_t n) {
+    size_t i = 0;
+    const __m256i absmask = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
+    for (; i + 8 <= n; i += 8) {
+        const __m256i x = _mm256_loadu_si256((const __m256i *)(src + i));
+        const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(1));
+        const __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(x, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
+        const __m256i quiet = _mm256_or_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(0x40));
+        const __m256i isnan = _mm256_cmpgt_epi32(_mm256_and_si256(x, absmask), inf);
+        const __m256i r = _mm256_blendv_epi8(rounded, quiet, isnan);
+        const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08);
+        _mm_storeu_si128((__m128i *)(dst + i), _mm256_castsi256_si128(packed));
+    }
+    for (; i < n; i++) dst[i] = kvk_f2bf(src[i]);
+}
+
+static TGT void avx2_dequantize(kvk_type t, const void *src, float *dst, size_t n) {
+    switch (t) {
+    case KVK_F16: avx2_f16_to_f32((const uint16_t *)src, dst, n); return;
+    case KVK_BF16: avx2_bf16_to_f32((const uint16_t *)src, dst, n); return;
+    case KVK_Q8_0: {
+        const kvk_block_q8_0 *b = (const kvk_block_q8_0 *)src;
+        for (size_t k = 0; k < n / KVK_BLOCK; k++, dst += KVK_BLOCK) {
+            const __m256 d = _mm256_set1_ps(h2f(b[k].d));
+            for (int g = 0; g < 4; g++) _mm256_storeu_ps(dst + 8 * g, _mm256_mul_ps(d, load_i8x8(b[k].qs + 8 * g)));
+        }
+        return;
+    }
+    case KVK_Q4_0: {
+        const kvk_block_q4_0 *b = (const kvk_block_q4_0 *)src;
+        const __m256i off = _mm256_set1_epi32(8);
+        for (size_t k = 0; k < n / KVK_BLOCK; k++, dst += KVK_BLOCK) {
+            const __m256 d = _mm256_set1_ps(h2f(b[k].d));
+            for (int g = 0; g < 4; g++) _mm256_storeu_ps(dst + 8 * g, _mm256_mul_ps(d, q4_group(b[k].qs, g, off)));
+        }
+        return;
+    }
+    case KVK_Q4_1: {
+        const kvk_block_q4_1 *b = (const kvk_block_q4_1 *)src;
+        const __m256i off = _mm256_setzero_si256();
+        for (size_t k = 0; k < n / KVK_BLOCK; k++, dst += KVK_BLOCK) {
+            const __m256 d = _mm256_set1_ps(h2f(b[k].d)), m = _mm256_set1_ps(h2f(b[k].m));
+            for (int g = 0; g < 4; g++)
+                _mm256_storeu_ps(dst + 8 * g, _mm256_fmadd_ps(d, q4_group(b[k].qs, g, off), m));
+        }
+        return;
+    }
+    default: kvk_scalar_dequantize(t, src, dst, n); return;
+    }
+}
+
+static TGT void avx2_quantize(kvk_type t, const float *src, void *dst, size_t n) {
+    switch (t) {
+    case KVK_F16: avx2_f32_to_f16(src, (uint16_t *)dst, n); return;
+    case KVK_BF16: avx2_f32_to_bf16(src, (uint16_t *)dst, n); return;
+    default: kvk_scalar_quantize(t, src, dst, n); return; /* exact GGML reference rounding */
+    }
+}
+
+/* ------------------------------------------------------------ dot of 4 rows with one vector */
+
+/* out[0..3] = dot(row_r, x) for rows r = 0..3 at base + r * stride, d elements of type t. */
+INL __m128 dot4_f32(const char *base, size_t stride, const float *x, size_t d) {
+    const float *r0 = (const float *)base, *r1 = (const float *)(base + stride),
+                *r2 = (const float *)(base + 2 * stride), *r3 = (const float *)(base + 3 * stride);
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    size_t i = 0;
+    for (; i + 8 <= d; i += 8) {
+        const __m256 xv = _mm256_loadu_ps(x + i);
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(r0 + i), xv, a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(r1 + i), xv, a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(r2 + i), xv, a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(r3 + i), xv, a3);
+    }
+    __m128 s = hsum8x4(a0, a1, a2, a3);
+    if (i < d) {
+        float t[4] = {0, 0, 0, 0};
+        for (; i < d; i++) { t[0] += r0[i] * x[i]; t[1] += r1[i] * x[i]; t[2] += r2[i] * x[i]; t[3] += r3[i] * x[i]; }
+        s = _mm_add_ps(s, _mm_loadu_ps(t));
+    }
+    return s;
+}
+
+#define DOT4_HALF(NAME, LOAD, CONV)                                                                  \
+    INL __m128 NAME(const char *base, size_t stride, const float *x, size_t d) {                    \
+        const uint16_t *r0 = (const uint16_t *)base, *r1 = (const uint16_t *)(base + stride),         \
+                       *r2 = (const uint16_t *)(base + 2 * stride),                                   \
+                       *r3 = (const uint16_t *)(base + 3 * stride);                                   \
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                   \
+        size_t i = 0;                                                                                 \
+        for (; i + 8 <= d; i += 8) {                                                                  \
+            const __m256 xv = _mm256_loadu_ps(x + i);                                                 \
+            a0 = _mm256_fmadd_ps(LOAD(r0 + i), xv, a0);                                               \
+            a1 = _mm256_fmadd_ps(LOAD(r1 + i), xv, a1);                                               \
+            a2 = _mm256_fmadd_ps(LOAD(r2 + i), xv, a2);                                               \
+            a3 = _mm256_fmadd_ps(LOAD(r3 + i), xv, a3);                                               \
+        }                                                                                             \
+        __m128 s = hsum8x4(a0, a1, a2, a3);                                                           \
+        if (i < d) {                                                                                  \
+            float t[4] = {0, 0, 0, 0};                                                                \
+            for (; i < d; i++) {                                                                      \
+                t[0] += CONV(r0[i]) * x[i]; t[1] += CONV(r1[i]) * x[i];                               \
+                t[2] += CONV(r2[i]) * x[i]; t[3] += CONV(r3[i]) * x[i];                               \
+            }                                                                                         \
+            s = _mm_add_ps(s, _mm_loadu_ps(t));                                                       \
+        }                                                                                             \
+        return s;                                                                                     \
+    }
+DOT4_HALF(dot4_f16, load_f16x8, kvk_h2f)
+DOT4_HALF(dot4_bf16, load_bf16x8, kvk_bf2f)
+
+INL __m128 dot4_q8_0(const char *base, size_t stride, const float *x, size_t d) {
+    const kvk_block_q8_0 *r[4];
+    for (int k = 0; k < 4; k++) r[k] = (const kvk_block_q8_0 *)(base + k * stride);
+    __m256 acc[4];
+    for (int k = 0; k < 4; k++) acc[k] = _mm256_setzero_ps();
+    for (size_t b = 0; b < d / KVK_BLOCK; b++) {
+        const float *xb = x + b * KVK_BLOCK;
+        const __m256 x0 = _mm256_loadu_ps(xb), x1 = _mm256_loadu_ps(xb + 8), x2 = _mm256_loadu_ps(xb + 16),
+                     x3 = _mm256_loadu_ps(xb + 24);
+        for (int k = 0; k < 4; k++) {
+            const int8_t *q = r[k][b].qs;
+            __m256 p = _mm256_mul_ps(load_i8x8(q), x0);
+            p = _mm256_fmadd_ps(load_i8x8(q + 8), x1, p);
+            p = _mm256_fmadd_ps(load_i8x8(q + 16), x2, p);
+            p = _mm256_fmadd_ps(load_i8x8(q + 24), x3, p);
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(r[k][b].d)), p, acc[k]);
+        }
+    }
+    return hsum8x4(acc[0], acc[1], acc[2], acc[3]);
+}
+
+/* q4_0 (off = 8, no min) and q4_1 (off = 0, min m * sum(x)) share one body. */
+INL __m128 dot4_q4(const char *base, size_t stride, const float *x, size_t d, int is_q4_1) {
+    const size_t bs = is_q4_1 ? sizeof(kvk_block_q4_1) : sizeof(kvk_block_q4_0);
+    const size_t qoff = is_q4_1 ? 4 : 2;
+    const __m256i off = _mm256_set1_epi32(is_q4_1 ? 0 : 8);
+    __m256 acc[4], macc[4];
+    for (int k = 0; k < 4; k++) acc[k] = macc[k] = _mm256_setzero_ps();
+    for (size_t b = 0; b < d / KVK_BLOCK; b++) {
+        const float *xb = x + b * KVK_BLOCK;
+        const __m256 x0 = _mm256_loadu_ps(xb), x1 = _mm256_loadu_ps(xb + 8), x2 = _mm256_loadu_ps(xb + 16),
+                     x3 = _mm256_loadu_ps(xb + 24);
+        const __m256 xs = is_q4_1 ? _mm256_add_ps(_mm256_add_ps(x0, x1), _mm256_add_ps(x2, x3)) : x0;
+        for (int k = 0; k < 4; k++) {
+            const char *blk = base + k * stride + b * bs;
+            const uint8_t *qs = (const uint8_t *)(blk + qoff);
+            __m256 p = _mm256_mul_ps(q4_group(qs, 0, off), x0);
+            p = _mm256_fmadd_ps(q4_group(qs, 1, off), x1, p);
+            p = _mm256_fmadd_ps(q4_group(qs, 2, off), x2, p);
+            p = _mm256_fmadd_ps(q4_group(qs, 3, off), x3, p);
+            uint16_t dh, mh;
+            memcpy(&dh, blk, 2);
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(dh)), p, acc[k]);
+            if (is_q4_1) {
+                memcpy(&mh, blk + 2, 2);
+                macc[k] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(mh)), xs, macc[k]);
+            }
+        }
+    }
+    if (is_q4_1)
+        for (int k = 0; k < 4; k++) acc[k] = _mm256_add_ps(acc[k], macc[k]);
+    return hsum8x4(acc[0], acc[1], acc[2], acc[3]);
+}
+
+/* dot4 for any type */
+INL __m128 dot4(kvk_type t, const char *base, size_t stride, const float *x, size_t d) {
+    switch (t) {
+    case KVK_F32: return dot4_f32(base, stride, x, d);
+    case KVK_F16: return dot4_f16(base, stride, x, d);
+    case KVK_BF16: return dot4_bf16(base, stride, x, d);
+    case KVK_Q8_0: return dot4_q8_0(base, stride, x, d);
+    case KVK_Q4_0: return dot4_q4(base, stride, x, d, 0);
+    case KVK_Q4_1: return dot4_q4(base, stride, x, d, 1);
+    }
+    return _mm_setzero_ps();
+}
+
+/* Applies f(type) over rows in groups of 4 with a switch hoisted out of the row loop. */
+#define ROWS4_LOOP(T, BODY)                                                                          \
+    switch (T) {                                                                                      \
+    case KVK_F32: { BODY(dot4_f32(base, stride, x, d)) break; }                                       \
+    case KVK_F16: { BODY(dot4_f16(base, stride, x, d)) break; }                                       \
+    case KVK_BF16: { BODY(dot4_bf16(base, stride, x, d)) break; }                                     \
+    case KVK_Q8_0: { BODY(dot4_q8_0(base, stride, x, d)) break; }                                     \
+    case KVK_Q4_0: { BODY(dot4_q4(base, stride, x, d, 0)) break; }                                    \
+    case KVK_Q4_1: { BODY(dot4_q4(base, stride, x, d, 1)) break; }                                    \
+    }
+
+/* out[j] = scale * dot(row_j, x) for j < n; leftover rows (n % 4) use the scalar row dot */
+static TGT void rows_dot(kvk_type t, const void *rows, size_t stride, size_t n, size_t d, const float *x,
+                         float scale, float *out) {
+    const __m128 sc = _mm_set1_ps(scale);
+    const size_t n4 = n & ~(size_t)3;
+#define RD_BODY(EXPR)                                                                                \
+    for (size_t j = 0; j < n4; j += 4) {                                                              \
+        const char *base = (const char *)rows + j * stride;                                           \
+        _mm_storeu_ps(out + j, _mm_mul_ps(sc, EXPR));                                                 \
+    }
+    ROWS4_LOOP(t, RD_BODY)
+#undef RD_BODY
+    if (n4 < n) {
+        const char *base = (const char *)rows + n4 * stride;
+        for (size_t j = n4; j < n; j++) {
+            float tmp;
+            kvk_scalar_scores(t, x, base + (j - n4) * stride, stride, 1, d, scale, &tmp);
+            out[j] = tmp;
+        }
+    }
+}
+
+/* ------------------------------------------------------------ attention building blocks */
+
+static TGT void avx2_scores(kvk_type t, const float *q, const void *keys, size_t key_stride, size_t n, size_t d,
+                            float scale, float *out) {
+    rows_dot(t, keys, key_stride, n, d, q, scale, out);
+}
+
+/* out[c0 .. c0 + 8*NV) += sum_j w[j] * row_j[c0 ..], NV vectors of 8 (always-inline, NV constant) */
+INL void ws_chunk(kvk_type t, const float *w, const char *values, size_t stride, size_t n, size_t c0, int nv,
+                  float *out) {
+    __m256 acc[8];
+    for (int v = 0; v < nv; v++) acc[v] = _mm256_loadu_ps(out + c0 + 8 * v);
+    switch (t) {
+    case KVK_F32:
+        for (size_t j = 0; j < n; j++) {
+            const __m256 wj = _mm256_set1_ps(w[j]);
+            const float *r = (const float *)(values + j * stride) + c0;
+            for (int v = 0; v < nv; v++) acc[v] = _mm256_fmadd_ps(wj, _mm256_loadu_ps(r + 8 * v), acc[v]);
+        }
+        break;
+    case KVK_F16:
+        for (size_t j = 0; j < n; j++) {
+            const __m256 wj = _mm256_set1_ps(w[j]);
+            const uint16_t *r = (const uint16_t *)(values + j * stride) + c0;
+            for (int v = 0; v < nv; v++) acc[v] = _mm256_fmadd_ps(wj, load_f16x8(r + 8 * v), acc[v]);
+        }
+        break;
+    case KVK_BF16:
+        for (size_t j = 0; j < n; j++) {
+            const __m256 wj = _mm256_set1_ps(w[j]);
+            const uint16_t *r = (const uint16_t *)(values + j * stride) + c0;
+            for (int v = 0; v < nv; v++) acc[v] = _mm256_fmadd_ps(wj, load_bf16x8(r + 8 * v), acc[v]);
+        }
+        break;
+    case KVK_Q8_0: /* c0 and nv are multiples of a block (32 elements = 4 vectors) */
+        for (size_t j = 0; j < n; j++) {
+            const kvk_block_q8_0 *b = (const kvk_block_q8_0 *)(values + j * stride) + c0 / KVK_BLOCK;
+            for (int v = 0; v < nv; v += 4, b++) {
+                const __m256 s = _mm256_set1_ps(w[j] * h2f(b->d));
+                for (int g = 0; g < 4; g++) acc[v + g] = _mm256_fmadd_ps(s, load_i8x8(b->qs + 8 * g), acc[v + g]);
+            }
+        }
+        break;
+    case KVK_Q4_0: {
+        const __m256i off = _mm256_set1_epi32(8);
+        for (size_t j = 0; j < n; j++) {
+            const kvk_block_q4_0 *b = (const kvk_block_q4_0 *)(values + j * stride) + c0 / KVK_BLOCK;
+            for (int v = 0; v < nv; v += 4, b++) {
+                const __m256 s = _mm256_set1_ps(w[j] * h2f(b->d));
+                for (int g = 0; g < 4; g++) acc[v + g] = _mm256_fmadd_ps(s, q4_group(b->qs, g, off), acc[v + g]);
+            }
+        }
+        break;
+    }
+    case KVK_Q4_1: {
+        const __m256i off = _mm256_setzero_si256();
+        for (size_t j = 0; j < n; j++) {
+            const kvk_block_q4_1 *b = (const kvk_block_q4_1 *)(values + j * stride) + c0 / KVK_BLOCK;
+            for (int v = 0; v < nv; v += 4, b++) {
+                const __m256 s = _mm256_set1_ps(w[j] * h2f(b->d));
+                const __m256 m = _mm256_set1_ps(w[j] * h2f(b->m));
+                for (int g = 0; g < 4; g++)
+                    acc[v + g] = _mm256_add_ps(_mm256_fmadd_ps(s, q4_group(b->qs, g, off), m), acc[v + g]);
+            }
+        }
+        break;
+    }
+    }
+    for (int v = 0; v < nv; v++) _mm256_storeu_ps(out + c0 + 8 * v, acc[v]);
+}
+
+static TGT void avx2_weighted_sum(kvk_type t, const float *w, const void *values, size_t value_stride, size_t n,
+                                  size_t d, float *out) {
+    /* rows in groups of 32 so that a row group is re-read from L1 for every 64-element chunk */
+    const size_t group = 32;
+    const size_t d8 = d & ~(size_t)7;
+    for (size_t j0 = 0; j0 < n; j0 += group) {
+        const size_t m = n - j0 < group ? n - j0 : group;
+        const char *v = (const char *)values + j0 * value_stride;
+        size_t c = 0;
+        for (; c + 64 <= d8; c += 64) ws_chunk(t, w + j0, v, value_stride, m, c, 8, out);
+        for (; c + 32 <= d8; c += 32) ws_chunk(t, w + j0, v, value_stride, m, c, 4, out);
+        for (; c + 8 <= d8; c += 8) ws_chunk(t, w + j0, v, value_stride, m, c, 1, out); /* f32/f16/bf16 only */
+        if (c < d) { /* tail elements (float types, d % 8 != 0) */
+            for (size_t j = 0; j < m; j++) {
+                const char *row = v + j * value_stride;
+                for (size_t i = c; i < d; i++) {
+                    float x;
+                    if (t == KVK_F32) memcpy(&x, row + 4 * i, 4);
+                    else {
+                        uint16_t h;
+                        memcpy(&h, row + 2 * i, 2);
+                        x = t == KVK_F16 ? kvk_h2f(h) : kvk_bf2f(h);
+                    }
+                    out[i] += w[j0 + j] * x;
+                }
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------ matrix products (f32 activations) */
+
+static TGT void avx2_matvec(kvk_type wt, const void *w, size_t rows, size_t cols, const float *x, float *y) {
+    rows_dot(wt, w, kvk_row_bytes(wt, cols), rows, cols, x, 1.0f, y);
+}
+
+static TGT void avx2_matmul(kvk_type wt, const void *w, size_t rows, size_t cols, const float *x, size_t n,
+                            float *y, size_t ldy) {
+    const size_t rb = kvk_row_bytes(wt, cols);
+    const size_t rows4 = rows & ~(size_t)3;
+    /* 4 weight rows stay in L1 while every activation row passes over them */
+    for (size_t r = 0; r < rows4; r += 4) {
+        const char *base = (const char *)w + r * rb;
+        for (size_t i = 0; i < n; i++) {
+            const __m128 s = dot4(wt, base, rb, x + i * cols, cols);
+            _mm_storeu_ps(y + i * ldy + r, s);
+        }
+    }
+    if (rows4 < rows)
+        for (size_t i = 0; i < n; i++)
+            kvk_scalar_matvec(wt, (const char *)w + rows4 * rb, rows - rows4, cols, x + i * cols, y + i * ldy + rows4);
+}
+
+/* ------------------------------------------------------------ int8 activations */
+
+static TGT void avx2_quantize_act(const float *x, kvk_block_q8_act *out, size_t n) {
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+    for (size_t b = 0; b < n / KVK_BLOCK; b++, x += KVK_BLOCK) {
+        __m256 v[4];
+        __m256 mx = _mm256_setzero_ps();
+        for (int g = 0; g < 4; g++) {
+            v[g] = _mm256_loadu_ps(x + 8 * g);
+            mx = _mm256_max_ps(mx, _mm256_and_ps(v[g], absmask));
+        }
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float amax = _mm_cvtss_f32(m4);
+        const float d = amax / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        const __m256 idv = _mm256_set1_ps(id);
+        __m256i q[4];
+        for (int g = 0; g < 4; g++) {
+            /* roundf: truncate, then step away from zero when the dropped fraction is >= 1/2 */
+            const __m256 y = _mm256_mul_ps(v[g], idv);
+            const __m256 t = _mm256_round_ps(y, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            const __m256 frac = _mm256_and_ps(_mm256_sub_ps(y, t), absmask);
+            const __m256 step = _mm256_and_ps(_mm256_cmp_ps(frac, half, _CMP_GE_OQ),
+                                              _mm256_or_ps(one, _mm256_andnot_ps(absmask, y)));
+            q[g] = _mm256_cvttps_epi32(_mm256_add_ps(t, step));
+        }
+        const __m256i s01 = _mm256_packs_epi32(q[0], q[1]), s23 = _mm256_packs_epi32(q[2], q[3]);
+        const __m256i sum16 = _mm256_add_epi16(s01, s23);
+        const __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(s01, s23),
+                                                          _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)out[b].qs, bytes);
+        const __m256i sum32 = _mm256_madd_epi16(sum16, _mm256_set1_epi16(1));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum32), _mm256_extracti128_si256(sum32, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+        out[b].d = d;
+        out[b].s = d * (float)_mm_cvtsi128_si32(s4);
+    }
+}
+
+/* Sum of signed products of 32 unsigned bytes ux (0..127 range or 0..15) and 32 signed bytes y, as 8 f32. */
+INL __m256 dot_us8(__m256i ux, __m256i y) {
+    const __m256i p16 = _mm256_maddubs_epi16(ux, y);
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+}
+
+/* Weight block kinds for the integer path. */
+enum { WQ8_0 = 0, WQ4_0 = 1, WQ4_1 = 2 };
+
+/* Loads weight block b of a row as (unsigned bytes, sign source): for q8_0 the absolute values,
+ * with the signs moved onto the activations; for q4_0 q - 8 likewise; for q4_1 the raw nibbles. */
+INL __m256i wload(int kind, const char *row, size_t b, __m256i *sign, float *d, float *m) {
+    if (kind == WQ8_0) {
+        const kvk_block_q8_0 *blk = (const kvk_block_q8_0 *)row + b;
+        const __m256i q = _mm256_loadu_si256((const __m256i *)blk->qs);
+        *sign = q;
+        *d = h2f(blk->d);
+        return _mm256_sign_epi8(q, q);
+    } else if (kind == WQ4_0) {
+        const kvk_block_q4_0 *blk = (const kvk_block_q4_0 *)row + b;
+        const __m256i q = _mm256_sub_epi8(unpack_nibbles(blk->qs), _mm256_set1_epi8(8));
+        *sign = q;
+        *d = h2f(blk->d);
+        return _mm256_sign_epi8(q, q);
+    } else {
+        const kvk_block_q4_1 *blk = (const kvk_block_q4_1 *)row + b;
+        *d = h2f(blk->d);
+        *m = h2f(blk->m);
+        return unpack_nibbles(blk->qs);
+    }
+}
+
+/* A register tile: R weight rows x C activation rows, all blocks.
+ * y[c * ldy + r] = sum_b d_w d_x dot(q_w, q_x) (+ m_w s_x for q4_1). */
+INL void q8act_tile(int kind, const char *w, size_t rb, const kvk_block_q8_act *xq, size_t nb, int R, int C,
+                    float *y, size_t ldy) {
+    __m256 acc[4][4];
+    float macc[4][4];
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) { acc[r][c] = _mm256_setzero_ps(); macc[r][c] = 0.0f; }
+    for (size_t b = 0; b < nb; b++) {
+        __m256i wu[4], ws[4];
+        float dw[4], mw[4];
+        for (int r = 0; r < R; r++) wu[r] = wload(kind, w + r * rb, b, &ws[r], &dw[r], &mw[r]);
+        for (int c = 0; c < C; c++) {
+            const kvk_block_q8_act *a = xq + c * nb + b;
+            const __m256i qa = _mm256_loadu_si256((const __m256i *)a->qs);
+            for (int r = 0; r < R; r++) {
+                const __m256i ya = kind == WQ4_1 ? qa : _mm256_sign_epi8(qa, ws[r]);
+                const __m256 p = dot_us8(wu[r], ya);
+                acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(dw[r] * a->d), p, acc[r][c]);
+                if (kind == WQ4_1) macc[r][c] += mw[r] * a->s;
+            }
+        }
+    }
+    for (int c = 0; c < C; c++) {
+        if (R == 4) {
+            __m128 s = hsum8x4(acc[0][c], acc[1][c], acc[2][c], acc[3][c]);
+            if (kind == WQ4_1) s = _mm_add_ps(s, _mm_setr_ps(macc[0][c], macc[1][c], macc[2][c], macc[3][c]));
+            _mm_storeu_ps(y + c * ldy, s);
+        } else {
+            for (int r = 0; r < R; r++) y[c * ldy + r] = hsum8(acc[r][c]) + (kind == WQ4_1 ? macc[r][c] : 0.0f);
+        }
+    }
+}
+
+INL void q8act_product(int kind, const void *w, size_t rows, size_t cols, const kvk_block_q8_act *xq, size_t n,
+                       float *y, size_t ldy) {
+    const size_t rb = kvk_row_bytes(kind == WQ8_0 ? KVK_Q8_0 : kind == WQ4_0 ? KVK_Q4_0 : KVK_Q4_1, cols);
+    const size_t nb = cols / KVK_BLOCK;
+    const char *wc = (const char *)w;
+    if (n == 1) {
+        size_t r = 0;
+        for (; r + 4 <= rows; r += 4) q8act_tile(kind, wc + r * rb, rb, xq, nb, 4, 1, y + r, ldy);
+        for (; r < rows; r++) q8act_tile(kind, wc + r * rb, rb, xq, nb, 1, 1, y + r, ldy);
+        return;
+    }
+    /* activation rows in panels that stay in L2 while the weights stream past in 4-row tiles,
+     * each weight tile reused from registers by 2 activation rows at a time */
+    const size_t panel = 64;
+    for (size_t i0 = 0; i0 < n; i0 += panel) {
+        const size_t m = n - i0 < panel ? n - i0 : panel;
+        size_t r = 0;
+        for (; r + 4 <= rows; r += 4) {
+            size_t i = 0;
+            for (; i + 2 <= m; i += 2)
+                q8act_tile(kind, wc + r * rb, rb, xq + (i0 + i) * nb, nb, 4, 2, y + (i0 + i) * ldy + r, ldy);
+            for (; i < m; i++)
+                q8act_tile(kind, wc + r * rb, rb, xq + (i0 + i) * nb, nb, 4, 1, y + (i0 + i) * ldy + r, ldy);
+        }
+        for (; r < rows; r++)
+            for (size_t i = 0; i < m; i++)
+                q8act_tile(kind, wc + r * rb, rb, xq + (i0 + i) * nb, nb, 1, 1, y + (i0 + i) * ldy + r, ldy);
+    }
+}
+
+static TGT void avx2_matmul_q8act(kvk_type wt, const void *w, size_t rows, size_t cols, const kvk_block_q8_act *xq,
+                                  size_t n, float *y, size_t ldy) {
+    switch (wt) {
+    case KVK_Q8_0: q8act_product(WQ8_0, w, rows, cols, xq, n, y, ldy); return;
+    case KVK_Q4_0: q8act_product(WQ4_0, w, rows, cols, xq, n, y, ldy); return;
+    case KVK_Q4_1: q8act_product(WQ4_1, w, rows, cols, xq, n, y, ldy); return;
+    default: kvk_scalar_matmul_q8act(wt, w, rows, cols, xq, n, y, ldy); return;
+    }
+}
+
+static TGT void avx2_matvec_q8act(kvk_type wt, const void *w, size_t rows, size_t cols, const kvk_block_q8_act *xq,
+                                  float *y) {
+    avx2_matmul_q8act(wt, w, rows, cols, xq, 1, y, rows);
+}
+
+/* ------------------------------------------------------------ activations, norms */
+
+static TGT void avx2_rmsnorm(const float *x, const float *weight, float *y, size_t n, float eps) {
+    if (n == 0) return;
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m256 a = _mm256_loadu_ps(x + i), b = _mm256_loadu_ps(x + i + 8);
+        s0 = _mm256_fmadd_ps(a, a, s0);
+        s1 = _mm256_fmadd_ps(b, b, s1);
+    }
+    for (; i + 8 <= n; i += 8) {
+        const __m256 a = _mm256_loadu_ps(x + i);
+        s0 = _mm256_fmadd_ps(a, a, s0);
+    }
+    float ss = hsum8(_mm256_add_ps(s0, s1));
+    for (; i < n; i++) ss += x[i] * x[i];
+    const float inv = 1.0f / sqrtf(ss / (float)n + eps);
+    const __m256 iv = _mm256_set1_ps(inv);
+    for (i = 0; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), iv), _mm256_loadu_ps(weight + i)));
+    for (; i < n; i++) y[i] = x[i] * inv * weight[i];
+}
+
+static TGT void avx2_silu_mul(const float *gate, const float *up, float *out, size_t n) {
+    size_t i = 0;
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (; i + 8 <= n; i += 8) {
+        const __m256 g = _mm256_loadu_ps(gate + i), u = _mm256_loadu_ps(up + i);
+        const __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), g));
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), u));
+    }
+    for (; i < n; i++) {
+        const float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+static TGT float avx2_softmax(float *x, size_t n) {
+    if (n == 0) return 0.0f;
+    __m256 mv = _mm256_set1_ps(-INFINITY);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(x + i));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mv), _mm256_extractf128_ps(mv, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    float mx = _mm_cvtss_f32(m4);
+    for (; i < n; i++) if (x[i] > mx) mx = x[i];
+    if (mx == -INFINITY) {
+        for (i = 0; i < n; i++) x[i] = 0.0f;
+        return 0.0f;
+    }
+    const __m256 mb = _mm256_set1_ps(mx);
+    __m256 sv = _mm256_setzero_ps();
+    for (i = 0; i + 8 <= n; i += 8) {
+        const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), mb));
+        _mm256_storeu_ps(x + i, e);
+        sv = _mm256_add_ps(sv, e);
+    }
+    float s = hsum8(sv);
+    for (; i < n; i++) {
+        const float e = expf(x[i] - mx);
+        x[i] = e;
+        s += e;
+    }
+    avx2_scale_f32(1.0f / s, x, n);
+    return s;
+}
 
 const kvk_ops kvk_ops_avx2 = {
     .isa = KVK_ISA_AVX2,
-    .dot_f32 = kvk_scalar_dot_f32,
-    .axpy_f32 = kvk_scalar_axpy_f32,
-    .scale_f32 = kvk_scalar_scale_f32,
-    .sum_f32 = kvk_scalar_sum_f32,
-    .f16_to_f32 = kvk_scalar_f16_to_f32,
-    .f32_to_f16 = kvk_scalar_f32_to_f16,
-    .bf16_to_f32 = kvk_scalar_bf16_to_f32,
-    .f32_to_bf16 = kvk_scalar_f32_to_bf16,
-    .quantize = kvk_scalar_quantize,
-    .dequantize = kvk_scalar_dequantize,
-    .scores = kvk_scalar_scores,
-    .weighted_sum = kvk_scalar_weighted_sum,
-    .matvec = kvk_scalar_matvec,
-    .matmul = kvk_scalar_matmul,
-    .quantize_act = kvk_scalar_quantize_act,
-    .matvec_q8act = kvk_scalar_matvec_q8act,
-    .matmul_q8act = kvk_scalar_matmul_q8act,
-    .rmsnorm = kvk_scalar_rmsnorm,
-    .silu_mul = kvk_scalar_silu_mul,
-    .softmax = kvk_scalar_softmax,
-    .rope = kvk_scalar_rope,
+    .dot_f32 = avx2_dot_f32,
+    .axpy_f32 = avx2_axpy_f32,
+    .scale_f32 = avx2_scale_f32,
+    .sum_f32 = avx2_sum_f32,
+    .f16_to_f32 = avx2_f16_to_f32,
+    .f32_to_f16 = avx2_f32_to_f16,
+    .bf16_to_f32 = avx2_bf16_to_f32,
+    .f32_to_bf16 = avx2_f32_to_bf16,
+    .quantize = avx2_quantize,
+    .dequantize = avx2_dequantize,
+    .scores = avx2_scores,
+    .weighted_sum = avx2_weighted_sum,
+    .matvec = avx2_matvec,
+    .matmul = avx2_matmul,
+    .quantize_act = avx2_quantize_act,
+    .matvec_q8act = avx2_matvec_q8act,
+    .matmul_q8act = avx2_matmul_q8act,
+    .rmsnorm = avx2_rmsnorm,
+    .silu_mul = avx2_silu_mul,
+    .softmax = avx2_softmax,
+    .rope = kvk_scalar_rope, /* cos/sin dominate and are shared across heads; the scalar loop suffices */
 };
 
 #endif

@@ -95,56 +95,80 @@ public final class ThreadPool: @unchecked Sendable {
     // MARK: - shared state between the caller and the workers
 
     /// State the workers hold (not the pool, so that dropping the pool stops them).
+    ///
+    /// Protocol: the caller publishes a region (job, count, chunk) and bumps `generation`; a worker
+    /// that sees a new generation *joins* it by incrementing `ticket` (which encodes the generation),
+    /// then claims chunks and finally increments `finished`. When the caller has run out of chunks it
+    /// closes the ticket (exchange with -1), learning how many workers joined, and waits only for
+    /// those. A worker that was descheduled (or parked) and comes late never joins a closed region,
+    /// so the caller never waits for a thread that is not running.
     final class State: @unchecked Sendable {
         let workers: Int
         /// Spin iterations (with a CPU pause) before a worker parks.
         static let spinLimit = 30_000
         /// Of those, the first iterations only pause (no yield).
         static let pureSpins = 2_000
-        // Atomic words, one per cache line: generation, pending, next, count, chunk, sleepers, stop.
+        // Atomic words, one per cache line.
         private let words: UnsafeMutablePointer<Int>
         private var generation: UnsafeMutablePointer<Int> { words }
-        private var pending: UnsafeMutablePointer<Int> { words + 8 }
-        private var next: UnsafeMutablePointer<Int> { words + 16 }
-        private var count: UnsafeMutablePointer<Int> { words + 24 }
-        private var chunk: UnsafeMutablePointer<Int> { words + 32 }
-        private var sleepers: UnsafeMutablePointer<Int> { words + 40 }
-        private var stop: UnsafeMutablePointer<Int> { words + 48 }
-        /// The current loop body; written only while no worker is running a region.
+        private var ticket: UnsafeMutablePointer<Int> { words + 8 }
+        private var finished: UnsafeMutablePointer<Int> { words + 16 }
+        private var next: UnsafeMutablePointer<Int> { words + 24 }
+        private var count: UnsafeMutablePointer<Int> { words + 32 }
+        private var chunk: UnsafeMutablePointer<Int> { words + 40 }
+        private var sleepers: UnsafeMutablePointer<Int> { words + 48 }
+        private var stop: UnsafeMutablePointer<Int> { words + 56 }
+        private static let joinBits = 12
+        /// The current loop body; written only while no worker has joined a region.
         private var job: ((Int) -> Void)?
+        /// The caller's copy of the generation counter (only the caller writes `generation`).
+        private var published = 0
         private let condition = NSCondition()
         let submitLock = NSLock()
 
         init(workers: Int) {
             self.workers = workers
-            words = .allocate(capacity: 64)
-            words.initialize(repeating: 0, count: 64)
+            words = .allocate(capacity: 72)
+            words.initialize(repeating: 0, count: 72)
+            kvk_atomic_store(ticket, -1)
         }
 
         deinit {
             words.deallocate()
         }
 
-        /// Publishes a region, takes part in it, and waits for every worker to finish it.
+        /// Publishes a region, takes part in it, and waits for every worker that joined it.
         func run(count n: Int, chunk c: Int, body: @escaping (Int) -> Void) {
             job = body
             kvk_atomic_store(count, n)
             kvk_atomic_store(chunk, c)
             kvk_atomic_store(next, 0)
-            kvk_atomic_store(pending, workers)
-            _ = kvk_atomic_fetch_add(generation, 1)
+            kvk_atomic_store(finished, 0)
+            published += 1
+            kvk_atomic_store(ticket, published << State.joinBits)
+            kvk_atomic_store(generation, published)
             if kvk_atomic_load(sleepers) > 0 {
                 condition.lock()
                 condition.broadcast()
                 condition.unlock()
             }
             work(body)
+            let joined = kvk_atomic_exchange(ticket, -1) & ((1 << State.joinBits) - 1)
             var spins = 0
-            while kvk_atomic_load(pending) != 0 {
+            while kvk_atomic_load(finished) < joined {
                 spins += 1
-                if spins < 4096 { kvk_cpu_relax() } else { sched_yield() }
+                if spins < 256 { kvk_cpu_relax() } else { sched_yield() }
             }
             job = nil
+        }
+
+        /// Joins region `g` if it is still open.
+        private func join(_ g: Int) -> Bool {
+            while true {
+                let t = kvk_atomic_load(ticket)
+                if t < 0 || t >> State.joinBits != g { return false }
+                if kvk_atomic_cas(ticket, t, t + 1) != 0 { return true }
+            }
         }
 
         /// Claims chunks of the current region until none is left.
@@ -185,15 +209,17 @@ public final class ThreadPool: @unchecked Sendable {
                 }
                 seen = g
                 if kvk_atomic_load(stop) != 0 { return }
-                runCurrentJob()
-                _ = kvk_atomic_fetch_add(pending, -1)
+                if join(g) {
+                    runCurrentJob()
+                    _ = kvk_atomic_fetch_add(finished, 1)
+                }
             }
         }
 
         /// Stops the workers (they exit at their next wake-up).
         func shutdown() {
             kvk_atomic_store(stop, 1)
-            _ = kvk_atomic_fetch_add(generation, 1)
+            _ = kvk_atomic_fetch_add(generation, 1) // no region is running (the owner is gone)
             condition.lock()
             condition.broadcast()
             condition.unlock()

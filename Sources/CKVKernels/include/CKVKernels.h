@@ -157,6 +157,12 @@ static inline long kvk_atomic_load(const long *p) { return __atomic_load_n(p, __
 static inline void kvk_atomic_store(long *p, long v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
 /** Adds v and returns the previous value. */
 static inline long kvk_atomic_fetch_add(long *p, long v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+/** Stores v and returns the previous value. */
+static inline long kvk_atomic_exchange(long *p, long v) { return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST); }
+/** If *p == expected, stores desired and returns 1; else returns 0. */
+static inline int kvk_atomic_cas(long *p, long expected, long desired) {
+    return __atomic_compare_exchange_n(p, &expected, desired, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+}
 /** A CPU hint for spin-wait loops (pause / yield). */
 static inline void kvk_cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)

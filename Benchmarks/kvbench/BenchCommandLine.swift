@@ -1,0 +1,88 @@
+import Foundation
+
+/// Options shared by every group.
+struct BenchOptions: Sendable {
+    /// Print the rows as JSON (one array) instead of a table.
+    var json = false
+    /// Thread counts to measure (each row says which).
+    var threads: [Int] = [1, 2]
+    /// Small sizes and few repetitions (CI smoke).
+    var quick = false
+}
+
+/// Argument parsing and group dispatch.
+enum BenchCommandLine {
+    static let usage = """
+        usage: kvbench <group> [options]
+
+        groups:
+        \(BenchGroup.all.map { "  \($0.name.padding(toLength: 10, withPad: " ", startingAt: 0)) \($0.summary)" }.joined(separator: "\n"))
+
+        options:
+          --json            print the rows as one JSON array
+          --threads LIST    comma-separated thread counts (default 1,2)
+          --quick           small sizes, few repetitions (CI smoke)
+          --help            this text
+
+        Every throughput is printed next to a read bandwidth measured in the same run (a sum over a
+        buffer of the same byte size, same threads) and their ratio, since absolute numbers drift on
+        shared machines. Times are the minimum and median of repeated runs after warm-up.
+        """
+
+    static func run(arguments: [String]) -> Int32 {
+        var options = BenchOptions()
+        var groupNames: [String] = []
+        var i = 0
+        while i < arguments.count {
+            let a = arguments[i]
+            switch a {
+            case "--help", "-h":
+                print(usage)
+                return 0
+            case "--json": options.json = true
+            case "--quick": options.quick = true
+            case "--threads":
+                i += 1
+                guard i < arguments.count else { return fail("--threads needs a list, e.g. --threads 1,2") }
+                let parsed = arguments[i].split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+                guard !parsed.isEmpty, parsed.allSatisfy({ ($0 ?? 0) >= 1 }) else {
+                    return fail("--threads: expected positive integers separated by commas, got '\(arguments[i])'")
+                }
+                options.threads = parsed.map { $0! }
+            default:
+                if a.hasPrefix("-") { return fail("unknown option '\(a)'") }
+                groupNames.append(a)
+            }
+            i += 1
+        }
+        if groupNames.isEmpty {
+            print(usage)
+            return 0
+        }
+        var groups: [BenchGroup] = []
+        for name in groupNames {
+            guard let g = BenchGroup.all.first(where: { $0.name == name }) else {
+                return fail("unknown group '\(name)'; groups: \(BenchGroup.all.map(\.name).joined(separator: ", "))")
+            }
+            groups.append(g)
+        }
+        #if DEBUG
+        let warning = """
+            ************************************************************************
+            WARNING: kvbench was built WITHOUT optimization (debug). Numbers are
+            meaningless. Use: swift build -c release --product kvbench
+            ************************************************************************
+            """
+        FileHandle.standardError.write((warning + "\n").data(using: .utf8)!)
+        #endif
+        let context = BenchContext(options: options)
+        for g in groups { g.run(context) }
+        context.report.finish(json: options.json)
+        return 0
+    }
+
+    private static func fail(_ message: String) -> Int32 {
+        FileHandle.standardError.write("kvbench: \(message)\n(see kvbench --help)\n".data(using: .utf8)!)
+        return 2
+    }
+}

@@ -1,0 +1,83 @@
+import CKVKernels
+import XCTest
+@testable import KVCore
+
+/// kvk_scores / kvk_weighted_sum against double-precision references over the exactly decoded
+/// stored rows (the quantization itself is tested elsewhere), for every cache type, head dims
+/// 64/80/96/128/256 plus odd ones, strided rows (padding between rows) and row counts not a
+/// multiple of the kernels' row groups. Tolerance: gamma_(d+2) * sum|terms| per output.
+final class KernelAttentionTests: XCTestCase {
+    let cacheTypes: [ElementType] = [.f32, .f16, .bf16, .q8_0, .q4_0]
+
+    private func dims(_ t: ElementType) -> [Int] {
+        t.isBlockQuantized ? [32, 64, 96, 128, 256] : [1, 7, 17, 64, 80, 96, 128, 256]
+    }
+
+    /// n rows of d elements of type t with `pad` extra bytes between rows.
+    private func makeRows(_ t: ElementType, n: Int, d: Int, pad: Int, rng: inout SeededRNG) -> (bytes: [UInt8], stride: Int) {
+        let rowBytes = t.byteCount(elements: d)
+        let stride = rowBytes + pad
+        var bytes = [UInt8](repeating: 0xA5, count: max(n * stride, 1))
+        for j in 0..<n {
+            let row = encode(t, rng.floats(d, in: -2...2))
+            for k in 0..<rowBytes { bytes[j * stride + k] = row[k] }
+        }
+        return (bytes, stride)
+    }
+
+    func testScores() {
+        var rng = SeededRNG(seed: 31)
+        forEachKernelPath { path in
+            for t in cacheTypes {
+                for d in dims(t) {
+                    for n in [0, 1, 3, 4, 5, 17, 100] {
+                        let (bytes, stride) = makeRows(t, n: n, d: d, pad: n % 2 == 0 ? 0 : 6, rng: &rng)
+                        let q = rng.floats(d)
+                        let scale: Float = 0.125
+                        var out = [Float](repeating: .nan, count: n)
+                        bytes.withUnsafeBytes { kvk_scores(t.kernelType, q, $0.baseAddress!, stride, n, d, scale, &out) }
+                        var ref = [Double](), tol = [Double]()
+                        bytes.withUnsafeBytes { p in
+                            for j in 0..<n {
+                                let k = referenceDecode(t, p.baseAddress! + j * stride, d)
+                                let terms = (0..<d).map { k[$0] * Double(q[$0]) }
+                                ref.append(Double(scale) * terms.reduce(0, +))
+                                tol.append(Double(scale) * summationBound(d + 2, terms.reduce(0) { $0 + abs($1) }))
+                            }
+                        }
+                        assertClose(out, ref, tolerance: tol, "\(path) scores \(t) d=\(d) n=\(n)")
+                    }
+                }
+            }
+        }
+    }
+
+    func testWeightedSum() {
+        var rng = SeededRNG(seed: 32)
+        forEachKernelPath { path in
+            for t in cacheTypes {
+                for d in dims(t) {
+                    for n in [0, 1, 3, 33, 100] {
+                        let (bytes, stride) = makeRows(t, n: n, d: d, pad: n % 2 == 0 ? 0 : 10, rng: &rng)
+                        let w = rng.floats(n, in: 0...1)
+                        let out0 = rng.floats(d)
+                        var out = out0
+                        bytes.withUnsafeBytes { kvk_weighted_sum(t.kernelType, w, $0.baseAddress!, stride, n, d, &out) }
+                        var ref = out0.map { Double($0) }, mag = out0.map { abs(Double($0)) }
+                        bytes.withUnsafeBytes { p in
+                            for j in 0..<n {
+                                let v = referenceDecode(t, p.baseAddress! + j * stride, d)
+                                for i in 0..<d {
+                                    ref[i] += Double(w[j]) * v[i]
+                                    mag[i] += abs(Double(w[j]) * v[i])
+                                }
+                            }
+                        }
+                        assertClose(out, ref, tolerance: mag.map { summationBound(n + 3, $0) },
+                                    "\(path) weighted_sum \(t) d=\(d) n=\(n)")
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,123 @@
+import CKVKernels
+import XCTest
+@testable import KVCore
+
+/// Deterministic generator for test data (SplitMix64).
+struct SeededRNG: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+extension SeededRNG {
+    mutating func floats(_ n: Int, in range: ClosedRange<Float> = -1...1) -> [Float] {
+        (0..<n).map { _ in Float.random(in: range, using: &self) }
+    }
+}
+
+/// Both kernel paths: the best SIMD one and the forced scalar one.
+enum KernelPath: CustomStringConvertible {
+    case simd, scalar
+    var description: String { self == .simd ? "simd(\(Kernels.bestISA))" : "scalar" }
+}
+
+/// Runs `body` once on the SIMD path and once on the forced-scalar path, restoring the previous
+/// setting afterwards.
+func forEachKernelPath(_ body: (KernelPath) throws -> Void) rethrows {
+    let saved = Kernels.forceScalar
+    defer { Kernels.forceScalar = saved }
+    for path in [KernelPath.simd, .scalar] {
+        Kernels.forceScalar = path == .scalar
+        try body(path)
+    }
+}
+
+/// Unit roundoff of f32 (2^-24).
+let f32Unit = Double(Float.ulpOfOne) / 2
+
+/// A rigorous bound on the rounding error of any f32 summation order of n terms whose absolute
+/// values sum to `magnitude`: gamma_n = n*u / (1 - n*u) (Higham, recursive summation), plus the
+/// product roundings; padded to (n + 2).
+func summationBound(_ n: Int, _ magnitude: Double) -> Double {
+    let nu = Double(n + 2) * f32Unit
+    return nu / (1 - nu) * magnitude + 1e-30
+}
+
+// MARK: - independent format decoding (GGUF layout, read byte by byte)
+
+func readU16(_ p: UnsafeRawPointer, _ offset: Int) -> UInt16 {
+    UInt16(p.load(fromByteOffset: offset, as: UInt8.self)) | UInt16(p.load(fromByteOffset: offset + 1, as: UInt8.self)) << 8
+}
+
+func halfToDouble(_ bits: UInt16) -> Double { Double(Float(Float16(bitPattern: bits))) }
+
+/// Decodes n elements of type t starting at p, in double precision.
+func referenceDecode(_ t: ElementType, _ p: UnsafeRawPointer, _ n: Int) -> [Double] {
+    var out = [Double](repeating: 0, count: n)
+    switch t {
+    case .f32:
+        for i in 0..<n { out[i] = Double(p.loadUnaligned(fromByteOffset: 4 * i, as: Float.self)) }
+    case .f16:
+        for i in 0..<n { out[i] = halfToDouble(readU16(p, 2 * i)) }
+    case .bf16:
+        for i in 0..<n { out[i] = Double(Float(bitPattern: UInt32(readU16(p, 2 * i)) << 16)) }
+    case .q8_0:
+        for b in 0..<(n / 32) {
+            let base = b * 34
+            let d = halfToDouble(readU16(p, base))
+            for j in 0..<32 { out[b * 32 + j] = d * Double(p.load(fromByteOffset: base + 2 + j, as: Int8.self)) }
+        }
+    case .q4_0:
+        for b in 0..<(n / 32) {
+            let base = b * 18
+            let d = halfToDouble(readU16(p, base))
+            for j in 0..<16 {
+                let byte = p.load(fromByteOffset: base + 2 + j, as: UInt8.self)
+                out[b * 32 + j] = d * Double(Int(byte & 15) - 8)
+                out[b * 32 + j + 16] = d * Double(Int(byte >> 4) - 8)
+            }
+        }
+    case .q4_1:
+        for b in 0..<(n / 32) {
+            let base = b * 20
+            let d = halfToDouble(readU16(p, base)), m = halfToDouble(readU16(p, base + 2))
+            for j in 0..<16 {
+                let byte = p.load(fromByteOffset: base + 4 + j, as: UInt8.self)
+                out[b * 32 + j] = d * Double(byte & 15) + m
+                out[b * 32 + j + 16] = d * Double(byte >> 4) + m
+            }
+        }
+    }
+    return out
+}
+
+/// Encodes f32 values as type t with the kernels (tested separately) into a byte array.
+func encode(_ t: ElementType, _ values: [Float]) -> [UInt8] {
+    var bytes = [UInt8](repeating: 0, count: t.byteCount(elements: values.count))
+    values.withUnsafeBufferPointer { src in
+        bytes.withUnsafeMutableBytes { dst in
+            if !values.isEmpty { kvk_quantize(t.kernelType, src.baseAddress!, dst.baseAddress!, values.count) }
+        }
+    }
+    return bytes
+}
+
+/// Asserts |actual - expected| <= tolerance elementwise with a helpful message.
+func assertClose(_ actual: [Float], _ expected: [Double], tolerance: [Double], _ what: @autoclosure () -> String,
+                 file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(actual.count, expected.count, what(), file: file, line: line)
+    for i in 0..<min(actual.count, expected.count) {
+        let err = abs(Double(actual[i]) - expected[i])
+        if !(err <= tolerance[i]) {
+            XCTFail("\(what()): index \(i): got \(actual[i]), expected \(expected[i]), |err| \(err) > \(tolerance[i])",
+                    file: file, line: line)
+            return
+        }
+    }
+}
