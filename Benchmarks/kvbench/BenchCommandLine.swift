@@ -24,6 +24,11 @@ enum BenchCommandLine {
           --quick           small sizes, few repetitions (CI smoke)
           --help            this text
 
+        environment:
+          KVBENCH_CACHE_TOKENS=N   rows for the kernels group's cache rows (default 16384; e.g.
+                                   524288 to measure them from DRAM instead of L2/L3)
+          KVCOMPRESS_THREADS=N     size of ThreadPool.shared (library default: all cores)
+
         Every throughput is printed next to a read bandwidth measured in the same run (a sum over a
         buffer of the same byte size, same threads) and their ratio, since absolute numbers drift on
         shared machines. Times are the minimum and median of repeated runs after warm-up.

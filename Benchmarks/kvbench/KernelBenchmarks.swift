@@ -26,6 +26,8 @@ struct KernelBenchSection: Sendable {
 enum KernelBenchmarks {
     /// Sections in run order: add a line here for a new section defined in its own file.
     static let sections: [KernelBenchSection] = [
+        .threadPool,
+        .rope,
         .matvec,
         .matmul,
         .cacheKernels,

@@ -6,7 +6,7 @@ extension KernelBenchSection {
     /// Raw cache kernels for one KV head at decode: kvk_scores and kvk_weighted_sum over n cached
     /// rows (head dim 64) per cache type, in GB/s of cache bytes read; threads split the rows.
     static let cacheKernels = KernelBenchSection(name: "cache") { context in
-        let n = context.options.quick ? 1024 : 16384
+        let n = context.options.quick ? 1024 : (ProcessInfo.processInfo.environment["KVBENCH_CACHE_TOKENS"].flatMap { Int($0) } ?? 16384)
         let d = 64
         for type in [ElementType.f32, .f16, .q8_0, .q4_0] {
             let rowBytes = type.byteCount(elements: d)
@@ -44,6 +44,36 @@ extension KernelBenchSection {
                 }
                 context.addThroughput(group: "kernels", name: "weighted_sum \(type) \(n)x\(d)", threads: threads,
                                       bytes: bytes, timing: tw)
+                // the 3 query heads of a GQA group (SmolLM2: 9 q heads / 3 kv heads) in one pass
+                let m = 3
+                let qm = UnsafeMutablePointer<Float>.allocate(capacity: m * d)
+                defer { qm.deallocate() }
+                for i in 0..<(m * d) { qm[i] = Float(i % 9) * 0.1 - 0.4 }
+                let sm = UnsafeMutablePointer<Float>.allocate(capacity: m * n)
+                defer { sm.deallocate() }
+                let tsm = context.measure {
+                    pool.parallelFor(chunks.count) { c in
+                        let (lo, hi) = chunks[c]
+                        kvk_scores_multi(type.kernelType, qm, d, m, rows + lo * rowBytes, rowBytes, hi - lo, d, 0.125,
+                                         sm + lo, n)
+                    }
+                }
+                context.addThroughput(group: "kernels", name: "scores_multi m=3 \(type) \(n)x\(d)", threads: threads,
+                                      bytes: bytes, timing: tsm)
+                for j in 0..<(m * n) { sm[j] = 1 / Float(n) }
+                let pm = UnsafeMutablePointer<Float>.allocate(capacity: chunks.count * m * d)
+                defer { pm.deallocate() }
+                let twm = context.measure {
+                    pool.parallelFor(chunks.count) { c in
+                        let (lo, hi) = chunks[c]
+                        let out = pm + c * m * d
+                        out.initialize(repeating: 0, count: m * d)
+                        kvk_weighted_sum_multi(type.kernelType, sm + lo, n, m, rows + lo * rowBytes, rowBytes, hi - lo, d,
+                                               out, d)
+                    }
+                }
+                context.addThroughput(group: "kernels", name: "weighted_sum_multi m=3 \(type) \(n)x\(d)",
+                                      threads: threads, bytes: bytes, timing: twm)
             }
         }
     }

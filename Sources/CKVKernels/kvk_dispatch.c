@@ -103,6 +103,15 @@ void kvk_weighted_sum(kvk_type t, const float *w, const void *values, size_t val
     ops()->weighted_sum(t, w, values, value_stride, n, d, out);
 }
 
+void kvk_scores_multi(kvk_type t, const float *q, size_t q_stride, size_t m, const void *keys, size_t key_stride,
+                      size_t n, size_t d, float scale, float *out, size_t out_stride) {
+    ops()->scores_multi(t, q, q_stride, m, keys, key_stride, n, d, scale, out, out_stride);
+}
+void kvk_weighted_sum_multi(kvk_type t, const float *w, size_t w_stride, size_t m, const void *values,
+                            size_t value_stride, size_t n, size_t d, float *out, size_t out_stride) {
+    ops()->weighted_sum_multi(t, w, w_stride, m, values, value_stride, n, d, out, out_stride);
+}
+
 void kvk_matvec(kvk_type wt, const void *w, size_t rows, size_t cols, const float *x, float *y) {
     ops()->matvec(wt, w, rows, cols, x, y);
 }

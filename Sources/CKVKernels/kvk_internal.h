@@ -24,6 +24,10 @@ typedef struct kvk_ops {
     void (*dequantize)(kvk_type, const void *, float *, size_t);
     void (*scores)(kvk_type, const float *, const void *, size_t, size_t, size_t, float, float *);
     void (*weighted_sum)(kvk_type, const float *, const void *, size_t, size_t, size_t, float *);
+    void (*scores_multi)(kvk_type, const float *, size_t, size_t, const void *, size_t, size_t, size_t, float, float *,
+                         size_t);
+    void (*weighted_sum_multi)(kvk_type, const float *, size_t, size_t, const void *, size_t, size_t, size_t, float *,
+                               size_t);
     void (*matvec)(kvk_type, const void *, size_t, size_t, const float *, float *);
     void (*matmul)(kvk_type, const void *, size_t, size_t, const float *, size_t, float *, size_t);
     void (*quantize_act)(const float *, kvk_block_q8_act *, size_t);
@@ -59,6 +63,10 @@ void kvk_scalar_scores(kvk_type t, const float *q, const void *keys, size_t key_
                        float scale, float *out);
 void kvk_scalar_weighted_sum(kvk_type t, const float *w, const void *values, size_t value_stride, size_t n,
                              size_t d, float *out);
+void kvk_scalar_scores_multi(kvk_type t, const float *q, size_t q_stride, size_t m, const void *keys,
+                             size_t key_stride, size_t n, size_t d, float scale, float *out, size_t out_stride);
+void kvk_scalar_weighted_sum_multi(kvk_type t, const float *w, size_t w_stride, size_t m, const void *values,
+                                   size_t value_stride, size_t n, size_t d, float *out, size_t out_stride);
 void kvk_scalar_matvec(kvk_type wt, const void *w, size_t rows, size_t cols, const float *x, float *y);
 void kvk_scalar_matmul(kvk_type wt, const void *w, size_t rows, size_t cols, const float *x, size_t n,
                        float *y, size_t ldy);

@@ -105,6 +105,17 @@ static void neon_weighted_sum(kvk_type t, const float *w, const void *values, si
     }
 }
 
+static void neon_scores_multi(kvk_type t, const float *q, size_t q_stride, size_t m, const void *keys,
+                              size_t key_stride, size_t n, size_t d, float scale, float *out, size_t out_stride) {
+    for (size_t h = 0; h < m; h++) neon_scores(t, q + h * q_stride, keys, key_stride, n, d, scale, out + h * out_stride);
+}
+
+static void neon_weighted_sum_multi(kvk_type t, const float *w, size_t w_stride, size_t m, const void *values,
+                                    size_t value_stride, size_t n, size_t d, float *out, size_t out_stride) {
+    for (size_t h = 0; h < m; h++)
+        neon_weighted_sum(t, w + h * w_stride, values, value_stride, n, d, out + h * out_stride);
+}
+
 static void neon_matvec(kvk_type wt, const void *w, size_t rows, size_t cols, const float *x, float *y) {
     if (wt != KVK_F32 && wt != KVK_F16) { kvk_scalar_matvec(wt, w, rows, cols, x, y); return; }
     const size_t rb = kvk_row_bytes(wt, cols);
@@ -198,6 +209,8 @@ const kvk_ops kvk_ops_neon = {
     .dequantize = kvk_scalar_dequantize,
     .scores = neon_scores,
     .weighted_sum = neon_weighted_sum,
+    .scores_multi = neon_scores_multi,
+    .weighted_sum_multi = neon_weighted_sum_multi,
     .matvec = neon_matvec,
     .matmul = neon_matmul,
     .quantize_act = kvk_scalar_quantize_act,

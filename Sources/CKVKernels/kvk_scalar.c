@@ -204,6 +204,17 @@ void kvk_scalar_weighted_sum(kvk_type t, const float *w, const void *values, siz
     for (size_t j = 0; j < n; j++) row_axpy(t, w[j], v + j * value_stride, out, d);
 }
 
+void kvk_scalar_scores_multi(kvk_type t, const float *q, size_t q_stride, size_t m, const void *keys,
+                             size_t key_stride, size_t n, size_t d, float scale, float *out, size_t out_stride) {
+    for (size_t h = 0; h < m; h++) kvk_scalar_scores(t, q + h * q_stride, keys, key_stride, n, d, scale, out + h * out_stride);
+}
+
+void kvk_scalar_weighted_sum_multi(kvk_type t, const float *w, size_t w_stride, size_t m, const void *values,
+                                   size_t value_stride, size_t n, size_t d, float *out, size_t out_stride) {
+    for (size_t h = 0; h < m; h++)
+        kvk_scalar_weighted_sum(t, w + h * w_stride, values, value_stride, n, d, out + h * out_stride);
+}
+
 /* ------------------------------------------------------------ matrix products */
 
 void kvk_scalar_matvec(kvk_type wt, const void *w, size_t rows, size_t cols, const float *x, float *y) {
@@ -368,6 +379,8 @@ const kvk_ops kvk_ops_scalar = {
     .dequantize = kvk_scalar_dequantize,
     .scores = kvk_scalar_scores,
     .weighted_sum = kvk_scalar_weighted_sum,
+    .scores_multi = kvk_scalar_scores_multi,
+    .weighted_sum_multi = kvk_scalar_weighted_sum_multi,
     .matvec = kvk_scalar_matvec,
     .matmul = kvk_scalar_matmul,
     .quantize_act = kvk_scalar_quantize_act,

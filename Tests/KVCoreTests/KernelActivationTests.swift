@@ -76,9 +76,9 @@ final class KernelActivationTests: XCTestCase {
         forEachKernelPath { path in
             for pairing in [KVK_ROPE_NEOX, KVK_ROPE_NORM] {
                 for d in [2, 64, 80, 96, 128, 256] {
-                    let heads = 3, rows = 5, stride = heads * d + 4
+                    let positions: [Int32] = [0, 1, 17, 2047, 16_383, 131_071, 999_983, -5]
+                    let heads = 3, rows = positions.count, stride = heads * d + 4
                     let invFreq = (0..<(d / 2)).map { Float(pow(100_000.0, -2.0 * Double($0) / Double(d))) }
-                    let positions: [Int32] = [0, 1, 17, 2047, 16_383]
                     let x0 = rng.floats(rows * stride)
                     var x = x0
                     kvk_rope(&x, rows, heads, d, stride, positions, invFreq, pairing)

@@ -5,7 +5,9 @@ import XCTest
 /// kvk_scores / kvk_weighted_sum against double-precision references over the exactly decoded
 /// stored rows (the quantization itself is tested elsewhere), for every cache type, head dims
 /// 64/80/96/128/256 plus odd ones, strided rows (padding between rows) and row counts not a
-/// multiple of the kernels' row groups. Tolerance: gamma_(d+2) * sum|terms| per output.
+/// multiple of the kernels' row groups. Tolerance: gamma_(d+2) * sum|terms| per output, plus for
+/// block-quantized keys the 16-bit fixed-point rounding of the query that the SIMD path may use
+/// (sum|k| * max|q| / 32767: far below the keys' own quantization error).
 final class KernelAttentionTests: XCTestCase {
     let cacheTypes: [ElementType] = [.f32, .f16, .bf16, .q8_0, .q4_0]
 
@@ -42,7 +44,11 @@ final class KernelAttentionTests: XCTestCase {
                                 let k = referenceDecode(t, p.baseAddress! + j * stride, d)
                                 let terms = (0..<d).map { k[$0] * Double(q[$0]) }
                                 ref.append(Double(scale) * terms.reduce(0, +))
-                                tol.append(Double(scale) * summationBound(d + 2, terms.reduce(0) { $0 + abs($1) }))
+                                // block-quantized keys: the SIMD path may round the query to 16-bit fixed point
+                                // (|error| <= max|q| / 65534 per element; bound taken with a factor 2)
+                                let qRounding = t.isBlockQuantized
+                                    ? k.reduce(0) { $0 + abs($1) } * Double(q.map { abs($0) }.max() ?? 0) / 32767 : 0
+                                tol.append(Double(scale) * (summationBound(d + 2, terms.reduce(0) { $0 + abs($1) }) + qRounding))
                             }
                         }
                         assertClose(out, ref, tolerance: tol, "\(path) scores \(t) d=\(d) n=\(n)")
@@ -75,6 +81,69 @@ final class KernelAttentionTests: XCTestCase {
                         }
                         assertClose(out, ref, tolerance: mag.map { summationBound(n + 3, $0) },
                                     "\(path) weighted_sum \(t) d=\(d) n=\(n)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// kvk_scores_multi / kvk_weighted_sum_multi (several query heads per KV head) against the same
+    /// double references and tolerances as the single-head kernels; padding between heads untouched.
+    func testMultiHead() {
+        var rng = SeededRNG(seed: 33)
+        forEachKernelPath { path in
+            for t in cacheTypes {
+                for d in (t.isBlockQuantized ? [32, 64, 128] : [7, 64, 80]) {
+                    for m in [1, 2, 3, 4, 5] {
+                        for n in [0, 1, 2, 5, 40] {
+                            let (bytes, stride) = makeRows(t, n: n, d: d, pad: 4, rng: &rng)
+                            let decoded: [[Double]] = bytes.withUnsafeBytes { p in
+                                (0..<n).map { referenceDecode(t, p.baseAddress! + $0 * stride, d) }
+                            }
+                            // scores
+                            let qStride = d + 3, outStride = n + 2
+                            let q = rng.floats(m * qStride)
+                            var out = [Float](repeating: .nan, count: m * outStride)
+                            bytes.withUnsafeBytes {
+                                kvk_scores_multi(t.kernelType, q, qStride, m, $0.baseAddress!, stride, n, d, 0.5, &out, outStride)
+                            }
+                            for h in 0..<m {
+                                var ref = [Double](), tol = [Double]()
+                                let qh = Array(q[(h * qStride)..<(h * qStride + d)])
+                                let qmax = Double(qh.map { abs($0) }.max() ?? 0)
+                                for j in 0..<n {
+                                    let terms = (0..<d).map { decoded[j][$0] * Double(qh[$0]) }
+                                    ref.append(0.5 * terms.reduce(0, +))
+                                    let qRounding = t.isBlockQuantized ? decoded[j].reduce(0) { $0 + abs($1) } * qmax / 32767 : 0
+                                    tol.append(0.5 * (summationBound(d + 2, terms.reduce(0) { $0 + abs($1) }) + qRounding))
+                                }
+                                assertClose(Array(out[(h * outStride)..<(h * outStride + n)]), ref, tolerance: tol,
+                                            "\(path) scores_multi \(t) d=\(d) m=\(m) n=\(n) head \(h)")
+                                XCTAssertTrue(out[h * outStride + n].isNaN && out[h * outStride + n + 1].isNaN, "padding")
+                            }
+                            // weighted sums
+                            let wStride = n + 1, oStride = d + 5
+                            let w = rng.floats(m * wStride, in: 0...1)
+                            let out0 = rng.floats(m * oStride)
+                            var acc = out0
+                            bytes.withUnsafeBytes {
+                                kvk_weighted_sum_multi(t.kernelType, w, wStride, m, $0.baseAddress!, stride, n, d, &acc, oStride)
+                            }
+                            for h in 0..<m {
+                                var ref = (0..<d).map { Double(out0[h * oStride + $0]) }
+                                var mag = ref.map { abs($0) }
+                                for j in 0..<n {
+                                    for i in 0..<d {
+                                        ref[i] += Double(w[h * wStride + j]) * decoded[j][i]
+                                        mag[i] += abs(Double(w[h * wStride + j]) * decoded[j][i])
+                                    }
+                                }
+                                assertClose(Array(acc[(h * oStride)..<(h * oStride + d)]), ref,
+                                            tolerance: mag.map { summationBound(n + 3, $0) },
+                                            "\(path) weighted_sum_multi \(t) d=\(d) m=\(m) n=\(n) head \(h)")
+                                for i in d..<oStride { XCTAssertEqual(acc[h * oStride + i], out0[h * oStride + i], "padding") }
+                            }
+                        }
                     }
                 }
             }

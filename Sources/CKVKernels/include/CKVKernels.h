@@ -94,13 +94,25 @@ void kvk_dequantize(kvk_type t, const void *src, float *dst, size_t n);
 
 /** Scores of one query against n keys of head dim d:
  *  out[j] = scale * dot(q, key_j), key_j at (const char *)keys + j * key_stride bytes, stored as t
- *  (F32, F16, BF16, Q8_0, Q4_0; d % 32 == 0 for block types). */
+ *  (F32, F16, BF16, Q8_0, Q4_0; d % 32 == 0 for block types). For Q8_0/Q4_0 keys a SIMD path may
+ *  round q to 16-bit fixed point first (per-call scale max|q|/32767; error <= max|q|/65534 per
+ *  element, far below the keys' own quantization error) so that block dots are exact integers. */
 void kvk_scores(kvk_type t, const float *q, const void *keys, size_t key_stride, size_t n, size_t d,
                 float scale, float *out);
 /** Weighted sum of n value rows: out[i] += sum_j w[j] * value_j[i], value_j at
  *  (const char *)values + j * value_stride bytes, stored as t (same types as kvk_scores). */
 void kvk_weighted_sum(kvk_type t, const float *w, const void *values, size_t value_stride, size_t n,
                       size_t d, float *out);
+
+/** Scores of m queries against the same n keys (the query heads of one GQA group), reading each key
+ *  once: out[h * out_stride + j] = scale * dot(q_h, key_j), q_h at q + h * q_stride floats.
+ *  Same key types and rounding notes as kvk_scores. */
+void kvk_scores_multi(kvk_type t, const float *q, size_t q_stride, size_t m, const void *keys, size_t key_stride,
+                      size_t n, size_t d, float scale, float *out, size_t out_stride);
+/** Weighted sums of the same n value rows for m heads, reading each row once:
+ *  out_h[i] += sum_j w_h[j] * value_j[i], with w_h at w + h * w_stride and out_h at out + h * out_stride. */
+void kvk_weighted_sum_multi(kvk_type t, const float *w, size_t w_stride, size_t m, const void *values,
+                            size_t value_stride, size_t n, size_t d, float *out, size_t out_stride);
 
 /* ---------------------------------------------------------------- matrix products */
 
@@ -118,9 +130,12 @@ void kvk_matmul(kvk_type wt, const void *w, size_t rows, size_t cols, const floa
  *  (what q4_1's min term needs), 32 signed bytes; x ~= d * q. 40 bytes. */
 typedef struct kvk_block_q8_act { float d; float s; int8_t qs[KVK_BLOCK]; } kvk_block_q8_act;
 
-/** Quantizes n activations (n % 32 == 0) to q8_act blocks (d = max|x| / 127, round to nearest). */
+/** Quantizes n activations (n % 32 == 0) to q8_act blocks: d = max|x| / 127, q = roundf(x * (1 / d))
+ *  (half away from zero, as ggml's reference q8 quantizers), s = d * sum(q); identical on every ISA. */
 void kvk_quantize_act(const float *x, kvk_block_q8_act *out, size_t n);
-/** y[r] = dot(W_r, xq) with integer block dot products; wt in Q8_0, Q4_0, Q4_1 (cols % 32 == 0). */
+/** y[r] = dot(W_r, xq) with exact integer block dot products and one f32 scale product per block
+ *  (Q4_1: plus m * s); wt in Q8_0, Q4_0, Q4_1 (cols % 32 == 0). The fast decode path: quantize x once
+ *  with kvk_quantize_act, then split rows across threads. */
 void kvk_matvec_q8act(kvk_type wt, const void *w, size_t rows, size_t cols, const kvk_block_q8_act *xq,
                       float *y);
 /** Batched form: Y[i][r] = dot(W_r, Xq[i]) for i in 0..<n, Xq rows of cols/32 blocks, Y row stride ldy. */
@@ -133,8 +148,9 @@ void kvk_matmul_q8act(kvk_type wt, const void *w, size_t rows, size_t cols, cons
 void kvk_rmsnorm(const float *x, const float *weight, float *y, size_t n, float eps);
 /** out[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + exp(-g)); out may alias gate or up. */
 void kvk_silu_mul(const float *gate, const float *up, float *out, size_t n);
-/** In-place numerically stable softmax (subtracts the max); returns the sum of exp before normalizing.
- *  Entries equal to -INFINITY get probability 0. */
+/** In-place numerically stable softmax (subtracts the max); returns the sum of exp(x - max) before
+ *  normalizing. Entries equal to -INFINITY get probability 0; if all are -INFINITY, all become 0 and
+ *  0 is returned. The SIMD exp is accurate to a few ulp. */
 float kvk_softmax(float *x, size_t n);
 
 /** RoPE pairings. NEOX: dims i and i + d/2 form a pair ("rotate half", as HF Llama applies it to its
