@@ -11,5 +11,7 @@ struct BenchGroup: Sendable {
     /// own file as `extension BenchGroup { static let name = BenchGroup(...) }`).
     static let all: [BenchGroup] = [
         .kernels,
+        .model,
+        .policies,
     ]
 }

@@ -1,0 +1,102 @@
+import Foundation
+import KVCompress
+import KVModel
+
+extension BenchGroup {
+    /// `kvbench policies`: every policy on the passkey prompt at ratios 0.5 / 0.75 / 0.9 (kept bytes,
+    /// answer, decode tok/s against the full cache in the same run), and decode at 8K context with
+    /// 1024 entries kept per layer against the full cache.
+    static let policies = BenchGroup(
+        name: "policies",
+        summary: "every policy on the passkey prompt: kept bytes, answer, decode tok/s vs full cache; 8K decode",
+        run: { ctx in PolicyBenchmarks.run(ctx) })
+}
+
+enum PolicyBenchmarks {
+    static func run(_ ctx: BenchContext) {
+        do {
+            let model = try LlamaModel(path: "default", mode: .fast)
+            let threads = ctx.options.threads.max() ?? 1
+            let pool = ctx.pool(threads)
+            let prompt = PasskeyPrompt()
+            let ids = try model.tokenizer.encode(prompt.text)
+            let ratios = ctx.options.quick ? [0.5] : [0.5, 0.75, 0.9]
+            let steps = ctx.options.quick ? 7 : 12
+            let entries = ctx.options.quick ? KVPolicyCatalog.entries.filter { ["Full", "SnapKV", "TOVA"].contains($0.name) }
+                : KVPolicyCatalog.entries
+            var fullDecode: Double?
+            for entry in entries {
+                for ratio in entry.name == "Full" ? [0.0] : ratios {
+                    let policy = try entry.make(.compressionRatio(ratio))
+                    let session = try LlamaSession(model: model, policy: policy, chunkSize: ids.count, pool: pool)
+                    let clock = ContinuousClock()
+                    let t0 = clock.now
+                    var logits = try session.prefill(ids)
+                    let prefill = (clock.now - t0).benchSeconds
+                    let keptBytes = session.cache.byteCount
+                    let keptEntries = session.cache.totalEntries
+                    var answer: [Int32] = []
+                    var times: [Double] = []
+                    for _ in 0..<steps {
+                        let next = logits.withUnsafeBufferPointer { Sampler.argmax($0) }
+                        answer.append(next)
+                        let t = clock.now
+                        logits = try session.decode(next)
+                        times.append((clock.now - t).benchSeconds)
+                    }
+                    times.sort()
+                    let tps = 1 / times[times.count / 2]
+                    if entry.name == "Full" { fullDecode = tps }
+                    let text = model.tokenizer.decode(answer)
+                    let correct = text.contains(prompt.passkey)
+                    let vsFull = fullDecode.map { String(format: "%.2fx full", tps / $0) } ?? "-"
+                    ctx.addValue(group: "policies", name: "\(entry.name) r=\(ratio)", threads: threads, value: tps,
+                                 unit: "tok/s", timing: Timing(min: times[0], median: times[times.count / 2]),
+                                 note: "\(correct ? "correct" : "WRONG") \(text.debugDescription), kept \(keptEntries) entries "
+                                    + "= \(keptBytes / 1000) kB, prefill \(String(format: "%.2f", prefill)) s, \(vsFull)")
+                }
+            }
+            try longContext(ctx, model: model, pool: pool, threads: threads)
+        } catch {
+            FileHandle.standardError.write(Data("kvbench policies: \(error)\n".utf8))
+        }
+    }
+
+    /// Full-cache decode at a long context, then the same cache cut to `kept` entries per layer and
+    /// KV head (4 sinks + the most recent: StreamingLLM's selection, applied by real eviction).
+    static func longContext(_ ctx: BenchContext, model: LlamaModel, pool: ThreadPool, threads: Int) throws {
+        let context = ctx.options.quick ? 1024 : 8000
+        let kept = ctx.options.quick ? 128 : 1024
+        let steps = ctx.options.quick ? 4 : 24
+        let ids = try ModelBenchmarks.tokens(model, count: context + 2 * steps)
+        let session = try LlamaSession(model: model, chunkSize: 512, pool: pool)
+        _ = try session.prefill(Array(ids[0..<context]))
+        func measure(_ offset: Int) throws -> (Double, Timing) {
+            var times: [Double] = []
+            let clock = ContinuousClock()
+            for i in 0..<steps {
+                let t = clock.now
+                _ = try session.decode(ids[context + offset + i])
+                times.append((clock.now - t).benchSeconds)
+            }
+            times.sort()
+            return (1 / times[times.count / 2], Timing(min: times[0], median: times[times.count / 2]))
+        }
+        let fullBytes = session.cache.byteCount
+        let (full, fullTiming) = try measure(0)
+        ctx.addValue(group: "policies", name: "decode ctx \(context), full cache", threads: threads, value: full,
+                     unit: "tok/s", timing: fullTiming, note: "cache \(fullBytes / 1000) kB")
+        let cache = session.cache
+        for layer in 0..<cache.layers {
+            for head in 0..<cache.kvHeads {
+                let n = cache.count(layer: layer, head: head)
+                cache.retain(layer: layer, head: head, indices: Array(0..<4) + Array((n - (kept - 4))..<n))
+            }
+        }
+        let keptBytes = cache.byteCount
+        let (compressed, timing) = try measure(steps)
+        ctx.addValue(group: "policies", name: "decode ctx \(context), \(kept) kept/layer", threads: threads,
+                     value: compressed, unit: "tok/s", timing: timing,
+                     note: String(format: "%.2fx full (target >= 2.5x), cache %d kB", compressed / full, keptBytes / 1000))
+    }
+}

@@ -1,0 +1,61 @@
+/// Builds policies by name, for command-line tools and benchmarks.
+///
+/// Names are case-insensitive and accept both the library's names and kvpress's class names
+/// (`SnapKVPress`, `StreamingLLMPress`, `KnormPress`, `TOVAPress`, `ExpectedAttentionPress`,
+/// `ObservedAttentionPress`, `PyramidKVPress`, `KeyDiffPress`, `AdaKVPress` — the last meaning
+/// AdaKV over SnapKV scores).
+public enum KVPolicyCatalog {
+    /// One catalog entry.
+    public struct Entry: Sendable {
+        /// The library's name.
+        public let name: String
+        /// The kvpress class name with the same semantics, if any.
+        public let kvpressName: String?
+        /// One line on what it does.
+        public let summary: String
+        /// Builds the policy for a budget.
+        public let make: @Sendable (KVBudget) throws(KVError) -> any KVCachePolicy
+    }
+
+    /// Every named policy, in the order tools list them.
+    public static let entries: [Entry] = [
+        Entry(name: "Full", kvpressName: nil, summary: "no compression (reference)") { _ throws(KVError) in FullCache() },
+        Entry(name: "StreamingLLM", kvpressName: "StreamingLLMPress", summary: "4 sinks + most recent tokens") {
+            b throws(KVError) in try StreamingLLM(budget: b) },
+        Entry(name: "SnapKV", kvpressName: "SnapKVPress", summary: "last-64-query window vote, pooled") {
+            b throws(KVError) in try SnapKV(budget: b) },
+        Entry(name: "PyramidKV", kvpressName: "PyramidKVPress", summary: "SnapKV scores, budgets decreasing with depth") {
+            b throws(KVError) in try PyramidKV(budget: b) },
+        Entry(name: "H2O", kvpressName: nil, summary: "accumulated attention heavy hitters + recent window") {
+            b throws(KVError) in try H2O(budget: b) },
+        Entry(name: "ObservedAttention", kvpressName: "ObservedAttentionPress", summary: "mean attention received over the prompt") {
+            b throws(KVError) in try ObservedAttention(budget: b) },
+        Entry(name: "TOVA", kvpressName: "TOVAPress", summary: "last query's attention, mean over all heads") {
+            b throws(KVError) in try TOVA(budget: b) },
+        Entry(name: "Knorm", kvpressName: "KnormPress", summary: "keep keys with the smallest L2 norm") {
+            b throws(KVError) in try Knorm(budget: b) },
+        Entry(name: "ExpectedAttention", kvpressName: "ExpectedAttentionPress", summary: "attention expected from future queries' statistics") {
+            b throws(KVError) in try ExpectedAttention(budget: b) },
+        Entry(name: "KeyDiff", kvpressName: "KeyDiffPress", summary: "keep keys least similar to the mean key") {
+            b throws(KVError) in try KeyDiff(budget: b) },
+        Entry(name: "AdaKV", kvpressName: "AdaKVPress", summary: "head-adaptive budgets over SnapKV scores") {
+            b throws(KVError) in try AdaKV(scorer: try SnapKVScorer(), budget: b) },
+    ]
+
+    /// The entry for `name` (library or kvpress name, case-insensitive).
+    /// - Throws: `KVError.invalidParameter` listing the known names.
+    public static func entry(named name: String) throws(KVError) -> Entry {
+        let key = name.lowercased()
+        if let e = entries.first(where: { $0.name.lowercased() == key || $0.kvpressName?.lowercased() == key }) {
+            return e
+        }
+        throw .invalidParameter(name: "policy", value: name,
+                                expected: "one of " + entries.map(\.name).joined(separator: ", ")
+                                    + " (kvpress class names such as SnapKVPress are accepted too)")
+    }
+
+    /// Builds the policy `name` with `budget`.
+    public static func make(_ name: String, budget: KVBudget) throws(KVError) -> any KVCachePolicy {
+        try entry(named: name).make(budget)
+    }
+}

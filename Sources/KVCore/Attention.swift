@@ -1,0 +1,29 @@
+import CKVKernels
+
+/// Attention over ragged KV heads: causal prefill (tiled, online softmax), single-token decode and
+/// observation probabilities for scoring policies.
+///
+/// Shapes: `heads` query heads share `kv.count` KV heads (GQA): query head `h` reads
+/// `kv[h / (heads / kv.count)]`. Queries are f32, post-RoPE, token `t` head `h` at
+/// `queries + t * queryTokenStride + h * headDim`. Causality is by original position: row `j` of a
+/// head is visible to a query at position `p` iff `positions[j] <= p`; rows are in ascending
+/// position order.
+///
+/// Misuse (heads not a multiple of `kv.count`, a block key type with `headDim % 32 != 0`, a
+/// query stride smaller than `heads * headDim`) is a programmer error: `precondition`.
+public enum Attention {
+    /// Keys per tile in prefill and observation (fits L1/L2 for head dims up to 256).
+    static let keyTile = 128
+    /// Query tokens per tile in prefill.
+    static let queryTile = 16
+
+    static func check(heads: Int, headDim: Int, kv: [KVHeadView]) {
+        precondition(!kv.isEmpty && heads >= kv.count && heads % kv.count == 0,
+                     "\(heads) query heads cannot share \(kv.count) KV heads")
+        precondition(headDim > 0, "head dimension must be positive")
+        for v in kv {
+            precondition(headDim % v.keyType.blockSize == 0 && headDim % v.valueType.blockSize == 0,
+                         "head dimension \(headDim) is not a multiple of the \(v.keyType)/\(v.valueType) block")
+        }
+    }
+}

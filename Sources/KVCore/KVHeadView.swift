@@ -1,0 +1,50 @@
+/// One KV head's stored entries, as attention reads them: `count` rows of keys and values in an
+/// element type, each with its original position (ascending).
+///
+/// A view borrows memory owned elsewhere (a ``KVCache`` head, a tensor): it is valid only while
+/// that storage is alive and unchanged.
+public struct KVHeadView: @unchecked Sendable {
+    /// Row `j`'s key at `keys + j * keyStride`.
+    public var keys: UnsafeRawPointer
+    /// Row `j`'s value at `values + j * valueStride`.
+    public var values: UnsafeRawPointer
+    /// Original position of each row, ascending.
+    public var positions: UnsafePointer<Int32>
+    /// Number of rows.
+    public var count: Int
+    /// Key element type (f32, f16, bf16, q8_0, q4_0).
+    public var keyType: ElementType
+    /// Value element type (same choices).
+    public var valueType: ElementType
+    /// Bytes between consecutive keys.
+    public var keyStride: Int
+    /// Bytes between consecutive values.
+    public var valueStride: Int
+
+    /// Creates a view.
+    public init(keys: UnsafeRawPointer, values: UnsafeRawPointer, positions: UnsafePointer<Int32>, count: Int,
+                keyType: ElementType, valueType: ElementType, keyStride: Int, valueStride: Int) {
+        precondition(count >= 0, "negative row count")
+        self.keys = keys
+        self.values = values
+        self.positions = positions
+        self.count = count
+        self.keyType = keyType
+        self.valueType = valueType
+        self.keyStride = keyStride
+        self.valueStride = valueStride
+    }
+
+    /// Rows whose position is at most `position` (rows are in ascending position order).
+    /// - Complexity: O(log count).
+    @inlinable
+    public func visibleCount(upTo position: Int32) -> Int {
+        var lo = 0
+        var hi = count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if positions[mid] <= position { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
+}

@@ -1,0 +1,9 @@
+/// How the host computes a forward pass.
+public enum ComputeMode: String, Sendable, CaseIterable {
+    /// Weights dequantized to f32 once at load, f32 activations and an f32 cache: reproduces the
+    /// float32 reference (transformers on the dequantized GGUF) closely. Uses ~4 bytes per parameter.
+    case exact
+    /// Computes on the quantized weights in place (memory-mapped, no second copy) with int8
+    /// activations, as llama.cpp does; f16 cache by default.
+    case fast
+}

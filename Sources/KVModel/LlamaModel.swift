@@ -1,0 +1,153 @@
+import CKVKernels
+import Foundation
+import KVCompress
+import KVCore
+
+/// A Llama-family decoder (Llama 2/3, SmolLM, TinyLlama...) loaded from GGUF: the reference host
+/// that drives KVCompress caches and policies on a real model.
+///
+/// The model is immutable and `Sendable`; per-sequence state (cache, positions, scratch) lives in
+/// a ``LlamaSession``. In ``ComputeMode/fast`` the weights stay memory-mapped and are used in place;
+/// in ``ComputeMode/exact`` they are dequantized to f32 once.
+///
+/// Pairing: GGUF's converter permutes the rows of `attn_q` / `attn_k` so that llama.cpp's
+/// interleaved RoPE (`KVK_ROPE_NORM`) equals Hugging Face's rotate-half RoPE on the original
+/// weights; attention scores are therefore identical to the Hugging Face model, while cached key
+/// vectors are stored in the permuted channel order.
+public final class LlamaModel: @unchecked Sendable {
+    /// Shape and hyper-parameters.
+    public let config: LlamaConfig
+    /// How forward passes compute.
+    public let mode: ComputeMode
+    /// The tokenizer built from the same file.
+    public let tokenizer: Tokenizer
+    /// RoPE inverse frequencies (f32), `headDim / 2` of them.
+    public let ropeInverseFrequencies: [Float]
+    /// The RoPE pairing applied to queries and keys (interleaved for GGUF llama weights).
+    public let ropePairing: RoPEPairing = .interleaved
+    /// The attention shape cache policies see.
+    public let shape: KVModelShape
+
+    let layers: [LlamaLayerWeights]
+    let embedding: WeightMatrix
+    let output: WeightMatrix
+    let outputNorm: UnsafePointer<Float>
+    /// Keeps the mapping (fast mode) or owned f32 buffers (exact mode) alive.
+    private let storage: AnyObject
+    private var ownedBuffers: [UnsafeMutableRawPointer] = []
+
+    /// Bytes of weights this model reads per token (all matrices once), as loaded.
+    public var weightBytes: Int {
+        layers.reduce(output.byteCount) { sum, l in
+            sum + l.wq.byteCount + l.wk.byteCount + l.wv.byteCount + l.wo.byteCount
+                + l.gate.byteCount + l.up.byteCount + l.down.byteCount
+        }
+    }
+
+    /// Loads a model from a GGUF file (a path, or `"default"` for the default model, which is
+    /// downloaded on first use).
+    public convenience init(path: String, mode: ComputeMode = .fast) throws(KVError) {
+        let url = try ModelStore.resolve(path)
+        let file = try GGUFFile(path: url.path)
+        try self.init(gguf: file, mode: mode)
+    }
+
+    /// Builds the model from an opened GGUF file.
+    public init(gguf: GGUFFile, mode: ComputeMode = .fast) throws(KVError) {
+        let arch = try gguf.string("general.architecture")
+        guard arch == "llama" else {
+            throw .unsupportedModel("architecture '\(arch)' is not supported; this host runs 'llama' GGUF models")
+        }
+        let embd = try gguf.info("token_embd.weight")
+        let embdData = try gguf.data("token_embd.weight")
+        let hidden = try gguf.int("llama.embedding_length")
+        let heads = try gguf.int("llama.attention.head_count")
+        let config = try LlamaConfig(
+            layers: try gguf.int("llama.block_count"),
+            hidden: hidden,
+            ffn: try gguf.int("llama.feed_forward_length"),
+            heads: heads,
+            kvHeads: (try? gguf.int("llama.attention.head_count_kv")) ?? heads,
+            vocab: embd.dimensions.count == 2 ? embd.dimensions[1] : 0,
+            ropeTheta: (try? gguf.float("llama.rope.freq_base")) ?? 10000,
+            rmsEps: (try? gguf.float("llama.attention.layer_norm_rms_epsilon")) ?? 1e-5,
+            contextLength: (try? gguf.int("llama.context_length")) ?? 4096)
+        self.config = config
+        self.mode = mode
+        self.tokenizer = try Tokenizer(gguf: gguf)
+        self.ropeInverseFrequencies = config.ropeInverseFrequencies
+        self.shape = try KVModelShape(layers: config.layers, heads: config.heads, kvHeads: config.kvHeads,
+                                      headDim: config.headDim, ropeInverseFrequencies: ropeInverseFrequencies,
+                                      ropePairing: .interleaved)
+        self.storage = gguf
+
+        var owned: [UnsafeMutableRawPointer] = []
+        func matrix(_ name: String, rows: Int, cols: Int) throws(KVError) -> WeightMatrix {
+            let t = try gguf.info(name)
+            guard t.dimensions == [cols, rows] else {
+                throw .shapeMismatch("tensor '\(name)' has dims \(t.dimensions), expected [\(cols), \(rows)]")
+            }
+            guard cols % t.type.blockSize == 0 else {
+                throw .shapeMismatch("tensor '\(name)': \(cols) columns is not a multiple of the \(t.type) block")
+            }
+            let raw = try gguf.data(name)
+            if mode == .fast && t.type != .bf16 {
+                return WeightMatrix(name: name, type: t.type, data: raw.baseAddress!, rows: rows, cols: cols)
+            }
+            let buffer = UnsafeMutableRawPointer.allocate(byteCount: rows * cols * 4, alignment: 64)
+            owned.append(buffer)
+            kvk_dequantize(t.type.kernelType, raw.baseAddress!, buffer.assumingMemoryBound(to: Float.self), rows * cols)
+            return WeightMatrix(name: name, type: .f32, data: UnsafeRawPointer(buffer), rows: rows, cols: cols)
+        }
+        func vector(_ name: String, count: Int) throws(KVError) -> UnsafePointer<Float> {
+            let t = try gguf.info(name)
+            guard t.dimensions == [count] else {
+                throw .shapeMismatch("tensor '\(name)' has dims \(t.dimensions), expected [\(count)]")
+            }
+            let buffer = UnsafeMutablePointer<Float>.allocate(capacity: count)
+            owned.append(UnsafeMutableRawPointer(buffer))
+            kvk_dequantize(t.type.kernelType, try gguf.data(name).baseAddress!, buffer, count)
+            return UnsafePointer(buffer)
+        }
+
+        let c = config
+        let kvDim = c.kvHeads * c.headDim
+        var layers: [LlamaLayerWeights] = []
+        do {
+            for l in 0..<c.layers {
+                let p = "blk.\(l)."
+                layers.append(LlamaLayerWeights(
+                    attnNorm: try vector(p + "attn_norm.weight", count: c.hidden),
+                    ffnNorm: try vector(p + "ffn_norm.weight", count: c.hidden),
+                    wq: try matrix(p + "attn_q.weight", rows: c.hidden, cols: c.hidden),
+                    wk: try matrix(p + "attn_k.weight", rows: kvDim, cols: c.hidden),
+                    wv: try matrix(p + "attn_v.weight", rows: kvDim, cols: c.hidden),
+                    wo: try matrix(p + "attn_output.weight", rows: c.hidden, cols: c.hidden),
+                    gate: try matrix(p + "ffn_gate.weight", rows: c.ffn, cols: c.hidden),
+                    up: try matrix(p + "ffn_up.weight", rows: c.ffn, cols: c.hidden),
+                    down: try matrix(p + "ffn_down.weight", rows: c.hidden, cols: c.ffn)))
+            }
+            // Embedding rows are gathered and dequantized one token at a time; keep them in place.
+            self.embedding = WeightMatrix(name: "token_embd.weight", type: embd.type, data: embdData.baseAddress!,
+                                          rows: c.vocab, cols: c.hidden)
+            let outputName = gguf.hasTensor("output.weight") ? "output.weight" : "token_embd.weight"
+            self.output = try matrix(outputName, rows: c.vocab, cols: c.hidden)
+            self.outputNorm = try vector("output_norm.weight", count: c.hidden)
+        } catch {
+            owned.forEach { $0.deallocate() }
+            throw error
+        }
+        self.layers = layers
+        self.ownedBuffers = owned
+    }
+
+    deinit {
+        ownedBuffers.forEach { $0.deallocate() }
+    }
+
+    /// Writes the f32 embedding of `token` into `out` (`hidden` floats).
+    func embed(_ token: Int32, into out: UnsafeMutablePointer<Float>) {
+        let row = embedding.data + Int(token) * embedding.rowBytes
+        kvk_dequantize(embedding.type.kernelType, row, out, config.hidden)
+    }
+}

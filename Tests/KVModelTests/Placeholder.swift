@@ -1,5 +1,0 @@
-import XCTest
-
-final class KVModelTestsPlaceholder: XCTestCase {
-    func testBuilds() {}
-}
