@@ -24,7 +24,7 @@ final class KVCacheTests: XCTestCase {
 
     func testStorageTypesRoundTrip() throws {
         let p = SyntheticPrompt(shape: shape, length: 8, seed: 2)
-        for (type, tol) in [(ElementType.f16, 2e-3), (.q8_0, 2.0 / 127 + 1e-3)] {
+        for (type, tol) in [(ElementType.f16, 2e-3), (.bf16, 8e-3), (.q8_0, 1.0 / 127 + 1e-3), (.q4_0, 1.0 / 7 + 1e-3)] {
             let cache = p.makeCache(type)
             p.append(0..<8, to: cache)
             for t in 0..<8 {
@@ -86,6 +86,8 @@ final class KVCacheTests: XCTestCase {
         XCTAssertThrowsError(try KVCache(layers: 0, kvHeads: 1, headDim: 32))
         XCTAssertThrowsError(try KVCache(layers: 1, kvHeads: 1, headDim: 48, elementType: .q8_0))
         XCTAssertNoThrow(try KVCache(layers: 1, kvHeads: 1, headDim: 48, elementType: .f16))
+        XCTAssertThrowsError(try KVCache(layers: 1, kvHeads: 1, headDim: 64, elementType: .q4_1))
+        XCTAssertNoThrow(try KVCache(layers: 1, kvHeads: 1, headDim: 64, keyType: .q8_0, valueType: .q4_0))
         XCTAssertThrowsError(try KVModelShape(layers: 1, heads: 9, kvHeads: 2, headDim: 64))
         XCTAssertThrowsError(try KVModelShape(layers: 1, heads: 4, kvHeads: 2, headDim: 64, ropeInverseFrequencies: [1]))
         let cache = try! KVCache(layers: 2, kvHeads: 2, headDim: 32)

@@ -162,3 +162,36 @@ final class PolicyTests: XCTestCase {
         XCTAssertEqual(c3.totalEntries, 2 * 2 * 32)
     }
 }
+
+final class MultiPromptTests: XCTestCase {
+    let shape = SyntheticPrompt.shape(layers: 2, heads: 4, kvHeads: 2, headDim: 32)
+
+    /// kvpress "context" mode: the context is compressed, a question prefilled afterwards is not.
+    func testPrefillScheduleCompressesOnlyTheFirstPrompt() throws {
+        let p = SyntheticPrompt(shape: shape, length: 70, seed: 15)
+        let cache = p.makeCache()
+        let c = try p.prefill(SnapKV(compressionRatio: 0.5, window: 8), cache: cache, prompt: 60)
+        XCTAssertEqual(cache.count(layer: 0, head: 0), 30)
+        try p.prefill(c, chunk: 4, prompt: 70, from: 60)   // the question, in chunks
+        XCTAssertEqual(cache.count(layer: 0, head: 0), 40)
+        XCTAssertEqual(Array(cache.keptPositions(layer: 1)[1].suffix(10)), Array(60..<70))
+        // A new sequence (first chunk again) compresses again.
+        cache.removeAll()
+        try p.prefill(c, prompt: 60)
+        XCTAssertEqual(cache.count(layer: 1, head: 1), 30)
+    }
+
+    func testRollingPoliciesHoldCapacityAcrossLaterPrompts() throws {
+        let p = SyntheticPrompt(shape: shape, length: 70, seed: 16)
+        for policy in [try StreamingLLM(compressionRatio: 0.5) as any KVCachePolicy,
+                       try TOVA(compressionRatio: 0.5, schedule: .prefillAndDecode),
+                       try H2O(compressionRatio: 0.5)] {
+            let cache = p.makeCache()
+            let c = try p.prefill(policy, cache: cache, prompt: 60)
+            XCTAssertEqual(cache.count(layer: 0, head: 0), 30, policy.name)
+            try p.prefill(c, chunk: 4, prompt: 70, from: 60)
+            for l in 0..<2 { for m in 0..<2 { XCTAssertEqual(cache.count(layer: l, head: m), 30, policy.name) } }
+            XCTAssertTrue(cache.keptPositions(layer: 0)[0].contains(69), policy.name)
+        }
+    }
+}

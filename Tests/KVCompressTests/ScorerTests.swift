@@ -36,8 +36,12 @@ final class ScorerTests: XCTestCase {
         let cache = p.makeCache()
         p.append(0..<p.length, to: cache)
         for l in 0..<shape.layers {
+            let scorer = KnormScorer()
+            var state = scorer.makeState(shape: shape)
             withContext(p, cache: cache, layer: l) { ctx in
-                assertScores(KnormScorer().scores(ctx), knormReference(p, l))
+                assertScores(scorer.scores(ctx, state: &state), knormReference(p, l))
+                // Remembered scores give the same answer.
+                assertScores(scorer.scores(ctx, state: &state), knormReference(p, l))
             }
         }
         try checkKept(Knorm(compressionRatio: 0.5), p, keep: 48) { knormReference(p, $0) }

@@ -71,11 +71,11 @@ struct SyntheticPrompt {
         return compressor
     }
 
-    func prefill(_ compressor: KVCompressor, chunk: Int? = nil, prompt: Int? = nil) throws {
+    func prefill(_ compressor: KVCompressor, chunk: Int? = nil, prompt: Int? = nil, from: Int = 0) throws {
         let length = prompt ?? self.length
         let c = chunk ?? length
         let qw = shape.heads * shape.headDim
-        var start = 0
+        var start = from
         while start < length {
             let end = min(start + c, length)
             for l in 0..<shape.layers {

@@ -29,12 +29,15 @@ public final class KVCache {
 
     let storage: [[KVHeadStorage]]
 
+    /// Element types the attention kernels read from a cache.
+    public static let supportedTypes: [ElementType] = [.f32, .f16, .bf16, .q8_0, .q4_0]
+
     /// Bookkeeping bytes charged per (layer, KV head) in ``byteCount``.
     public static let metadataBytesPerHead = 64
 
     /// Creates an empty cache whose keys and values use one element type.
-    /// - Throws: `KVError.invalidParameter` for a non-positive shape, or a block type (`q8_0`,
-    ///   `q4_0`, `q4_1`) with `headDim` not a multiple of 32.
+    /// - Throws: `KVError.invalidParameter` for a non-positive shape, a type outside
+    ///   ``supportedTypes``, or a block type (`q8_0`, `q4_0`) with `headDim` not a multiple of 32.
     public convenience init(layers: Int, kvHeads: Int, headDim: Int,
                             elementType: ElementType = .f16) throws(KVError) {
         try self.init(layers: layers, kvHeads: kvHeads, headDim: headDim, keyType: elementType,
@@ -56,6 +59,10 @@ public final class KVCache {
         guard kvHeads >= 1 else { throw .invalidParameter(name: "kvHeads", value: "\(kvHeads)", expected: ">= 1") }
         guard headDim >= 1 else { throw .invalidParameter(name: "headDim", value: "\(headDim)", expected: ">= 1") }
         for (name, t) in [("keyType", keyType), ("valueType", valueType)] {
+            guard Self.supportedTypes.contains(t) else {
+                throw .invalidParameter(name: name, value: "\(t)",
+                                        expected: "one of " + Self.supportedTypes.map(\.description).joined(separator: ", "))
+            }
             guard headDim % t.blockSize == 0 else {
                 throw .invalidParameter(name: name, value: "\(t)",
                                         expected: "a type whose block size (\(t.blockSize)) divides headDim \(headDim)")

@@ -50,15 +50,21 @@ public struct H2O: KVCachePolicy {
     }
 
     /// Accumulates; compresses after the last chunk.
+    /// A later prompt (after the first one was compressed) is cut back to each head's capacity.
     public func afterPrefill(_ context: KVLayerContext, state: inout State) throws(KVError) {
-        if context.isFirstChunk { state.attention.reset(layer: context.layer) }
+        let l = context.layer
+        if context.isFirstChunk {
+            state.attention.reset(layer: l)
+            for m in state.capacity[l].indices { state.capacity[l][m] = nil }
+        }
         state.attention.accumulate(context, blockSize: blockSize)
         guard context.isLastChunk else { return }
         let fixed = budget.fixedCapacity(cache: context.cache)
         for m in 0..<context.shape.kvHeads {
-            evict(context, head: m, keep: budget.keptCount(length: context.count(head: m), cache: context.cache),
-                  state: state)
-            state.capacity[context.layer][m] = fixed ?? context.count(head: m)
+            let keep = state.capacity[l][m]
+                ?? budget.keptCount(length: context.count(head: m), cache: context.cache)
+            evict(context, head: m, keep: keep, state: state)
+            state.capacity[l][m] = state.capacity[l][m] ?? fixed ?? context.count(head: m)
         }
     }
 

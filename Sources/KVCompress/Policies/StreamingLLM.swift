@@ -43,9 +43,18 @@ public struct StreamingLLM: KVCachePolicy {
                       schedule: schedule)
     }
 
-    /// Decode capacities per layer and head.
-    public func makeState(shape: KVModelShape) -> [[Int?]] {
-        Array(repeating: Array(repeating: nil, count: shape.kvHeads), count: shape.layers)
+    /// Per-sequence state: each head's capacity, once the first prompt was compressed.
+    public struct State: Sendable {
+        /// `capacity[layer][head]` (nil before the first compression).
+        public var capacity: [[Int?]]
+        /// `compressed[layer]`: the first prompt was compressed.
+        public var compressed: [Bool]
+    }
+
+    /// Fresh state.
+    public func makeState(shape: KVModelShape) -> State {
+        State(capacity: Array(repeating: Array(repeating: nil, count: shape.kvHeads), count: shape.layers),
+              compressed: Array(repeating: false, count: shape.layers))
     }
 
     /// The rows StreamingLLM keeps out of `count` when keeping `keep`: sinks then the most recent
@@ -56,23 +65,34 @@ public struct StreamingLLM: KVCachePolicy {
         return Array(0..<sinks) + Array((count - (keep - sinks))..<count)
     }
 
-    /// Compresses after the last prompt chunk.
-    public func afterPrefill(_ context: KVLayerContext, state: inout [[Int?]]) throws(KVError) {
+    /// Compresses after the last chunk of the first prompt; later prompts roll the window (or are
+    /// left alone with ``KVSchedule/prefill``).
+    public func afterPrefill(_ context: KVLayerContext, state: inout State) throws(KVError) {
+        let l = context.layer
+        if context.isFirstChunk {
+            state.compressed[l] = false
+            for m in state.capacity[l].indices { state.capacity[l][m] = nil }
+        }
         guard context.isLastChunk else { return }
+        if state.compressed[l] {
+            if schedule == .prefillAndDecode { try afterDecode(context, state: &state) }
+            return
+        }
         let fixed = budget.fixedCapacity(cache: context.cache)
         for m in 0..<context.shape.kvHeads {
             let n = context.count(head: m)
             try evict(context, head: m, keep: budget.keptCount(length: n, cache: context.cache))
-            if schedule == .prefillAndDecode { state[context.layer][m] = fixed ?? context.count(head: m) }
+            state.capacity[l][m] = fixed ?? context.count(head: m)
         }
+        state.compressed[l] = true
     }
 
     /// Rolls the window.
-    public func afterDecode(_ context: KVLayerContext, state: inout [[Int?]]) throws(KVError) {
+    public func afterDecode(_ context: KVLayerContext, state: inout State) throws(KVError) {
         guard schedule == .prefillAndDecode else { return }
         let fixed = budget.fixedCapacity(cache: context.cache)
         for m in 0..<context.shape.kvHeads {
-            if let cap = state[context.layer][m] ?? fixed { try evict(context, head: m, keep: cap) }
+            if let cap = state.capacity[context.layer][m] ?? fixed { try evict(context, head: m, keep: cap) }
         }
     }
 

@@ -41,15 +41,32 @@ extension KVScoredPolicy {
     }
 
     /// Observes the chunk; scores and evicts after the last one.
+    ///
+    /// Only the sequence's first prompt is compressed to the budget. A later prompt (a question
+    /// after a compressed context, a new chat turn) is left alone with ``KVSchedule/prefill``
+    /// (kvpress compresses only the first forward pass), and cut back to each head's capacity with
+    /// ``KVSchedule/prefillAndDecode``.
     public func afterPrefill(_ context: KVLayerContext, state: inout KVScoredState<Scorer.State>) throws(KVError) {
+        let l = context.layer
+        if context.isFirstChunk {
+            state.compressed[l] = false
+            for m in state.capacity[l].indices { state.capacity[l][m] = nil }
+        }
+        if state.compressed[l] {
+            guard schedule == .prefillAndDecode else { return }
+            try scorer.observe(context, state: &state.scorer)
+            if context.isLastChunk { try enforceCapacity(context, state: &state) }
+            return
+        }
         try scorer.observe(context, state: &state.scorer)
         guard context.isLastChunk else { return }
         let scores = try scorer.scores(context, state: &state.scorer)
         commit(selector.select(scores, context: context), context: context)
+        state.compressed[l] = true
         if schedule == .prefillAndDecode {
             let fixed = selector.decodeCapacity(context: context)
             for m in 0..<context.shape.kvHeads {
-                state.capacity[context.layer][m] = fixed ?? context.count(head: m)
+                state.capacity[l][m] = fixed ?? context.count(head: m)
             }
         }
     }
@@ -59,6 +76,11 @@ extension KVScoredPolicy {
     public func afterDecode(_ context: KVLayerContext, state: inout KVScoredState<Scorer.State>) throws(KVError) {
         guard schedule == .prefillAndDecode else { return }  // nothing will be selected: skip observing
         try scorer.observe(context, state: &state.scorer)
+        try enforceCapacity(context, state: &state)
+    }
+
+    /// Cuts every head of the context's layer above its capacity back to it (top-k of fresh scores).
+    func enforceCapacity(_ context: KVLayerContext, state: inout KVScoredState<Scorer.State>) throws(KVError) {
         let fixed = selector.decodeCapacity(context: context)
         let counts = context.counts
         let caps = counts.indices.map { state.capacity[context.layer][$0] ?? fixed }

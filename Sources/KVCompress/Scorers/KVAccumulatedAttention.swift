@@ -1,6 +1,7 @@
 /// Attention accumulated over queries, per layer, KV head and original position: the sum over
 /// queries of the group mean of their softmax weights (state of ``ObservedAttentionScorer`` and
-/// ``H2O``). Indexed by position, so it stays aligned with the cache through evictions.
+/// ``H2O``). Indexed by position, so it stays aligned with the cache through evictions (positions
+/// must identify entries: do not combine with in-cache re-positioning).
 public struct KVAccumulatedAttention: Sendable {
     var sums: [[[Float]]]
     let groupSize: Int

@@ -52,10 +52,15 @@ public struct SnapKVScorer: KVScorer {
             var score = [Float](repeating: 0, count: n)
             var s = [Float](repeating: 0, count: obs)
             for h in (m * g)..<(m * g + g) {
-                for j in 0..<obs {
-                    var acc: Float = 0
-                    for r in 0..<wq { acc += block[h, r, j] }
-                    s[j] = acc / Float(wq)
+                block.probabilities.withUnsafeBufferPointer { p in
+                    s.withUnsafeMutableBufferPointer { sb in
+                        for j in 0..<obs { sb[j] = 0 }
+                        for r in 0..<wq {
+                            let row = p.baseAddress! + (h * wq + r) * block.keyStride
+                            for j in 0..<obs { sb[j] += row[j] }
+                        }
+                        for j in 0..<obs { sb[j] /= Float(wq) }
+                    }
                 }
                 for j in 0..<obs {
                     var acc: Float = 0

@@ -21,9 +21,26 @@ public enum KVSelection {
     }
 
     /// The `k` best rows (ascending row order), or nil when `k >= scores.count` (keep all).
+    ///
+    /// - Complexity: O(n x (n - k)) when only a few rows go (n - k <= 8, the decode-time case),
+    ///   O(n log n) otherwise.
     public static func topK(scores: [Float], positions: [Int32], k: Int) -> [Int]? {
         precondition(k >= 0, "negative keep count")
-        if k >= scores.count { return nil }
+        precondition(scores.count == positions.count, "one score per row")
+        let n = scores.count
+        if k >= n { return nil }
+        if n - k <= 8 {
+            // Drop the worst-ranked rows one linear scan at a time.
+            var dropped = [Bool](repeating: false, count: n)
+            for _ in 0..<(n - k) {
+                var worst = -1
+                for j in 0..<n where !dropped[j] {
+                    if worst < 0 || ranksBefore(scores[worst], positions[worst], scores[j], positions[j]) { worst = j }
+                }
+                dropped[worst] = true
+            }
+            return (0..<n).filter { !dropped[$0] }
+        }
         return Array(ranking(scores: scores, positions: positions).prefix(k)).sorted()
     }
 
