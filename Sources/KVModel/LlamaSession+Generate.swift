@@ -26,6 +26,7 @@ extension LlamaSession {
                 start = end
             }
         }
+        try compressor.finishPrefill(pool: pool)
         return lastLogits
     }
 
