@@ -650,7 +650,26 @@ final class GGUFReaderTests: XCTestCase {
             try assertMalformed(w.build().bytes, field: "general.alignment", "alignment \(a)")
         }
 
+        // The reported offset is where the bad alignment value is.
+        let (badAlign, badAlignLayout) = Self.smallWriter(metadata: .uint32(48), key: "general.alignment").build()
+        try assertMalformed(badAlign, field: "general.alignment",
+                            offset: badAlignLayout.metadataAt[2] + 8 + "general.alignment".utf8.count + 4)
+
         XCTAssertLessThan(Self.maxRSSBytes() - rss0, 256 << 20, "corrupt metadata made the reader allocate a lot")
+    }
+
+    /// A key given twice would make `value(_:)` (last) and the parser (first) disagree, for example
+    /// on `general.alignment`; such files are rejected, as duplicate tensor names are.
+    func testDuplicateMetadataKeysAreRejected() throws {
+        var w = Self.smallWriter()
+        w.metadata.append(("n", .uint32(4)))
+        let (bytes, layout) = w.build()
+        try assertMalformed(bytes, field: "'n'", offset: layout.metadataAt[2], reason: "duplicate")
+
+        var a = Self.smallWriter()
+        a.metadata += [("general.alignment", .uint32(64)), ("general.alignment", .uint32(32))]
+        a.alignment = 64
+        try assertMalformed(a.build().bytes, field: "general.alignment", reason: "duplicate")
     }
 
     func testCorruptTensorInfos() throws {
