@@ -12,7 +12,8 @@ import KVCore
 ///
 /// Parsing is defensive: every read is bounds-checked against the file size, every count is checked
 /// against the bytes that remain before anything is allocated, dimension products are checked for
-/// overflow and every tensor's data must lie inside the file. A malformed or truncated file throws
+/// overflow, metadata keys and tensor names must be unique and every tensor's data must lie inside
+/// the file. A malformed or truncated file throws
 /// `KVError.malformedFile` naming the field and byte offset; an unknown tensor type throws
 /// `KVError.unsupportedTensorType`. The mapping stays alive as long as the object (tensor views
 /// borrow it).

@@ -135,16 +135,23 @@ struct GGUFParser {
 
         var metadata: [(key: String, value: GGUFValue)] = []
         metadata.reserveCapacity(Int(kvCount))
+        var keys = Set<String>()
+        var alignmentAt = 0
         for i in 0..<Int(kvCount) {
+            let keyAt = offset
             let key = try string("metadata[\(i)].key")
+            guard keys.insert(key).inserted else {
+                throw fail("metadata '\(key)'", at: keyAt, "duplicate metadata key")
+            }
             let type = try read(UInt32.self, "metadata '\(key)' type")
+            if key == "general.alignment" { alignmentAt = offset }
             metadata.append((key, try value(type: type, field: "metadata '\(key)'", depth: 0)))
         }
 
         var alignment = 32
         if let a = metadata.first(where: { $0.key == "general.alignment" })?.value {
             guard let v = a.intValue, v > 0, v & (v - 1) == 0, v <= 1 << 20 else {
-                throw fail("general.alignment", at: 0, "alignment \(a) is not a power of two in 1...2^20")
+                throw fail("general.alignment", at: alignmentAt, "alignment \(a) is not a power of two in 1...2^20")
             }
             alignment = v
         }
