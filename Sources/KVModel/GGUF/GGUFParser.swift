@@ -13,6 +13,9 @@ struct GGUFParser {
     /// Nested arrays deeper than this are rejected (a crafted file could otherwise recurse deeply).
     static let maxArrayDepth = 8
     static let magic: UInt32 = 0x4655_4747  // "GGUF" little-endian
+    /// Upper bound on up-front reservations: counts are checked against the bytes left, but an
+    /// element in memory is larger than its smallest encoding, so grow past this only as parsed.
+    static let maxReserve = 1 << 16
 
     private let bytes: UnsafeRawBufferPointer
     private let path: String
@@ -98,7 +101,7 @@ struct GGUFParser {
             }
             let n = try count(field + " (array length)", minBytesEach: minSize)
             var elements: [GGUFValue] = []
-            elements.reserveCapacity(n)
+            elements.reserveCapacity(min(n, Self.maxReserve))
             for i in 0..<n {
                 elements.append(try value(type: elementType, field: "\(field)[\(i)]", depth: depth + 1))
             }
@@ -134,7 +137,7 @@ struct GGUFParser {
         }
 
         var metadata: [(key: String, value: GGUFValue)] = []
-        metadata.reserveCapacity(Int(kvCount))
+        metadata.reserveCapacity(min(Int(kvCount), Self.maxReserve))
         var keys = Set<String>()
         var alignmentAt = 0
         for i in 0..<Int(kvCount) {
@@ -158,7 +161,7 @@ struct GGUFParser {
 
         struct RawInfo { var name: String; var dims: [Int]; var type: ElementType; var offset: UInt64; var at: Int }
         var raws: [RawInfo] = []
-        raws.reserveCapacity(Int(tensorCount))
+        raws.reserveCapacity(min(Int(tensorCount), Self.maxReserve))
         for i in 0..<Int(tensorCount) {
             let at = offset
             let name = try string("tensor[\(i)].name")
