@@ -1,7 +1,7 @@
 /// One KV head's stored entries, as attention reads them: `count` rows of keys and values in an
 /// element type, each with its original position (ascending).
 ///
-/// A view borrows memory owned elsewhere (a ``KVCache`` head, a tensor): it is valid only while
+/// A view borrows memory owned elsewhere (a KVCompress `KVCache` head, a tensor): it is valid only while
 /// that storage is alive and unchanged.
 public struct KVHeadView: @unchecked Sendable {
     /// Row `j`'s key at `keys + j * keyStride`.
