@@ -31,6 +31,7 @@ enum KernelBenchmarks {
         .matvec,
         .matmul,
         .cacheKernels,
+        .attention,
     ]
 }
 

@@ -1,0 +1,142 @@
+import CKVKernels
+import Foundation
+import KVCore
+
+extension KernelBenchSection {
+    /// Decode attention (one token, 9 query heads over 3 KV heads, head dim 64) in GB/s of K+V read,
+    /// and causal prefill attention in GFLOP/s, each beside the same-run read bandwidth.
+    static let attention = KernelBenchSection(name: "attention") { context in
+        AttentionBenchmarks.decode(context)
+        AttentionBenchmarks.prefill(context)
+    }
+}
+
+/// A synthetic layer cache: `kvHeads` heads of `count` rows each, positions 0..<count.
+final class SyntheticHeads {
+    let keys: [UnsafeMutableRawPointer]
+    let values: [UnsafeMutableRawPointer]
+    let positions: UnsafeMutablePointer<Int32>
+    let views: [KVHeadView]
+    let bytes: Int
+
+    init(kvHeads: Int, count: Int, headDim: Int, type: ElementType) {
+        let rowBytes = type.byteCount(elements: headDim)
+        positions = .allocate(capacity: max(count, 1))
+        for i in 0..<count { positions[i] = Int32(i) }
+        var rng = SplitMix(seed: 7)
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(count * headDim, 1))
+        defer { scratch.deallocate() }
+        func make() -> UnsafeMutableRawPointer {
+            for i in 0..<(count * headDim) { scratch[i] = rng.nextFloat() * 2 - 1 }
+            let p = UnsafeMutableRawPointer.allocate(byteCount: max(count * rowBytes, 1), alignment: 64)
+            kvk_quantize(type.kernelType, scratch, p, count * headDim)
+            return p
+        }
+        let k = (0..<kvHeads).map { _ in make() }
+        let v = (0..<kvHeads).map { _ in make() }
+        let pos = positions
+        keys = k
+        values = v
+        views = (0..<kvHeads).map { m in
+            KVHeadView(keys: k[m], values: v[m], positions: pos, count: count, keyType: type,
+                       valueType: type, keyStride: rowBytes, valueStride: rowBytes)
+        }
+        bytes = 2 * kvHeads * count * rowBytes
+    }
+
+    deinit {
+        (keys + values).forEach { $0.deallocate() }
+        positions.deallocate()
+    }
+}
+
+/// Deterministic random numbers for synthetic data.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func nextFloat() -> Float { Float(next() >> 40) / Float(1 << 24) }
+}
+
+enum AttentionBenchmarks {
+    static let heads = 9
+    static let kvHeads = 3
+    static let headDim = 64
+
+    static func decode(_ context: BenchContext) {
+        let lengths = context.options.quick ? [1024] : [1024, 4096, 16384, 32768]
+        let query = UnsafeMutablePointer<Float>.allocate(capacity: heads * headDim)
+        defer { query.deallocate() }
+        var rng = SplitMix(seed: 3)
+        for i in 0..<(heads * headDim) { query[i] = rng.nextFloat() - 0.5 }
+        let output = UnsafeMutablePointer<Float>.allocate(capacity: heads * headDim)
+        defer { output.deallocate() }
+        let scale = 1 / Float(headDim).squareRoot()
+        for type in [ElementType.f32, .f16, .q8_0] {
+            for n in lengths {
+                let cache = SyntheticHeads(kvHeads: kvHeads, count: n, headDim: headDim, type: type)
+                for threads in context.options.threads {
+                    let pool = context.pool(threads)
+                    let t = context.measure {
+                        Attention.decode(query: query, heads: heads, headDim: headDim, kv: cache.views, scale: scale,
+                                         output: output, pool: threads > 1 ? pool : nil)
+                    }
+                    context.addThroughput(group: "kernels", name: "decode attention \(type) \(n) tok", threads: threads,
+                                          bytes: cache.bytes, timing: t, note: "K+V bytes read, one layer")
+                }
+            }
+            // A decode step reads every layer's cache once, so no layer stays in the CPU caches: the
+            // same 16K-token attention over 8 layers' caches in turn (100-200 MB), against a read of
+            // the same total size.
+            guard !context.options.quick else { continue }
+            let n = 16384
+            let layers = (0..<8).map { _ in SyntheticHeads(kvHeads: kvHeads, count: n, headDim: headDim, type: type) }
+            let total = layers.reduce(0) { $0 + $1.bytes }
+            for threads in context.options.threads {
+                let pool = context.pool(threads)
+                let t = context.measure {
+                    for layer in layers {
+                        Attention.decode(query: query, heads: heads, headDim: headDim, kv: layer.views, scale: scale,
+                                         output: output, pool: threads > 1 ? pool : nil)
+                    }
+                }
+                context.addThroughput(group: "kernels", name: "decode attention \(type) \(n) tok x8 layers",
+                                      threads: threads, bytes: total, timing: t, note: "K+V bytes read, memory-resident")
+            }
+        }
+    }
+
+    static func prefill(_ context: BenchContext) {
+        let lengths = context.options.quick ? [256] : [512, 2048, 8192]
+        let scale = 1 / Float(headDim).squareRoot()
+        for n in lengths {
+            let cache = SyntheticHeads(kvHeads: kvHeads, count: n, headDim: headDim, type: .f16)
+            let queries = UnsafeMutablePointer<Float>.allocate(capacity: n * heads * headDim)
+            defer { queries.deallocate() }
+            var rng = SplitMix(seed: 5)
+            for i in 0..<(n * heads * headDim) { queries[i] = rng.nextFloat() - 0.5 }
+            let output = UnsafeMutablePointer<Float>.allocate(capacity: n * heads * headDim)
+            defer { output.deallocate() }
+            // Causal: query t sees t + 1 keys; QK^T and PV cost 2 d flops each per (query, key, head).
+            let flops = 4.0 * Double(headDim) * Double(heads) * Double(n) * Double(n + 1) / 2
+            for threads in context.options.threads {
+                let pool = context.pool(threads)
+                let t = context.measure {
+                    Attention.prefill(queries: queries, queryCount: n, queryTokenStride: heads * headDim,
+                                      queryPositions: cache.positions, heads: heads, headDim: headDim, kv: cache.views,
+                                      scale: scale, output: output, pool: threads > 1 ? pool : nil)
+                }
+                let gflops = flops / t.min / 1e9
+                context.addValue(group: "kernels", name: "prefill attention f16 \(n) tok", threads: threads,
+                                 value: gflops, unit: "GFLOP/s", timing: t,
+                                 note: String(format: "%.1f GFLOP/s per thread; flops = 4 d H L(L+1)/2", gflops / Double(threads)))
+            }
+        }
+    }
+}
