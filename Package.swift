@@ -3,7 +3,7 @@ import PackageDescription
 
 // KVCompress: KV-cache compression policies for LLM inference.
 // Layers (imports point down): kvbench / kvcompress -> KVModel -> KVCompress -> KVCore -> CKVKernels.
-// No unsafeFlags anywhere: the C kernels select their ISA per function at run time, so the
+// No unsafe compiler flags anywhere: the C kernels select their ISA per function at run time, so the
 // package builds unchanged as a SwiftPM dependency.
 let package = Package(
     name: "KVCompress",
