@@ -23,8 +23,14 @@ enum GenerateCommand {
         guard threads >= 1 else {
             throw CommandLineOptions.UsageError(description: "--threads expects a value >= 1")
         }
+        var policy: any KVCachePolicy = FullCache()
+        if let name = o.string("--policy") {
+            policy = try KVPolicyCatalog.make(name, budget: .compressionRatio(try o.double("--ratio", default: 0.5)))
+        } else if o.string("--ratio") != nil {
+            throw CommandLineOptions.UsageError(description: "--ratio needs --policy NAME")
+        }
         let model = try LlamaModel(path: o.string("--model") ?? "default", mode: o.has("--exact") ? .exact : .fast)
-        let session = try LlamaSession(model: model, chunkSize: try o.int("--chunk", default: 512),
+        let session = try LlamaSession(model: model, policy: policy, chunkSize: try o.int("--chunk", default: 512),
                                        pool: threads == ThreadPool.shared.threadCount ? .shared : ThreadPool(threads: threads))
         let result = try session.generate(prompt: prompt, maxTokens: maxTokens, sampling: sampling) { piece in
             FileHandle.standardOutput.write(Data(piece.utf8))

@@ -23,7 +23,8 @@ let usage = """
                  --seed         random seed for sampling (default 0)
                  --exact        f32 weights, activations and cache (reference mode); default is fast
                                 mode on the quantized weights with an f16 cache
-                 --policy/--ratio  compress the prompt's cache with a policy at a compression ratio
+                 --policy/--ratio  compress the prompt's cache with a policy (see `kvcompress kept
+                                --policy list`) at a compression ratio (default 0.5)
                  --chunk        prefill chunk size (default 512); --threads (default: all cores)
     kept       runs the kvpress parity procedure (exact mode, all ids prefilled in one pass, each
                layer compressed right after its attention) and writes the kept original positions as
