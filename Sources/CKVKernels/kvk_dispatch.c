@@ -1,52 +1,85 @@
 /*
  * Runtime dispatch: the public entry points forward to one function table, chosen once at first
- * use (thread-safe) from the CPU's features and KVK_FORCE_SCALAR, and switchable at any time with
- * kvk_set_force_scalar.
+ * use (thread-safe) from the CPU's features and the environment (KVK_FORCE_SCALAR, KVK_ISA), and
+ * switchable at any time with kvk_set_isa / kvk_set_force_scalar.
  */
 #include "kvk_internal.h"
 #include <stdatomic.h>
+#include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 static _Atomic(const kvk_ops *) g_ops = NULL;
 static _Atomic(const kvk_ops *) g_best = NULL;
-static atomic_int g_forced = 0;
 
-static const kvk_ops *detect_best(void) {
 #if defined(__x86_64__)
+/* The AVX-512 table: the AVX2 table with the kernels kvk_avx512.c overrides, built once. */
+static kvk_ops g_avx512_ops;
+static pthread_once_t g_avx512_once = PTHREAD_ONCE_INIT;
+static void build_avx512(void) {
+    g_avx512_ops = kvk_ops_avx2;
+    kvk_avx512_override(&g_avx512_ops);
+}
+static int cpu_has_avx2(void) {
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
-        return &kvk_ops_avx2;
-    return &kvk_ops_scalar;
-#elif defined(__aarch64__)
-    return &kvk_ops_neon; /* Advanced SIMD is mandatory on AArch64. */
-#else
-    return &kvk_ops_scalar;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+}
+static int cpu_has_avx512(void) {
+    return cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vbmi");
+}
 #endif
+
+/* The table for an ISA, or NULL when this CPU (or build) cannot run it. */
+static const kvk_ops *table_for(kvk_isa isa) {
+    switch (isa) {
+    case KVK_ISA_SCALAR: return &kvk_ops_scalar;
+#if defined(__x86_64__)
+    case KVK_ISA_AVX2: return cpu_has_avx2() ? &kvk_ops_avx2 : NULL;
+    case KVK_ISA_AVX512:
+        if (!cpu_has_avx512()) return NULL;
+        pthread_once(&g_avx512_once, build_avx512);
+        return &g_avx512_ops;
+#endif
+#if defined(__aarch64__)
+    case KVK_ISA_NEON: return &kvk_ops_neon; /* Advanced SIMD is mandatory on AArch64. */
+#endif
+    default: return NULL;
+    }
 }
 
 static const kvk_ops *best_ops(void) {
     const kvk_ops *b = atomic_load_explicit(&g_best, memory_order_acquire);
     if (b) return b;
-    b = detect_best(); /* idempotent: racing threads compute the same table */
-    atomic_store_explicit(&g_best, b, memory_order_release);
+    const kvk_isa order[] = {KVK_ISA_AVX512, KVK_ISA_AVX2, KVK_ISA_NEON, KVK_ISA_SCALAR};
+    for (size_t i = 0; i < sizeof order / sizeof order[0] && !b; i++) b = table_for(order[i]);
+    atomic_store_explicit(&g_best, b, memory_order_release); /* racing threads store the same table */
     return b;
 }
 
-static int env_forces_scalar(void) {
+/* The table the environment asks for: KVK_FORCE_SCALAR (non-empty, not "0") or KVK_ISA=scalar|avx2|
+ * avx512|neon (ignored when unsupported); NULL when neither is set. */
+static const kvk_ops *env_ops(void) {
     const char *v = getenv("KVK_FORCE_SCALAR");
-    return v != NULL && v[0] != '\0' && !(v[0] == '0' && v[1] == '\0');
+    if (v != NULL && v[0] != '\0' && strcmp(v, "0") != 0) return &kvk_ops_scalar;
+    const char *isa = getenv("KVK_ISA");
+    if (isa == NULL) return NULL;
+    if (strcmp(isa, "scalar") == 0) return &kvk_ops_scalar;
+    if (strcmp(isa, "avx2") == 0) return table_for(KVK_ISA_AVX2);
+    if (strcmp(isa, "avx512") == 0) return table_for(KVK_ISA_AVX512);
+    if (strcmp(isa, "neon") == 0) return table_for(KVK_ISA_NEON);
+    return NULL;
 }
 
 static const kvk_ops *init_ops(void) {
-    const int forced = env_forces_scalar();
-    const kvk_ops *chosen = forced ? &kvk_ops_scalar : best_ops();
+    const kvk_ops *env = env_ops();
+    const kvk_ops *chosen = env ? env : best_ops();
     const kvk_ops *expected = NULL;
-    /* Only the first initializer wins; a concurrent kvk_set_force_scalar is never overwritten. */
+    /* Only the first initializer wins; a concurrent kvk_set_isa is never overwritten. */
     if (atomic_compare_exchange_strong_explicit(&g_ops, &expected, chosen, memory_order_acq_rel,
-                                                memory_order_acquire)) {
-        if (forced) atomic_store(&g_forced, 1);
+                                                memory_order_acquire))
         return chosen;
-    }
     return expected;
 }
 
@@ -58,17 +91,19 @@ static inline const kvk_ops *ops(void) {
 
 kvk_isa kvk_active_isa(void) { return ops()->isa; }
 kvk_isa kvk_best_isa(void) { return best_ops()->isa; }
+int kvk_isa_supported(kvk_isa isa) { return table_for(isa) != NULL; }
 
-void kvk_set_force_scalar(int force) {
+int kvk_set_isa(kvk_isa isa) {
+    const kvk_ops *t = table_for(isa);
+    if (t == NULL) return 0;
     (void)ops(); /* make sure the environment was consulted first, so it cannot override this call */
-    atomic_store(&g_forced, force ? 1 : 0);
-    atomic_store_explicit(&g_ops, force ? &kvk_ops_scalar : best_ops(), memory_order_release);
+    atomic_store_explicit(&g_ops, t, memory_order_release);
+    return 1;
 }
 
-int kvk_force_scalar_enabled(void) {
-    (void)ops();
-    return atomic_load(&g_forced);
-}
+void kvk_set_force_scalar(int force) { (void)kvk_set_isa(force ? KVK_ISA_SCALAR : best_ops()->isa); }
+
+int kvk_force_scalar_enabled(void) { return ops()->isa == KVK_ISA_SCALAR && best_ops()->isa != KVK_ISA_SCALAR; }
 
 size_t kvk_row_bytes(kvk_type t, size_t n) {
     switch (t) {

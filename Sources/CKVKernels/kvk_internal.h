@@ -43,6 +43,8 @@ typedef struct kvk_ops {
 extern const kvk_ops kvk_ops_scalar;
 #if defined(__x86_64__)
 extern const kvk_ops kvk_ops_avx2;
+/** Replaces the entries of *ops (a copy of kvk_ops_avx2) that have AVX-512 versions, and sets its isa. */
+void kvk_avx512_override(kvk_ops *ops);
 #endif
 #if defined(__aarch64__)
 extern const kvk_ops kvk_ops_neon;

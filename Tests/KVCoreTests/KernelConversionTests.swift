@@ -124,16 +124,29 @@ final class KernelConversionTests: XCTestCase {
     }
 
     func testDispatchSwitches() {
-        let saved = Kernels.forceScalar
-        defer { Kernels.forceScalar = saved }
+        let saved = Kernels.isa
+        defer { Kernels.use(saved) }
         Kernels.forceScalar = true
         XCTAssertEqual(Kernels.isa, .scalar)
         XCTAssertTrue(Kernels.forceScalar)
         Kernels.forceScalar = false
         XCTAssertEqual(Kernels.isa, Kernels.bestISA)
         XCTAssertFalse(Kernels.forceScalar)
+        let supported = Kernels.supportedISAs
+        XCTAssertEqual(supported.first, Kernels.bestISA)
+        XCTAssertEqual(supported.last, .scalar)
+        for isa in supported {
+            XCTAssertTrue(Kernels.use(isa))
+            XCTAssertEqual(Kernels.isa, isa)
+        }
+        for isa in Kernels.ISA.allCases where !supported.contains(isa) {
+            let before = Kernels.isa
+            XCTAssertFalse(Kernels.use(isa), "\(isa) is not supported here and must be refused")
+            XCTAssertEqual(Kernels.isa, before)
+        }
         #if arch(x86_64)
-        XCTAssertNotEqual(Kernels.bestISA, .neon)
+        XCTAssertFalse(supported.contains(.neon))
+        XCTAssertTrue(supported.contains(.avx2) || supported == [.scalar])
         #elseif arch(arm64)
         XCTAssertEqual(Kernels.bestISA, .neon)
         #endif

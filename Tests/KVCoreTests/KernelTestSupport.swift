@@ -21,19 +21,16 @@ extension SeededRNG {
     }
 }
 
-/// Both kernel paths: the best SIMD one and the forced scalar one.
-enum KernelPath: CustomStringConvertible {
-    case simd, scalar
-    var description: String { self == .simd ? "simd(\(Kernels.bestISA))" : "scalar" }
-}
+/// A kernel path under test: one of the instruction sets this CPU supports.
+typealias KernelPath = Kernels.ISA
 
-/// Runs `body` once on the SIMD path and once on the forced-scalar path, restoring the previous
-/// setting afterwards.
+/// Runs `body` once on every kernel path this CPU supports (e.g. AVX-512, AVX2 and scalar),
+/// restoring the previous path afterwards.
 func forEachKernelPath(_ body: (KernelPath) throws -> Void) rethrows {
-    let saved = Kernels.forceScalar
-    defer { Kernels.forceScalar = saved }
-    for path in [KernelPath.simd, .scalar] {
-        Kernels.forceScalar = path == .scalar
+    let saved = Kernels.isa
+    defer { Kernels.use(saved) }
+    for path in Kernels.supportedISAs {
+        Kernels.use(path)
         try body(path)
     }
 }

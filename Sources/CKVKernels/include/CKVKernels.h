@@ -6,10 +6,11 @@
  *  - pointers may be unaligned; n == 0 is valid and does nothing (dot returns 0);
  *  - block formats (q8_0, q4_0, q4_1) use the GGUF byte layout and 32-element blocks; element counts
  *    handed to block kernels must be multiples of KVK_BLOCK (callers check, kernels assume);
- *  - the implementation is chosen once at first use: AVX2+FMA+F16C on x86_64 when the CPU has it,
- *    NEON on arm64, portable scalar C everywhere else. Setting the environment variable
- *    KVK_FORCE_SCALAR=1 before first use, or calling kvk_set_force_scalar(1) at any time, selects the
- *    scalar path (tests use this to cover both paths).
+ *  - the implementation is chosen once at first use: on x86_64 AVX-512 (F, BW, VL, DQ, VNNI, VBMI)
+ *    when the CPU has it, else AVX2+FMA+F16C; NEON on arm64; portable scalar C everywhere else.
+ *    Setting the environment variable KVK_FORCE_SCALAR=1 (or KVK_ISA=scalar|avx2|avx512|neon) before
+ *    first use, or calling kvk_set_force_scalar(1) / kvk_set_isa at any time, selects another path
+ *    (tests use this to cover every path this CPU can run).
  */
 #ifndef CKVKERNELS_H
 #define CKVKERNELS_H
@@ -27,16 +28,23 @@ extern "C" {
 typedef enum kvk_isa {
     KVK_ISA_SCALAR = 0,
     KVK_ISA_AVX2 = 1, /* AVX2 + FMA + F16C */
-    KVK_ISA_NEON = 2
+    KVK_ISA_NEON = 2,
+    KVK_ISA_AVX512 = 3 /* AVX-512 F/BW/VL/DQ/VNNI/VBMI (plus AVX2, FMA, F16C); kernels without an
+                          AVX-512 version use the AVX2 one */
 } kvk_isa;
 
-/** The ISA the kernels currently use (after KVK_FORCE_SCALAR / kvk_set_force_scalar). */
+/** The ISA the kernels currently use (after KVK_FORCE_SCALAR / KVK_ISA / kvk_set_isa). */
 kvk_isa kvk_active_isa(void);
 /** The best ISA this CPU supports, ignoring any forcing. */
 kvk_isa kvk_best_isa(void);
+/** 1 when this CPU and build can run `isa`, else 0. */
+int kvk_isa_supported(kvk_isa isa);
+/** Switches every later call to `isa`; returns 1, or 0 (and changes nothing) when the ISA is not
+ *  supported here. Thread-safe (atomic); calls already running finish on their path. */
+int kvk_set_isa(kvk_isa isa);
 /** 1 forces the scalar path for every later call, 0 returns to the best ISA. Thread-safe (atomic). */
 void kvk_set_force_scalar(int force);
-/** 1 when the scalar path is forced (by KVK_FORCE_SCALAR at first use or kvk_set_force_scalar), else 0. */
+/** 1 when the scalar path is in use although the CPU has a SIMD path, else 0. */
 int kvk_force_scalar_enabled(void);
 
 /* ---------------------------------------------------------------- element types */

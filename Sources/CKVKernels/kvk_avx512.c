@@ -1,0 +1,337 @@
+/*
+ * AVX-512 kernels (F, BW, VL, DQ, VNNI, VBMI) for the hot decode paths: multi-head attention scores
+ * and weighted sums over f32/f16/bf16/q8_0 rows, the same-run read-bandwidth reference, and the int8
+ * Q4_1 matrix-vector product. Every other entry of the table stays the AVX2 one (see
+ * kvk_avx512_override); shapes these kernels do not cover are handed to the AVX2 table too.
+ */
+#include "kvk_internal.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define TGT512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512vbmi,avx2,fma,f16c")))
+#define INL static inline __attribute__((always_inline)) TGT512
+
+/* ------------------------------------------------------------ read-bandwidth reference */
+
+static TGT512 float avx512_sum_f32(const float *x, size_t n) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        s0 = _mm512_add_ps(s0, _mm512_loadu_ps(x + i));
+        s1 = _mm512_add_ps(s1, _mm512_loadu_ps(x + i + 16));
+        s2 = _mm512_add_ps(s2, _mm512_loadu_ps(x + i + 32));
+        s3 = _mm512_add_ps(s3, _mm512_loadu_ps(x + i + 48));
+    }
+    for (; i + 16 <= n; i += 16) s0 = _mm512_add_ps(s0, _mm512_loadu_ps(x + i));
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+    for (; i < n; i++) s += x[i];
+    return s;
+}
+
+/* ------------------------------------------------------------ rows as f32 vectors */
+
+/* Elements [c, c + 16) of a row stored as t, as 16 f32 (c % 16 == 0; for q8_0 the block scale is
+ * applied). */
+INL __m512 row16(kvk_type t, const char *row, size_t c) {
+    switch (t) {
+    case KVK_F32: return _mm512_loadu_ps((const float *)row + c);
+    case KVK_F16: return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)row + c)));
+    case KVK_BF16:
+        return _mm512_castsi512_ps(
+            _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)row + c))), 16));
+    default: { /* KVK_Q8_0 */
+        const kvk_block_q8_0 *b = (const kvk_block_q8_0 *)row + c / KVK_BLOCK;
+        const __m512 q = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b->qs + c % KVK_BLOCK))));
+        return _mm512_mul_ps(q, _mm512_set1_ps(_cvtsh_ss(b->d)));
+    }
+    }
+}
+
+/* ------------------------------------------------------------ scores: 16 keys per reduction */
+
+/* Reduction tree for 16 per-key partial-sum vectors (every lane of vector k belongs to key k).
+ * Each fold halves the lanes a key occupies and packs two inputs into one vector; after four folds
+ * lane 4c + j holds the total of key c + 4j, which `KEY_ORDER` undoes. */
+INL __m512 fold_halves(__m512 a, __m512 b) { /* keys: a -> 256-bit half 0, b -> half 1 */
+    return _mm512_add_ps(_mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
+}
+INL __m512 fold_quarters(__m512 a, __m512 b) { /* 2 + 2 keys -> one key per 128-bit chunk */
+    return _mm512_add_ps(_mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+INL __m512 fold_pairs(__m512 a, __m512 b) { /* 4 + 4 keys -> two keys per chunk (lanes 0,2 / 1,3) */
+    return _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+}
+INL __m512 fold_last(__m512 a, __m512 b) { /* 8 + 8 keys -> one lane each */
+    return _mm512_add_ps(_mm512_shuffle_ps(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_ps(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
+}
+#define KEY_ORDER _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15)
+
+/* Per-key partial sums of M <= 4 queries against one key: acc[h] lanes sum to dot(q_h, key).
+ * D == 64 uses the queries preloaded in qv (4 vectors per head); D == 0 reads them from q (any d). */
+INL void key_partials(kvk_type t, const char *key, const float *q, size_t q_stride, const __m512 *qv, int M,
+                      size_t d, int D, __m512 *acc) {
+    if (D == 64) {
+        const __m512 k0 = row16(t, key, 0), k1 = row16(t, key, 16), k2 = row16(t, key, 32), k3 = row16(t, key, 48);
+        for (int h = 0; h < M; h++)
+            acc[h] = _mm512_fmadd_ps(k3, qv[4 * h + 3],
+                                     _mm512_fmadd_ps(k2, qv[4 * h + 2],
+                                                     _mm512_fmadd_ps(k1, qv[4 * h + 1], _mm512_mul_ps(k0, qv[4 * h]))));
+        return;
+    }
+    for (int h = 0; h < M; h++) acc[h] = _mm512_setzero_ps();
+    for (size_t c = 0; c < d; c += 16) {
+        const __m512 k = row16(t, key, c);
+        for (int h = 0; h < M; h++) acc[h] = _mm512_fmadd_ps(k, _mm512_loadu_ps(q + h * q_stride + c), acc[h]);
+    }
+}
+
+/* Scores of M heads against keys [j, j + 16): level by level, so at most one pending vector per level
+ * and head is live. */
+INL void scores16(kvk_type t, const char *keys, size_t stride, const float *q, size_t q_stride, const __m512 *qv,
+                  int M, size_t d, int D, __m512 *res) {
+    __m512 l3[2][4];
+    for (int half = 0; half < 2; half++) {
+        __m512 l2[2][4];
+        for (int quad = 0; quad < 2; quad++) {
+            __m512 l1[2][4];
+            for (int pair = 0; pair < 2; pair++) {
+                __m512 a[4], b[4];
+                const size_t k = (size_t)(8 * half + 4 * quad + 2 * pair);
+                key_partials(t, keys + k * stride, q, q_stride, qv, M, d, D, a);
+                key_partials(t, keys + (k + 1) * stride, q, q_stride, qv, M, d, D, b);
+                for (int h = 0; h < M; h++) l1[pair][h] = fold_halves(a[h], b[h]);
+            }
+            for (int h = 0; h < M; h++) l2[quad][h] = fold_quarters(l1[0][h], l1[1][h]);
+        }
+        for (int h = 0; h < M; h++) l3[half][h] = fold_pairs(l2[0][h], l2[1][h]);
+    }
+    for (int h = 0; h < M; h++) res[h] = _mm512_permutexvar_ps(KEY_ORDER, fold_last(l3[0][h], l3[1][h]));
+}
+
+INL void scores_group(kvk_type t, const float *q, size_t q_stride, int M, const char *keys, size_t key_stride,
+                      size_t n16, size_t d, float scale, float *out, size_t out_stride) {
+    const __m512 sv = _mm512_set1_ps(scale);
+    __m512 qv[12];
+    const int preload = d == 64 && M <= 3;
+    if (preload)
+        for (int h = 0; h < M; h++)
+            for (int v = 0; v < 4; v++) qv[4 * h + v] = _mm512_loadu_ps(q + h * q_stride + 16 * v);
+    for (size_t j = 0; j < n16; j += 16) {
+        __m512 res[4];
+        if (preload) scores16(t, keys + j * key_stride, key_stride, q, q_stride, qv, M, d, 64, res);
+        else scores16(t, keys + j * key_stride, key_stride, q, q_stride, qv, M, d, 0, res);
+        for (int h = 0; h < M; h++) _mm512_storeu_ps(out + h * out_stride + j, _mm512_mul_ps(sv, res[h]));
+    }
+}
+
+static TGT512 void avx512_scores_multi(kvk_type t, const float *q, size_t q_stride, size_t m, const void *keys,
+                                       size_t key_stride, size_t n, size_t d, float scale, float *out,
+                                       size_t out_stride) {
+    const int supported = (t == KVK_F32 || t == KVK_F16 || t == KVK_BF16 || t == KVK_Q8_0) && d % 16 == 0 && d > 0;
+    const size_t n16 = supported ? n & ~(size_t)15 : 0;
+    for (size_t h0 = 0; h0 < m && n16 > 0; h0 += 4) {
+        const int g = m - h0 < 4 ? (int)(m - h0) : 4;
+        const float *qg = q + h0 * q_stride;
+        float *og = out + h0 * out_stride;
+        /* constant M per instantiation so the compiler keeps the per-head arrays in registers */
+#define SG_M(T)                                                                                         \
+    switch (g) {                                                                                        \
+    case 1: scores_group(T, qg, q_stride, 1, (const char *)keys, key_stride, n16, d, scale, og, out_stride); break; \
+    case 2: scores_group(T, qg, q_stride, 2, (const char *)keys, key_stride, n16, d, scale, og, out_stride); break; \
+    case 3: scores_group(T, qg, q_stride, 3, (const char *)keys, key_stride, n16, d, scale, og, out_stride); break; \
+    default: scores_group(T, qg, q_stride, 4, (const char *)keys, key_stride, n16, d, scale, og, out_stride); break; \
+    }
+        switch (t) {
+        case KVK_F32: SG_M(KVK_F32) break;
+        case KVK_F16: SG_M(KVK_F16) break;
+        case KVK_BF16: SG_M(KVK_BF16) break;
+        default: SG_M(KVK_Q8_0) break;
+        }
+#undef SG_M
+    }
+    if (n16 < n)
+        kvk_ops_avx2.scores_multi(t, q, q_stride, m, (const char *)keys + n16 * key_stride, key_stride, n - n16, d,
+                                  scale, out + n16, out_stride);
+}
+
+static TGT512 void avx512_scores(kvk_type t, const float *q, const void *keys, size_t key_stride, size_t n, size_t d,
+                                 float scale, float *out) {
+    avx512_scores_multi(t, q, 0, 1, keys, key_stride, n, d, scale, out, 0);
+}
+
+/* ------------------------------------------------------------ weighted sums */
+
+/* out_h[c0, c0 + 16 V) += sum_j w_h[j] row_j[c0, ...) for M <= 4 heads and rows [0, n): the
+ * accumulators stay in registers for the whole pass. */
+INL void wsum_chunk(kvk_type t, const float *w, size_t w_stride, int M, const char *values, size_t stride, size_t n,
+                    size_t c0, int V, float *out, size_t out_stride) {
+    __m512 acc[4][4];
+    for (int h = 0; h < M; h++)
+        for (int v = 0; v < V; v++) acc[h][v] = _mm512_loadu_ps(out + h * out_stride + c0 + 16 * v);
+    for (size_t j = 0; j < n; j++) {
+        const char *row = values + j * stride;
+        __m512 x[4];
+        for (int v = 0; v < V; v++) x[v] = row16(t, row, c0 + 16 * v);
+        for (int h = 0; h < M; h++) {
+            const __m512 wv = _mm512_set1_ps(w[h * w_stride + j]);
+            for (int v = 0; v < V; v++) acc[h][v] = _mm512_fmadd_ps(wv, x[v], acc[h][v]);
+        }
+    }
+    for (int h = 0; h < M; h++)
+        for (int v = 0; v < V; v++) _mm512_storeu_ps(out + h * out_stride + c0 + 16 * v, acc[h][v]);
+}
+
+/* Rows in groups of 64 (they stay in L1 while every 64-element chunk of the head dimension passes). */
+INL void wsum_group(kvk_type t, const float *w, size_t w_stride, int M, const char *values, size_t stride, size_t n,
+                    size_t d, float *out, size_t out_stride) {
+    const size_t group = d <= 64 ? n : 64;
+    for (size_t j0 = 0; j0 < n; j0 += group) {
+        const size_t rows = n - j0 < group ? n - j0 : group;
+        const char *v = values + j0 * stride;
+        size_t c = 0;
+        for (; c + 64 <= d; c += 64) wsum_chunk(t, w + j0, w_stride, M, v, stride, rows, c, 4, out, out_stride);
+        for (; c < d; c += 16) wsum_chunk(t, w + j0, w_stride, M, v, stride, rows, c, 1, out, out_stride);
+    }
+}
+
+static TGT512 void avx512_weighted_sum_multi(kvk_type t, const float *w, size_t w_stride, size_t m,
+                                             const void *values, size_t value_stride, size_t n, size_t d, float *out,
+                                             size_t out_stride) {
+    const int supported = (t == KVK_F32 || t == KVK_F16 || t == KVK_BF16 || t == KVK_Q8_0) && d % 16 == 0;
+    if (!supported) {
+        kvk_ops_avx2.weighted_sum_multi(t, w, w_stride, m, values, value_stride, n, d, out, out_stride);
+        return;
+    }
+    for (size_t h0 = 0; h0 < m; h0 += 4) {
+        const int g = m - h0 < 4 ? (int)(m - h0) : 4;
+        const float *wg = w + h0 * w_stride;
+        float *og = out + h0 * out_stride;
+#define WS_M(T)                                                                                         \
+    switch (g) {                                                                                        \
+    case 1: wsum_group(T, wg, w_stride, 1, (const char *)values, value_stride, n, d, og, out_stride); break; \
+    case 2: wsum_group(T, wg, w_stride, 2, (const char *)values, value_stride, n, d, og, out_stride); break; \
+    case 3: wsum_group(T, wg, w_stride, 3, (const char *)values, value_stride, n, d, og, out_stride); break; \
+    default: wsum_group(T, wg, w_stride, 4, (const char *)values, value_stride, n, d, og, out_stride); break; \
+    }
+        switch (t) {
+        case KVK_F32: WS_M(KVK_F32) break;
+        case KVK_F16: WS_M(KVK_F16) break;
+        case KVK_BF16: WS_M(KVK_BF16) break;
+        default: WS_M(KVK_Q8_0) break;
+        }
+#undef WS_M
+    }
+}
+
+static TGT512 void avx512_weighted_sum(kvk_type t, const float *w, const void *values, size_t value_stride, size_t n,
+                                       size_t d, float *out) {
+    avx512_weighted_sum_multi(t, w, 0, 1, values, value_stride, n, d, out, 0);
+}
+
+/* ------------------------------------------------------------ Q4_1 x int8 activations (VNNI) */
+
+/* Four activation blocks regrouped to match four Q4_1 weight blocks after their nibble bytes are
+ * packed into one vector (byte 16k + i = nibble byte i of block k): lo holds elements 0..15 of each
+ * block, hi elements 16..31; d and s4 give each 32-bit lane (4 bytes of block lane / 4) its block's
+ * scale d and s / 4, so that the min term m * s comes out of 4 lanes. Missing blocks are zero. */
+typedef struct act_group {
+    int8_t lo[64], hi[64];
+    float d[16], s4[16];
+} act_group;
+
+/* Most activation groups handled on the stack (cols up to 32768); longer rows go to AVX2. */
+#define KVK_MAX_ACT_GROUPS 256
+
+INL void regroup_act(const kvk_block_q8_act *xq, size_t nb, act_group *g) {
+    for (size_t k0 = 0; k0 < nb; k0 += 4) {
+        act_group *a = g + k0 / 4;
+        memset(a, 0, sizeof *a);
+        for (size_t k = 0; k < 4 && k0 + k < nb; k++) {
+            const kvk_block_q8_act *b = xq + k0 + k;
+            memcpy(a->lo + 16 * k, b->qs, 16);
+            memcpy(a->hi + 16 * k, b->qs + 16, 16);
+            for (int l = 0; l < 4; l++) {
+                a->d[4 * k + l] = b->d;
+                a->s4[4 * k + l] = 0.25f * b->s;
+            }
+        }
+    }
+}
+
+/* Adds one weight row's four blocks (`nblk` of them present, 80 bytes when all four) times the
+ * activation group into acc. */
+INL __m512 q41_group(const char *blk, size_t nblk, const act_group *a, __m512 acc) {
+    /* bytes: block k = [d:2][m:2][16 nibble bytes] at 20 k */
+    const __mmask64 m0 = nblk >= 4 ? ~(__mmask64)0 : (((__mmask64)1 << (20 * nblk)) - 1);
+    const __m512i lo64 = _mm512_maskz_loadu_epi8(m0, blk);
+    const __m512i hi16 = nblk >= 4 ? _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(blk + 64)))
+                                   : _mm512_setzero_si512();
+    const __m512i pick = _mm512_set_epi8(79, 78, 77, 76, 75, 74, 73, 72, 71, 70, 69, 68, 67, 66, 65, 64, /* block 3 */
+                                         59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49, 48, 47, 46, 45, 44, /* block 2 */
+                                         39, 38, 37, 36, 35, 34, 33, 32, 31, 30, 29, 28, 27, 26, 25, 24, /* block 1 */
+                                         19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4);      /* block 0 */
+    const __m512i nib = _mm512_permutex2var_epi8(lo64, pick, hi16);
+    const __m512i mask = _mm512_set1_epi8(0x0f);
+    __m512i isum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(nib, mask),
+                                       _mm512_loadu_si512((const void *)a->lo));
+    isum = _mm512_dpbusd_epi32(isum, _mm512_and_si512(_mm512_srli_epi16(nib, 4), mask),
+                               _mm512_loadu_si512((const void *)a->hi));
+    /* words: d of block k at 10 k, m at 10 k + 1; lanes 4k..4k+3 get block k's */
+    const __m512i dm_idx = _mm512_set_epi16(31, 31, 31, 31, 21, 21, 21, 21, 11, 11, 11, 11, 1, 1, 1, 1,
+                                            30, 30, 30, 30, 20, 20, 20, 20, 10, 10, 10, 10, 0, 0, 0, 0);
+    const __m512i dm = _mm512_permutexvar_epi16(dm_idx, lo64);
+    const __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(dm));
+    const __m512 mw = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(dm, 1));
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, _mm512_loadu_ps(a->d)), acc);
+    return _mm512_fmadd_ps(mw, _mm512_loadu_ps(a->s4), acc);
+}
+
+INL void q41_rows(const char *w, size_t rb, int R, const act_group *g, size_t nb, float *y) {
+    __m512 acc[4];
+    for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
+    for (size_t k0 = 0; k0 < nb; k0 += 4) {
+        const size_t nblk = nb - k0 < 4 ? nb - k0 : 4;
+        for (int r = 0; r < R; r++)
+            acc[r] = q41_group(w + r * rb + k0 * sizeof(kvk_block_q4_1), nblk, g + k0 / 4, acc[r]);
+    }
+    for (int r = 0; r < R; r++) y[r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+static TGT512 void avx512_matvec_q8act(kvk_type wt, const void *w, size_t rows, size_t cols,
+                                       const kvk_block_q8_act *xq, float *y) {
+    const size_t nb = cols / KVK_BLOCK;
+    if (wt != KVK_Q4_1 || nb == 0 || nb > 4 * KVK_MAX_ACT_GROUPS) {
+        kvk_ops_avx2.matvec_q8act(wt, w, rows, cols, xq, y);
+        return;
+    }
+    act_group g[KVK_MAX_ACT_GROUPS];
+    regroup_act(xq, nb, g);
+    const size_t rb = nb * sizeof(kvk_block_q4_1);
+    const char *wc = (const char *)w;
+    size_t r = 0;
+    for (; r + 4 <= rows; r += 4) q41_rows(wc + r * rb, rb, 4, g, nb, y + r);
+    for (; r < rows; r++) q41_rows(wc + r * rb, rb, 1, g, nb, y + r);
+}
+
+static TGT512 void avx512_matmul_q8act(kvk_type wt, const void *w, size_t rows, size_t cols,
+                                       const kvk_block_q8_act *xq, size_t n, float *y, size_t ldy) {
+    if (n == 1) avx512_matvec_q8act(wt, w, rows, cols, xq, y);
+    else kvk_ops_avx2.matmul_q8act(wt, w, rows, cols, xq, n, y, ldy);
+}
+
+void kvk_avx512_override(kvk_ops *o) {
+    o->isa = KVK_ISA_AVX512;
+    o->sum_f32 = avx512_sum_f32;
+    o->scores = avx512_scores;
+    o->weighted_sum = avx512_weighted_sum;
+    o->scores_multi = avx512_scores_multi;
+    o->weighted_sum_multi = avx512_weighted_sum_multi;
+    o->matvec_q8act = avx512_matvec_q8act;
+    o->matmul_q8act = avx512_matmul_q8act;
+}
+
+#endif
