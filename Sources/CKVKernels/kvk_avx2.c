@@ -1065,8 +1065,7 @@ static TGT void avx2_silu_mul(const float *gate, const float *up, float *out, si
     }
 }
 
-static TGT float avx2_softmax(float *x, size_t n) {
-    if (n == 0) return 0.0f;
+static TGT float avx2_softmax_unnormalized(float *x, size_t n, float *max_out) {
     __m256 mv = _mm256_set1_ps(-INFINITY);
     size_t i = 0;
     for (; i + 8 <= n; i += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(x + i));
@@ -1075,6 +1074,7 @@ static TGT float avx2_softmax(float *x, size_t n) {
     m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
     float mx = _mm_cvtss_f32(m4);
     for (; i < n; i++) if (x[i] > mx) mx = x[i];
+    *max_out = mx;
     if (mx == -INFINITY) {
         for (i = 0; i < n; i++) x[i] = 0.0f;
         return 0.0f;
@@ -1092,7 +1092,6 @@ static TGT float avx2_softmax(float *x, size_t n) {
         x[i] = e;
         s += e;
     }
-    avx2_scale_f32(1.0f / s, x, n);
     return s;
 }
 
@@ -1221,7 +1220,7 @@ const kvk_ops kvk_ops_avx2 = {
     .matmul_q8act = avx2_matmul_q8act,
     .rmsnorm = avx2_rmsnorm,
     .silu_mul = avx2_silu_mul,
-    .softmax = avx2_softmax,
+    .softmax_unnormalized = avx2_softmax_unnormalized,
     .rope = avx2_rope,
 };
 

@@ -1,7 +1,7 @@
 /*
  * AVX-512 kernels (F, BW, VL, DQ, VNNI, VBMI) for the hot decode paths: multi-head attention scores
- * and weighted sums over f32/f16/bf16/q8_0 rows, the same-run read-bandwidth reference, and the int8
- * Q4_1 matrix-vector product. Every other entry of the table stays the AVX2 one (see
+ * and weighted sums over f32/f16/bf16/q8_0 rows, the softmax exponentials, the same-run
+ * read-bandwidth reference, and the int8 Q4_1 matrix-vector product. Every other entry of the table stays the AVX2 one (see
  * kvk_avx512_override); shapes these kernels do not cover are handed to the AVX2 table too.
  */
 #include "kvk_internal.h"
@@ -27,6 +27,57 @@ static TGT512 float avx512_sum_f32(const float *x, size_t n) {
     float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
     for (; i < n; i++) s += x[i];
     return s;
+}
+
+/* ------------------------------------------------------------ softmax */
+
+/* exp(x) for 16 lanes, the AVX2 exp8 polynomial (Cephes) in 512-bit registers: a few ulp. */
+INL __m512 exp16(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-110.0f)), _mm512_set1_ps(89.0f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500E-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507E-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073E-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894E-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    /* 2^n as two factors so that n down to -160 (x = -110) stays representable step by step */
+    const __m512i ni = _mm512_cvtps_epi32(n);
+    const __m512i n1 = _mm512_srai_epi32(ni, 1), n2 = _mm512_sub_epi32(ni, n1);
+    const __m512 s1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n1, _mm512_set1_epi32(127)), 23));
+    const __m512 s2 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n2, _mm512_set1_epi32(127)), 23));
+    return _mm512_mul_ps(_mm512_mul_ps(p, s1), s2);
+}
+
+static TGT512 float avx512_softmax_unnormalized(float *x, size_t n, float *max_out) {
+    __m512 mv = _mm512_set1_ps(-INFINITY);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) mv = _mm512_max_ps(mv, _mm512_loadu_ps(x + i));
+    if (i < n) mv = _mm512_max_ps(mv, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), (__mmask16)((1u << (n - i)) - 1), x + i));
+    const float mx = _mm512_reduce_max_ps(mv);
+    *max_out = mx;
+    if (mx == -INFINITY) {
+        memset(x, 0, n * sizeof(float));
+        return 0.0f;
+    }
+    const __m512 mb = _mm512_set1_ps(mx);
+    __m512 sv = _mm512_setzero_ps();
+    for (i = 0; i + 16 <= n; i += 16) {
+        const __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), mb));
+        _mm512_storeu_ps(x + i, e);
+        sv = _mm512_add_ps(sv, e);
+    }
+    if (i < n) {
+        const __mmask16 k = (__mmask16)((1u << (n - i)) - 1);
+        const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), mb));
+        _mm512_mask_storeu_ps(x + i, k, e);
+        sv = _mm512_add_ps(sv, _mm512_maskz_mov_ps(k, e));
+    }
+    return _mm512_reduce_add_ps(sv);
 }
 
 /* ------------------------------------------------------------ rows as f32 vectors */
@@ -326,6 +377,7 @@ static TGT512 void avx512_matmul_q8act(kvk_type wt, const void *w, size_t rows, 
 void kvk_avx512_override(kvk_ops *o) {
     o->isa = KVK_ISA_AVX512;
     o->sum_f32 = avx512_sum_f32;
+    o->softmax_unnormalized = avx512_softmax_unnormalized;
     o->scores = avx512_scores;
     o->weighted_sum = avx512_weighted_sum;
     o->scores_multi = avx512_scores_multi;

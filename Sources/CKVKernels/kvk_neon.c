@@ -218,7 +218,7 @@ const kvk_ops kvk_ops_neon = {
     .matmul_q8act = neon_matmul_q8act,
     .rmsnorm = neon_rmsnorm,
     .silu_mul = kvk_scalar_silu_mul,
-    .softmax = kvk_scalar_softmax,
+    .softmax_unnormalized = kvk_scalar_softmax_unnormalized,
     .rope = kvk_scalar_rope,
 };
 

@@ -325,11 +325,11 @@ void kvk_scalar_silu_mul(const float *gate, const float *up, float *out, size_t 
     }
 }
 
-float kvk_scalar_softmax(float *x, size_t n) {
-    if (n == 0) return 0.0f;
+float kvk_scalar_softmax_unnormalized(float *x, size_t n, float *max_out) {
     float mx = -INFINITY;
     for (size_t i = 0; i < n; i++) if (x[i] > mx) mx = x[i];
-    if (mx == -INFINITY) { /* everything masked: all probabilities 0 */
+    *max_out = mx;
+    if (mx == -INFINITY) { /* empty or everything masked: all weights 0 */
         for (size_t i = 0; i < n; i++) x[i] = 0.0f;
         return 0.0f;
     }
@@ -339,8 +339,6 @@ float kvk_scalar_softmax(float *x, size_t n) {
         x[i] = e;
         s += e;
     }
-    const float inv = 1.0f / s;
-    for (size_t i = 0; i < n; i++) x[i] *= inv;
     return s;
 }
 
@@ -388,6 +386,6 @@ const kvk_ops kvk_ops_scalar = {
     .matmul_q8act = kvk_scalar_matmul_q8act,
     .rmsnorm = kvk_scalar_rmsnorm,
     .silu_mul = kvk_scalar_silu_mul,
-    .softmax = kvk_scalar_softmax,
+    .softmax_unnormalized = kvk_scalar_softmax_unnormalized,
     .rope = kvk_scalar_rope,
 };

@@ -46,10 +46,8 @@ extension Attention {
                              v.keys + item.start * v.keyStride, v.keyStride, n, d, scale, s, decodeChunk)
             for h in 0..<g {
                 let row = s + h * decodeChunk
-                var maxScore = -Float.infinity
-                for j in 0..<n where row[j] > maxScore { maxScore = row[j] }
-                let sum = kvk_softmax(row, n)  // row = exp(s - max) / sum
-                kvk_scale_f32(sum, row, n)     // back to exp(s - max)
+                var maxScore: Float = 0
+                let sum = kvk_softmax_unnormalized(row, n, &maxScore)  // row = exp(s - max)
                 part[h * partStride] = maxScore
                 part[h * partStride + 1] = sum
                 (part + h * partStride + 2).initialize(repeating: 0, count: d)

@@ -66,6 +66,24 @@ final class KernelActivationTests: XCTestCase {
             var masked: [Float] = [-.infinity, -.infinity, -.infinity]
             XCTAssertEqual(kvk_softmax(&masked, 3), 0)
             XCTAssertEqual(masked, [0, 0, 0], "\(path) all masked")
+            // the unnormalized half: exp(x - max), the max, and the sum
+            for n in sizes + [100] {
+                var x = rng.floats(n, in: -30...10)
+                if n == 100 { for i in stride(from: 0, to: 100, by: 7) { x[i] = -.infinity } }
+                let original = x
+                var mx: Float = .nan
+                let ret = kvk_softmax_unnormalized(&x, n, &mx)
+                guard n > 0 else { XCTAssertEqual(ret, 0); XCTAssertEqual(mx, -.infinity); continue }
+                XCTAssertEqual(mx, original.max()!, "\(path) unnormalized max n=\(n)")
+                let e = original.map { $0 == -.infinity ? 0 : exp(Double($0) - Double(mx)) }
+                assertClose(x, e, tolerance: e.map { $0 * 1e-6 + 1e-12 }, "\(path) unnormalized n=\(n)")
+                XCTAssertEqual(Double(ret), e.reduce(0, +), accuracy: e.reduce(0, +) * 1e-6, "\(path) unnormalized sum")
+            }
+            var none: [Float] = [-.infinity, -.infinity]
+            var noneMax: Float = 0
+            XCTAssertEqual(kvk_softmax_unnormalized(&none, 2, &noneMax), 0)
+            XCTAssertEqual(none, [0, 0])
+            XCTAssertEqual(noneMax, -.infinity)
         }
     }
 
