@@ -8,6 +8,8 @@ struct BenchOptions: Sendable {
     var threads: [Int] = [1, 2]
     /// Small sizes and few repetitions (CI smoke).
     var quick = false
+    /// Sections of the `kernels` group to run (empty: all).
+    var sections: [String] = []
 }
 
 /// Argument parsing and group dispatch.
@@ -22,12 +24,15 @@ enum BenchCommandLine {
           --json            print the rows as one JSON array
           --threads LIST    comma-separated thread counts (default 1,2)
           --quick           small sizes, few repetitions (CI smoke)
+          --sections LIST   kernels group only: comma-separated sections to run, of
+                            \(KernelBenchmarks.sections.map(\.name).joined(separator: ", "))
           --help            this text
 
         environment:
           KVBENCH_CACHE_TOKENS=N   rows for the kernels group's cache rows (default 16384; e.g.
                                    524288 to measure them from DRAM instead of L2/L3)
           KVCOMPRESS_THREADS=N     size of ThreadPool.shared (library default: all cores)
+          KVK_ISA=avx512|avx2|neon|scalar   kernel instruction set (default: the best supported)
 
         Every throughput is printed next to a read bandwidth measured in the same run (a sum over a
         buffer of the same byte size, same threads) and their ratio, since absolute numbers drift on
@@ -54,6 +59,15 @@ enum BenchCommandLine {
                     return fail("--threads: expected positive integers separated by commas, got '\(arguments[i])'")
                 }
                 options.threads = parsed.map { $0! }
+            case "--sections":
+                i += 1
+                let known = KernelBenchmarks.sections.map(\.name)
+                guard i < arguments.count else { return fail("--sections needs a list, e.g. --sections attention") }
+                let names = arguments[i].split(separator: ",").map { String($0) }
+                if let bad = names.first(where: { !known.contains($0) }) {
+                    return fail("--sections: unknown section '\(bad)'; sections: \(known.joined(separator: ", "))")
+                }
+                options.sections = names
             default:
                 if a.hasPrefix("-") { return fail("unknown option '\(a)'") }
                 groupNames.append(a)

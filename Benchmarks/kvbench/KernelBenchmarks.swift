@@ -11,7 +11,10 @@ extension BenchGroup {
             if !context.options.json {
                 print("kernels: ISA \(Kernels.isa) (best \(Kernels.bestISA)), threads \(context.options.threads)")
             }
-            for section in KernelBenchmarks.sections { section.run(context) }
+            let wanted = context.options.sections
+            for section in KernelBenchmarks.sections where wanted.isEmpty || wanted.contains(section.name) {
+                section.run(context)
+            }
         })
 }
 

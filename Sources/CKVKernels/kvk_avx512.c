@@ -287,11 +287,11 @@ static TGT512 void avx512_weighted_sum(kvk_type t, const float *w, const void *v
 
 /* Four activation blocks regrouped to match four Q4_1 weight blocks after their nibble bytes are
  * packed into one vector (byte 16k + i = nibble byte i of block k): lo holds elements 0..15 of each
- * block, hi elements 16..31; d and s4 give each 32-bit lane (4 bytes of block lane / 4) its block's
- * scale d and s / 4, so that the min term m * s comes out of 4 lanes. Missing blocks are zero. */
+ * block, hi elements 16..31; d and s give lane 4k + r (block k, weight row r of a 4-row tile) that
+ * block's scale d and sum s. Missing blocks are zero. */
 typedef struct act_group {
     int8_t lo[64], hi[64];
-    float d[16], s4[16];
+    float d[16], s[16];
 } act_group;
 
 /* Most activation groups handled on the stack (cols up to 32768); longer rows go to AVX2. */
@@ -305,52 +305,89 @@ INL void regroup_act(const kvk_block_q8_act *xq, size_t nb, act_group *g) {
             const kvk_block_q8_act *b = xq + k0 + k;
             memcpy(a->lo + 16 * k, b->qs, 16);
             memcpy(a->hi + 16 * k, b->qs + 16, 16);
-            for (int l = 0; l < 4; l++) {
-                a->d[4 * k + l] = b->d;
-                a->s4[4 * k + l] = 0.25f * b->s;
+            for (int r = 0; r < 4; r++) {
+                a->d[4 * k + r] = b->d;
+                a->s[4 * k + r] = b->s;
             }
         }
     }
 }
 
-/* Adds one weight row's four blocks (`nblk` of them present, 80 bytes when all four) times the
- * activation group into acc. */
-INL __m512 q41_group(const char *blk, size_t nblk, const act_group *a, __m512 acc) {
-    /* bytes: block k = [d:2][m:2][16 nibble bytes] at 20 k */
-    const __mmask64 m0 = nblk >= 4 ? ~(__mmask64)0 : (((__mmask64)1 << (20 * nblk)) - 1);
-    const __m512i lo64 = _mm512_maskz_loadu_epi8(m0, blk);
-    const __m512i hi16 = nblk >= 4 ? _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(blk + 64)))
-                                   : _mm512_setzero_si512();
-    const __m512i pick = _mm512_set_epi8(79, 78, 77, 76, 75, 74, 73, 72, 71, 70, 69, 68, 67, 66, 65, 64, /* block 3 */
-                                         59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49, 48, 47, 46, 45, 44, /* block 2 */
-                                         39, 38, 37, 36, 35, 34, 33, 32, 31, 30, 29, 28, 27, 26, 25, 24, /* block 1 */
-                                         19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4);      /* block 0 */
-    const __m512i nib = _mm512_permutex2var_epi8(lo64, pick, hi16);
+/* Integer dot products of one weight row's four blocks with the activation group: lane 4k + i holds
+ * a quarter of block k's sum. nblk == 4 reads the 80 bytes as two overlapping 64-byte loads; a tail
+ * group (nblk < 4) uses masked loads that read nothing past its blocks. *head returns the first 64
+ * bytes (for the block scales). */
+INL __m512i q41_isum(const char *blk, size_t nblk, const act_group *a, __m512i *head) {
+    /* bytes: block k = [d:2][m:2][16 nibble bytes] at 20 k; first load = bytes 0..63, second = 16..79 */
+    __m512i lo64, hi64;
+    if (nblk == 4) {
+        lo64 = _mm512_loadu_si512((const void *)blk);
+        hi64 = _mm512_loadu_si512((const void *)(blk + 16));
+    } else {
+        lo64 = _mm512_maskz_loadu_epi8((((__mmask64)1 << (20 * nblk)) - 1), blk);
+        hi64 = _mm512_setzero_si512();
+    }
+    /* dword indices (all runs start at a multiple of 4 bytes): block k's nibbles = bytes 20k + 4 ..,
+     * block 3 from the second load (bytes 64..79 = its dwords 12..15) */
+    const __m512i pick = _mm512_set_epi32(31, 30, 29, 28, 14, 13, 12, 11, 9, 8, 7, 6, 4, 3, 2, 1);
+    const __m512i nib = _mm512_permutex2var_epi32(lo64, pick, hi64);
     const __m512i mask = _mm512_set1_epi8(0x0f);
-    __m512i isum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(nib, mask),
-                                       _mm512_loadu_si512((const void *)a->lo));
-    isum = _mm512_dpbusd_epi32(isum, _mm512_and_si512(_mm512_srli_epi16(nib, 4), mask),
+    const __m512i isum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(nib, mask),
+                                             _mm512_loadu_si512((const void *)a->lo));
+    *head = lo64;
+    return _mm512_dpbusd_epi32(isum, _mm512_and_si512(_mm512_srli_epi16(nib, 4), mask),
                                _mm512_loadu_si512((const void *)a->hi));
-    /* words: d of block k at 10 k, m at 10 k + 1; lanes 4k..4k+3 get block k's */
-    const __m512i dm_idx = _mm512_set_epi16(31, 31, 31, 31, 21, 21, 21, 21, 11, 11, 11, 11, 1, 1, 1, 1,
-                                            30, 30, 30, 30, 20, 20, 20, 20, 10, 10, 10, 10, 0, 0, 0, 0);
-    const __m512i dm = _mm512_permutexvar_epi16(dm_idx, lo64);
-    const __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(dm));
-    const __m512 mw = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(dm, 1));
-    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, _mm512_loadu_ps(a->d)), acc);
-    return _mm512_fmadd_ps(mw, _mm512_loadu_ps(a->s4), acc);
 }
 
-INL void q41_rows(const char *w, size_t rb, int R, const act_group *g, size_t nb, float *y) {
-    __m512 acc[4];
-    for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
+/* y[0..3] = dot(W_r, x) for the 4 weight rows w[0..3] (the same pointer may repeat; only y[0..R)
+ * is written). Per group, the four rows' per-lane sums are packed into one vector with lane 4k + r =
+ * (block k, row r), so the block scales are converted and applied once per 4 rows. */
+INL void q41_tile4(const char *const *w, const act_group *g, size_t nb, int R, float *y, size_t pf) {
+    /* words of two rows' heads -> lane 4k + r: d (low 16 words), m (high 16); rows 0,1 from (a, b) and
+     * rows 2,3 from (a, b) of the second pair, placed in the other lanes */
+    const __m512i idx01 = _mm512_set_epi16(63, 31, 63, 31, 53, 21, 53, 21, 43, 11, 43, 11, 33, 1, 33, 1,
+                                           62, 30, 62, 30, 52, 20, 52, 20, 42, 10, 42, 10, 32, 0, 32, 0);
+    __m512 acc = _mm512_setzero_ps();
     for (size_t k0 = 0; k0 < nb; k0 += 4) {
         const size_t nblk = nb - k0 < 4 ? nb - k0 : 4;
-        for (int r = 0; r < R; r++)
-            acc[r] = q41_group(w + r * rb + k0 * sizeof(kvk_block_q4_1), nblk, g + k0 / 4, acc[r]);
+        const size_t off = k0 * sizeof(kvk_block_q4_1);
+        const act_group *a = g + k0 / 4;
+        __m512i h0, h1, h2, h3, i0, i1, i2, i3;
+        for (int r = 0; r < 4; r++) { /* the same bytes KVK_Q41_PF_TILES tiles ahead (DRAM latency) */
+            _mm_prefetch(w[r] + off + pf, _MM_HINT_T0);
+            _mm_prefetch(w[r] + off + pf + 64, _MM_HINT_T0);
+        }
+        if (nblk == 4) { /* separate instantiations: no mask or branch in the main loop */
+            i0 = q41_isum(w[0] + off, 4, a, &h0), i1 = q41_isum(w[1] + off, 4, a, &h1);
+            i2 = q41_isum(w[2] + off, 4, a, &h2), i3 = q41_isum(w[3] + off, 4, a, &h3);
+        } else {
+            i0 = q41_isum(w[0] + off, nblk, a, &h0), i1 = q41_isum(w[1] + off, nblk, a, &h1);
+            i2 = q41_isum(w[2] + off, nblk, a, &h2), i3 = q41_isum(w[3] + off, nblk, a, &h3);
+        }
+        /* per 128-bit chunk k: [r0, r1, r0, r1] partials, then [r0, r1, r2, r3] totals */
+        const __m512i t01 = _mm512_add_epi32(_mm512_unpacklo_epi32(i0, i1), _mm512_unpackhi_epi32(i0, i1));
+        const __m512i t23 = _mm512_add_epi32(_mm512_unpacklo_epi32(i2, i3), _mm512_unpackhi_epi32(i2, i3));
+        const __m512i tot = _mm512_add_epi32(_mm512_unpacklo_epi64(t01, t23), _mm512_unpackhi_epi64(t01, t23));
+        /* scales: lanes 4k + {0,1} from rows 0,1, lanes 4k + {2,3} from rows 2,3 */
+        const __m512i dm01 = _mm512_permutex2var_epi16(h0, idx01, h1);
+        const __m512i dm23 = _mm512_permutex2var_epi16(h2, idx01, h3);
+        const __m512i dm = _mm512_mask_blend_epi16(0xCCCCCCCCu, dm01, dm23);
+        const __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(dm));
+        const __m512 mw = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(dm, 1));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(tot), _mm512_mul_ps(dw, _mm512_loadu_ps(a->d)), acc);
+        acc = _mm512_fmadd_ps(mw, _mm512_loadu_ps(a->s), acc);
     }
-    for (int r = 0; r < R; r++) y[r] = _mm512_reduce_add_ps(acc[r]);
+    /* lanes 4k + r -> row r */
+    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(acc), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1)));
+    const __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    float res[4];
+    _mm_storeu_ps(res, q);
+    for (int r = 0; r < R; r++) y[r] = res[r];
 }
+
+#ifndef KVK_Q41_PF_TILES
+#define KVK_Q41_PF_TILES 8
+#endif
 
 static TGT512 void avx512_matvec_q8act(kvk_type wt, const void *w, size_t rows, size_t cols,
                                        const kvk_block_q8_act *xq, float *y) {
@@ -363,9 +400,12 @@ static TGT512 void avx512_matvec_q8act(kvk_type wt, const void *w, size_t rows, 
     regroup_act(xq, nb, g);
     const size_t rb = nb * sizeof(kvk_block_q4_1);
     const char *wc = (const char *)w;
-    size_t r = 0;
-    for (; r + 4 <= rows; r += 4) q41_rows(wc + r * rb, rb, 4, g, nb, y + r);
-    for (; r < rows; r++) q41_rows(wc + r * rb, rb, 1, g, nb, y + r);
+    for (size_t r = 0; r < rows; r += 4) {
+        const int R = rows - r < 4 ? (int)(rows - r) : 4;
+        const char *rp[4];
+        for (int i = 0; i < 4; i++) rp[i] = wc + (r + (size_t)(i < R ? i : R - 1)) * rb;
+        q41_tile4(rp, g, nb, R, y + r, KVK_Q41_PF_TILES * 4 * rb);
+    }
 }
 
 static TGT512 void avx512_matmul_q8act(kvk_type wt, const void *w, size_t rows, size_t cols,
