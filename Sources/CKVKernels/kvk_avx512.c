@@ -99,6 +99,34 @@ INL __m512 row16(kvk_type t, const char *row, size_t c) {
     }
 }
 
+/* Rows ahead to prefetch: about 8 KB of rows (DRAM latency times this core's bandwidth), 16..256. */
+#ifndef KVK_AHEAD_BYTES
+#define KVK_AHEAD_BYTES 8192
+#endif
+static inline size_t ahead_rows(size_t stride) {
+    const size_t r = stride > 0 ? KVK_AHEAD_BYTES / stride : 16;
+    return r < 16 ? 16 : r > 256 ? 256 : r;
+}
+
+/* Prefetches `bytes` bytes at p (one hint per cache line). */
+INL void prefetch_bytes(const char *p, size_t bytes) {
+    for (size_t off = 0; off < bytes; off += 64) _mm_prefetch(p + off, _MM_HINT_T0);
+}
+
+/* Elements [c, c + 32) as two vectors (c % 32 == 0): a q8_0 block's scale is converted once. */
+INL void row32(kvk_type t, const char *row, size_t c, __m512 *lo, __m512 *hi) {
+    if (t == KVK_Q8_0) {
+        const kvk_block_q8_0 *b = (const kvk_block_q8_0 *)row + c / KVK_BLOCK;
+        const __m512 dv = _mm512_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(b->d)));
+        const __m128i q0 = _mm_loadu_si128((const __m128i *)b->qs), q1 = _mm_loadu_si128((const __m128i *)(b->qs + 16));
+        *lo = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0)), dv);
+        *hi = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1)), dv);
+        return;
+    }
+    *lo = row16(t, row, c);
+    *hi = row16(t, row, c + 16);
+}
+
 /* ------------------------------------------------------------ scores: 16 keys per reduction */
 
 /* Reduction tree for 16 per-key partial-sum vectors (every lane of vector k belongs to key k).
@@ -126,7 +154,9 @@ INL __m512 fold_last(__m512 a, __m512 b) { /* 8 + 8 keys -> one lane each */
 INL void key_partials(kvk_type t, const char *key, const float *q, size_t q_stride, const __m512 *qv, int M,
                       size_t d, int D, __m512 *acc) {
     if (D == 64) {
-        const __m512 k0 = row16(t, key, 0), k1 = row16(t, key, 16), k2 = row16(t, key, 32), k3 = row16(t, key, 48);
+        __m512 k0, k1, k2, k3;
+        row32(t, key, 0, &k0, &k1);
+        row32(t, key, 32, &k2, &k3);
         for (int h = 0; h < M; h++)
             acc[h] = _mm512_fmadd_ps(k3, qv[4 * h + 3],
                                      _mm512_fmadd_ps(k2, qv[4 * h + 2],
@@ -171,8 +201,11 @@ INL void scores_group(kvk_type t, const float *q, size_t q_stride, int M, const 
     if (preload)
         for (int h = 0; h < M; h++)
             for (int v = 0; v < 4; v++) qv[4 * h + v] = _mm512_loadu_ps(q + h * q_stride + 16 * v);
+    const size_t pd = ahead_rows(key_stride), rb = kvk_row_bytes(t, d);
     for (size_t j = 0; j < n16; j += 16) {
         __m512 res[4];
+        if (j + pd + 16 <= n16)
+            for (size_t k = 0; k < 16; k++) prefetch_bytes(keys + (j + pd + k) * key_stride, rb);
         if (preload) scores16(t, keys + j * key_stride, key_stride, q, q_stride, qv, M, d, 64, res);
         else scores16(t, keys + j * key_stride, key_stride, q, q_stride, qv, M, d, 0, res);
         for (int h = 0; h < M; h++) _mm512_storeu_ps(out + h * out_stride + j, _mm512_mul_ps(sv, res[h]));
@@ -219,14 +252,22 @@ static TGT512 void avx512_scores(kvk_type t, const float *q, const void *keys, s
 /* out_h[c0, c0 + 16 V) += sum_j w_h[j] row_j[c0, ...) for M <= 4 heads and rows [0, n): the
  * accumulators stay in registers for the whole pass. */
 INL void wsum_chunk(kvk_type t, const float *w, size_t w_stride, int M, const char *values, size_t stride, size_t n,
-                    size_t c0, int V, float *out, size_t out_stride) {
+                    size_t c0, int V, int prefetch, float *out, size_t out_stride) {
     __m512 acc[4][4];
     for (int h = 0; h < M; h++)
         for (int v = 0; v < V; v++) acc[h][v] = _mm512_loadu_ps(out + h * out_stride + c0 + 16 * v);
+    const size_t pd = ahead_rows(stride), rb = prefetch ? kvk_row_bytes(t, 16 * (size_t)V) : 0;
+    const size_t pf_end = prefetch && n > pd ? n - pd : 0, first = prefetch ? kvk_row_bytes(t, c0) : 0;
     for (size_t j = 0; j < n; j++) {
         const char *row = values + j * stride;
         __m512 x[4];
-        for (int v = 0; v < V; v++) x[v] = row16(t, row, c0 + 16 * v);
+        if (j < pf_end) prefetch_bytes(row + pd * stride + first, rb);
+        if (V == 4) {
+            row32(t, row, c0, &x[0], &x[1]);
+            row32(t, row, c0 + 32, &x[2], &x[3]);
+        } else {
+            x[0] = row16(t, row, c0);
+        }
         for (int h = 0; h < M; h++) {
             const __m512 wv = _mm512_set1_ps(w[h * w_stride + j]);
             for (int v = 0; v < V; v++) acc[h][v] = _mm512_fmadd_ps(wv, x[v], acc[h][v]);
@@ -239,13 +280,17 @@ INL void wsum_chunk(kvk_type t, const float *w, size_t w_stride, int M, const ch
 /* Rows in groups of 64 (they stay in L1 while every 64-element chunk of the head dimension passes). */
 INL void wsum_group(kvk_type t, const float *w, size_t w_stride, int M, const char *values, size_t stride, size_t n,
                     size_t d, float *out, size_t out_stride) {
-    const size_t group = d <= 64 ? n : 64;
+    if (d == 64) { /* one pass with every accumulator in registers, prefetching ahead */
+        wsum_chunk(t, w, w_stride, M, values, stride, n, 0, 4, 1, out, out_stride);
+        return;
+    }
+    const size_t group = 64;
     for (size_t j0 = 0; j0 < n; j0 += group) {
         const size_t rows = n - j0 < group ? n - j0 : group;
         const char *v = values + j0 * stride;
         size_t c = 0;
-        for (; c + 64 <= d; c += 64) wsum_chunk(t, w + j0, w_stride, M, v, stride, rows, c, 4, out, out_stride);
-        for (; c < d; c += 16) wsum_chunk(t, w + j0, w_stride, M, v, stride, rows, c, 1, out, out_stride);
+        for (; c + 64 <= d; c += 64) wsum_chunk(t, w + j0, w_stride, M, v, stride, rows, c, 4, 0, out, out_stride);
+        for (; c < d; c += 16) wsum_chunk(t, w + j0, w_stride, M, v, stride, rows, c, 1, 0, out, out_stride);
     }
 }
 
