@@ -212,10 +212,81 @@ INL void scores_group(kvk_type t, const float *q, size_t q_stride, int M, const 
     }
 }
 
+/* Many queries (prefill tiles): the keys of a 32-key block are converted and transposed once into
+ * kt[c][32] (f32), then every query row runs a plain register-blocked product over them (6 rows x 32
+ * keys per step, the query element broadcast from memory), with no per-score reduction. */
+#define KVK_WIDE_MIN_M 8
+#define KVK_WIDE_MAX_D 256
+
+INL void wide_rows(const float *q, size_t q_stride, int R, const float *kt, size_t d, float scale, float *out,
+                   size_t out_stride, __mmask16 m0, __mmask16 m1) {
+    __m512 acc[6][2];
+    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (size_t c = 0; c < d; c++) {
+        const __m512 k0 = _mm512_loadu_ps(kt + 32 * c), k1 = _mm512_loadu_ps(kt + 32 * c + 16);
+        for (int r = 0; r < R; r++) {
+            const __m512 qb = _mm512_set1_ps(q[r * q_stride + c]);
+            acc[r][0] = _mm512_fmadd_ps(qb, k0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(qb, k1, acc[r][1]);
+        }
+    }
+    const __m512 sv = _mm512_set1_ps(scale);
+    for (int r = 0; r < R; r++) {
+        _mm512_mask_storeu_ps(out + r * out_stride, m0, _mm512_mul_ps(sv, acc[r][0]));
+        _mm512_mask_storeu_ps(out + r * out_stride + 16, m1, _mm512_mul_ps(sv, acc[r][1]));
+    }
+}
+
+INL void scores_wide(kvk_type t, const float *q, size_t q_stride, size_t m, const char *keys, size_t key_stride,
+                     size_t n, size_t d, float scale, float *out, size_t out_stride) {
+    float rows[32 * KVK_WIDE_MAX_D] __attribute__((aligned(64)));
+    float kt[KVK_WIDE_MAX_D * 32] __attribute__((aligned(64)));
+    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                           _mm512_set1_epi32((int)d));
+    for (size_t j = 0; j < n; j += 32) {
+        const size_t nk = n - j < 32 ? n - j : 32;
+        for (size_t k = 0; k < 32; k++) {
+            float *dst = rows + k * d;
+            if (k < nk) {
+                const char *key = keys + (j + k) * key_stride;
+                for (size_t c = 0; c < d; c += 16) _mm512_store_ps(dst + c, row16(t, key, c));
+            } else {
+                memset(dst, 0, d * sizeof(float));
+            }
+        }
+        for (size_t c = 0; c < d; c++) {
+            _mm512_store_ps(kt + 32 * c, _mm512_i32gather_ps(idx, rows + c, 4));
+            _mm512_store_ps(kt + 32 * c + 16, _mm512_i32gather_ps(idx, rows + 16 * d + c, 4));
+        }
+        const __mmask16 m0 = nk >= 16 ? 0xFFFF : (__mmask16)((1u << nk) - 1);
+        const __mmask16 m1 = nk <= 16 ? 0 : nk >= 32 ? 0xFFFF : (__mmask16)((1u << (nk - 16)) - 1);
+        size_t h = 0;
+        for (; h + 6 <= m; h += 6)
+            wide_rows(q + h * q_stride, q_stride, 6, kt, d, scale, out + h * out_stride + j, out_stride, m0, m1);
+        switch (m - h) { /* constant R per call: accumulators stay in registers */
+        case 5: wide_rows(q + h * q_stride, q_stride, 5, kt, d, scale, out + h * out_stride + j, out_stride, m0, m1); break;
+        case 4: wide_rows(q + h * q_stride, q_stride, 4, kt, d, scale, out + h * out_stride + j, out_stride, m0, m1); break;
+        case 3: wide_rows(q + h * q_stride, q_stride, 3, kt, d, scale, out + h * out_stride + j, out_stride, m0, m1); break;
+        case 2: wide_rows(q + h * q_stride, q_stride, 2, kt, d, scale, out + h * out_stride + j, out_stride, m0, m1); break;
+        case 1: wide_rows(q + h * q_stride, q_stride, 1, kt, d, scale, out + h * out_stride + j, out_stride, m0, m1); break;
+        default: break;
+        }
+    }
+}
+
 static TGT512 void avx512_scores_multi(kvk_type t, const float *q, size_t q_stride, size_t m, const void *keys,
                                        size_t key_stride, size_t n, size_t d, float scale, float *out,
                                        size_t out_stride) {
     const int supported = (t == KVK_F32 || t == KVK_F16 || t == KVK_BF16 || t == KVK_Q8_0) && d % 16 == 0 && d > 0;
+    if (supported && m >= KVK_WIDE_MIN_M && d <= KVK_WIDE_MAX_D) {
+        switch (t) { /* instantiated per type so the row conversion is inlined */
+        case KVK_F32: scores_wide(KVK_F32, q, q_stride, m, (const char *)keys, key_stride, n, d, scale, out, out_stride); break;
+        case KVK_F16: scores_wide(KVK_F16, q, q_stride, m, (const char *)keys, key_stride, n, d, scale, out, out_stride); break;
+        case KVK_BF16: scores_wide(KVK_BF16, q, q_stride, m, (const char *)keys, key_stride, n, d, scale, out, out_stride); break;
+        default: scores_wide(KVK_Q8_0, q, q_stride, m, (const char *)keys, key_stride, n, d, scale, out, out_stride); break;
+        }
+        return;
+    }
     const size_t n16 = supported ? n & ~(size_t)15 : 0;
     for (size_t h0 = 0; h0 < m && n16 > 0; h0 += 4) {
         const int g = m - h0 < 4 ? (int)(m - h0) : 4;
@@ -300,6 +371,20 @@ static TGT512 void avx512_weighted_sum_multi(kvk_type t, const float *w, size_t 
     const int supported = (t == KVK_F32 || t == KVK_F16 || t == KVK_BF16 || t == KVK_Q8_0) && d % 16 == 0;
     if (!supported) {
         kvk_ops_avx2.weighted_sum_multi(t, w, w_stride, m, values, value_stride, n, d, out, out_stride);
+        return;
+    }
+    if (m > 4 && t != KVK_F32 && d <= KVK_WIDE_MAX_D) {
+        /* many heads (prefill): convert 32 rows at a time to f32 once, then every head group reads
+         * them from L1 as f32 */
+        float rows[32 * KVK_WIDE_MAX_D] __attribute__((aligned(64)));
+        for (size_t j = 0; j < n; j += 32) {
+            const size_t nr = n - j < 32 ? n - j : 32;
+            for (size_t k = 0; k < nr; k++) {
+                const char *row = (const char *)values + (j + k) * value_stride;
+                for (size_t c = 0; c < d; c += 16) _mm512_store_ps(rows + k * d + c, row16(t, row, c));
+            }
+            avx512_weighted_sum_multi(KVK_F32, w + j, w_stride, m, rows, d * sizeof(float), nr, d, out, out_stride);
+        }
         return;
     }
     for (size_t h0 = 0; h0 < m; h0 += 4) {

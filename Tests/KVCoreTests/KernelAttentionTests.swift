@@ -89,12 +89,13 @@ final class KernelAttentionTests: XCTestCase {
 
     /// kvk_scores_multi / kvk_weighted_sum_multi (several query heads per KV head) against the same
     /// double references and tolerances as the single-head kernels; padding between heads untouched.
+    /// Head counts up to 13 reach the many-query (prefill) paths.
     func testMultiHead() {
         var rng = SeededRNG(seed: 33)
         forEachKernelPath { path in
             for t in cacheTypes {
                 for d in (t.isBlockQuantized ? [32, 64, 128] : [7, 64, 80]) {
-                    for m in [1, 2, 3, 4, 5] {
+                    for m in [1, 2, 3, 4, 5, 8, 13] {
                         for n in [0, 1, 2, 5, 40] {
                             let (bytes, stride) = makeRows(t, n: n, d: d, pad: 4, rng: &rng)
                             let decoded: [[Double]] = bytes.withUnsafeBytes { p in
