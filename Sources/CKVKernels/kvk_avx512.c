@@ -443,11 +443,11 @@ INL void regroup_act(const kvk_block_q8_act *xq, size_t nb, act_group *g) {
     }
 }
 
-/* Integer dot products of one weight row's four blocks with the activation group: lane 4k + i holds
- * a quarter of block k's sum. nblk == 4 reads the 80 bytes as two overlapping 64-byte loads; a tail
- * group (nblk < 4) uses masked loads that read nothing past its blocks. *head returns the first 64
- * bytes (for the block scales). */
-INL __m512i q41_isum(const char *blk, size_t nblk, const act_group *a, __m512i *head) {
+/* One weight row's four blocks as unsigned nibble vectors for vpdpbusd: byte 16k + i of *lo / *hi is
+ * element i / i + 16 of block k. nblk == 4 reads the 80 bytes as two overlapping 64-byte loads; a tail
+ * group (nblk < 4) uses a masked load that reads nothing past its blocks (missing blocks are zero).
+ * Returns the first 64 bytes (the block scales). */
+INL __m512i q41_nibbles(const char *blk, size_t nblk, __m512i *lo, __m512i *hi) {
     /* bytes: block k = [d:2][m:2][16 nibble bytes] at 20 k; first load = bytes 0..63, second = 16..79 */
     __m512i lo64, hi64;
     if (nblk == 4) {
@@ -462,57 +462,69 @@ INL __m512i q41_isum(const char *blk, size_t nblk, const act_group *a, __m512i *
     const __m512i pick = _mm512_set_epi32(31, 30, 29, 28, 14, 13, 12, 11, 9, 8, 7, 6, 4, 3, 2, 1);
     const __m512i nib = _mm512_permutex2var_epi32(lo64, pick, hi64);
     const __m512i mask = _mm512_set1_epi8(0x0f);
-    const __m512i isum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(nib, mask),
-                                             _mm512_loadu_si512((const void *)a->lo));
-    *head = lo64;
-    return _mm512_dpbusd_epi32(isum, _mm512_and_si512(_mm512_srli_epi16(nib, 4), mask),
-                               _mm512_loadu_si512((const void *)a->hi));
+    *lo = _mm512_and_si512(nib, mask);
+    *hi = _mm512_and_si512(_mm512_srli_epi16(nib, 4), mask);
+    return lo64;
 }
 
-/* y[0..3] = dot(W_r, x) for the 4 weight rows w[0..3] (the same pointer may repeat; only y[0..R)
- * is written). Per group, the four rows' per-lane sums are packed into one vector with lane 4k + r =
- * (block k, row r), so the block scales are converted and applied once per 4 rows. */
-INL void q41_tile4(const char *const *w, const act_group *g, size_t nb, int R, float *y, size_t pf) {
-    /* words of two rows' heads -> lane 4k + r: d (low 16 words), m (high 16); rows 0,1 from (a, b) and
-     * rows 2,3 from (a, b) of the second pair, placed in the other lanes */
+/* Y[c][0..R) = dot(W_r, X_c) for 4 weight rows w[0..3] (a pointer may repeat; only rows < R are
+ * written) and C activation rows (their regrouped blocks at a[c]). Per group of 4 blocks, the weight
+ * nibbles and scales are unpacked once for all C activation rows; the four weight rows' per-lane sums
+ * are packed into one vector with lane 4k + r = (block k, row r), so the block scales are applied
+ * with one multiply-add per 4 rows. pf > 0 prefetches the same bytes pf bytes ahead. */
+INL void q41_tile(const char *const *w, const act_group *const *a, int C, size_t nb, int R, float *y, size_t ldy,
+                  size_t pf) {
+    /* words of two rows' heads -> lane 4k + r: d (low 16 words), m (high 16); rows 0,1 from (a, b);
+     * the same index on rows 2,3 fills lanes 4k + 2, 4k + 3 after the blend */
     const __m512i idx01 = _mm512_set_epi16(63, 31, 63, 31, 53, 21, 53, 21, 43, 11, 43, 11, 33, 1, 33, 1,
                                            62, 30, 62, 30, 52, 20, 52, 20, 42, 10, 42, 10, 32, 0, 32, 0);
-    __m512 acc = _mm512_setzero_ps();
+    __m512 acc[4];
+    for (int c = 0; c < C; c++) acc[c] = _mm512_setzero_ps();
     for (size_t k0 = 0; k0 < nb; k0 += 4) {
         const size_t nblk = nb - k0 < 4 ? nb - k0 : 4;
         const size_t off = k0 * sizeof(kvk_block_q4_1);
-        const act_group *a = g + k0 / 4;
-        __m512i h0, h1, h2, h3, i0, i1, i2, i3;
-        for (int r = 0; r < 4; r++) { /* the same bytes KVK_Q41_PF_TILES tiles ahead (DRAM latency) */
-            _mm_prefetch(w[r] + off + pf, _MM_HINT_T0);
-            _mm_prefetch(w[r] + off + pf + 64, _MM_HINT_T0);
-        }
-        if (nblk == 4) { /* separate instantiations: no mask or branch in the main loop */
-            i0 = q41_isum(w[0] + off, 4, a, &h0), i1 = q41_isum(w[1] + off, 4, a, &h1);
-            i2 = q41_isum(w[2] + off, 4, a, &h2), i3 = q41_isum(w[3] + off, 4, a, &h3);
-        } else {
-            i0 = q41_isum(w[0] + off, nblk, a, &h0), i1 = q41_isum(w[1] + off, nblk, a, &h1);
-            i2 = q41_isum(w[2] + off, nblk, a, &h2), i3 = q41_isum(w[3] + off, nblk, a, &h3);
-        }
-        /* per 128-bit chunk k: [r0, r1, r0, r1] partials, then [r0, r1, r2, r3] totals */
-        const __m512i t01 = _mm512_add_epi32(_mm512_unpacklo_epi32(i0, i1), _mm512_unpackhi_epi32(i0, i1));
-        const __m512i t23 = _mm512_add_epi32(_mm512_unpacklo_epi32(i2, i3), _mm512_unpackhi_epi32(i2, i3));
-        const __m512i tot = _mm512_add_epi32(_mm512_unpacklo_epi64(t01, t23), _mm512_unpackhi_epi64(t01, t23));
-        /* scales: lanes 4k + {0,1} from rows 0,1, lanes 4k + {2,3} from rows 2,3 */
-        const __m512i dm01 = _mm512_permutex2var_epi16(h0, idx01, h1);
-        const __m512i dm23 = _mm512_permutex2var_epi16(h2, idx01, h3);
-        const __m512i dm = _mm512_mask_blend_epi16(0xCCCCCCCCu, dm01, dm23);
+        if (pf)
+            for (int r = 0; r < 4; r++) {
+                _mm_prefetch(w[r] + off + pf, _MM_HINT_T0);
+                _mm_prefetch(w[r] + off + pf + 64, _MM_HINT_T0);
+            }
+        __m512i lo[4], hi[4], h[4];
+        if (nblk == 4) /* separate instantiations: no mask or branch in the main loop */
+            for (int r = 0; r < 4; r++) h[r] = q41_nibbles(w[r] + off, 4, &lo[r], &hi[r]);
+        else
+            for (int r = 0; r < 4; r++) h[r] = q41_nibbles(w[r] + off, nblk, &lo[r], &hi[r]);
+        const __m512i dm = _mm512_mask_blend_epi16(0xCCCCCCCCu, _mm512_permutex2var_epi16(h[0], idx01, h[1]),
+                                                   _mm512_permutex2var_epi16(h[2], idx01, h[3]));
         const __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(dm));
         const __m512 mw = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(dm, 1));
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(tot), _mm512_mul_ps(dw, _mm512_loadu_ps(a->d)), acc);
-        acc = _mm512_fmadd_ps(mw, _mm512_loadu_ps(a->s), acc);
+        for (int c = 0; c < C; c++) {
+            const act_group *g = a[c] + k0 / 4;
+            const __m512i alo = _mm512_loadu_si512((const void *)g->lo), ahi = _mm512_loadu_si512((const void *)g->hi);
+            __m512i is[4];
+            for (int r = 0; r < 4; r++)
+                is[r] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo[r], alo), hi[r], ahi);
+            /* per 128-bit chunk k: [r0, r1, r0, r1] partials, then [r0, r1, r2, r3] totals */
+            const __m512i t01 = _mm512_add_epi32(_mm512_unpacklo_epi32(is[0], is[1]), _mm512_unpackhi_epi32(is[0], is[1]));
+            const __m512i t23 = _mm512_add_epi32(_mm512_unpacklo_epi32(is[2], is[3]), _mm512_unpackhi_epi32(is[2], is[3]));
+            const __m512i tot = _mm512_add_epi32(_mm512_unpacklo_epi64(t01, t23), _mm512_unpackhi_epi64(t01, t23));
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(tot), _mm512_mul_ps(dw, _mm512_loadu_ps(g->d)), acc[c]);
+            acc[c] = _mm512_fmadd_ps(mw, _mm512_loadu_ps(g->s), acc[c]);
+        }
     }
-    /* lanes 4k + r -> row r */
-    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(acc), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1)));
-    const __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-    float res[4];
-    _mm_storeu_ps(res, q);
-    for (int r = 0; r < R; r++) y[r] = res[r];
+    for (int c = 0; c < C; c++) { /* lanes 4k + r -> row r */
+        const __m256 h8 = _mm256_add_ps(_mm512_castps512_ps256(acc[c]),
+                                        _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[c]), 1)));
+        float res[4];
+        _mm_storeu_ps(res, _mm_add_ps(_mm256_castps256_ps128(h8), _mm256_extractf128_ps(h8, 1)));
+        for (int r = 0; r < R; r++) y[c * ldy + r] = res[r];
+    }
+}
+
+/* Weight rows [r, r + 4) clamped to `rows` (the last row repeats; its results are not written). */
+INL int tile_rows(const char *wc, size_t rb, size_t r, size_t rows, const char **rp) {
+    const int R = rows - r < 4 ? (int)(rows - r) : 4;
+    for (int i = 0; i < 4; i++) rp[i] = wc + (r + (size_t)(i < R ? i : R - 1)) * rb;
+    return R;
 }
 
 #ifndef KVK_Q41_PF_TILES
@@ -528,20 +540,51 @@ static TGT512 void avx512_matvec_q8act(kvk_type wt, const void *w, size_t rows, 
     }
     act_group g[KVK_MAX_ACT_GROUPS];
     regroup_act(xq, nb, g);
+    const act_group *a[1] = {g};
     const size_t rb = nb * sizeof(kvk_block_q4_1);
-    const char *wc = (const char *)w;
     for (size_t r = 0; r < rows; r += 4) {
-        const int R = rows - r < 4 ? (int)(rows - r) : 4;
         const char *rp[4];
-        for (int i = 0; i < 4; i++) rp[i] = wc + (r + (size_t)(i < R ? i : R - 1)) * rb;
-        q41_tile4(rp, g, nb, R, y + r, KVK_Q41_PF_TILES * 4 * rb);
+        const int R = tile_rows((const char *)w, rb, r, rows, rp);
+        /* weights stream from memory once: prefetch KVK_Q41_PF_TILES tiles ahead (DRAM latency) */
+        q41_tile(rp, a, 1, nb, R, y + r, 0, KVK_Q41_PF_TILES * 4 * rb);
     }
 }
 
+/* Activation rows regrouped per panel: as many as fit KVK_MAX_ACT_GROUPS groups (at most 16 rows). */
 static TGT512 void avx512_matmul_q8act(kvk_type wt, const void *w, size_t rows, size_t cols,
                                        const kvk_block_q8_act *xq, size_t n, float *y, size_t ldy) {
-    if (n == 1) avx512_matvec_q8act(wt, w, rows, cols, xq, y);
-    else kvk_ops_avx2.matmul_q8act(wt, w, rows, cols, xq, n, y, ldy);
+    const size_t nb = cols / KVK_BLOCK, ng = (nb + 3) / 4;
+    if (n == 1) {
+        avx512_matvec_q8act(wt, w, rows, cols, xq, y);
+        return;
+    }
+    if (wt != KVK_Q4_1 || nb == 0 || ng > KVK_MAX_ACT_GROUPS) {
+        kvk_ops_avx2.matmul_q8act(wt, w, rows, cols, xq, n, y, ldy);
+        return;
+    }
+    act_group g[KVK_MAX_ACT_GROUPS];
+    size_t panel = KVK_MAX_ACT_GROUPS / ng;
+    if (panel > 16) panel = 16;
+    const size_t rb = nb * sizeof(kvk_block_q4_1);
+    for (size_t i0 = 0; i0 < n; i0 += panel) {
+        const size_t p = n - i0 < panel ? n - i0 : panel;
+        for (size_t i = 0; i < p; i++) regroup_act(xq + (i0 + i) * nb, nb, g + i * ng);
+        /* weight tiles stay in L1 while the panel's activation rows pass, 4 at a time */
+        for (size_t r = 0; r < rows; r += 4) {
+            const char *rp[4];
+            const int R = tile_rows((const char *)w, rb, r, rows, rp);
+            for (size_t i = 0; i < p; i += 4) {
+                const act_group *a[4] = {g + i * ng, g + (i + 1) * ng, g + (i + 2) * ng, g + (i + 3) * ng};
+                float *yt = y + (i0 + i) * ldy + r;
+                switch (p - i) { /* constant C per call: accumulators stay in registers */
+                case 1: q41_tile(rp, a, 1, nb, R, yt, ldy, 0); break;
+                case 2: q41_tile(rp, a, 2, nb, R, yt, ldy, 0); break;
+                case 3: q41_tile(rp, a, 3, nb, R, yt, ldy, 0); break;
+                default: q41_tile(rp, a, 4, nb, R, yt, ldy, 0); break;
+                }
+            }
+        }
+    }
 }
 
 void kvk_avx512_override(kvk_ops *o) {
