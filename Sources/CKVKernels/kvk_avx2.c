@@ -1065,8 +1065,8 @@ static TGT void avx2_silu_mul(const float *gate, const float *up, float *out, si
     }
 }
 
-static TGT float avx2_softmax_unnormalized(float *x, size_t n, float *max_out) {
-    __m256 mv = _mm256_set1_ps(-INFINITY);
+static TGT float avx2_softmax_unnormalized(float *x, size_t n, float *shift) {
+    __m256 mv = _mm256_set1_ps(*shift);
     size_t i = 0;
     for (; i + 8 <= n; i += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(x + i));
     __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mv), _mm256_extractf128_ps(mv, 1));
@@ -1074,7 +1074,7 @@ static TGT float avx2_softmax_unnormalized(float *x, size_t n, float *max_out) {
     m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
     float mx = _mm_cvtss_f32(m4);
     for (; i < n; i++) if (x[i] > mx) mx = x[i];
-    *max_out = mx;
+    *shift = mx;
     if (mx == -INFINITY) {
         for (i = 0; i < n; i++) x[i] = 0.0f;
         return 0.0f;

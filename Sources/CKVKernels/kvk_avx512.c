@@ -53,13 +53,13 @@ INL __m512 exp16(__m512 x) {
     return _mm512_mul_ps(_mm512_mul_ps(p, s1), s2);
 }
 
-static TGT512 float avx512_softmax_unnormalized(float *x, size_t n, float *max_out) {
-    __m512 mv = _mm512_set1_ps(-INFINITY);
+static TGT512 float avx512_softmax_unnormalized(float *x, size_t n, float *shift) {
+    __m512 mv = _mm512_set1_ps(*shift);
     size_t i = 0;
     for (; i + 16 <= n; i += 16) mv = _mm512_max_ps(mv, _mm512_loadu_ps(x + i));
     if (i < n) mv = _mm512_max_ps(mv, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), (__mmask16)((1u << (n - i)) - 1), x + i));
     const float mx = _mm512_reduce_max_ps(mv);
-    *max_out = mx;
+    *shift = mx;
     if (mx == -INFINITY) {
         memset(x, 0, n * sizeof(float));
         return 0.0f;

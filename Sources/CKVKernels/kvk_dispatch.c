@@ -169,12 +169,12 @@ void kvk_rmsnorm(const float *x, const float *weight, float *y, size_t n, float 
     ops()->rmsnorm(x, weight, y, n, eps);
 }
 void kvk_silu_mul(const float *gate, const float *up, float *out, size_t n) { ops()->silu_mul(gate, up, out, n); }
-float kvk_softmax_unnormalized(float *x, size_t n, float *max_out) {
-    return ops()->softmax_unnormalized(x, n, max_out);
+float kvk_softmax_unnormalized(float *x, size_t n, float *shift) {
+    return ops()->softmax_unnormalized(x, n, shift);
 }
 float kvk_softmax(float *x, size_t n) {
     const kvk_ops *o = ops();
-    float mx;
+    float mx = -INFINITY;
     const float s = o->softmax_unnormalized(x, n, &mx);
     if (s > 0.0f) o->scale_f32(1.0f / s, x, n);
     return s;

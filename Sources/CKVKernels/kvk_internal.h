@@ -79,7 +79,7 @@ void kvk_scalar_matmul_q8act(kvk_type wt, const void *w, size_t rows, size_t col
                              size_t n, float *y, size_t ldy);
 void kvk_scalar_rmsnorm(const float *x, const float *weight, float *y, size_t n, float eps);
 void kvk_scalar_silu_mul(const float *gate, const float *up, float *out, size_t n);
-float kvk_scalar_softmax_unnormalized(float *x, size_t n, float *max_out);
+float kvk_scalar_softmax_unnormalized(float *x, size_t n, float *shift);
 void kvk_scalar_rope(float *x, size_t rows, size_t heads, size_t d, size_t row_stride, const int32_t *positions,
                      const float *inv_freq, kvk_rope_pairing pairing);
 

@@ -325,10 +325,10 @@ void kvk_scalar_silu_mul(const float *gate, const float *up, float *out, size_t 
     }
 }
 
-float kvk_scalar_softmax_unnormalized(float *x, size_t n, float *max_out) {
-    float mx = -INFINITY;
+float kvk_scalar_softmax_unnormalized(float *x, size_t n, float *shift) {
+    float mx = *shift;
     for (size_t i = 0; i < n; i++) if (x[i] > mx) mx = x[i];
-    *max_out = mx;
+    *shift = mx;
     if (mx == -INFINITY) { /* empty or everything masked: all weights 0 */
         for (size_t i = 0; i < n; i++) x[i] = 0.0f;
         return 0.0f;

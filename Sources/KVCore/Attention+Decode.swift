@@ -46,7 +46,7 @@ extension Attention {
                              v.keys + item.start * v.keyStride, v.keyStride, n, d, scale, s, decodeChunk)
             for h in 0..<g {
                 let row = s + h * decodeChunk
-                var maxScore: Float = 0
+                var maxScore = -Float.infinity
                 let sum = kvk_softmax_unnormalized(row, n, &maxScore)  // row = exp(s - max)
                 part[h * partStride] = maxScore
                 part[h * partStride + 1] = sum

@@ -67,21 +67,15 @@ extension Attention {
                     }
                 }
                 for r in 0..<rows {
-                    let row = s + r * tk
-                    var rowMax = -Float.infinity
-                    for j in 0..<nk where row[j] > rowMax { rowMax = row[j] }
-                    guard rowMax > -.infinity else {
-                        row.initialize(repeating: 0, count: nk)
-                        continue
-                    }
-                    let newMax = max(runMax[r], rowMax)
+                    // row = exp(s - newMax), newMax = max(running max, this tile's max); all masked: zeros
+                    var newMax = runMax[r]
+                    let sum = kvk_softmax_unnormalized(s + r * tk, nk, &newMax)
+                    guard newMax > -.infinity else { continue }
                     if runMax[r] > -.infinity && runMax[r] < newMax {
                         let c = expf(runMax[r] - newMax)
                         kvk_scale_f32(c, acc + r * d, d)
                         runSum[r] *= c
                     }
-                    let sum = kvk_softmax(row, nk) * expf(rowMax - newMax)
-                    kvk_scale_f32(sum, row, nk)
                     runSum[r] += sum
                     runMax[r] = newMax
                 }

@@ -66,24 +66,32 @@ final class KernelActivationTests: XCTestCase {
             var masked: [Float] = [-.infinity, -.infinity, -.infinity]
             XCTAssertEqual(kvk_softmax(&masked, 3), 0)
             XCTAssertEqual(masked, [0, 0, 0], "\(path) all masked")
-            // the unnormalized half: exp(x - max), the max, and the sum
+            // the exponentials alone: exp(x - M) with M = max(bound, max x), M, and the sum
             for n in sizes + [100] {
-                var x = rng.floats(n, in: -30...10)
-                if n == 100 { for i in stride(from: 0, to: 100, by: 7) { x[i] = -.infinity } }
-                let original = x
-                var mx: Float = .nan
-                let ret = kvk_softmax_unnormalized(&x, n, &mx)
-                guard n > 0 else { XCTAssertEqual(ret, 0); XCTAssertEqual(mx, -.infinity); continue }
-                XCTAssertEqual(mx, original.max()!, "\(path) unnormalized max n=\(n)")
-                let e = original.map { $0 == -.infinity ? 0 : exp(Double($0) - Double(mx)) }
-                assertClose(x, e, tolerance: e.map { $0 * 1e-6 + 1e-12 }, "\(path) unnormalized n=\(n)")
-                XCTAssertEqual(Double(ret), e.reduce(0, +), accuracy: e.reduce(0, +) * 1e-6, "\(path) unnormalized sum")
+                for bound in [-Float.infinity, 5, 20] {
+                    var x = rng.floats(n, in: -30...10)
+                    if n == 100 { for i in stride(from: 0, to: 100, by: 7) { x[i] = -.infinity } }
+                    let original = x
+                    var shift = bound
+                    let ret = kvk_softmax_unnormalized(&x, n, &shift)
+                    let expected = max(bound, original.max() ?? -.infinity)
+                    XCTAssertEqual(shift, expected, "\(path) unnormalized shift n=\(n) bound=\(bound)")
+                    guard expected > -.infinity else { XCTAssertEqual(ret, 0); continue }
+                    let e = original.map { $0 == -.infinity ? 0 : exp(Double($0) - Double(expected)) }
+                    // f32 rounding of x - M (relative |x - M| u in the result) plus a few ulp of exp
+                    let tol = zip(original, e).map { x, v in
+                        x == -.infinity ? 0 : v * (abs(Double(x) - Double(expected)) * f32Unit + 1e-6) + 1e-30
+                    }
+                    assertClose(x, e, tolerance: tol, "\(path) unnormalized n=\(n) bound=\(bound)")
+                    XCTAssertEqual(Double(ret), e.reduce(0, +), accuracy: tol.reduce(0, +) + e.reduce(0, +) * 1e-6,
+                                   "\(path) unnormalized sum n=\(n) bound=\(bound)")
+                }
             }
             var none: [Float] = [-.infinity, -.infinity]
-            var noneMax: Float = 0
-            XCTAssertEqual(kvk_softmax_unnormalized(&none, 2, &noneMax), 0)
+            var noneShift = -Float.infinity
+            XCTAssertEqual(kvk_softmax_unnormalized(&none, 2, &noneShift), 0)
             XCTAssertEqual(none, [0, 0])
-            XCTAssertEqual(noneMax, -.infinity)
+            XCTAssertEqual(noneShift, -.infinity)
         }
     }
 

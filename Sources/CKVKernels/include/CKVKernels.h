@@ -160,10 +160,12 @@ void kvk_silu_mul(const float *gate, const float *up, float *out, size_t n);
  *  normalizing. Entries equal to -INFINITY get probability 0; if all are -INFINITY, all become 0 and
  *  0 is returned. The SIMD exp is accurate to a few ulp. */
 float kvk_softmax(float *x, size_t n);
-/** The first half of kvk_softmax, for callers that merge partial softmaxes (decode attention over
- *  chunks): x[i] = exp(x[i] - max) with max = max_i x[i] written to *max_out; returns sum_i x[i].
- *  All -INFINITY (or n == 0): every x[i] becomes 0, *max_out = -INFINITY, returns 0. */
-float kvk_softmax_unnormalized(float *x, size_t n, float *max_out);
+/** The exponentials of a softmax, for callers that merge partial softmaxes (online softmax over key
+ *  tiles, decode attention over chunks): with M = max(*shift, max_i x[i]), x[i] = exp(x[i] - M),
+ *  *shift = M, and the return value is sum_i x[i]. On entry *shift is a lower bound for the shift,
+ *  e.g. a running max (-INFINITY for none; never NaN). M == -INFINITY (every entry -INFINITY and no
+ *  bound): every x[i] becomes 0 and 0 is returned. kvk_softmax = this with no bound, then a scale. */
+float kvk_softmax_unnormalized(float *x, size_t n, float *shift);
 
 /** RoPE pairings. NEOX: dims i and i + d/2 form a pair ("rotate half", as HF Llama applies it to its
  *  own weights). NORM: dims 2i and 2i+1 form a pair (interleaved; what llama.cpp applies to GGUF llama
