@@ -8,6 +8,7 @@ extension KernelBenchSection {
     static let attention = KernelBenchSection(name: "attention") { context in
         AttentionBenchmarks.decode(context)
         AttentionBenchmarks.prefill(context)
+        AttentionBenchmarks.columnSums(context, lengths: context.options.quick ? [256] : [2048], group: "kernels")
     }
 }
 

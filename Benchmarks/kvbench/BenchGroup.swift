@@ -13,5 +13,6 @@ struct BenchGroup: Sendable {
         .kernels,
         .model,
         .policies,
+        .overhead,
     ]
 }

@@ -7,24 +7,50 @@ extension Attention {
     /// tiles of `keyTile` rows, with an online softmax (running max and sum per query row), so no
     /// `queryCount x rows` matrix is ever formed. Key tiles past the last visible row are skipped;
     /// only tiles that straddle a query's position are masked.
+    ///
+    /// With `columnSums`, the same pass also produces the attention *column sums* that accumulated-
+    /// attention scorers (H2O, ObservedAttention) need: for KV head `m` and row `j`,
+    /// `sum over query tokens t and over the query heads h of group m of A^h[t, j]`, with `A^h` the
+    /// causal softmax probabilities of this call. The probabilities are the ones the online softmax
+    /// computes anyway: each query tile keeps its unnormalized probability tiles with the running
+    /// max they were taken at, and rescales them by `exp(tileMax - max) / sum` once the row's final
+    /// max and sum are known. The result does not depend on the thread count (partial sums are
+    /// merged in 64-bit fixed point).
     /// - Parameters:
     ///   - queryPositions: position of each query token (ascending).
     ///   - output: token `t`, head `h` at `output + t * heads * headDim + h * headDim`. A query that
     ///     sees no row gets zeros.
+    ///   - columnSums: nil (default), or where to write the column sums: KV head `m`, row `j` at
+    ///     `columnSums + m * columnSumStride + j` for `j < kv[m].count` (overwritten, not added to;
+    ///     rows no query sees get 0; entries past a head's row count are not written).
+    ///   - columnSumStride: floats between consecutive KV heads in `columnSums`, at least the largest
+    ///     row count of `kv` (ignored without `columnSums`).
     /// - Complexity: O(heads x queryCount x visible rows x headDim) time,
-    ///   O(threads x tile) extra memory.
+    ///   O(threads x tile) extra memory; with `columnSums`, O(heads x queryCount x visible rows) more
+    ///   time and O(threads x tile x visible rows + kv.count x rows) memory.
     public static func prefill(queries: UnsafePointer<Float>, queryCount: Int, queryTokenStride: Int,
                                queryPositions: UnsafePointer<Int32>, heads: Int, headDim: Int,
                                kv: [KVHeadView], scale: Float, output: UnsafeMutablePointer<Float>,
+                               columnSums: UnsafeMutablePointer<Float>? = nil, columnSumStride: Int = 0,
                                pool: ThreadPool?) {
         check(heads: heads, headDim: headDim, kv: kv)
         precondition(queryTokenStride >= heads * headDim, "query token stride \(queryTokenStride) < heads x headDim")
-        guard queryCount > 0 else { return }
+        let maxRows = kv.map(\.count).max() ?? 0
+        if columnSums != nil {
+            precondition(columnSumStride >= maxRows, "column-sum stride \(columnSumStride) smaller than a head's rows")
+        }
+        guard queryCount > 0 else {
+            if let columnSums {
+                for (m, v) in kv.enumerated() { (columnSums + m * columnSumStride).initialize(repeating: 0, count: v.count) }
+            }
+            return
+        }
         let g = heads / kv.count
         let d = headDim
         let tq = queryTile
         let tk = keyTile
         let tiles = (queryCount + tq - 1) / tq
+        let partials = columnSums.map { _ in FixedPointColumnSums(heads: kv.count, columns: maxRows, bound: queryCount * g) }
         let run = { (item: Int) in
             // Later query tiles first: they have the most keys, which balances the threads.
             let m = item % kv.count
@@ -33,13 +59,21 @@ extension Attention {
             let nt = min(tq, queryCount - t0)
             let rows = g * nt  // row r = h * nt + t
             let v = kv[m]
-            let buffer = UnsafeMutablePointer<Float>.allocate(capacity: rows * (2 * d + tk + 2))
+            let firstPos = queryPositions[t0]
+            let lastPos = queryPositions[t0 + nt - 1]
+            let visible = v.visibleCount(upTo: lastPos)
+            // With column sums, every key tile's probabilities stay (tile kt at probs + kt * rows * tk)
+            // with the running max they were taken at (tileMax + kt * rows), and a partial sum row.
+            let keyTiles = partials == nil ? 1 : max(1, (visible + tk - 1) / tk)
+            let extra = partials == nil ? 0 : keyTiles * rows + keyTiles * tk
+            let buffer = UnsafeMutablePointer<Float>.allocate(capacity: rows * (2 * d + keyTiles * tk + 2) + extra)
             defer { buffer.deallocate() }
             let q = buffer
             let acc = q + rows * d
-            let s = acc + rows * d
-            let runMax = s + rows * tk
+            let probs = acc + rows * d
+            let runMax = probs + keyTiles * rows * tk
             let runSum = runMax + rows
+            let tileMax = runSum + rows
             for h in 0..<g {
                 for t in 0..<nt {
                     (q + (h * nt + t) * d).update(from: queries + (t0 + t) * queryTokenStride + (m * g + h) * d, count: d)
@@ -48,12 +82,10 @@ extension Attention {
             acc.initialize(repeating: 0, count: rows * d)
             runMax.initialize(repeating: -.infinity, count: rows)
             runSum.initialize(repeating: 0, count: rows)
-            let firstPos = queryPositions[t0]
-            let lastPos = queryPositions[t0 + nt - 1]
-            let visible = v.visibleCount(upTo: lastPos)
             var k0 = 0
             while k0 < visible {
                 let nk = min(tk, visible - k0)
+                let s = partials == nil ? probs : probs + (k0 / tk) * rows * tk
                 kvk_scores_multi(v.keyType.kernelType, q, d, rows, v.keys + k0 * v.keyStride, v.keyStride, nk, d,
                                  scale, s, tk)
                 if v.positions[k0 + nk - 1] > firstPos {
@@ -81,7 +113,24 @@ extension Attention {
                 }
                 kvk_weighted_sum_multi(v.valueType.kernelType, s, tk, rows, v.values + k0 * v.valueStride,
                                        v.valueStride, nk, d, acc, d)
+                if partials != nil { (tileMax + (k0 / tk) * rows).update(from: runMax, count: rows) }
                 k0 += nk
+            }
+            if let partials {
+                // Probability of row r, key kt * tk + j: probs[kt][r][j] * exp(tileMax[kt][r] - runMax[r]) / runSum[r].
+                let sum = tileMax + keyTiles * rows
+                sum.initialize(repeating: 0, count: visible)
+                var k0 = 0
+                while k0 < visible {
+                    let kt = k0 / tk
+                    let nk = min(tk, visible - k0)
+                    for r in 0..<rows where runSum[r] > 0 {
+                        let w = expf(tileMax[kt * rows + r] - runMax[r]) / runSum[r]
+                        kvk_axpy_f32(w, probs + (kt * rows + r) * tk, sum + k0, nk)
+                    }
+                    k0 += nk
+                }
+                partials.add(head: m, sum, count: visible)
             }
             for h in 0..<g {
                 for t in 0..<nt {
@@ -97,6 +146,12 @@ extension Attention {
         }
         let items = tiles * kv.count
         if let pool, items > 1 { pool.parallelFor(items, run) } else { for i in 0..<items { run(i) } }
+        if let columnSums, let partials {
+            for (m, v) in kv.enumerated() {
+                let out = columnSums + m * columnSumStride
+                for j in 0..<v.count { out[j] = partials.value(head: m, column: j) }
+            }
+        }
     }
 }
 

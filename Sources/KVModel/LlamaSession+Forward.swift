@@ -5,20 +5,24 @@ import KVCore
 
 extension LlamaSession {
     /// What one layer's pass exposes to cache policies: the queries of the tokens just processed
-    /// (post- and pre-RoPE, `[token][head][headDim]` f32) and their positions.
+    /// (post- and pre-RoPE, `[token][head][headDim]` f32), their positions, and the attention's
+    /// column sums per KV head and cache row when they were asked for.
     struct LayerPass {
         let layer: Int
         let tokenCount: Int
         let queries: UnsafePointer<Float>
         let preRoPEQueries: UnsafePointer<Float>
         let positions: UnsafePointer<Int32>
+        let attentionColumnSums: [[Float]]?
     }
 
     /// Runs `tokens` through every layer at positions `position ..< position + count`, appending
     /// their keys and values to the cache, and calls `afterAttention` for every layer right after
     /// its attention (where prefill policies compress). Writes the last token's logits into the
-    /// scratch logits buffer when `logits` is true.
-    func forward(_ tokens: UnsafeBufferPointer<Int32>, logits: Bool,
+    /// scratch logits buffer when `logits` is true. With `columnSums`, a prefill pass of more than
+    /// one token also hands the attention's column sums to `afterAttention` (computed by the
+    /// attention itself, for policies that accumulate attention).
+    func forward(_ tokens: UnsafeBufferPointer<Int32>, logits: Bool, columnSums: Bool = false,
                  afterAttention: (LayerPass) throws(KVError) -> Void) throws(KVError) {
         let c = model.config
         let n = tokens.count
@@ -61,16 +65,25 @@ extension LlamaSession {
             }
             try cache.append(layer: l, keys: s.k, values: s.v, positions: s.positions, count: n)
             let views = cache.headViews(layer: l)
+            var sums: [[Float]]?
             if n == 1 {
                 Attention.decode(query: s.q, heads: c.heads, headDim: d, kv: views, scale: scale,
                                  output: s.attn, pool: pool)
+            } else if columnSums {
+                let stride = views.map(\.count).max() ?? 0
+                let flat = UnsafeMutablePointer<Float>.allocate(capacity: max(views.count * stride, 1))
+                defer { flat.deallocate() }
+                Attention.prefill(queries: s.q, queryCount: n, queryTokenStride: hidden,
+                                  queryPositions: s.positions, heads: c.heads, headDim: d, kv: views,
+                                  scale: scale, output: s.attn, columnSums: flat, columnSumStride: stride, pool: pool)
+                sums = views.indices.map { m in Array(UnsafeBufferPointer(start: flat + m * stride, count: views[m].count)) }
             } else {
                 Attention.prefill(queries: s.q, queryCount: n, queryTokenStride: hidden,
                                   queryPositions: s.positions, heads: c.heads, headDim: d, kv: views,
                                   scale: scale, output: s.attn, pool: pool)
             }
             try afterAttention(LayerPass(layer: l, tokenCount: n, queries: s.q, preRoPEQueries: s.qPre,
-                                         positions: s.positions))
+                                         positions: s.positions, attentionColumnSums: sums))
             project(w.wo, s.attn, quantized: false, into: s.xn)
             kvk_axpy_f32(1, s.xn, s.x, n * hidden)
             // Feed-forward block.

@@ -16,12 +16,14 @@ extension LlamaSession {
                 let chunk = UnsafeBufferPointer(rebasing: all[start..<end])
                 let first = position == 0
                 let last = end == all.count
-                try forward(chunk, logits: last) { (pass: LayerPass) throws(KVError) in
+                try forward(chunk, logits: last, columnSums: compressor.needsAttentionColumnSums) {
+                    (pass: LayerPass) throws(KVError) in
                     try compressor.afterPrefill(
                         layer: pass.layer, queries: pass.queries, preRoPEQueries: pass.preRoPEQueries,
                         queryTokenStride: model.config.hidden, positions: pass.positions, count: pass.tokenCount,
                         totalLength: Int(pass.positions[pass.tokenCount - 1]) + 1,
-                        isFirstChunk: first, isLastChunk: last, pool: pool)
+                        isFirstChunk: first, isLastChunk: last, pool: pool,
+                        attentionColumnSums: pass.attentionColumnSums)
                 }
                 start = end
             }

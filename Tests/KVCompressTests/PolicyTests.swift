@@ -94,11 +94,35 @@ final class PolicyTests: XCTestCase {
         }
     }
 
+    /// Accumulated-attention policies ask the host for attention column sums; wrappers pass their
+    /// scorer's need on; the others ask for nothing.
+    func testWhichPoliciesNeedAttentionColumnSums() throws {
+        let shape = SyntheticPrompt.shape(layers: 1, heads: 4, kvHeads: 2, headDim: 32)
+        let p = SyntheticPrompt(shape: shape, length: 8, seed: 1)
+        func needs(_ policy: any KVCachePolicy) throws -> Bool {
+            let compressor = try KVCompressor(policy: policy, cache: p.makeCache(), shape: shape)
+            XCTAssertEqual(compressor.needsAttentionColumnSums, policy.needsAttentionColumnSums, policy.name)
+            return compressor.needsAttentionColumnSums
+        }
+        let r = KVBudget.compressionRatio(0.5)
+        XCTAssertTrue(try needs(H2O(budget: r)))
+        XCTAssertTrue(try needs(ObservedAttention(budget: r)))
+        XCTAssertTrue(try needs(AdaKV(scorer: ObservedAttentionScorer(), budget: r)))
+        XCTAssertTrue(try needs(ScoredPolicy(scorer: ObservedAttentionScorer(), selector: UniformSelector(budget: r))))
+        for name in ["Full", "StreamingLLM", "SnapKV", "PyramidKV", "TOVA", "Knorm", "ExpectedAttention", "KeyDiff", "AdaKV"] {
+            XCTAssertFalse(try needs(KVPolicyCatalog.make(name, budget: r)), name)
+        }
+    }
+
     func testH2OHeavyHittersPlusRecentAcrossDecode() throws {
+        for fused in [false, true] { try checkH2O(columnSums: fused) }
+    }
+
+    func checkH2O(columnSums fused: Bool) throws {
         let shape = SyntheticPrompt.shape(layers: 1, heads: 4, kvHeads: 2, headDim: 32)
         let p = SyntheticPrompt(shape: shape, length: 48, seed: 6)
         let cache = p.makeCache()
-        let c = try p.prefill(H2O(budget: .tokens(16), recentFraction: 0.25), cache: cache, prompt: 40)
+        let c = try p.prefill(H2O(budget: .tokens(16), recentFraction: 0.25), cache: cache, prompt: 40, columnSums: fused)
         // Reference after the prompt: accumulated (unnormalized, group-mean) attention of all 40 queries.
         func reference() -> [[Int]] {
             (0..<2).map { m in

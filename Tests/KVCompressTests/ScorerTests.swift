@@ -166,20 +166,28 @@ final class ScorerTests: XCTestCase {
         let cache = p.makeCache()
         p.append(0..<p.length, to: cache)
         let scorer = try ObservedAttentionScorer(blockSize: 10)
+        XCTAssertTrue(scorer.needsAttentionColumnSums)
         for l in 0..<shape.layers {
-            var state = scorer.makeState(shape: shape)
-            let got = withContext(p, cache: cache, layer: l) { ctx in
-                scorer.observe(ctx, state: &state)
-                return scorer.scores(ctx, state: &state)
+            // Probed, and from the column sums the prefill attention produced.
+            for fused in [false, true] {
+                var state = scorer.makeState(shape: shape)
+                let got = withContext(p, cache: cache, layer: l, columnSums: fused) { ctx in
+                    XCTAssertEqual(ctx.attentionColumnSums != nil, fused)
+                    scorer.observe(ctx, state: &state)
+                    return scorer.scores(ctx, state: &state)
+                }
+                assertScores(got, observedReference(p, l), rel: 2e-4, abs: 1e-7)
             }
-            assertScores(got, observedReference(p, l), rel: 2e-4, abs: 1e-7)
         }
         try checkKept(ObservedAttention(compressionRatio: 0.5), p, keep: 48) { observedReference(p, $0) }
-        // Chunked accumulation equals one pass.
-        let a = p.makeCache(), b = p.makeCache()
+        // Chunked accumulation equals one pass, probed or from column sums.
+        let a = p.makeCache()
         try p.prefill(ObservedAttention(compressionRatio: 0.5), cache: a)
-        try p.prefill(ObservedAttention(compressionRatio: 0.5), cache: b, chunk: 13)
-        for l in 0..<shape.layers { XCTAssertEqual(a.keptPositions(layer: l), b.keptPositions(layer: l)) }
+        for (chunk, fused) in [(13, false), (nil, true), (13, true)] {
+            let b = p.makeCache()
+            try p.prefill(ObservedAttention(compressionRatio: 0.5), cache: b, chunk: chunk, columnSums: fused)
+            for l in 0..<shape.layers { XCTAssertEqual(a.keptPositions(layer: l), b.keptPositions(layer: l), "chunk \(chunk ?? 0) fused \(fused)") }
+        }
     }
 
     // MARK: ExpectedAttention

@@ -63,15 +63,39 @@ struct SyntheticPrompt {
     }
 
     /// Runs a policy over the prompt in chunks (append a chunk to every layer, then the hook per
-    /// layer), returning the compressor.
+    /// layer), returning the compressor. With `columnSums`, the chunk's attention column sums are
+    /// computed by `attendPrefill` and handed to the hook when the policy asks for them (what a
+    /// real host does); without, policies probe the attention themselves.
     @discardableResult
-    func prefill<P: KVCachePolicy>(_ policy: P, cache: KVCache, chunk: Int? = nil, prompt: Int? = nil) throws -> KVCompressor {
+    func prefill<P: KVCachePolicy>(_ policy: P, cache: KVCache, chunk: Int? = nil, prompt: Int? = nil,
+                                   columnSums: Bool = false) throws -> KVCompressor {
         let compressor = try KVCompressor(policy: policy, cache: cache, shape: shape)
-        try prefill(compressor, chunk: chunk, prompt: prompt)
+        try prefill(compressor, chunk: chunk, prompt: prompt, columnSums: columnSums)
         return compressor
     }
 
-    func prefill(_ compressor: KVCompressor, chunk: Int? = nil, prompt: Int? = nil, from: Int = 0) throws {
+    /// The attention column sums of tokens `range` of layer `l` over the cache's rows, per KV head.
+    func columnSums(_ cache: KVCache, layer l: Int, tokens range: Range<Int>, pool: ThreadPool? = nil) -> [[Float]] {
+        let qw = shape.heads * shape.headDim
+        let rows = (0..<shape.kvHeads).map { cache.count(layer: l, head: $0) }
+        let stride = rows.max() ?? 0
+        var flat = [Float](repeating: .nan, count: shape.kvHeads * stride)
+        var out = [Float](repeating: 0, count: range.count * qw)
+        queries[l].withUnsafeBufferPointer { q in
+            positions.withUnsafeBufferPointer { p in
+                flat.withUnsafeMutableBufferPointer { f in
+                    cache.attendPrefill(layer: l, queries: q.baseAddress! + range.lowerBound * qw, queryCount: range.count,
+                                        queryTokenStride: qw, queryPositions: p.baseAddress! + range.lowerBound,
+                                        heads: shape.heads, output: &out, columnSums: f.baseAddress!,
+                                        columnSumStride: stride, pool: pool)
+                }
+            }
+        }
+        return rows.indices.map { m in Array(flat[(m * stride)..<(m * stride + rows[m])]) }
+    }
+
+    func prefill(_ compressor: KVCompressor, chunk: Int? = nil, prompt: Int? = nil, from: Int = 0,
+                 columnSums: Bool = false) throws {
         let length = prompt ?? self.length
         let c = chunk ?? length
         let qw = shape.heads * shape.headDim
@@ -83,6 +107,8 @@ struct SyntheticPrompt {
                 try compressor.cache.append(layer: l, keys: Array(keys[l][(start * w)..<(end * w)]),
                                             values: Array(values[l][(start * w)..<(end * w)]),
                                             positions: Array(positions[start..<end]))
+                let sums = columnSums && compressor.needsAttentionColumnSums
+                    ? self.columnSums(compressor.cache, layer: l, tokens: start..<end) : nil
                 try queries[l].withUnsafeBufferPointer { q in
                     try preQueries[l].withUnsafeBufferPointer { pq in
                         try positions.withUnsafeBufferPointer { p in
@@ -90,7 +116,8 @@ struct SyntheticPrompt {
                                                         preRoPEQueries: pq.baseAddress! + start * qw,
                                                         queryTokenStride: qw, positions: p.baseAddress! + start,
                                                         count: end - start, totalLength: end,
-                                                        isFirstChunk: start == 0, isLastChunk: end == length)
+                                                        isFirstChunk: start == 0, isLastChunk: end == length,
+                                                        attentionColumnSums: sums)
                         }
                     }
                 }
@@ -152,9 +179,11 @@ struct SyntheticPrompt {
 func dot(_ a: [Double], _ b: [Double]) -> Double { zip(a, b).reduce(0) { $0 + $1.0 * $1.1 } }
 func norm(_ a: [Double]) -> Double { dot(a, a).squareRoot() }
 
-/// Builds a prefill context over the whole prompt for layer `l` (cache already filled).
-func withContext<R>(_ p: SyntheticPrompt, cache: KVCache, layer l: Int,
+/// Builds a prefill context over the whole prompt for layer `l` (cache already filled), with the
+/// attention column sums when `columnSums` is true.
+func withContext<R>(_ p: SyntheticPrompt, cache: KVCache, layer l: Int, columnSums: Bool = false,
                     _ body: (KVLayerContext) throws -> R) rethrows -> R {
+    let sums = columnSums ? p.columnSums(cache, layer: l, tokens: 0..<p.length) : nil
     let qw = p.shape.heads * p.shape.headDim
     return try p.queries[l].withUnsafeBufferPointer { q in
         try p.preQueries[l].withUnsafeBufferPointer { pq in
@@ -162,7 +191,8 @@ func withContext<R>(_ p: SyntheticPrompt, cache: KVCache, layer l: Int,
                 let ctx = KVLayerContext(layer: l, shape: p.shape, phase: .prefill, queries: q.baseAddress!,
                                          preRoPEQueries: pq.baseAddress!, queryTokenStride: qw,
                                          positions: pos.baseAddress!, tokenCount: p.length, totalLength: p.length,
-                                         isFirstChunk: true, isLastChunk: true, cache: cache, pool: nil)
+                                         isFirstChunk: true, isLastChunk: true, cache: cache, pool: nil,
+                                         attentionColumnSums: sums)
                 return try body(ctx)
             }
         }

@@ -32,16 +32,24 @@ extension KVCache {
     ///   - heads: query heads (a multiple of ``kvHeads``).
     ///   - output: token `t`, head `h` at `output + (t * heads + h) * headDim`.
     ///   - scale: softmax scale (default `1 / sqrt(headDim)`).
+    ///   - columnSums: nil, or where the attention column sums go (what
+    ///     ``KVLayerContext/attentionColumnSums`` holds): KV head `m`, row `j` at
+    ///     `columnSums + m * columnSumStride + j`, the sum over the queries and the query heads of
+    ///     group `m` of their softmax probabilities of row `j`.
+    ///   - columnSumStride: floats between KV heads in `columnSums` (at least the layer's largest
+    ///     head count).
     ///   - pool: thread pool (nil: the calling thread).
     /// - Precondition: `heads` is a positive multiple of ``kvHeads``.
     public func attendPrefill(layer: Int, queries: UnsafePointer<Float>, queryCount: Int, queryTokenStride: Int,
                               queryPositions: UnsafePointer<Int32>, heads: Int,
-                              output: UnsafeMutablePointer<Float>, scale: Float? = nil, pool: ThreadPool? = nil) {
+                              output: UnsafeMutablePointer<Float>, scale: Float? = nil,
+                              columnSums: UnsafeMutablePointer<Float>? = nil, columnSumStride: Int = 0,
+                              pool: ThreadPool? = nil) {
         precondition(heads >= kvHeads && heads % kvHeads == 0, "heads must be a multiple of kvHeads")
         Attention.prefill(queries: queries, queryCount: queryCount, queryTokenStride: queryTokenStride,
                           queryPositions: queryPositions, heads: heads, headDim: headDim,
                           kv: headViews(layer: layer), scale: scale ?? defaultAttentionScale,
-                          output: output, pool: pool)
+                          output: output, columnSums: columnSums, columnSumStride: columnSumStride, pool: pool)
     }
 
     /// Softmax probabilities of chosen queries over the entries of `layer` (calls

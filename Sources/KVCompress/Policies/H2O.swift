@@ -14,8 +14,11 @@ public struct H2O: KVCachePolicy {
     public let budget: KVBudget
     /// Fraction of the kept entries reserved for the most recent tokens, in `[0, 1]`.
     public let recentFraction: Double
-    /// Queries probed at once when accumulating attention.
+    /// Queries probed at once when accumulating attention (when the host provides no column sums).
     public let blockSize: Int
+
+    /// `true`: prompt attention is accumulated from the host's column sums when it provides them.
+    public var needsAttentionColumnSums: Bool { true }
 
     /// Creates the policy.
     /// - Throws: `KVError.invalidParameter` for an invalid budget, `recentFraction` outside `[0, 1]`

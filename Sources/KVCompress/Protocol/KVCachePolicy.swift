@@ -35,6 +35,13 @@ public protocol KVCachePolicy: Sendable {
 
     /// A short name for logs and benchmarks (default: the type name).
     var name: String { get }
+
+    /// Whether the policy reads ``KVLayerContext/attentionColumnSums`` during prefill (default
+    /// `false`). A host that sees `true` (through ``KVCompressor/needsAttentionColumnSums``) should
+    /// let its prefill attention produce the column sums (`Attention.prefill(...columnSums:...)`),
+    /// which costs a few percent of the attention, instead of the policy probing the attention
+    /// again, which costs about as much as the attention itself.
+    var needsAttentionColumnSums: Bool { get }
 }
 
 extension KVCachePolicy where State == KVNoState {
@@ -51,4 +58,7 @@ extension KVCachePolicy {
 
     /// Default: the type name.
     public var name: String { String(describing: Self.self) }
+
+    /// Default: `false` (the policy does not read attention column sums).
+    public var needsAttentionColumnSums: Bool { false }
 }

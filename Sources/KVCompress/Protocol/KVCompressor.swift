@@ -6,11 +6,25 @@
 /// let compressor = try KVCompressor(policy: SnapKV(compressionRatio: 0.5), cache: cache, shape: shape)
 /// // prefill chunk, for each layer l:
 /// try cache.append(layer: l, keys: k, values: v, positions: pos, count: n)
-/// cache.attendPrefill(layer: l, queries: q, queryCount: n, queryTokenStride: H * d,
-///                     queryPositions: pos, heads: H, output: out)
+/// // H2O and ObservedAttention read attention column sums: let the attention produce them
+/// // (a few percent of its time) rather than have the policy probe the attention again.
+/// var sums: [[Float]]? = nil
+/// if compressor.needsAttentionColumnSums {
+///     let rows = (0..<cache.kvHeads).map { cache.count(layer: l, head: $0) }
+///     let stride = rows.max() ?? 0
+///     var flat = [Float](repeating: 0, count: cache.kvHeads * stride)
+///     cache.attendPrefill(layer: l, queries: q, queryCount: n, queryTokenStride: H * d,
+///                         queryPositions: pos, heads: H, output: out,
+///                         columnSums: &flat, columnSumStride: stride)
+///     sums = rows.indices.map { m in Array(flat[(m * stride)..<(m * stride + rows[m])]) }
+/// } else {
+///     cache.attendPrefill(layer: l, queries: q, queryCount: n, queryTokenStride: H * d,
+///                         queryPositions: pos, heads: H, output: out)
+/// }
 /// try compressor.afterPrefill(layer: l, queries: q, preRoPEQueries: qPre, queryTokenStride: H * d,
 ///                             positions: pos, count: n, totalLength: start + n,
-///                             isFirstChunk: start == 0, isLastChunk: start + n == promptLength)
+///                             isFirstChunk: start == 0, isLastChunk: start + n == promptLength,
+///                             attentionColumnSums: sums)
 /// // after the last chunk went through every layer:
 /// try compressor.finishPrefill()
 /// // each decode step, for each layer l: append 1 token, cache.attend(...), then
@@ -23,6 +37,10 @@ public final class KVCompressor {
     public let cache: KVCache
     /// The model shape the policy sees.
     public let shape: KVModelShape
+    /// Whether the policy reads attention column sums during prefill
+    /// (``KVCachePolicy/needsAttentionColumnSums``): a host should then pass the column sums of its
+    /// prefill attention to ``afterPrefill(layer:queries:preRoPEQueries:queryTokenStride:positions:count:totalLength:isFirstChunk:isLastChunk:pool:attentionColumnSums:)``.
+    public let needsAttentionColumnSums: Bool
     private var runner: any KVPolicyRunner
 
     /// Creates a compressor with fresh policy state.
@@ -35,6 +53,7 @@ public final class KVCompressor {
         }
         self.cache = cache
         self.shape = shape
+        needsAttentionColumnSums = policy.needsAttentionColumnSums
         runner = KVPolicyBox(policy: policy, state: policy.makeState(shape: shape))
     }
 
@@ -59,13 +78,18 @@ public final class KVCompressor {
     ///   - isFirstChunk: the chunk starts the sequence.
     ///   - isLastChunk: the chunk ends the prompt (prefill policies compress here).
     ///   - pool: thread pool for attention probes (nil: the calling thread).
+    ///   - attentionColumnSums: the chunk's attention column sums per KV head and cache row (see
+    ///     ``KVLayerContext/attentionColumnSums``), or nil (policies that need them probe the
+    ///     attention instead).
     public func afterPrefill(layer: Int, queries: UnsafePointer<Float>, preRoPEQueries: UnsafePointer<Float>?,
                              queryTokenStride: Int, positions: UnsafePointer<Int32>, count: Int, totalLength: Int,
-                             isFirstChunk: Bool, isLastChunk: Bool, pool: ThreadPool? = nil) throws(KVError) {
+                             isFirstChunk: Bool, isLastChunk: Bool, pool: ThreadPool? = nil,
+                             attentionColumnSums: [[Float]]? = nil) throws(KVError) {
         let context = KVLayerContext(layer: layer, shape: shape, phase: .prefill, queries: queries,
                                      preRoPEQueries: preRoPEQueries, queryTokenStride: queryTokenStride,
                                      positions: positions, tokenCount: count, totalLength: totalLength,
-                                     isFirstChunk: isFirstChunk, isLastChunk: isLastChunk, cache: cache, pool: pool)
+                                     isFirstChunk: isFirstChunk, isLastChunk: isLastChunk, cache: cache, pool: pool,
+                                     attentionColumnSums: attentionColumnSums)
         try runner.prefill(context)
     }
 

@@ -32,15 +32,28 @@ public struct KVLayerContext {
     public let cache: KVCache
     /// Thread pool for attention probes (nil: caller's thread).
     public let pool: ThreadPool?
+    /// Attention column sums of this prefill chunk, when the host's prefill attention produced them
+    /// (nil otherwise, and always nil during decode): `attentionColumnSums[m][j]` is, for KV head
+    /// `m` and its cache row `j` (the layer's rows at attention time, which are the rows when the
+    /// hook starts), the sum over the chunk's queries `t` and over the query heads `h` of group
+    /// `m` of the causal softmax probability `A^h[t, j]` (the sum, not the group mean).
+    /// `Attention.prefill` computes them when given a `columnSums` buffer. Accumulated-attention
+    /// scorers (``H2O``, ``ObservedAttentionScorer``) use them instead of probing the attention
+    /// again; they are only worth producing when ``KVCachePolicy/needsAttentionColumnSums`` is true.
+    public let attentionColumnSums: [[Float]]?
 
     /// Creates a context (hosts normally let ``KVCompressor`` build it).
     public init(layer: Int, shape: KVModelShape, phase: KVPhase, queries: UnsafePointer<Float>,
                 preRoPEQueries: UnsafePointer<Float>?, queryTokenStride: Int, positions: UnsafePointer<Int32>,
                 tokenCount: Int, totalLength: Int, isFirstChunk: Bool, isLastChunk: Bool, cache: KVCache,
-                pool: ThreadPool?) {
+                pool: ThreadPool?, attentionColumnSums: [[Float]]? = nil) {
         precondition(layer >= 0 && layer < shape.layers, "layer \(layer) out of 0..<\(shape.layers)")
         precondition(tokenCount >= 1, "a hook needs at least one token")
         precondition(queryTokenStride >= shape.heads * shape.headDim, "query token stride too small")
+        if let sums = attentionColumnSums {
+            precondition(sums.count == shape.kvHeads && sums.indices.allSatisfy { sums[$0].count == cache.count(layer: layer, head: $0) },
+                         "attention column sums must hold one value per cache row of every KV head of the layer")
+        }
         self.layer = layer
         self.shape = shape
         self.phase = phase
@@ -54,6 +67,7 @@ public struct KVLayerContext {
         self.isLastChunk = isLastChunk
         self.cache = cache
         self.pool = pool
+        self.attentionColumnSums = attentionColumnSums
     }
 
     /// Entries of KV head `head` in this layer.

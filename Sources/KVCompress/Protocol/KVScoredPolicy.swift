@@ -28,6 +28,9 @@ extension KVScoredPolicy {
     /// Default: evict.
     public var representation: KVRepresentation { .evict }
 
+    /// The scorer's ``KVScorer/needsAttentionColumnSums``.
+    public var needsAttentionColumnSums: Bool { scorer.needsAttentionColumnSums }
+
     /// Applies a selection with the policy's representation.
     func commit(_ keep: [[Int]?], context: KVLayerContext) {
         switch representation {

@@ -16,6 +16,10 @@ public protocol KVScorer: Sendable {
 
     /// Scores every row of every KV head of `context.layer`, aligned with the cache rows.
     func scores(_ context: KVLayerContext, state: inout State) throws(KVError) -> KVScores
+
+    /// Whether the scorer reads ``KVLayerContext/attentionColumnSums`` during prefill (default
+    /// `false`); a ``KVScoredPolicy`` passes it on as its ``KVCachePolicy/needsAttentionColumnSums``.
+    var needsAttentionColumnSums: Bool { get }
 }
 
 extension KVScorer where State == KVNoState {
@@ -26,6 +30,9 @@ extension KVScorer where State == KVNoState {
 extension KVScorer {
     /// Default: nothing to accumulate.
     public func observe(_ context: KVLayerContext, state: inout State) throws(KVError) {}
+
+    /// Default: `false` (the scorer does not read attention column sums).
+    public var needsAttentionColumnSums: Bool { false }
 }
 
 /// A scorer without state: implement ``scores(_:)`` only.

@@ -23,7 +23,9 @@ public struct KVAccumulatedAttention: Sendable {
         return position < a.count ? a[position] : 0
     }
 
-    /// Adds the attention of every query of the context, probed `blockSize` queries at a time.
+    /// Adds the attention of every query of the context: from the context's
+    /// ``KVLayerContext/attentionColumnSums`` when the host provided them (one pass over the rows),
+    /// otherwise probed `blockSize` queries at a time (as costly as the attention itself).
     public mutating func accumulate(_ context: KVLayerContext, blockSize: Int) {
         let l = context.layer
         let g = groupSize
@@ -31,6 +33,14 @@ public struct KVAccumulatedAttention: Sendable {
         for m in positions.indices {
             let need = Int(positions[m].last ?? -1) + 1
             if sums[l][m].count < need { sums[l][m].append(contentsOf: repeatElement(0, count: need - sums[l][m].count)) }
+        }
+        if let columnSums = context.attentionColumnSums {
+            for m in positions.indices {
+                sums[l][m].withUnsafeMutableBufferPointer { acc in
+                    for (j, pos) in positions[m].enumerated() { acc[Int(pos)] += columnSums[m][j] / Float(g) }
+                }
+            }
+            return
         }
         var start = 0
         while start < context.tokenCount {

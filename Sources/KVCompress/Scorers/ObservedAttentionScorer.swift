@@ -3,9 +3,10 @@
 /// `score[m, j] = mean_{h in group m} ( sum_{t >= j} A^h[t, j] / (L - j) )` with `j` the entry's
 /// position and `L` the sequence length.
 ///
-/// The attention of every prompt query is accumulated chunk by chunk (probed in blocks of
-/// ``blockSize`` queries, so memory stays `heads x blockSize x L` floats); decode queries are added
-/// too. The H2O paper's unnormalized sum is ``H2O``.
+/// The attention of every prompt query is accumulated chunk by chunk: from the column sums the
+/// host's prefill attention produced (``KVLayerContext/attentionColumnSums``) when it provides them,
+/// otherwise probed in blocks of ``blockSize`` queries (memory `heads x blockSize x L` floats);
+/// decode queries are added too. The H2O paper's unnormalized sum is ``H2O``.
 ///
 /// Paper: Zhang et al., "H2O: Heavy-Hitter Oracle for Efficient Generative Inference of Large
 /// Language Models", NeurIPS 2023 (arXiv 2306.14048). Reference: NVIDIA/kvpress
@@ -20,6 +21,9 @@ public struct ObservedAttentionScorer: KVScorer {
         guard blockSize >= 1 else { throw .invalidParameter(name: "blockSize", value: "\(blockSize)", expected: ">= 1") }
         self.blockSize = blockSize
     }
+
+    /// `true`: prompt attention is accumulated from the host's column sums when it provides them.
+    public var needsAttentionColumnSums: Bool { true }
 
     /// Accumulated attention per layer, KV head and position.
     public func makeState(shape: KVModelShape) -> KVAccumulatedAttention { KVAccumulatedAttention(shape: shape) }
