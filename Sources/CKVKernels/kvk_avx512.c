@@ -108,9 +108,12 @@ static inline size_t ahead_rows(size_t stride) {
     return r < 16 ? 16 : r > 256 ? 256 : r;
 }
 
-/* Prefetches `bytes` bytes at p (one hint per cache line). */
-INL void prefetch_bytes(const char *p, size_t bytes) {
-    for (size_t off = 0; off < bytes; off += 64) _mm_prefetch(p + off, _MM_HINT_T0);
+/* Prefetches `bytes` bytes at base + offset (one hint per cache line). The address may lie past the
+ * caller's rows: a prefetch never faults, and in a cache the next rows of the same head usually
+ * follow, so a chunked caller's next call starts warm. */
+INL void prefetch_bytes(const char *base, size_t offset, size_t bytes) {
+    const uintptr_t p = (uintptr_t)base + offset;
+    for (size_t off = 0; off < bytes; off += 64) _mm_prefetch((const char *)(p + off), _MM_HINT_T0);
 }
 
 /* Elements [c, c + 32) as two vectors (c % 32 == 0): a q8_0 block's scale is converted once. */
@@ -204,8 +207,7 @@ INL void scores_group(kvk_type t, const float *q, size_t q_stride, int M, const 
     const size_t pd = ahead_rows(key_stride), rb = kvk_row_bytes(t, d);
     for (size_t j = 0; j < n16; j += 16) {
         __m512 res[4];
-        if (j + pd + 16 <= n16)
-            for (size_t k = 0; k < 16; k++) prefetch_bytes(keys + (j + pd + k) * key_stride, rb);
+        for (size_t k = 0; k < 16; k++) prefetch_bytes(keys, (j + pd + k) * key_stride, rb);
         if (preload) scores16(t, keys + j * key_stride, key_stride, q, q_stride, qv, M, d, 64, res);
         else scores16(t, keys + j * key_stride, key_stride, q, q_stride, qv, M, d, 0, res);
         for (int h = 0; h < M; h++) _mm512_storeu_ps(out + h * out_stride + j, _mm512_mul_ps(sv, res[h]));
@@ -328,11 +330,11 @@ INL void wsum_chunk(kvk_type t, const float *w, size_t w_stride, int M, const ch
     for (int h = 0; h < M; h++)
         for (int v = 0; v < V; v++) acc[h][v] = _mm512_loadu_ps(out + h * out_stride + c0 + 16 * v);
     const size_t pd = ahead_rows(stride), rb = prefetch ? kvk_row_bytes(t, 16 * (size_t)V) : 0;
-    const size_t pf_end = prefetch && n > pd ? n - pd : 0, first = prefetch ? kvk_row_bytes(t, c0) : 0;
+    const size_t first = prefetch ? kvk_row_bytes(t, c0) : 0;
     for (size_t j = 0; j < n; j++) {
         const char *row = values + j * stride;
         __m512 x[4];
-        if (j < pf_end) prefetch_bytes(row + pd * stride + first, rb);
+        if (prefetch) prefetch_bytes(values, (j + pd) * stride + first, rb);
         if (V == 4) {
             row32(t, row, c0, &x[0], &x[1]);
             row32(t, row, c0 + 32, &x[2], &x[3]);
