@@ -1,5 +1,5 @@
 /*
- * AVX-512 kernels (F, BW, VL, DQ, VNNI, VBMI) for the hot decode paths: multi-head attention scores
+ * AVX-512 kernels (F, BW, VL, DQ, VNNI) for the hot decode paths: multi-head attention scores
  * and weighted sums over f32/f16/bf16/q8_0 rows, the softmax exponentials, the same-run
  * read-bandwidth reference, and the int8 Q4_1 matrix-vector product. Every other entry of the table stays the AVX2 one (see
  * kvk_avx512_override); shapes these kernels do not cover are handed to the AVX2 table too.
@@ -9,7 +9,7 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-#define TGT512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512vbmi,avx2,fma,f16c")))
+#define TGT512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
 #define INL static inline __attribute__((always_inline)) TGT512
 
 /* ------------------------------------------------------------ read-bandwidth reference */

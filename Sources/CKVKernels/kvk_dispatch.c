@@ -27,7 +27,7 @@ static int cpu_has_avx2(void) {
 static int cpu_has_avx512(void) {
     return cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-           __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vbmi");
+           __builtin_cpu_supports("avx512vnni");
 }
 #endif
 

@@ -2,8 +2,8 @@ import CKVKernels
 
 /// Run-time control of the C kernels (`CKVKernels`): which instruction set they use.
 ///
-/// The kernels pick an implementation once, at first use: on x86_64 AVX-512 (F, BW, VL, DQ, VNNI,
-/// VBMI) when the CPU has it, else AVX2 + FMA + F16C; NEON on arm64; portable scalar C otherwise.
+/// The kernels pick an implementation once, at first use: on x86_64 AVX-512 (F, BW, VL, DQ and
+/// VNNI) when the CPU has it, else AVX2 + FMA + F16C; NEON on arm64; portable scalar C otherwise.
 /// The environment variables `KVK_FORCE_SCALAR=1` or `KVK_ISA=scalar|avx2|avx512|neon` (read at
 /// first use) and ``use(_:)`` / ``forceScalar`` (at any time) select another supported path: for
 /// tests, for comparing paths in a benchmark, and for checking a suspected SIMD bug.
@@ -14,7 +14,7 @@ public enum Kernels {
         case scalar
         /// x86_64 AVX2 with FMA and F16C.
         case avx2
-        /// x86_64 AVX-512 (F, BW, VL, DQ, VNNI, VBMI); kernels without an AVX-512 version use AVX2.
+        /// x86_64 AVX-512 (F, BW, VL, DQ, VNNI); kernels without an AVX-512 version use AVX2.
         case avx512
         /// AArch64 Advanced SIMD (NEON).
         case neon

@@ -6,7 +6,7 @@
  *  - pointers may be unaligned; n == 0 is valid and does nothing (dot returns 0);
  *  - block formats (q8_0, q4_0, q4_1) use the GGUF byte layout and 32-element blocks; element counts
  *    handed to block kernels must be multiples of KVK_BLOCK (callers check, kernels assume);
- *  - the implementation is chosen once at first use: on x86_64 AVX-512 (F, BW, VL, DQ, VNNI, VBMI)
+ *  - the implementation is chosen once at first use: on x86_64 AVX-512 (F, BW, VL, DQ, VNNI)
  *    when the CPU has it, else AVX2+FMA+F16C; NEON on arm64; portable scalar C everywhere else.
  *    Setting the environment variable KVK_FORCE_SCALAR=1 (or KVK_ISA=scalar|avx2|avx512|neon) before
  *    first use, or calling kvk_set_force_scalar(1) / kvk_set_isa at any time, selects another path
@@ -29,7 +29,7 @@ typedef enum kvk_isa {
     KVK_ISA_SCALAR = 0,
     KVK_ISA_AVX2 = 1, /* AVX2 + FMA + F16C */
     KVK_ISA_NEON = 2,
-    KVK_ISA_AVX512 = 3 /* AVX-512 F/BW/VL/DQ/VNNI/VBMI (plus AVX2, FMA, F16C); kernels without an
+    KVK_ISA_AVX512 = 3 /* AVX-512 F/BW/VL/DQ/VNNI (plus AVX2, FMA, F16C); kernels without an
                           AVX-512 version use the AVX2 one */
 } kvk_isa;
 
