@@ -8,13 +8,9 @@ extension AttentionBenchmarks {
     static func columnSums(_ context: BenchContext, lengths: [Int], group: String) {
         let scale = 1 / Float(headDim).squareRoot()
         for n in lengths {
-            let cache = SyntheticHeads(kvHeads: kvHeads, count: n, headDim: headDim, type: .f16)
-            let queries = UnsafeMutablePointer<Float>.allocate(capacity: n * heads * headDim)
-            defer { queries.deallocate() }
-            var rng = SplitMix(seed: 7)
-            for i in 0..<(n * heads * headDim) { queries[i] = rng.nextFloat() - 0.5 }
-            let output = UnsafeMutablePointer<Float>.allocate(capacity: n * heads * headDim)
-            defer { output.deallocate() }
+            let problem = PrefillProblem(tokens: n, seed: 7)
+            defer { withExtendedLifetime(problem) {} }  // it owns the buffers used below
+            let (cache, queries, output) = (problem.cache, problem.queries, problem.output)
             let sums = UnsafeMutablePointer<Float>.allocate(capacity: kvHeads * n)
             defer { sums.deallocate() }
             for threads in context.options.threads {

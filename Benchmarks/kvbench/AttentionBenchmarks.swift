@@ -51,6 +51,29 @@ final class SyntheticHeads {
     }
 }
 
+/// A causal prefill problem for the attention benchmarks: an f16 cache of `tokens` rows per KV head,
+/// random queries for every token and head, and an output buffer.
+final class PrefillProblem {
+    let cache: SyntheticHeads
+    let queries: UnsafeMutablePointer<Float>
+    let output: UnsafeMutablePointer<Float>
+
+    init(tokens: Int, seed: UInt64) {
+        let h = AttentionBenchmarks.self
+        let count = tokens * h.heads * h.headDim
+        cache = SyntheticHeads(kvHeads: h.kvHeads, count: tokens, headDim: h.headDim, type: .f16)
+        queries = .allocate(capacity: max(count, 1))
+        var rng = SplitMix(seed: seed)
+        for i in 0..<count { queries[i] = rng.nextFloat() - 0.5 }
+        output = .allocate(capacity: max(count, 1))
+    }
+
+    deinit {
+        queries.deallocate()
+        output.deallocate()
+    }
+}
+
 /// Deterministic random numbers for synthetic data.
 struct SplitMix {
     var state: UInt64
@@ -117,13 +140,9 @@ enum AttentionBenchmarks {
         let lengths = context.options.quick ? [256] : [512, 2048, 8192]
         let scale = 1 / Float(headDim).squareRoot()
         for n in lengths {
-            let cache = SyntheticHeads(kvHeads: kvHeads, count: n, headDim: headDim, type: .f16)
-            let queries = UnsafeMutablePointer<Float>.allocate(capacity: n * heads * headDim)
-            defer { queries.deallocate() }
-            var rng = SplitMix(seed: 5)
-            for i in 0..<(n * heads * headDim) { queries[i] = rng.nextFloat() - 0.5 }
-            let output = UnsafeMutablePointer<Float>.allocate(capacity: n * heads * headDim)
-            defer { output.deallocate() }
+            let problem = PrefillProblem(tokens: n, seed: 5)
+            defer { withExtendedLifetime(problem) {} }  // it owns the buffers used below
+            let (cache, queries, output) = (problem.cache, problem.queries, problem.output)
             // Causal: query t sees t + 1 keys; QK^T and PV cost 2 d flops each per (query, key, head).
             let flops = 4.0 * Double(headDim) * Double(heads) * Double(n) * Double(n + 1) / 2
             for threads in context.options.threads {
