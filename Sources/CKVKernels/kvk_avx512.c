@@ -1,7 +1,8 @@
 /*
- * AVX-512 kernels (F, BW, VL, DQ, VNNI) for the hot decode paths: multi-head attention scores
- * and weighted sums over f32/f16/bf16/q8_0 rows, the softmax exponentials, the same-run
- * read-bandwidth reference, and the int8 Q4_1 matrix-vector product. Every other entry of the table stays the AVX2 one (see
+ * AVX-512 kernels (F, BW, VL, DQ, VNNI) for the hot paths: attention scores and weighted sums over
+ * f32/f16/bf16/q8_0 rows (a few query heads per key row in decode, many in prefill tiles), the
+ * softmax exponentials, the int8 (VNNI) Q4_1 matrix-vector and batched products, and the same-run
+ * read-bandwidth reference. Every other entry of the table stays the AVX2 one (see
  * kvk_avx512_override); shapes these kernels do not cover are handed to the AVX2 table too.
  */
 #include "kvk_internal.h"
