@@ -6,6 +6,7 @@
 #include "kvk_internal.h"
 #include <stdatomic.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,17 +60,22 @@ static const kvk_ops *best_ops(void) {
 }
 
 /* The table the environment asks for: KVK_FORCE_SCALAR (non-empty, not "0") or KVK_ISA=scalar|avx2|
- * avx512|neon (ignored when unsupported); NULL when neither is set. */
+ * avx512|neon; NULL when neither is set. An unknown or unsupported KVK_ISA is reported on stderr at
+ * first use and ignored (the best ISA is used). */
 static const kvk_ops *env_ops(void) {
     const char *v = getenv("KVK_FORCE_SCALAR");
     if (v != NULL && v[0] != '\0' && strcmp(v, "0") != 0) return &kvk_ops_scalar;
     const char *isa = getenv("KVK_ISA");
-    if (isa == NULL) return NULL;
-    if (strcmp(isa, "scalar") == 0) return &kvk_ops_scalar;
-    if (strcmp(isa, "avx2") == 0) return table_for(KVK_ISA_AVX2);
-    if (strcmp(isa, "avx512") == 0) return table_for(KVK_ISA_AVX512);
-    if (strcmp(isa, "neon") == 0) return table_for(KVK_ISA_NEON);
-    return NULL;
+    if (isa == NULL || isa[0] == '\0') return NULL;
+    const kvk_ops *t = NULL;
+    if (strcmp(isa, "scalar") == 0) t = &kvk_ops_scalar;
+    else if (strcmp(isa, "avx2") == 0) t = table_for(KVK_ISA_AVX2);
+    else if (strcmp(isa, "avx512") == 0) t = table_for(KVK_ISA_AVX512);
+    else if (strcmp(isa, "neon") == 0) t = table_for(KVK_ISA_NEON);
+    if (t == NULL)
+        fprintf(stderr, "CKVKernels: KVK_ISA=%s is not one of scalar|avx2|avx512|neon supported by this CPU; "
+                        "using the best supported ISA\n", isa);
+    return t;
 }
 
 static const kvk_ops *init_ops(void) {

@@ -10,7 +10,8 @@
  *    when the CPU has it, else AVX2+FMA+F16C; NEON on arm64; portable scalar C everywhere else.
  *    Setting the environment variable KVK_FORCE_SCALAR=1 (or KVK_ISA=scalar|avx2|avx512|neon) before
  *    first use, or calling kvk_set_force_scalar(1) / kvk_set_isa at any time, selects another path
- *    (tests use this to cover every path this CPU can run).
+ *    (tests use this to cover every path this CPU can run); a KVK_ISA this CPU cannot run is
+ *    reported on stderr and ignored.
  */
 #ifndef CKVKERNELS_H
 #define CKVKERNELS_H
