@@ -7,13 +7,26 @@ extension Attention {
 
     /// One query token over every row of every KV head (no mask: all cached rows are in the past).
     /// The query heads of a GQA group share one pass over their KV head's rows.
+    ///
+    /// With `columnSums`, it also hands out the softmax probabilities it computed, summed over the
+    /// query heads of each group (the decode-step counterpart of `prefill`'s column sums, for
+    /// accumulated-attention policies such as H2O).
     /// - Parameters:
     ///   - query: `[heads][headDim]` f32.
     ///   - output: `[heads][headDim]` f32 (a head with no rows gets zeros).
+    ///   - columnSums: nil (default), or where to write, for KV head `m` and row `j`, the sum over the
+    ///     query heads of group `m` of their probability of row `j`, at
+    ///     `columnSums + m * columnSumStride + j` for `j < kv[m].count` (overwritten).
+    ///   - columnSumStride: floats between KV heads in `columnSums`, at least the largest row count.
     /// - Complexity: O(heads x rows x headDim) time; reads each cached row once per KV head.
     public static func decode(query: UnsafePointer<Float>, heads: Int, headDim: Int, kv: [KVHeadView],
-                              scale: Float, output: UnsafeMutablePointer<Float>, pool: ThreadPool?) {
+                              scale: Float, output: UnsafeMutablePointer<Float>,
+                              columnSums: UnsafeMutablePointer<Float>? = nil, columnSumStride: Int = 0,
+                              pool: ThreadPool?) {
         check(heads: heads, headDim: headDim, kv: kv)
+        if columnSums != nil {
+            precondition(columnSumStride >= (kv.map(\.count).max() ?? 0), "column-sum stride smaller than a head's rows")
+        }
         let g = heads / kv.count
         let d = headDim
         // Work items: (kv head, chunk of rows).
@@ -61,6 +74,8 @@ extension Attention {
         for m in 0..<kv.count {
             var last = first
             while last < items.count && items[last].m == m { last += 1 }
+            let sums = columnSums.map { $0 + m * columnSumStride }
+            sums?.initialize(repeating: 0, count: kv[m].count)
             for h in 0..<g {
                 let out = output + (m * g + h) * d
                 var globalMax = -Float.infinity
@@ -76,6 +91,14 @@ extension Attention {
                     kvk_axpy_f32(w, p + 2, out, d)
                 }
                 kvk_scale_f32(1 / total, out, d)
+                // probabilities: each chunk's exp(s - chunk max) times exp(chunk max - max) / total
+                guard let sums else { continue }
+                for i in first..<last {
+                    let p = partials + (i * g + h) * partStride
+                    guard p[0] > -.infinity else { continue }
+                    kvk_axpy_f32(expf(p[0] - globalMax) / total, scores + (i * g + h) * decodeChunk,
+                                 sums + items[i].start, items[i].end - items[i].start)
+                }
             }
             first = last
         }

@@ -19,8 +19,8 @@ extension LlamaSession {
     /// Runs `tokens` through every layer at positions `position ..< position + count`, appending
     /// their keys and values to the cache, and calls `afterAttention` for every layer right after
     /// its attention (where prefill policies compress). Writes the last token's logits into the
-    /// scratch logits buffer when `logits` is true. With `columnSums`, a prefill pass of more than
-    /// one token also hands the attention's column sums to `afterAttention` (computed by the
+    /// scratch logits buffer when `logits` is true. With `columnSums`, the pass (prefill chunk or
+    /// decode step) also hands the attention's column sums to `afterAttention` (computed by the
     /// attention itself, for policies that accumulate attention).
     func forward(_ tokens: UnsafeBufferPointer<Int32>, logits: Bool, columnSums: Bool = false,
                  afterAttention: (LayerPass) throws(KVError) -> Void) throws(KVError) {
@@ -66,17 +66,22 @@ extension LlamaSession {
             try cache.append(layer: l, keys: s.k, values: s.v, positions: s.positions, count: n)
             let views = cache.headViews(layer: l)
             var sums: [[Float]]?
-            if n == 1 {
-                Attention.decode(query: s.q, heads: c.heads, headDim: d, kv: views, scale: scale,
-                                 output: s.attn, pool: pool)
-            } else if columnSums {
+            if columnSums {
                 let stride = views.map(\.count).max() ?? 0
                 let flat = UnsafeMutablePointer<Float>.allocate(capacity: max(views.count * stride, 1))
                 defer { flat.deallocate() }
-                Attention.prefill(queries: s.q, queryCount: n, queryTokenStride: hidden,
-                                  queryPositions: s.positions, heads: c.heads, headDim: d, kv: views,
-                                  scale: scale, output: s.attn, columnSums: flat, columnSumStride: stride, pool: pool)
+                if n == 1 {
+                    Attention.decode(query: s.q, heads: c.heads, headDim: d, kv: views, scale: scale, output: s.attn,
+                                     columnSums: flat, columnSumStride: stride, pool: pool)
+                } else {
+                    Attention.prefill(queries: s.q, queryCount: n, queryTokenStride: hidden,
+                                      queryPositions: s.positions, heads: c.heads, headDim: d, kv: views, scale: scale,
+                                      output: s.attn, columnSums: flat, columnSumStride: stride, pool: pool)
+                }
                 sums = views.indices.map { m in Array(UnsafeBufferPointer(start: flat + m * stride, count: views[m].count)) }
+            } else if n == 1 {
+                Attention.decode(query: s.q, heads: c.heads, headDim: d, kv: views, scale: scale,
+                                 output: s.attn, pool: pool)
             } else {
                 Attention.prefill(queries: s.q, queryCount: n, queryTokenStride: hidden,
                                   queryPositions: s.positions, heads: c.heads, headDim: d, kv: views,

@@ -36,9 +36,10 @@ extension LlamaSession {
     public func decode(_ token: Int32) throws(KVError) -> [Float] {
         try checkCapacity(adding: 1)
         try [token].withUnsafeBufferPointer { (one: UnsafeBufferPointer<Int32>) throws(KVError) in
-            try forward(one, logits: true) { (pass: LayerPass) throws(KVError) in
+            try forward(one, logits: true, columnSums: compressor.needsAttentionColumnSums) { (pass: LayerPass) throws(KVError) in
                 try compressor.afterDecode(layer: pass.layer, query: pass.queries,
-                                           preRoPEQuery: pass.preRoPEQueries, position: pass.positions[0], pool: pool)
+                                           preRoPEQuery: pass.preRoPEQueries, position: pass.positions[0], pool: pool,
+                                           attentionColumnSums: pass.attentionColumnSums)
             }
         }
         return lastLogits

@@ -101,6 +101,57 @@ final class AttentionColumnSumTests: XCTestCase {
         }
     }
 
+    /// `Attention.decode`'s column sums (one query token over every row): heads longer than the
+    /// decode chunk (several partial softmaxes merged), a single row and an empty head.
+    func testDecodeColumnSumsMatchNaiveReference() {
+        var rng = SystemRandomNumberGenerator()
+        let pool = ThreadPool(threads: 2)
+        for type in [ElementType.f32, .f16, .q8_0] {
+            let (nHeads, kvHeads, d) = (8, 4, 64)
+            let counts = [2 * Attention.decodeChunk + 300, 1, Attention.decodeChunk + 6, 0]
+            let heads = counts.enumerated().map { m, n in Head(count: n, d: d, type: type, rng: &rng, gapEvery: m == 0 ? 7 : 0) }
+            let q = (0..<(nHeads * d)).map { _ in Float.random(in: -2...2, using: &rng) }
+            let scale = 1 / Float(d).squareRoot()
+            let g = nHeads / kvHeads
+            var ref = heads.map { [Double](repeating: 0, count: $0.count) }
+            for h in 0..<nHeads {
+                let p = heads[h / g].reference(q[(h * d)..<(h * d + d)], position: .max, scale: scale).probs
+                for j in p.indices { ref[h / g][j] += p[j] }
+            }
+            let stride = counts.max()! + 1
+            let positions = heads.map { h -> UnsafeMutablePointer<Int32> in
+                let b = UnsafeMutablePointer<Int32>.allocate(capacity: max(h.count, 1))
+                b.initialize(from: h.positions, count: h.count)
+                return b
+            }
+            defer { positions.forEach { $0.deallocate() } }
+            defer { withExtendedLifetime(heads) {} }  // the views below point into the heads' rows
+            let views = zip(heads, positions).map { $0.view($1) }
+            func run(_ pool: ThreadPool?, sums: Bool) -> (out: [Float], sums: [Float]) {
+                var out = [Float](repeating: .nan, count: nHeads * d)
+                var s = [Float](repeating: -7, count: kvHeads * stride)
+                s.withUnsafeMutableBufferPointer { sp in
+                    Attention.decode(query: q, heads: nHeads, headDim: d, kv: views, scale: scale, output: &out,
+                                     columnSums: sums ? sp.baseAddress! : nil, columnSumStride: stride, pool: pool)
+                }
+                return (out, s)
+            }
+            let one = run(nil, sums: true), two = run(pool, sums: true), plain = run(pool, sums: false)
+            XCTAssertEqual(one.out, plain.out, "\(type): output with and without column sums")
+            XCTAssertEqual(one.sums, two.sums, "\(type): 1 vs 2 threads")
+            let tol = type.isBlockQuantized ? 2e-3 : 1e-4
+            for m in 0..<kvHeads {
+                for j in 0..<counts[m] {
+                    XCTAssertEqual(Double(one.sums[m * stride + j]), ref[m][j], accuracy: tol * (1 + ref[m][j]),
+                                   "\(type) head \(m) row \(j)")
+                }
+                for j in counts[m]..<stride { XCTAssertEqual(one.sums[m * stride + j], -7, "\(type) head \(m) row \(j)") }
+                let total = (0..<counts[m]).reduce(0.0) { $0 + Double(one.sums[m * stride + $1]) }
+                XCTAssertEqual(total, counts[m] > 0 ? Double(g) : 0, accuracy: 1e-4, "\(type) head \(m) total")
+            }
+        }
+    }
+
     func testNoQueriesGiveZeroSums() {
         var rng = SystemRandomNumberGenerator()
         let c = Case(heads: 2, kvHeads: 2, d: 64, counts: [3, 5], queries: 0, type: .f32, prompt: true)

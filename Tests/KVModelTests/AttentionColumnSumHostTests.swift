@@ -3,8 +3,8 @@ import KVCore
 import XCTest
 @testable import KVModel
 
-/// The Llama host hands its prefill attention's column sums to policies that ask for them, and
-/// accumulating them gives what probing the attention gives.
+/// The Llama host hands its prefill and decode attention's column sums to policies that ask for
+/// them, and accumulating them gives what probing the attention gives.
 final class AttentionColumnSumHostTests: XCTestCase {
     /// What the probe saw: hooks with and without column sums, and the worst relative difference
     /// between accumulated attention from the sums and from probing.
@@ -14,10 +14,13 @@ final class AttentionColumnSumHostTests: XCTestCase {
         var worst: Float = 0
     }
 
-    /// Asks for column sums and checks them against probing in every prefill hook.
+    /// Asks for column sums and checks them against probing in every prefill and decode hook.
     struct Probe: KVCachePolicy {
         let record: Record
         var needsAttentionColumnSums: Bool { true }
+        func afterDecode(_ context: KVLayerContext, state: inout KVNoState) throws(KVError) {
+            try afterPrefill(context, state: &state)
+        }
         func afterPrefill(_ context: KVLayerContext, state: inout KVNoState) throws(KVError) {
             guard context.attentionColumnSums != nil else {
                 record.withoutSums += 1
@@ -52,9 +55,9 @@ final class AttentionColumnSumHostTests: XCTestCase {
             let record = Record()
             let session = try LlamaSession(model: model, policy: Probe(record: record), chunkSize: chunk)
             _ = try session.prefill(ids)
-            _ = try session.decode(ids[0])  // decode: no column sums, no hook here
+            _ = try session.decode(ids[0])  // decode: column sums too (checked in afterDecode)
             let chunks = (ids.count + chunk - 1) / chunk
-            XCTAssertEqual(record.withSums, layers * chunks, "chunk \(chunk)")
+            XCTAssertEqual(record.withSums, layers * (chunks + 1), "chunk \(chunk): prefill chunks and one decode step")
             XCTAssertEqual(record.withoutSums, 0, "chunk \(chunk)")
             XCTAssertLessThan(record.worst, 1e-3, "chunk \(chunk)")
         }

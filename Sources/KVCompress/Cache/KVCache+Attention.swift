@@ -11,13 +11,21 @@ extension KVCache {
     ///     `h / (heads / kvHeads)`).
     ///   - output: `[heads][headDim]` f32.
     ///   - scale: softmax scale (default `1 / sqrt(headDim)`).
+    ///   - columnSums: nil, or where this step's attention column sums go (what
+    ///     ``KVLayerContext/attentionColumnSums`` holds): KV head `m`, row `j` at
+    ///     `columnSums + m * columnSumStride + j`, the sum over the query heads of group `m` of
+    ///     their softmax probability of row `j`.
+    ///   - columnSumStride: floats between KV heads in `columnSums` (at least the layer's largest
+    ///     head count).
     ///   - pool: thread pool (nil: the calling thread).
     /// - Precondition: `heads` is a positive multiple of ``kvHeads``.
     public func attend(layer: Int, query: UnsafePointer<Float>, heads: Int, output: UnsafeMutablePointer<Float>,
-                       scale: Float? = nil, pool: ThreadPool? = nil) {
+                       scale: Float? = nil, columnSums: UnsafeMutablePointer<Float>? = nil, columnSumStride: Int = 0,
+                       pool: ThreadPool? = nil) {
         precondition(heads >= kvHeads && heads % kvHeads == 0, "heads must be a multiple of kvHeads")
         Attention.decode(query: query, heads: heads, headDim: headDim, kv: headViews(layer: layer),
-                         scale: scale ?? defaultAttentionScale, output: output, pool: pool)
+                         scale: scale ?? defaultAttentionScale, output: output, columnSums: columnSums,
+                         columnSumStride: columnSumStride, pool: pool)
     }
 
     /// Causal prefill attention of `queryCount` tokens over `layer` (calls `Attention.prefill`): key

@@ -36,11 +36,11 @@ public protocol KVCachePolicy: Sendable {
     /// A short name for logs and benchmarks (default: the type name).
     var name: String { get }
 
-    /// Whether the policy reads ``KVLayerContext/attentionColumnSums`` during prefill (default
-    /// `false`). A host that sees `true` (through ``KVCompressor/needsAttentionColumnSums``) should
-    /// let its prefill attention produce the column sums (`Attention.prefill(...columnSums:...)`),
-    /// which costs a few percent of the attention, instead of the policy probing the attention
-    /// again, which costs about as much as the attention itself.
+    /// Whether the policy reads ``KVLayerContext/attentionColumnSums`` (default `false`). A host
+    /// that sees `true` (through ``KVCompressor/needsAttentionColumnSums``) should let its prefill
+    /// and decode attention produce the column sums (`Attention.prefill(...columnSums:...)`,
+    /// `Attention.decode(...columnSums:...)`), which costs a few percent of the attention, instead
+    /// of the policy probing the attention again, which costs about as much as the attention itself.
     var needsAttentionColumnSums: Bool { get }
 }
 

@@ -37,9 +37,11 @@ public final class KVCompressor {
     public let cache: KVCache
     /// The model shape the policy sees.
     public let shape: KVModelShape
-    /// Whether the policy reads attention column sums during prefill
-    /// (``KVCachePolicy/needsAttentionColumnSums``): a host should then pass the column sums of its
-    /// prefill attention to ``afterPrefill(layer:queries:preRoPEQueries:queryTokenStride:positions:count:totalLength:isFirstChunk:isLastChunk:pool:attentionColumnSums:)``.
+    /// Whether the policy reads attention column sums (``KVCachePolicy/needsAttentionColumnSums``):
+    /// a host should then pass the column sums of its prefill attention to
+    /// ``afterPrefill(layer:queries:preRoPEQueries:queryTokenStride:positions:count:totalLength:isFirstChunk:isLastChunk:pool:attentionColumnSums:)``
+    /// and those of its decode attention to
+    /// ``afterDecode(layer:query:preRoPEQuery:position:pool:attentionColumnSums:)``.
     public let needsAttentionColumnSums: Bool
     private var runner: any KVPolicyRunner
 
@@ -106,14 +108,19 @@ public final class KVCompressor {
     ///   - preRoPEQuery: the query before RoPE, or nil.
     ///   - position: the token's position; the sequence length is taken as `position + 1`.
     ///   - pool: thread pool for attention probes (nil: the calling thread).
+    ///   - attentionColumnSums: this step's attention probabilities per KV head and cache row, summed
+    ///     over the group's query heads (`Attention.decode`'s column sums; see
+    ///     ``KVLayerContext/attentionColumnSums``), or nil (policies that need them probe).
     public func afterDecode(layer: Int, query: UnsafePointer<Float>, preRoPEQuery: UnsafePointer<Float>?,
-                            position: Int32, pool: ThreadPool? = nil) throws(KVError) {
+                            position: Int32, pool: ThreadPool? = nil,
+                            attentionColumnSums: [[Float]]? = nil) throws(KVError) {
         var p = position
         try withUnsafePointer(to: &p) { (pp: UnsafePointer<Int32>) throws(KVError) in
             let context = KVLayerContext(layer: layer, shape: shape, phase: .decode, queries: query,
                                          preRoPEQueries: preRoPEQuery, queryTokenStride: shape.heads * shape.headDim,
                                          positions: pp, tokenCount: 1, totalLength: Int(position) + 1,
-                                         isFirstChunk: false, isLastChunk: false, cache: cache, pool: pool)
+                                         isFirstChunk: false, isLastChunk: false, cache: cache, pool: pool,
+                                         attentionColumnSums: attentionColumnSums)
             try runner.decode(context)
         }
     }
