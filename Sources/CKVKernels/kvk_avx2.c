@@ -78,13 +78,6 @@ INL __m256 exp8(__m256 x) {
     return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
 }
 
-/* Rows to prefetch ahead: about KVK_PREFETCH_BYTES of row data, between min_rows and 256 rows. */
-#define KVK_PREFETCH_BYTES 8192
-static inline size_t prefetch_rows(size_t stride, size_t min_rows) {
-    size_t pd = stride > 0 ? KVK_PREFETCH_BYTES / stride : min_rows;
-    return pd < min_rows ? min_rows : pd > 256 ? 256 : pd;
-}
-
 /* Prefetches the row data of rows [first, first + count) (row_bytes each, stride apart). */
 INL void prefetch_row_range(const char *base, size_t stride, size_t row_bytes, size_t first, size_t count) {
     for (size_t r = first; r < first + count; r++)

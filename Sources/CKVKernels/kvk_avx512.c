@@ -100,15 +100,6 @@ INL __m512 row16(kvk_type t, const char *row, size_t c) {
     }
 }
 
-/* Rows ahead to prefetch: about 8 KB of rows (DRAM latency times this core's bandwidth), 16..256. */
-#ifndef KVK_AHEAD_BYTES
-#define KVK_AHEAD_BYTES 8192
-#endif
-static inline size_t ahead_rows(size_t stride) {
-    const size_t r = stride > 0 ? KVK_AHEAD_BYTES / stride : 16;
-    return r < 16 ? 16 : r > 256 ? 256 : r;
-}
-
 /* Prefetches `bytes` bytes at base + offset (one hint per cache line). The address may lie past the
  * caller's rows: a prefetch never faults, and in a cache the next rows of the same head usually
  * follow, so a chunked caller's next call starts warm. */
@@ -205,7 +196,7 @@ INL void scores_group(kvk_type t, const float *q, size_t q_stride, int M, const 
     if (preload)
         for (int h = 0; h < M; h++)
             for (int v = 0; v < 4; v++) qv[4 * h + v] = _mm512_loadu_ps(q + h * q_stride + 16 * v);
-    const size_t pd = ahead_rows(key_stride), rb = kvk_row_bytes(t, d);
+    const size_t pd = prefetch_rows(key_stride, 16), rb = kvk_row_bytes(t, d);
     for (size_t j = 0; j < n16; j += 16) {
         __m512 res[4];
         for (size_t k = 0; k < 16; k++) prefetch_bytes(keys, (j + pd + k) * key_stride, rb);
@@ -330,7 +321,7 @@ INL void wsum_chunk(kvk_type t, const float *w, size_t w_stride, int M, const ch
     __m512 acc[4][4];
     for (int h = 0; h < M; h++)
         for (int v = 0; v < V; v++) acc[h][v] = _mm512_loadu_ps(out + h * out_stride + c0 + 16 * v);
-    const size_t pd = ahead_rows(stride), rb = prefetch ? kvk_row_bytes(t, 16 * (size_t)V) : 0;
+    const size_t pd = prefetch_rows(stride, 16), rb = prefetch ? kvk_row_bytes(t, 16 * (size_t)V) : 0;
     const size_t first = prefetch ? kvk_row_bytes(t, c0) : 0;
     for (size_t j = 0; j < n; j++) {
         const char *row = values + j * stride;
@@ -530,9 +521,8 @@ INL int tile_rows(const char *wc, size_t rb, size_t r, size_t rows, const char *
     return R;
 }
 
-#ifndef KVK_Q41_PF_TILES
+/* Q4_1 matvec: 4-row tiles prefetched this many tiles ahead (~11 KB at 576 columns). */
 #define KVK_Q41_PF_TILES 8
-#endif
 
 static TGT512 void avx512_matvec_q8act(kvk_type wt, const void *w, size_t rows, size_t cols,
                                        const kvk_block_q8_act *xq, float *y) {

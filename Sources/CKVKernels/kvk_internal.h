@@ -88,6 +88,14 @@ void kvk_ref_quantize_q8_0(const float *x, kvk_block_q8_0 *y, size_t n);
 void kvk_ref_quantize_q4_0(const float *x, kvk_block_q4_0 *y, size_t n);
 void kvk_ref_quantize_q4_1(const float *x, kvk_block_q4_1 *y, size_t n);
 
+/* Rows to prefetch ahead (SIMD attention kernels): about KVK_PREFETCH_BYTES of row data (this
+ * machine class's memory latency times one core's bandwidth), between min_rows and 256 rows. */
+#define KVK_PREFETCH_BYTES 8192
+static inline size_t prefetch_rows(size_t stride, size_t min_rows) {
+    size_t pd = stride > 0 ? KVK_PREFETCH_BYTES / stride : min_rows;
+    return pd < min_rows ? min_rows : pd > 256 ? 256 : pd;
+}
+
 /* ------------------------------------------------------------ scalar bit helpers */
 
 static inline uint32_t kvk_f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }

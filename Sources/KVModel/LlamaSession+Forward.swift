@@ -65,27 +65,20 @@ extension LlamaSession {
             }
             try cache.append(layer: l, keys: s.k, values: s.v, positions: s.positions, count: n)
             let views = cache.headViews(layer: l)
-            var sums: [[Float]]?
-            if columnSums {
-                let stride = views.map(\.count).max() ?? 0
-                let flat = UnsafeMutablePointer<Float>.allocate(capacity: max(views.count * stride, 1))
-                defer { flat.deallocate() }
-                if n == 1 {
-                    Attention.decode(query: s.q, heads: c.heads, headDim: d, kv: views, scale: scale, output: s.attn,
-                                     columnSums: flat, columnSumStride: stride, pool: pool)
-                } else {
-                    Attention.prefill(queries: s.q, queryCount: n, queryTokenStride: hidden,
-                                      queryPositions: s.positions, heads: c.heads, headDim: d, kv: views, scale: scale,
-                                      output: s.attn, columnSums: flat, columnSumStride: stride, pool: pool)
-                }
-                sums = views.indices.map { m in Array(UnsafeBufferPointer(start: flat + m * stride, count: views[m].count)) }
-            } else if n == 1 {
-                Attention.decode(query: s.q, heads: c.heads, headDim: d, kv: views, scale: scale,
-                                 output: s.attn, pool: pool)
+            // With column sums, the attention writes them into `flat` (KV head m at m * stride).
+            let stride = columnSums ? views.map(\.count).max() ?? 0 : 0
+            let flat = columnSums ? UnsafeMutablePointer<Float>.allocate(capacity: max(views.count * stride, 1)) : nil
+            defer { flat?.deallocate() }
+            if n == 1 {
+                Attention.decode(query: s.q, heads: c.heads, headDim: d, kv: views, scale: scale, output: s.attn,
+                                 columnSums: flat, columnSumStride: stride, pool: pool)
             } else {
                 Attention.prefill(queries: s.q, queryCount: n, queryTokenStride: hidden,
-                                  queryPositions: s.positions, heads: c.heads, headDim: d, kv: views,
-                                  scale: scale, output: s.attn, pool: pool)
+                                  queryPositions: s.positions, heads: c.heads, headDim: d, kv: views, scale: scale,
+                                  output: s.attn, columnSums: flat, columnSumStride: stride, pool: pool)
+            }
+            let sums = flat.map { f in
+                views.indices.map { m in Array(UnsafeBufferPointer(start: f + m * stride, count: views[m].count)) }
             }
             try afterAttention(LayerPass(layer: l, tokenCount: n, queries: s.q, preRoPEQueries: s.qPre,
                                          positions: s.positions, attentionColumnSums: sums))

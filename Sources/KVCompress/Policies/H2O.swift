@@ -17,7 +17,8 @@ public struct H2O: KVCachePolicy {
     /// Queries probed at once when accumulating attention (when the host provides no column sums).
     public let blockSize: Int
 
-    /// `true`: prompt attention is accumulated from the host's column sums when it provides them.
+    /// `true`: the attention of prompt and generated tokens is accumulated from the host's column
+    /// sums when it provides them.
     public var needsAttentionColumnSums: Bool { true }
 
     /// Creates the policy.

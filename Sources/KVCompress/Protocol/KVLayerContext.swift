@@ -33,11 +33,11 @@ public struct KVLayerContext {
     /// Thread pool for attention probes (nil: caller's thread).
     public let pool: ThreadPool?
     /// Attention column sums of this prefill chunk or decode step, when the host's attention
-    /// produced them (nil otherwise): `attentionColumnSums[m][j]` is, for KV head
-    /// `m` and its cache row `j` (the layer's rows at attention time, which are the rows when the
-    /// hook starts), the sum over the chunk's queries `t` and over the query heads `h` of group
-    /// `m` of the causal softmax probability `A^h[t, j]` (the sum, not the group mean).
-    /// `Attention.prefill` and `Attention.decode` compute them when given a `columnSums` buffer. Accumulated-attention
+    /// produced them (nil otherwise): `attentionColumnSums[m][j]` is, for KV head `m` and its cache
+    /// row `j` (the layer's rows at attention time, which are the rows when the hook starts), the
+    /// sum over the chunk's queries `t` and over the query heads `h` of group `m` of the causal
+    /// softmax probability `A^h[t, j]` (the sum, not the group mean). `Attention.prefill` and
+    /// `Attention.decode` compute them when given a `columnSums` buffer. Accumulated-attention
     /// scorers (``H2O``, ``ObservedAttentionScorer``) use them instead of probing the attention
     /// again; they are only worth producing when ``KVCachePolicy/needsAttentionColumnSums`` is true.
     public let attentionColumnSums: [[Float]]?
