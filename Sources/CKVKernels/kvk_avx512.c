@@ -12,6 +12,13 @@
 
 #define TGT512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
 #define INL static inline __attribute__((always_inline)) TGT512
+/* Fully unrolls the next loop (clang; compilers without the pragma keep the loop): the reduction
+ * trees below keep their pending vectors in registers only when their loops are unrolled. */
+#if defined(__clang__)
+#define KVK_UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define KVK_UNROLL
+#endif
 
 /* ------------------------------------------------------------ read-bandwidth reference */
 
@@ -32,7 +39,9 @@ static TGT512 float avx512_sum_f32(const float *x, size_t n) {
 
 /* ------------------------------------------------------------ softmax */
 
-/* exp(x) for 16 lanes, the AVX2 exp8 polynomial (Cephes) in 512-bit registers: a few ulp. */
+/* exp(x) for 16 lanes, the AVX2 exp8 polynomial (Cephes) in 512-bit registers: a few ulp. The
+ * power of two is applied by scalef, which also underflows gracefully (to subnormals, then 0) for
+ * results below 2^-126, so no split factor is needed; the clamp keeps n finite. */
 INL __m512 exp16(__m512 x) {
     x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-110.0f)), _mm512_set1_ps(89.0f));
     const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
@@ -46,12 +55,7 @@ INL __m512 exp16(__m512 x) {
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
     p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    /* 2^n as two factors so that n down to -160 (x = -110) stays representable step by step */
-    const __m512i ni = _mm512_cvtps_epi32(n);
-    const __m512i n1 = _mm512_srai_epi32(ni, 1), n2 = _mm512_sub_epi32(ni, n1);
-    const __m512 s1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n1, _mm512_set1_epi32(127)), 23));
-    const __m512 s2 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n2, _mm512_set1_epi32(127)), 23));
-    return _mm512_mul_ps(_mm512_mul_ps(p, s1), s2);
+    return _mm512_scalef_ps(p, n);
 }
 
 static TGT512 float avx512_softmax_unnormalized(float *x, size_t n, float *shift) {
@@ -125,24 +129,29 @@ INL void row32(kvk_type t, const char *row, size_t c, __m512 *lo, __m512 *hi) {
 /* ------------------------------------------------------------ scores: 16 keys per reduction */
 
 /* Reduction tree for 16 per-key partial-sum vectors (every lane of vector k belongs to key k).
- * Each fold halves the lanes a key occupies and packs two inputs into one vector; after four folds
- * lane 4c + j holds the total of key c + 4j, which `KEY_ORDER` undoes. */
-INL __m512 fold_halves(__m512 a, __m512 b) { /* keys: a -> 256-bit half 0, b -> half 1 */
-    return _mm512_add_ps(_mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
-                         _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
+ * Each fold halves the lanes a key occupies and packs two inputs into one vector with one shuffle
+ * t (the shuffle port, which the f16 and int8 conversions also need) and two adds on either vector
+ * port: t + a gives a's lanes, a masked t + b over them b's (a blend plus shuffle would be rewritten
+ * by the compiler into two shuffles). After four folds lane l holds the total of key
+ * bitreverse4(l), which `KEY_ORDER` undoes (the permutation is its own inverse). */
+INL __m512 fold_with(__m512 a, __m512 b, __m512 t, __mmask16 b_lanes) {
+    return _mm512_mask_add_ps(_mm512_add_ps(t, a), b_lanes, t, b);
+}
+INL __m512 fold_halves(__m512 a, __m512 b) { /* key a -> 256-bit half 0, b -> half 1 */
+    return fold_with(a, b, _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(1, 0, 3, 2)), 0xFF00);
 }
 INL __m512 fold_quarters(__m512 a, __m512 b) { /* 2 + 2 keys -> one key per 128-bit chunk */
-    return _mm512_add_ps(_mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(2, 0, 2, 0)),
-                         _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+    const __m512i idx = _mm512_setr_epi32(4, 5, 6, 7, 16, 17, 18, 19, 12, 13, 14, 15, 24, 25, 26, 27);
+    return fold_with(a, b, _mm512_permutex2var_ps(a, idx, b), 0xF0F0);
 }
-INL __m512 fold_pairs(__m512 a, __m512 b) { /* 4 + 4 keys -> two keys per chunk (lanes 0,2 / 1,3) */
-    return _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+INL __m512 fold_pairs(__m512 a, __m512 b) { /* 4 + 4 keys -> two keys per chunk (lanes 0-1 / 2-3) */
+    return fold_with(a, b, _mm512_shuffle_ps(a, b, _MM_SHUFFLE(1, 0, 3, 2)), 0xCCCC);
 }
 INL __m512 fold_last(__m512 a, __m512 b) { /* 8 + 8 keys -> one lane each */
-    return _mm512_add_ps(_mm512_shuffle_ps(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
-                         _mm512_shuffle_ps(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
+    const __m512i idx = _mm512_setr_epi32(1, 16, 3, 18, 5, 20, 7, 22, 9, 24, 11, 26, 13, 28, 15, 30);
+    return fold_with(a, b, _mm512_permutex2var_ps(a, idx, b), 0xAAAA);
 }
-#define KEY_ORDER _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15)
+#define KEY_ORDER _mm512_setr_epi32(0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15)
 
 /* Per-key partial sums of M <= 4 queries against one key: acc[h] lanes sum to dot(q_h, key).
  * D == 64 uses the queries preloaded in qv (4 vectors per head); D == 0 reads them from q (any d). */
@@ -170,11 +179,11 @@ INL void key_partials(kvk_type t, const char *key, const float *q, size_t q_stri
 INL void scores16(kvk_type t, const char *keys, size_t stride, const float *q, size_t q_stride, const __m512 *qv,
                   int M, size_t d, int D, __m512 *res) {
     __m512 l3[2][4];
-    for (int half = 0; half < 2; half++) {
+    KVK_UNROLL for (int half = 0; half < 2; half++) {
         __m512 l2[2][4];
-        for (int quad = 0; quad < 2; quad++) {
+        KVK_UNROLL for (int quad = 0; quad < 2; quad++) {
             __m512 l1[2][4];
-            for (int pair = 0; pair < 2; pair++) {
+            KVK_UNROLL for (int pair = 0; pair < 2; pair++) {
                 __m512 a[4], b[4];
                 const size_t k = (size_t)(8 * half + 4 * quad + 2 * pair);
                 key_partials(t, keys + k * stride, q, q_stride, qv, M, d, D, a);
@@ -196,15 +205,38 @@ INL void scores_group(kvk_type t, const float *q, size_t q_stride, int M, const 
     if (preload)
         for (int h = 0; h < M; h++)
             for (int v = 0; v < 4; v++) qv[4 * h + v] = _mm512_loadu_ps(q + h * q_stride + 16 * v);
-    const size_t pd = prefetch_rows(key_stride, 16), rb = kvk_row_bytes(t, d);
+    /* no software prefetch: the key rows stream in order and the hardware prefetcher keeps up, while
+     * per-row prefetch hints cost more issue slots than they saved (measured; weighted sums keep theirs) */
     for (size_t j = 0; j < n16; j += 16) {
         __m512 res[4];
-        for (size_t k = 0; k < 16; k++) prefetch_bytes(keys, (j + pd + k) * key_stride, rb);
         if (preload) scores16(t, keys + j * key_stride, key_stride, q, q_stride, qv, M, d, 64, res);
         else scores16(t, keys + j * key_stride, key_stride, q, q_stride, qv, M, d, 0, res);
         for (int h = 0; h < M; h++) _mm512_storeu_ps(out + h * out_stride + j, _mm512_mul_ps(sv, res[h]));
     }
 }
+
+/* One out-of-line instance per (row type, head count), with d == 64 as its own constant case: every
+ * per-head array of the reduction then lives in registers. */
+typedef void (*scores_group_fn)(const float *q, size_t q_stride, const char *keys, size_t key_stride, size_t n16,
+                                size_t d, float scale, float *out, size_t out_stride);
+#define SCORES_GROUP_FN(T, M)                                                                                   \
+    static TGT512 __attribute__((noinline)) void scores_group_##T##_##M(                                     \
+        const float *q, size_t q_stride, const char *keys, size_t key_stride, size_t n16, size_t d, float scale, \
+        float *out, size_t out_stride) {                                                                      \
+        if (d == 64) scores_group(T, q, q_stride, M, keys, key_stride, n16, 64, scale, out, out_stride);        \
+        else scores_group(T, q, q_stride, M, keys, key_stride, n16, d, scale, out, out_stride);                 \
+    }
+#define SCORES_GROUP_FNS(T) SCORES_GROUP_FN(T, 1) SCORES_GROUP_FN(T, 2) SCORES_GROUP_FN(T, 3) SCORES_GROUP_FN(T, 4)
+SCORES_GROUP_FNS(KVK_F32)
+SCORES_GROUP_FNS(KVK_F16)
+SCORES_GROUP_FNS(KVK_BF16)
+SCORES_GROUP_FNS(KVK_Q8_0)
+#define SCORES_GROUP_ROW(T) {scores_group_##T##_1, scores_group_##T##_2, scores_group_##T##_3, scores_group_##T##_4}
+static const scores_group_fn scores_group_fns[4][4] = {SCORES_GROUP_ROW(KVK_F32), SCORES_GROUP_ROW(KVK_F16),
+                                                       SCORES_GROUP_ROW(KVK_BF16), SCORES_GROUP_ROW(KVK_Q8_0)};
+
+/* Index of a row type in the per-type tables (f32, f16, bf16, q8_0). */
+static inline int type_slot(kvk_type t) { return t == KVK_F32 ? 0 : t == KVK_F16 ? 1 : t == KVK_BF16 ? 2 : 3; }
 
 /* Many queries (prefill tiles): the keys of a 32-key block are converted and transposed once into
  * kt[c][32] (f32), then every query row runs a plain register-blocked product over them (6 rows x 32
@@ -284,23 +316,8 @@ static TGT512 void avx512_scores_multi(kvk_type t, const float *q, size_t q_stri
     const size_t n16 = supported ? n & ~(size_t)15 : 0;
     for (size_t h0 = 0; h0 < m && n16 > 0; h0 += 4) {
         const int g = m - h0 < 4 ? (int)(m - h0) : 4;
-        const float *qg = q + h0 * q_stride;
-        float *og = out + h0 * out_stride;
-        /* constant M per instantiation so the compiler keeps the per-head arrays in registers */
-#define SG_M(T)                                                                                         \
-    switch (g) {                                                                                        \
-    case 1: scores_group(T, qg, q_stride, 1, (const char *)keys, key_stride, n16, d, scale, og, out_stride); break; \
-    case 2: scores_group(T, qg, q_stride, 2, (const char *)keys, key_stride, n16, d, scale, og, out_stride); break; \
-    case 3: scores_group(T, qg, q_stride, 3, (const char *)keys, key_stride, n16, d, scale, og, out_stride); break; \
-    default: scores_group(T, qg, q_stride, 4, (const char *)keys, key_stride, n16, d, scale, og, out_stride); break; \
-    }
-        switch (t) {
-        case KVK_F32: SG_M(KVK_F32) break;
-        case KVK_F16: SG_M(KVK_F16) break;
-        case KVK_BF16: SG_M(KVK_BF16) break;
-        default: SG_M(KVK_Q8_0) break;
-        }
-#undef SG_M
+        scores_group_fns[type_slot(t)][g - 1](q + h0 * q_stride, q_stride, (const char *)keys, key_stride, n16, d,
+                                              scale, out + h0 * out_stride, out_stride);
     }
     if (n16 < n)
         kvk_ops_avx2.scores_multi(t, q, q_stride, m, (const char *)keys + n16 * key_stride, key_stride, n - n16, d,
