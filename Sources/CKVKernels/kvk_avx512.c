@@ -12,6 +12,11 @@
 
 #define TGT512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
 #define INL static inline __attribute__((always_inline)) TGT512
+/* Many-query (prefill) paths from this many query rows on; head dims up to KVK_WIDE_MAX_D use the
+ * stack-buffered paths (wide scores, q8_0 integer scores, converted value rows). */
+#define KVK_WIDE_MIN_M 8
+#define KVK_WIDE_MAX_D 256
+
 /* Fully unrolls the next loop (clang; compilers without the pragma keep the loop): the reduction
  * trees below keep their pending vectors in registers only when their loops are unrolled. */
 #if defined(__clang__)
@@ -215,6 +220,115 @@ INL void scores_group(kvk_type t, const float *q, size_t q_stride, int M, const 
     }
 }
 
+/* ------------------------------------------------------------ q8_0 scores: integer dots (VNNI) */
+
+/* Scores over q8_0 keys for M <= 4 queries with exact integer block dots: each query is rounded to
+ * 16-bit fixed point, q ~= s q16 with s = max|q| / 32639 (error <= max|q| / 65278 per element, as
+ * the kvk_scores contract allows), and split into signed bytes q16 = 256 hi + lo; key bytes are
+ * offset to unsigned (k + 128, one xor) for vpdpbusd, and the offset's share, 128 sum(q16) per
+ * block, starts in the accumulator. The 16 keys of a step are transposed to 4-byte columns (one
+ * vector per column of 16 keys), so each vpdpbusd adds a column and no score needs a horizontal
+ * reduction. After the transpose, vector c of key group g (0: keys 0-3 and 8-11, 1: keys 4-7 and
+ * 12-15) holds, per 128-bit chunk, column c, c + 4, c, c + 4 of those keys; Q8_LANE_COLUMN gives the
+ * query column each lane meets. */
+#define Q8_MAX_BLOCKS (KVK_WIDE_MAX_D / KVK_BLOCK)
+
+typedef struct q8_query {
+    int32_t hi[Q8_MAX_BLOCKS][4][16], lo[Q8_MAX_BLOCKS][4][16]; /* per block and column: lane patterns */
+    int32_t bias[Q8_MAX_BLOCKS][16]; /* -128 sum(q16) over the block, in the lanes of columns 0-3 */
+    float s;                         /* q ~= s q16 */
+} q8_query;
+
+static TGT512 void q8_prepare(const float *q, size_t d, q8_query *p) {
+    __m512 mv = _mm512_setzero_ps();
+    for (size_t i = 0; i < d; i += 16) mv = _mm512_max_ps(mv, _mm512_abs_ps(_mm512_loadu_ps(q + i)));
+    const float amax = _mm512_reduce_max_ps(mv);
+    p->s = amax / 32639.0f;
+    const __m512 iq = _mm512_set1_ps(amax > 0.0f ? 32639.0f / amax : 0.0f);
+    const __m512i lim = _mm512_set1_epi32(32639);
+    /* lane l of column pattern c takes dword c (chunks 0, 2) or c + 4 (chunks 1, 3) of the block */
+    const __m512i col = _mm512_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4, 0, 0, 0, 0, 4, 4, 4, 4);
+    for (size_t b = 0; b < d / KVK_BLOCK; b++) {
+        __m512i v[2], hi[2], lo[2];
+        for (int k = 0; k < 2; k++) {
+            const __m512i r = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(q + b * KVK_BLOCK + 16 * k), iq));
+            v[k] = _mm512_max_epi32(_mm512_min_epi32(r, lim), _mm512_sub_epi32(_mm512_setzero_si512(), lim));
+            hi[k] = _mm512_srai_epi32(_mm512_add_epi32(v[k], _mm512_set1_epi32(128)), 8); /* floor */
+            lo[k] = _mm512_sub_epi32(v[k], _mm512_slli_epi32(hi[k], 8));                  /* [-128, 127] */
+        }
+        const int32_t sum = _mm512_reduce_add_epi32(_mm512_add_epi32(v[0], v[1]));
+        /* the block's 32 bytes as 8 dwords in lanes 0-7 */
+        const __m512i hd = _mm512_castsi256_si512(_mm256_set_m128i(_mm512_cvtepi32_epi8(hi[1]), _mm512_cvtepi32_epi8(hi[0])));
+        const __m512i ld = _mm512_castsi256_si512(_mm256_set_m128i(_mm512_cvtepi32_epi8(lo[1]), _mm512_cvtepi32_epi8(lo[0])));
+        for (int c = 0; c < 4; c++) {
+            const __m512i idx = _mm512_add_epi32(col, _mm512_set1_epi32(c));
+            _mm512_storeu_si512(p->hi[b][c], _mm512_permutexvar_epi32(idx, hd));
+            _mm512_storeu_si512(p->lo[b][c], _mm512_permutexvar_epi32(idx, ld));
+        }
+        _mm512_storeu_si512(p->bias[b], _mm512_maskz_set1_epi32(0x0F0F, -128 * sum));
+    }
+}
+
+/* Sums chunks (0,1) and (2,3) of a with those of b: keys 0-3 | 4-7 | 8-11 | 12-15 in order. */
+INL __m512i q8_fold(__m512i a, __m512i b) {
+    const __m512i idx = _mm512_setr_epi32(4, 5, 6, 7, 16, 17, 18, 19, 12, 13, 14, 15, 24, 25, 26, 27);
+    const __m512i t = _mm512_permutex2var_epi32(a, idx, b);
+    return _mm512_mask_add_epi32(_mm512_add_epi32(t, a), 0xF0F0, t, b);
+}
+
+INL void scores_q8_group(const float *q, size_t q_stride, int M, const char *keys, size_t key_stride, size_t n16,
+                         size_t d, float scale, float *out, size_t out_stride) {
+    q8_query qp[4];
+    for (int h = 0; h < M; h++) q8_prepare(q + h * q_stride, d, &qp[h]);
+    const size_t nb = d / KVK_BLOCK;
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    const __m512i rows = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                            _mm512_set1_epi32((int)key_stride));
+    for (size_t j = 0; j < n16; j += 16) {
+        const char *base = keys + j * key_stride;
+        __m512 res[4];
+        for (int h = 0; h < M; h++) res[h] = _mm512_setzero_ps();
+        for (size_t b = 0; b < nb; b++) {
+            const char *blk = base + b * sizeof(kvk_block_q8_0);
+            /* block scales of the 16 keys (the low half of the dword at each block start) */
+            const __m512i dw = _mm512_i32gather_epi32(rows, blk, 1);
+            const __m512 dk = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dw));
+            __m512i x[8], a[8], v[2][4];
+            KVK_UNROLL for (int i = 0; i < 8; i++) {
+                const char *r0 = blk + 2 + (size_t)i * key_stride, *r1 = blk + 2 + (size_t)(i + 8) * key_stride;
+                x[i] = _mm512_xor_si512(
+                    _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)r0)),
+                                       _mm256_loadu_si256((const __m256i *)r1), 1),
+                    flip);
+            }
+            KVK_UNROLL for (int i = 0; i < 4; i++) {
+                a[2 * i] = _mm512_unpacklo_epi32(x[2 * i], x[2 * i + 1]);
+                a[2 * i + 1] = _mm512_unpackhi_epi32(x[2 * i], x[2 * i + 1]);
+            }
+            KVK_UNROLL for (int g = 0; g < 2; g++) {
+                v[g][0] = _mm512_unpacklo_epi64(a[4 * g], a[4 * g + 2]);
+                v[g][1] = _mm512_unpackhi_epi64(a[4 * g], a[4 * g + 2]);
+                v[g][2] = _mm512_unpacklo_epi64(a[4 * g + 1], a[4 * g + 3]);
+                v[g][3] = _mm512_unpackhi_epi64(a[4 * g + 1], a[4 * g + 3]);
+            }
+            for (int h = 0; h < M; h++) {
+                __m512i t[2];
+                KVK_UNROLL for (int g = 0; g < 2; g++) {
+                    __m512i hi = _mm512_setzero_si512(), lo = _mm512_loadu_si512(qp[h].bias[b]);
+                    KVK_UNROLL for (int c = 0; c < 4; c++) {
+                        hi = _mm512_dpbusd_epi32(hi, v[g][c], _mm512_loadu_si512(qp[h].hi[b][c]));
+                        lo = _mm512_dpbusd_epi32(lo, v[g][c], _mm512_loadu_si512(qp[h].lo[b][c]));
+                    }
+                    t[g] = _mm512_add_epi32(_mm512_slli_epi32(hi, 8), lo);
+                }
+                res[h] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q8_fold(t[0], t[1])), dk, res[h]);
+            }
+        }
+        for (int h = 0; h < M; h++)
+            _mm512_storeu_ps(out + h * out_stride + j, _mm512_mul_ps(_mm512_set1_ps(scale * qp[h].s), res[h]));
+    }
+}
+
 /* One out-of-line instance per (row type, head count), with d == 64 as its own constant case: every
  * per-head array of the reduction then lives in registers. */
 typedef void (*scores_group_fn)(const float *q, size_t q_stride, const char *keys, size_t key_stride, size_t n16,
@@ -223,7 +337,9 @@ typedef void (*scores_group_fn)(const float *q, size_t q_stride, const char *key
     static TGT512 __attribute__((noinline)) void scores_group_##T##_##M(                                     \
         const float *q, size_t q_stride, const char *keys, size_t key_stride, size_t n16, size_t d, float scale, \
         float *out, size_t out_stride) {                                                                      \
-        if (d == 64) scores_group(T, q, q_stride, M, keys, key_stride, n16, 64, scale, out, out_stride);        \
+        if (T == KVK_Q8_0 && d <= KVK_WIDE_MAX_D)                                                              \
+            scores_q8_group(q, q_stride, M, keys, key_stride, n16, d, scale, out, out_stride);                  \
+        else if (d == 64) scores_group(T, q, q_stride, M, keys, key_stride, n16, 64, scale, out, out_stride);   \
         else scores_group(T, q, q_stride, M, keys, key_stride, n16, d, scale, out, out_stride);                 \
     }
 #define SCORES_GROUP_FNS(T) SCORES_GROUP_FN(T, 1) SCORES_GROUP_FN(T, 2) SCORES_GROUP_FN(T, 3) SCORES_GROUP_FN(T, 4)
@@ -241,8 +357,6 @@ static inline int type_slot(kvk_type t) { return t == KVK_F32 ? 0 : t == KVK_F16
 /* Many queries (prefill tiles): the keys of a 32-key block are converted and transposed once into
  * kt[c][32] (f32), then every query row runs a plain register-blocked product over them (6 rows x 32
  * keys per step, the query element broadcast from memory), with no per-score reduction. */
-#define KVK_WIDE_MIN_M 8
-#define KVK_WIDE_MAX_D 256
 
 INL void wide_rows(const float *q, size_t q_stride, int R, const float *kt, size_t d, float scale, float *out,
                    size_t out_stride, __mmask16 m0, __mmask16 m1) {
@@ -359,11 +473,55 @@ INL void wsum_chunk(kvk_type t, const float *w, size_t w_stride, int M, const ch
         for (int v = 0; v < V; v++) _mm512_storeu_ps(out + h * out_stride + c0 + 16 * v, acc[h][v]);
 }
 
+/* q8_0 rows: out_h[32 b0, 32 (b0 + NB)) += sum_j w_h[j] row_j for M <= 4 heads and NB <= 2 blocks.
+ * Each block scale is folded into the weights, 16 rows at a time (one gather of the 16 scales, one
+ * multiply per head), so a row costs only its int8 -> f32 conversions and the multiply-adds. */
+INL void wsum_q8_chunk(const float *w, size_t w_stride, int M, const char *values, size_t stride, size_t n,
+                       size_t b0, int NB, int prefetch, float *out, size_t out_stride) {
+    __m512 acc[4][4];
+    float ws[4][2][16] __attribute__((aligned(64))); /* w_h[j] * d_j,b for the current 16 rows */
+    for (int h = 0; h < M; h++)
+        for (int v = 0; v < 2 * NB; v++) acc[h][v] = _mm512_loadu_ps(out + h * out_stride + 32 * b0 + 16 * v);
+    const __m512i rows = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                            _mm512_set1_epi32((int)stride));
+    const size_t pd = prefetch_rows(stride, 16), rb = (size_t)NB * sizeof(kvk_block_q8_0);
+    const size_t first = b0 * sizeof(kvk_block_q8_0);
+    for (size_t j0 = 0; j0 < n; j0 += 16) {
+        const size_t nr = n - j0 < 16 ? n - j0 : 16;
+        const __mmask16 m = nr == 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
+        const char *base = values + j0 * stride + first;
+        for (int b = 0; b < NB; b++) {
+            const __m512i dw = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, rows,
+                                                           base + b * sizeof(kvk_block_q8_0), 1);
+            const __m512 dk = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dw));
+            for (int h = 0; h < M; h++)
+                _mm512_store_ps(ws[h][b], _mm512_mul_ps(_mm512_maskz_loadu_ps(m, w + h * w_stride + j0), dk));
+        }
+        for (size_t r = 0; r < nr; r++) {
+            const char *row = base + r * stride;
+            if (prefetch) prefetch_bytes(values, (j0 + r + pd) * stride + first, rb);
+            KVK_UNROLL for (int b = 0; b < NB; b++) {
+                const kvk_block_q8_0 *blk = (const kvk_block_q8_0 *)row + b;
+                const __m512 x0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)blk->qs)));
+                const __m512 x1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk->qs + 16))));
+                for (int h = 0; h < M; h++) {
+                    const __m512 wv = _mm512_set1_ps(ws[h][b][r]);
+                    acc[h][2 * b] = _mm512_fmadd_ps(wv, x0, acc[h][2 * b]);
+                    acc[h][2 * b + 1] = _mm512_fmadd_ps(wv, x1, acc[h][2 * b + 1]);
+                }
+            }
+        }
+    }
+    for (int h = 0; h < M; h++)
+        for (int v = 0; v < 2 * NB; v++) _mm512_storeu_ps(out + h * out_stride + 32 * b0 + 16 * v, acc[h][v]);
+}
+
 /* Rows in groups of 64 (they stay in L1 while every 64-element chunk of the head dimension passes). */
 INL void wsum_group(kvk_type t, const float *w, size_t w_stride, int M, const char *values, size_t stride, size_t n,
                     size_t d, float *out, size_t out_stride) {
     if (d == 64) { /* one pass with every accumulator in registers, prefetching ahead */
-        wsum_chunk(t, w, w_stride, M, values, stride, n, 0, 4, 1, out, out_stride);
+        if (t == KVK_Q8_0) wsum_q8_chunk(w, w_stride, M, values, stride, n, 0, 2, 1, out, out_stride);
+        else wsum_chunk(t, w, w_stride, M, values, stride, n, 0, 4, 1, out, out_stride);
         return;
     }
     const size_t group = 64;
@@ -371,6 +529,11 @@ INL void wsum_group(kvk_type t, const float *w, size_t w_stride, int M, const ch
         const size_t rows = n - j0 < group ? n - j0 : group;
         const char *v = values + j0 * stride;
         size_t c = 0;
+        if (t == KVK_Q8_0) { /* d % 32 == 0: two blocks per pass, then the odd one */
+            for (; c + 64 <= d; c += 64) wsum_q8_chunk(w + j0, w_stride, M, v, stride, rows, c / 32, 2, 0, out, out_stride);
+            if (c < d) wsum_q8_chunk(w + j0, w_stride, M, v, stride, rows, c / 32, 1, 0, out, out_stride);
+            continue;
+        }
         for (; c + 64 <= d; c += 64) wsum_chunk(t, w + j0, w_stride, M, v, stride, rows, c, 4, 0, out, out_stride);
         for (; c < d; c += 16) wsum_chunk(t, w + j0, w_stride, M, v, stride, rows, c, 1, 0, out, out_stride);
     }
