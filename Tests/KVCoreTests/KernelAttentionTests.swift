@@ -6,8 +6,9 @@ import XCTest
 /// stored rows (the quantization itself is tested elsewhere), for every cache type, head dims
 /// 64/80/96/128/256 plus odd ones, strided rows (padding between rows) and row counts not a
 /// multiple of the kernels' row groups. Tolerance: gamma_(d+2) * sum|terms| per output, plus for
-/// block-quantized keys the 16-bit fixed-point rounding of the query that the SIMD path may use
-/// (sum|k| * max|q| / 32767: far below the keys' own quantization error).
+/// block-quantized keys the 16-bit fixed-point rounding of the query that the SIMD paths may use
+/// (at most max|q| / 65278 per element; bound taken as sum|k| * max|q| / 32767, far below the keys'
+/// own quantization error).
 final class KernelAttentionTests: XCTestCase {
     let cacheTypes: [ElementType] = [.f32, .f16, .bf16, .q8_0, .q4_0]
 
@@ -44,8 +45,8 @@ final class KernelAttentionTests: XCTestCase {
                                 let k = referenceDecode(t, p.baseAddress! + j * stride, d)
                                 let terms = (0..<d).map { k[$0] * Double(q[$0]) }
                                 ref.append(Double(scale) * terms.reduce(0, +))
-                                // block-quantized keys: the SIMD path may round the query to 16-bit fixed point
-                                // (|error| <= max|q| / 65534 per element; bound taken with a factor 2)
+                                // block-quantized keys: the SIMD paths may round the query to 16-bit fixed point
+                                // (|error| <= max|q| / 65278 per element; bound taken with a factor ~2)
                                 let qRounding = t.isBlockQuantized
                                     ? k.reduce(0) { $0 + abs($1) } * Double(q.map { abs($0) }.max() ?? 0) / 32767 : 0
                                 tol.append(Double(scale) * (summationBound(d + 2, terms.reduce(0) { $0 + abs($1) }) + qRounding))

@@ -104,8 +104,9 @@ void kvk_dequantize(kvk_type t, const void *src, float *dst, size_t n);
 /** Scores of one query against n keys of head dim d:
  *  out[j] = scale * dot(q, key_j), key_j at (const char *)keys + j * key_stride bytes, stored as t
  *  (F32, F16, BF16, Q8_0, Q4_0; d % 32 == 0 for block types). For Q8_0/Q4_0 keys a SIMD path may
- *  round q to 16-bit fixed point first (per-call scale max|q|/32767; error <= max|q|/65534 per
- *  element, far below the keys' own quantization error) so that block dots are exact integers. */
+ *  round q to 16-bit fixed point first (per-call scale max|q|/32767, or max|q|/32639 where the
+ *  AVX-512 path splits it into two signed bytes; error <= max|q|/65278 per element, far below the
+ *  keys' own quantization error) so that block dots are exact integers. */
 void kvk_scores(kvk_type t, const float *q, const void *keys, size_t key_stride, size_t n, size_t d,
                 float scale, float *out);
 /** Weighted sum of n value rows: out[i] += sum_j w[j] * value_j[i], value_j at
