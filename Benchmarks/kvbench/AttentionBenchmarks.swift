@@ -107,12 +107,11 @@ enum AttentionBenchmarks {
                 let cache = SyntheticHeads(kvHeads: kvHeads, count: n, headDim: headDim, type: type)
                 for threads in context.options.threads {
                     let pool = context.pool(threads)
-                    let t = context.measure {
+                    context.addThroughput(group: "kernels", name: "decode attention \(type) \(n) tok", threads: threads,
+                                          bytes: cache.bytes, note: "K+V bytes read, one layer") {
                         Attention.decode(query: query, heads: heads, headDim: headDim, kv: cache.views, scale: scale,
                                          output: output, pool: threads > 1 ? pool : nil)
                     }
-                    context.addThroughput(group: "kernels", name: "decode attention \(type) \(n) tok", threads: threads,
-                                          bytes: cache.bytes, timing: t, note: "K+V bytes read, one layer")
                 }
             }
             // A decode step reads every layer's cache once, so no layer stays in the CPU caches: the
@@ -124,14 +123,13 @@ enum AttentionBenchmarks {
             let total = layers.reduce(0) { $0 + $1.bytes }
             for threads in context.options.threads {
                 let pool = context.pool(threads)
-                let t = context.measure {
+                context.addThroughput(group: "kernels", name: "decode attention \(type) \(n) tok x8 layers",
+                                      threads: threads, bytes: total, note: "K+V bytes read, memory-resident") {
                     for layer in layers {
                         Attention.decode(query: query, heads: heads, headDim: headDim, kv: layer.views, scale: scale,
                                          output: output, pool: threads > 1 ? pool : nil)
                     }
                 }
-                context.addThroughput(group: "kernels", name: "decode attention \(type) \(n) tok x8 layers",
-                                      threads: threads, bytes: total, timing: t, note: "K+V bytes read, memory-resident")
             }
         }
     }

@@ -35,8 +35,9 @@ enum BenchCommandLine {
           KVK_ISA=avx512|avx2|neon|scalar   kernel instruction set (default: the best supported)
 
         Every throughput is printed next to a read bandwidth measured in the same run (a sum over a
-        buffer of the same byte size, same threads) and their ratio, since absolute numbers drift on
-        shared machines. Times are the minimum and median of repeated runs after warm-up.
+        buffer of the same byte size, same threads, its samples alternating with the kernel's) and
+        their ratio, since absolute numbers drift on shared machines. Times are the minimum and
+        median of repeated runs after warm-up.
         """
 
     static func run(arguments: [String]) -> Int32 {

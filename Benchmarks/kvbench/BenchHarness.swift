@@ -25,17 +25,41 @@ final class BenchContext: @unchecked Sendable {
     /// Times `body`: calibrates an inner repeat count so one sample lasts at least ~2 ms (0.5 ms
     /// with --quick), runs warm-up samples, then returns per-call seconds (minimum, median).
     func measure(_ body: () -> Void) -> Timing {
+        let inner = calibrate(body)
+        for _ in 0..<2 { _ = time(inner, body) } // warm-up
+        return Timing(samples: (0..<repetitions).map { _ in seconds(inner, body) })
+    }
+
+    /// Times `body` and `other` in alternating samples (each calibrated as in `measure`), so that a
+    /// slow spell on a shared machine hits both alike: a ratio of the two is then stable where two
+    /// measurements one after the other can drift apart by tens of percent. Each sample starts with
+    /// one untimed call, so that neither is timed on data the other just pushed out of the caches.
+    func measure(_ body: () -> Void, alternatingWith other: () -> Void) -> (Timing, Timing) {
+        let a = calibrate(body), b = calibrate(other)
+        for _ in 0..<2 { _ = time(a, body); _ = time(b, other) } // warm-up
+        var first: [Double] = [], second: [Double] = []
+        for _ in 0..<repetitions {
+            body()
+            first.append(seconds(a, body))
+            other()
+            second.append(seconds(b, other))
+        }
+        return (Timing(samples: first), Timing(samples: second))
+    }
+
+    /// Inner repeat count for ~2 ms (0.5 ms with --quick) per sample.
+    private func calibrate(_ body: () -> Void) -> Int {
         let target: UInt64 = options.quick ? 500_000 : 2_000_000
         var inner = 1
         while true {
             let t = time(inner, body)
-            if t >= target || inner >= 1 << 20 { break }
+            if t >= target || inner >= 1 << 20 { return inner }
             inner = t == 0 ? inner * 16 : min(inner * 16, max(inner * 2, Int(Double(inner) * Double(target) / Double(t)) + 1))
         }
-        for _ in 0..<2 { _ = time(inner, body) } // warm-up
-        var samples = (0..<repetitions).map { _ in Double(time(inner, body)) / 1e9 / Double(inner) }
-        samples.sort()
-        return Timing(min: samples[0], median: samples[samples.count / 2])
+    }
+
+    private func seconds(_ inner: Int, _ body: () -> Void) -> Double {
+        Double(time(inner, body)) / 1e9 / Double(inner)
     }
 
     private func time(_ inner: Int, _ body: () -> Void) -> UInt64 {
@@ -44,9 +68,11 @@ final class BenchContext: @unchecked Sendable {
         return DispatchTime.now().uptimeNanoseconds - start
     }
 
-    /// Read bandwidth in bytes/s over a buffer of `bytes` bytes with `threads` threads (kvk_sum_f32
-    /// over disjoint slices), measured now: the reference every throughput is compared with.
-    func readBandwidth(bytes: Int, threads: Int) -> Double {
+    /// Measures `body`, which reads `bytes` bytes per call, in alternation with the read reference
+    /// (kvk_sum_f32 over a buffer of the same byte size, split over the same threads) and adds the
+    /// row: GB/s of `bytes` at the fastest sample, the reference's GB/s, and their ratio.
+    func addThroughput(group: String, name: String, threads: Int, bytes: Int, note: String? = nil,
+                       _ body: () -> Void) {
         let n = max(8, bytes / 4)
         let buffer = UnsafeMutablePointer<Float>.allocate(capacity: n)
         defer { buffer.deallocate() }
@@ -55,13 +81,17 @@ final class BenchContext: @unchecked Sendable {
         let chunks = threads == 1 ? 1 : threads * 4
         let sink = UnsafeMutablePointer<Float>.allocate(capacity: chunks)
         defer { sink.deallocate() }
-        let timing = measure {
+        let (timing, readTiming) = measure(body, alternatingWith: {
             pool.parallelFor(chunks) { c in
                 let lo = n * c / chunks, hi = n * (c + 1) / chunks
                 sink[c] = kvk_sum_f32(buffer + lo, hi - lo)
             }
-        }
-        return Double(n * 4) / timing.min
+        })
+        let gbps = Double(bytes) / timing.min / 1e9
+        let read = Double(n * 4) / readTiming.min / 1e9
+        report.add(BenchRow(group: group, name: name, threads: threads, value: gbps, unit: "GB/s",
+                            minSeconds: timing.min, medianSeconds: timing.median, readGBps: read,
+                            ratio: gbps / read, note: note), json: options.json)
     }
 }
 
@@ -69,6 +99,14 @@ final class BenchContext: @unchecked Sendable {
 struct Timing: Sendable {
     var min: Double
     var median: Double
+}
+
+extension Timing {
+    /// The minimum and median of per-call seconds.
+    init(samples: [Double]) {
+        let sorted = samples.sorted()
+        self.init(min: sorted[0], median: sorted[sorted.count / 2])
+    }
 }
 
 /// One result line.
@@ -129,16 +167,6 @@ final class BenchReport: @unchecked Sendable {
 }
 
 extension BenchContext {
-    /// Adds a byte-throughput row: `bytes` processed per call, compared with a read bandwidth
-    /// measured right now over the same number of bytes with the same threads.
-    func addThroughput(group: String, name: String, threads: Int, bytes: Int, timing: Timing, note: String? = nil) {
-        let gbps = Double(bytes) / timing.min / 1e9
-        let read = readBandwidth(bytes: bytes, threads: threads) / 1e9
-        report.add(BenchRow(group: group, name: name, threads: threads, value: gbps, unit: "GB/s",
-                            minSeconds: timing.min, medianSeconds: timing.median, readGBps: read,
-                            ratio: gbps / read, note: note), json: options.json)
-    }
-
     /// Adds a row with any unit (no bandwidth comparison).
     func addValue(group: String, name: String, threads: Int, value: Double, unit: String, timing: Timing,
                   note: String? = nil) {

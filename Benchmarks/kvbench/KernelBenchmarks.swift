@@ -66,23 +66,20 @@ extension KernelBenchSection {
                     let pool = context.pool(threads)
                     let chunks = split(rows: shape.rows, threads: threads)
                     let label = "matvec \(format) \(shape.rows)x\(shape.cols)"
-                    let t = context.measure {
+                    context.addThroughput(group: "kernels", name: label, threads: threads, bytes: bytes) {
                         pool.parallelFor(chunks.count) { c in
                             let (lo, hi) = chunks[c]
                             kvk_matvec(format.kernelType, w + lo * rowBytes, hi - lo, shape.cols, x, y + lo)
                         }
                     }
-                    context.addThroughput(group: "kernels", name: label, threads: threads, bytes: bytes, timing: t)
                     if format.isBlockQuantized {
-                        let tq = context.measure {
+                        context.addThroughput(group: "kernels", name: label + " q8act", threads: threads, bytes: bytes) {
                             kvk_quantize_act(x, xq, shape.cols)
                             pool.parallelFor(chunks.count) { c in
                                 let (lo, hi) = chunks[c]
                                 kvk_matvec_q8act(format.kernelType, w + lo * rowBytes, hi - lo, shape.cols, xq, y + lo)
                             }
                         }
-                        context.addThroughput(group: "kernels", name: label + " q8act", threads: threads, bytes: bytes,
-                                              timing: tq)
                     }
                 }
             }

@@ -25,16 +25,15 @@ extension KernelBenchSection {
                 let chunks = KernelBenchSection.split(rows: n, threads: threads)
                 let partial = UnsafeMutablePointer<Float>.allocate(capacity: chunks.count * d)
                 defer { partial.deallocate() }
-                let ts = context.measure {
+                context.addThroughput(group: "kernels", name: "scores \(type) \(n)x\(d)", threads: threads, bytes: bytes) {
                     pool.parallelFor(chunks.count) { c in
                         let (lo, hi) = chunks[c]
                         kvk_scores(type.kernelType, q, rows + lo * rowBytes, rowBytes, hi - lo, d, 0.125, scores + lo)
                     }
                 }
-                context.addThroughput(group: "kernels", name: "scores \(type) \(n)x\(d)", threads: threads, bytes: bytes,
-                                      timing: ts)
                 for j in 0..<n { scores[j] = 1 / Float(n) }
-                let tw = context.measure {
+                context.addThroughput(group: "kernels", name: "weighted_sum \(type) \(n)x\(d)", threads: threads,
+                                      bytes: bytes) {
                     pool.parallelFor(chunks.count) { c in
                         let (lo, hi) = chunks[c]
                         let out = partial + c * d
@@ -42,8 +41,6 @@ extension KernelBenchSection {
                         kvk_weighted_sum(type.kernelType, scores + lo, rows + lo * rowBytes, rowBytes, hi - lo, d, out)
                     }
                 }
-                context.addThroughput(group: "kernels", name: "weighted_sum \(type) \(n)x\(d)", threads: threads,
-                                      bytes: bytes, timing: tw)
                 // the 3 query heads of a GQA group (SmolLM2: 9 q heads / 3 kv heads) in one pass
                 let m = 3
                 let qm = UnsafeMutablePointer<Float>.allocate(capacity: m * d)
@@ -51,19 +48,19 @@ extension KernelBenchSection {
                 for i in 0..<(m * d) { qm[i] = Float(i % 9) * 0.1 - 0.4 }
                 let sm = UnsafeMutablePointer<Float>.allocate(capacity: m * n)
                 defer { sm.deallocate() }
-                let tsm = context.measure {
+                context.addThroughput(group: "kernels", name: "scores_multi m=3 \(type) \(n)x\(d)", threads: threads,
+                                      bytes: bytes) {
                     pool.parallelFor(chunks.count) { c in
                         let (lo, hi) = chunks[c]
                         kvk_scores_multi(type.kernelType, qm, d, m, rows + lo * rowBytes, rowBytes, hi - lo, d, 0.125,
                                          sm + lo, n)
                     }
                 }
-                context.addThroughput(group: "kernels", name: "scores_multi m=3 \(type) \(n)x\(d)", threads: threads,
-                                      bytes: bytes, timing: tsm)
                 for j in 0..<(m * n) { sm[j] = 1 / Float(n) }
                 let pm = UnsafeMutablePointer<Float>.allocate(capacity: chunks.count * m * d)
                 defer { pm.deallocate() }
-                let twm = context.measure {
+                context.addThroughput(group: "kernels", name: "weighted_sum_multi m=3 \(type) \(n)x\(d)",
+                                      threads: threads, bytes: bytes) {
                     pool.parallelFor(chunks.count) { c in
                         let (lo, hi) = chunks[c]
                         let out = pm + c * m * d
@@ -72,8 +69,6 @@ extension KernelBenchSection {
                                                out, d)
                     }
                 }
-                context.addThroughput(group: "kernels", name: "weighted_sum_multi m=3 \(type) \(n)x\(d)",
-                                      threads: threads, bytes: bytes, timing: twm)
             }
         }
     }
