@@ -68,6 +68,24 @@ final class BenchContext: @unchecked Sendable {
         return DispatchTime.now().uptimeNanoseconds - start
     }
 
+    /// The core clock in GHz, estimated from a chain of dependent 64-bit multiplies (3 cycles each
+    /// on current x86-64 and Apple cores) timed over ~10 ms. Shared machines change it from run to
+    /// run, and compute-bound kernels follow it while memory reads do not.
+    static func estimatedClockGHz() -> Double {
+        var x: UInt64 = 0x9E37_79B9_7F4A_7C15
+        let iterations = 4_000_000
+        let start = DispatchTime.now().uptimeNanoseconds
+        for _ in 0..<iterations { // 4 squarings per iteration, each waiting for the last (x stays odd)
+            x = x &* x
+            x = x &* x
+            x = x &* x
+            x = x &* x
+        }
+        let ns = Double(DispatchTime.now().uptimeNanoseconds - start)
+        clockSink = x
+        return Double(iterations * 4 * 3) / ns
+    }
+
     /// Measures `body`, which reads `bytes` bytes per call, in alternation with the read reference
     /// (kvk_sum_f32 over a buffer of the same byte size, split over the same threads) and adds the
     /// row: GB/s of `bytes` at the fastest sample, the reference's GB/s, and their ratio.
@@ -94,6 +112,9 @@ final class BenchContext: @unchecked Sendable {
                             ratio: gbps / read, note: note), json: options.json)
     }
 }
+
+/// Keeps the clock estimate's multiply chain from being optimized away.
+nonisolated(unsafe) private var clockSink: UInt64 = 0
 
 /// Per-call seconds of a measurement.
 struct Timing: Sendable {

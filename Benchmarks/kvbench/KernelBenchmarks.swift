@@ -8,13 +8,17 @@ extension BenchGroup {
         name: "kernels",
         summary: "matvec per weight format (GB/s of weights), attention kernels; vs same-run read bandwidth",
         run: { context in
+            let clock = { String(format: "%.2f", BenchContext.estimatedClockGHz()) }
             if !context.options.json {
-                print("kernels: ISA \(Kernels.isa) (best \(Kernels.bestISA)), threads \(context.options.threads)")
+                print("kernels: ISA \(Kernels.isa) (best \(Kernels.bestISA)), threads \(context.options.threads), "
+                      + "core clock ~\(clock()) GHz")
             }
             let wanted = context.options.sections
             for section in KernelBenchmarks.sections where wanted.isEmpty || wanted.contains(section.name) {
                 section.run(context)
             }
+            // compute-bound kernels follow the clock, reads much less: a ratio moves with it
+            if !context.options.json { print("kernels: core clock at the end ~\(clock()) GHz") }
         })
 }
 
