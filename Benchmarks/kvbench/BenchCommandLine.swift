@@ -33,6 +33,9 @@ enum BenchCommandLine {
                                    524288 to measure them from DRAM instead of L2/L3)
           KVCOMPRESS_THREADS=N     size of ThreadPool.shared (library default: all cores)
           KVK_ISA=avx512|avx2|neon|scalar   kernel instruction set (default: the best supported)
+          KVBENCH_LLAMA_BENCH=PATH model group: also run llama.cpp's llama-bench (this binary) on the
+                                   same model file, same lengths and threads (build it with
+                                   ../shared/tools/llama-bench.sh)
 
         Every throughput is printed next to a read bandwidth measured in the same run (a sum over a
         buffer of the same byte size, same threads, its samples alternating with the kernel's) and

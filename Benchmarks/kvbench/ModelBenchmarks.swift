@@ -4,7 +4,8 @@ import KVModel
 
 extension BenchGroup {
     /// `kvbench model`: prefill and decode tokens/s of the default model (fast mode, full f16 cache),
-    /// next to llama.cpp's figures for this machine class (DESIGN.md), and peak RSS.
+    /// next to llama.cpp's figures for this machine class (DESIGN.md) or, with KVBENCH_LLAMA_BENCH,
+    /// llama-bench's measured in the same run, and peak RSS.
     static let model = BenchGroup(
         name: "model",
         summary: "default model: prefill tok/s at 512/2048/8000, decode tok/s at context 512/2048/8000, RSS",
@@ -67,6 +68,8 @@ enum ModelBenchmarks {
                     }
                 }
             }
+            LlamaBench.run(ctx, modelPath: try ModelStore.defaultModelURL().path, lengths: lengths,
+                           decodeSteps: decodeSteps, threads: ctx.options.threads)
             if let peak = ProcessMemory.peak {
                 ctx.addValue(group: "model", name: "peak RSS", threads: 0, value: Double(peak) / 1e6, unit: "MB",
                              timing: Timing(min: 0, median: 0),
