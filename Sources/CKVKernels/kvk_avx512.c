@@ -229,8 +229,8 @@ INL void scores_group(kvk_type t, const float *q, size_t q_stride, int M, const 
  * block, starts in the accumulator. The 16 keys of a step are transposed to 4-byte columns (one
  * vector per column of 16 keys), so each vpdpbusd adds a column and no score needs a horizontal
  * reduction. After the transpose, vector c of key group g (0: keys 0-3 and 8-11, 1: keys 4-7 and
- * 12-15) holds, per 128-bit chunk, column c, c + 4, c, c + 4 of those keys; Q8_LANE_COLUMN gives the
- * query column each lane meets. */
+ * 12-15) holds, per 128-bit chunk, column c, c + 4, c, c + 4 of those keys; q8_prepare lays out each
+ * query column pattern to match. */
 #define Q8_MAX_BLOCKS (KVK_WIDE_MAX_D / KVK_BLOCK)
 
 typedef struct q8_query {
