@@ -52,11 +52,10 @@ enum ModelBenchmarks {
                         logits = try session.decode(ids[n + i])
                         times.append((clock.now - t).benchSeconds)
                     }
-                    times.sort()
-                    let median = times[times.count / 2]
+                    let timing = Timing(samples: times)
                     let dref = LlamaCppReference.decode[n].map { String(format: "llama.cpp 2 thr: %.0f tok/s", $0) }
-                    ctx.addValue(group: "model", name: "decode at context \(n)", threads: threads, value: 1 / median,
-                                 unit: "tok/s", timing: Timing(min: times[0], median: median),
+                    ctx.addValue(group: "model", name: "decode at context \(n)", threads: threads, value: 1 / timing.median,
+                                 unit: "tok/s", timing: timing,
                                  note: [dref, "cache \(session.cache.byteCount / 1_000_000) MB"].compactMap { $0 }.joined(separator: ", "))
                     if n == lengths.last, let rss = ProcessMemory.current {
                         // Target: RSS <= model file + cache + 100 MB (weights are mapped, not copied).

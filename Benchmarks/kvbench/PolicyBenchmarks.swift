@@ -44,14 +44,14 @@ enum PolicyBenchmarks {
                         logits = try session.decode(next)
                         times.append((clock.now - t).benchSeconds)
                     }
-                    times.sort()
-                    let tps = 1 / times[times.count / 2]
+                    let timing = Timing(samples: times)
+                    let tps = 1 / timing.median
                     if entry.name == "Full" { fullDecode = tps }
                     let text = model.tokenizer.decode(answer)
                     let correct = text.contains(prompt.passkey)
                     let vsFull = fullDecode.map { String(format: "%.2fx full", tps / $0) } ?? "-"
                     ctx.addValue(group: "policies", name: "\(entry.name) r=\(ratio)", threads: threads, value: tps,
-                                 unit: "tok/s", timing: Timing(min: times[0], median: times[times.count / 2]),
+                                 unit: "tok/s", timing: timing,
                                  note: "\(correct ? "correct" : "WRONG") \(text.debugDescription), kept \(keptEntries) entries "
                                     + "= \(keptBytes / 1000) kB, prefill \(String(format: "%.2f", prefill)) s, \(vsFull)")
                 }
@@ -133,12 +133,8 @@ enum PolicyBenchmarks {
                 }
             }
         }
-        func summary(_ times: [Double]) -> (Double, Timing) {
-            let sorted = times.sorted()
-            return (1 / sorted[sorted.count / 2], Timing(min: sorted[0], median: sorted[sorted.count / 2]))
-        }
-        let (fullRate, fullTiming) = summary(fullTimes)
-        let (keptRate, keptTiming) = summary(keptTimes)
+        let fullTiming = Timing(samples: fullTimes), keptTiming = Timing(samples: keptTimes)
+        let fullRate = 1 / fullTiming.median, keptRate = 1 / keptTiming.median
         ctx.addValue(group: "policies", name: "decode ctx \(context), full cache", threads: threads, value: fullRate,
                      unit: "tok/s", timing: fullTiming, note: "cache \(full.cache.byteCount / 1000) kB")
         ctx.addValue(group: "policies", name: "decode ctx \(context), \(kept) kept/layer", threads: threads,

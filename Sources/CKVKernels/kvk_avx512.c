@@ -117,6 +117,18 @@ INL void prefetch_bytes(const char *base, size_t offset, size_t bytes) {
     for (size_t off = 0; off < bytes; off += 64) _mm_prefetch((const char *)(p + off), _MM_HINT_T0);
 }
 
+/* 0, stride, 2 stride, ..., 15 stride: the offsets of 16 rows for a gather (in its units). */
+INL __m512i lane_offsets(size_t stride) {
+    return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                              _mm512_set1_epi32((int)stride));
+}
+
+/* The f16 scales of the q8_0 blocks at `blk + rows[i]` for the rows in `live`, as f32 (0 for the
+ * others): the low half of the dword each block starts with. */
+INL __m512 q8_block_scales(const char *blk, __m512i rows, __mmask16 live) {
+    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, rows, blk, 1)));
+}
+
 /* Elements [c, c + 32) as two vectors (c % 32 == 0): a q8_0 block's scale is converted once. */
 INL void row32(kvk_type t, const char *row, size_t c, __m512 *lo, __m512 *hi) {
     if (t == KVK_Q8_0) {
@@ -282,8 +294,7 @@ INL void scores_q8_group(const float *q, size_t q_stride, int M, const char *key
     for (int h = 0; h < M; h++) q8_prepare(q + h * q_stride, d, &qp[h]);
     const size_t nb = d / KVK_BLOCK;
     const __m512i flip = _mm512_set1_epi8((char)0x80);
-    const __m512i rows = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                            _mm512_set1_epi32((int)key_stride));
+    const __m512i rows = lane_offsets(key_stride);
     for (size_t j = 0; j < n16; j += 16) {
         const char *base = keys + j * key_stride;
         /* the 16 rows 64 rows ahead (~4 KB at d = 64; 32/96/128 rows measured slower): the
@@ -293,9 +304,7 @@ INL void scores_q8_group(const float *q, size_t q_stride, int M, const char *key
         for (int h = 0; h < M; h++) res[h] = _mm512_setzero_ps();
         for (size_t b = 0; b < nb; b++) {
             const char *blk = base + b * sizeof(kvk_block_q8_0);
-            /* block scales of the 16 keys (the low half of the dword at each block start) */
-            const __m512i dw = _mm512_i32gather_epi32(rows, blk, 1);
-            const __m512 dk = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dw));
+            const __m512 dk = q8_block_scales(blk, rows, 0xFFFF);
             __m512i x[8], a[8], v[2][4];
             KVK_UNROLL for (int i = 0; i < 8; i++) {
                 const char *r0 = blk + 2 + (size_t)i * key_stride, *r1 = blk + 2 + (size_t)(i + 8) * key_stride;
@@ -385,8 +394,7 @@ INL void scores_wide(kvk_type t, const float *q, size_t q_stride, size_t m, cons
                      size_t n, size_t d, float scale, float *out, size_t out_stride) {
     float rows[32 * KVK_WIDE_MAX_D] __attribute__((aligned(64)));
     float kt[KVK_WIDE_MAX_D * 32] __attribute__((aligned(64)));
-    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                           _mm512_set1_epi32((int)d));
+    const __m512i idx = lane_offsets(d);
     for (size_t j = 0; j < n; j += 32) {
         const size_t nk = n - j < 32 ? n - j : 32;
         for (size_t k = 0; k < 32; k++) {
@@ -486,9 +494,7 @@ INL void wsum_q8_weights(const float *w, size_t w_stride, int M, const char *bas
                          float (*ws)[2][16]) {
     const __mmask16 m = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
     for (int b = 0; b < NB; b++) {
-        const __m512i dw =
-            _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, rows, base + b * sizeof(kvk_block_q8_0), 1);
-        const __m512 dk = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dw));
+        const __m512 dk = q8_block_scales(base + b * sizeof(kvk_block_q8_0), rows, m);
         for (int h = 0; h < M; h++)
             _mm512_store_ps(ws[h][b], _mm512_mul_ps(_mm512_maskz_loadu_ps(m, w + h * w_stride), dk));
     }
@@ -500,8 +506,7 @@ INL void wsum_q8_chunk(const float *w, size_t w_stride, int M, const char *value
     float ws[2][4][2][16] __attribute__((aligned(64))); /* w_h[j] d_j,b: this group's and the next one's */
     for (int h = 0; h < M; h++)
         for (int v = 0; v < 2 * NB; v++) acc[h][v] = _mm512_loadu_ps(out + h * out_stride + 32 * b0 + 16 * v);
-    const __m512i rows = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                            _mm512_set1_epi32((int)stride));
+    const __m512i rows = lane_offsets(stride);
     const size_t pd = prefetch_rows(stride, 16), rb = (size_t)NB * sizeof(kvk_block_q8_0);
     const size_t first = b0 * sizeof(kvk_block_q8_0);
     if (n > 0) wsum_q8_weights(w, w_stride, M, values + first, rows, n, NB, ws[0]);
