@@ -485,53 +485,112 @@ INL void wsum_chunk(kvk_type t, const float *w, size_t w_stride, int M, const ch
         for (int v = 0; v < V; v++) _mm512_storeu_ps(out + h * out_stride + c0 + 16 * v, acc[h][v]);
 }
 
-/* q8_0 rows: out_h[32 b0, 32 (b0 + NB)) += sum_j w_h[j] row_j for M <= 4 heads and NB <= 2 blocks.
- * Each block scale is folded into the weights, 16 rows at a time (one gather of the 16 scales, one
- * multiply per head), so a row costs only its int8 -> f32 conversions and the multiply-adds. The
- * folded weights of the next 16 rows are made before this group's rows run, so the row loop does
- * not wait for the gather. */
-INL void wsum_q8_weights(const float *w, size_t w_stride, int M, const char *base, __m512i rows, size_t nr, int NB,
-                         float (*ws)[2][16]) {
-    const __mmask16 m = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
-    for (int b = 0; b < NB; b++) {
-        const __m512 dk = q8_block_scales(base + b * sizeof(kvk_block_q8_0), rows, m);
-        for (int h = 0; h < M; h++)
-            _mm512_store_ps(ws[h][b], _mm512_mul_ps(_mm512_maskz_loadu_ps(m, w + h * w_stride), dk));
+/* q8_0 rows: out_h[32 b0, 32 (b0 + NB)) += sum_j w_h[j] row_j for M <= 4 heads and NB <= 2 blocks,
+ * in integer arithmetic. Per 32 rows and head, the weights times the rows' block scales, w_h[j] d_j,b,
+ * are rounded to 16-bit fixed point against their largest magnitude (error <= that / 65534 per weight,
+ * an eighth of the int8 values' own rounding at most); two rows are widened to interleaved 16-bit
+ * pairs so that one vpdpwssd adds both rows for 16 columns, and each 32 rows' int32 sums are scaled
+ * into f32 accumulators. Per row this is 2 widenings, 2 interleaves and 3 M products (the f32 path
+ * needed 4 widenings, 4 conversions and 4 M multiply-adds). */
+typedef struct q8_weights {
+    int32_t w[4][2][16]; /* per head and block: row pairs as (16-bit low row, 16-bit high row) */
+    float s[16];         /* head h: weight = integer * s[4 h] */
+} q8_weights;
+
+/* Dword of q8_weights.w holding rows 2p, 2p + 1 of a group (the order _mm512_packs_epi32 leaves). */
+static inline size_t q8_pair_slot(size_t p) { return 4 * ((p & 7) >> 1) + (p & 1) + ((p >> 3) << 1); }
+
+/* The maxima of four vectors, each in every lane of its own 128-bit chunk (one tree for all four). */
+INL __m512 max4(__m512 a, __m512 b, __m512 c, __m512 d) {
+    const __m512 ab = _mm512_max_ps(_mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
+    const __m512 cd = _mm512_max_ps(_mm512_shuffle_f32x4(c, d, _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_f32x4(c, d, _MM_SHUFFLE(3, 2, 3, 2)));
+    __m512 m = _mm512_max_ps(_mm512_shuffle_f32x4(ab, cd, _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_f32x4(ab, cd, _MM_SHUFFLE(3, 1, 3, 1)));
+    m = _mm512_max_ps(m, _mm512_permute_ps(m, _MM_SHUFFLE(1, 0, 3, 2)));
+    return _mm512_max_ps(m, _mm512_permute_ps(m, _MM_SHUFFLE(2, 3, 0, 1)));
+}
+
+INL void wsum_q8_weights(const float *w, size_t w_stride, int M, const char *base, size_t stride, __m512i rows,
+                         size_t nr, int NB, q8_weights *g) {
+    const __mmask16 m[2] = {nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1),
+                            nr <= 16 ? 0 : nr >= 32 ? 0xFFFF : (__mmask16)((1u << (nr - 16)) - 1)};
+    __m512 dk[2][2], x[4][2][2], mx[4];
+    for (int b = 0; b < NB; b++)
+        for (int k = 0; k < 2; k++)
+            dk[b][k] = q8_block_scales(base + 16 * k * stride + b * sizeof(kvk_block_q8_0), rows, m[k]);
+    for (int h = 0; h < 4; h++) {
+        mx[h] = _mm512_setzero_ps();
+        for (int b = 0; b < NB && h < M; b++)
+            for (int k = 0; k < 2; k++) {
+                x[h][b][k] = _mm512_mul_ps(_mm512_maskz_loadu_ps(m[k], w + h * w_stride + 16 * k), dk[b][k]);
+                mx[h] = _mm512_range_ps(mx[h], x[h][b][k], 0x0B); /* max(|mx|, |x|) */
+            }
+    }
+    const __m512 amax = max4(mx[0], mx[1], mx[2], mx[3]);
+    const __m512 inv = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(amax, _mm512_setzero_ps(), _CMP_GT_OQ),
+                                           _mm512_set1_ps(32767.0f), amax);
+    _mm512_storeu_ps(g->s, _mm512_mul_ps(amax, _mm512_set1_ps(1.0f / 32767.0f)));
+    for (int h = 0; h < M; h++) {
+        const __m512 ih = _mm512_permutexvar_ps(_mm512_set1_epi32(4 * h), inv);
+        for (int b = 0; b < NB; b++)
+            _mm512_storeu_si512(g->w[h][b], _mm512_packs_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(x[h][b][0], ih)),
+                                                               _mm512_cvtps_epi32(_mm512_mul_ps(x[h][b][1], ih))));
     }
 }
 
 INL void wsum_q8_chunk(const float *w, size_t w_stride, int M, const char *values, size_t stride, size_t n,
                        size_t b0, int NB, int prefetch, float *out, size_t out_stride) {
-    __m512 acc[4][4];
-    float ws[2][4][2][16] __attribute__((aligned(64))); /* w_h[j] d_j,b: this group's and the next one's */
+    /* accumulator k of (head, block) holds columns 8c + 4k + (0..3) in its 128-bit chunk c: the
+     * order the 16-bit interleaves leave */
+    __m512 acc[4][2][2];
+    q8_weights g[2];
     for (int h = 0; h < M; h++)
-        for (int v = 0; v < 2 * NB; v++) acc[h][v] = _mm512_loadu_ps(out + h * out_stride + 32 * b0 + 16 * v);
+        for (int b = 0; b < NB; b++) acc[h][b][0] = acc[h][b][1] = _mm512_setzero_ps();
     const __m512i rows = lane_offsets(stride);
     const size_t pd = prefetch_rows(stride, 16), rb = (size_t)NB * sizeof(kvk_block_q8_0);
     const size_t first = b0 * sizeof(kvk_block_q8_0);
-    if (n > 0) wsum_q8_weights(w, w_stride, M, values + first, rows, n, NB, ws[0]);
-    for (size_t j0 = 0, cur = 0; j0 < n; j0 += 16, cur ^= 1) {
-        const size_t nr = n - j0 < 16 ? n - j0 : 16;
+    if (n > 0) wsum_q8_weights(w, w_stride, M, values + first, stride, rows, n, NB, &g[0]);
+    for (size_t j0 = 0, cur = 0; j0 < n; j0 += 32, cur ^= 1) {
+        const size_t nr = n - j0 < 32 ? n - j0 : 32;
         const char *base = values + j0 * stride + first;
-        if (j0 + 16 < n)
-            wsum_q8_weights(w + j0 + 16, w_stride, M, base + 16 * stride, rows, n - j0 - 16, NB, ws[cur ^ 1]);
-        for (size_t r = 0; r < nr; r++) {
-            const char *row = base + r * stride;
-            if (prefetch) prefetch_bytes(values, (j0 + r + pd) * stride + first, rb);
+        if (j0 + 32 < n) /* the next group's weights first: the gathers overlap this group's rows */
+            wsum_q8_weights(w + j0 + 32, w_stride, M, base + 32 * stride, stride, rows, n - j0 - 32, NB, &g[cur ^ 1]);
+        __m512i isum[4][2][2];
+        for (int h = 0; h < M; h++)
+            for (int b = 0; b < NB; b++) isum[h][b][0] = isum[h][b][1] = _mm512_setzero_si512();
+        for (size_t p = 0; 2 * p < nr; p++) {
+            const char *r0 = base + 2 * p * stride, *r1 = 2 * p + 1 < nr ? r0 + stride : r0; /* odd end: weight 0 */
+            if (prefetch) {
+                prefetch_bytes(values, (j0 + 2 * p + pd) * stride + first, rb);
+                prefetch_bytes(values, (j0 + 2 * p + 1 + pd) * stride + first, rb);
+            }
+            const size_t slot = q8_pair_slot(p);
             KVK_UNROLL for (int b = 0; b < NB; b++) {
-                const kvk_block_q8_0 *blk = (const kvk_block_q8_0 *)row + b;
-                const __m512 x0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)blk->qs)));
-                const __m512 x1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk->qs + 16))));
+                const size_t off = b * sizeof(kvk_block_q8_0) + 2;
+                const __m512i x0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(r0 + off)));
+                const __m512i x1 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(r1 + off)));
+                const __m512i lo = _mm512_unpacklo_epi16(x0, x1), hi = _mm512_unpackhi_epi16(x0, x1);
                 for (int h = 0; h < M; h++) {
-                    const __m512 wv = _mm512_set1_ps(ws[cur][h][b][r]);
-                    acc[h][2 * b] = _mm512_fmadd_ps(wv, x0, acc[h][2 * b]);
-                    acc[h][2 * b + 1] = _mm512_fmadd_ps(wv, x1, acc[h][2 * b + 1]);
+                    const __m512i wv = _mm512_set1_epi32(g[cur].w[h][b][slot]);
+                    isum[h][b][0] = _mm512_dpwssd_epi32(isum[h][b][0], lo, wv);
+                    isum[h][b][1] = _mm512_dpwssd_epi32(isum[h][b][1], hi, wv);
                 }
             }
         }
+        for (int h = 0; h < M; h++) {
+            const __m512 s = _mm512_set1_ps(g[cur].s[4 * h]);
+            for (int b = 0; b < NB; b++)
+                for (int k = 0; k < 2; k++) acc[h][b][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[h][b][k]), s, acc[h][b][k]);
+        }
     }
+    /* back to column order: columns 0-15 are chunks lo0 hi0 lo1 hi1, columns 16-31 lo2 hi2 lo3 hi3 */
+    const __m512i i0 = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+    const __m512i i1 = _mm512_add_epi32(i0, _mm512_set1_epi32(8));
     for (int h = 0; h < M; h++)
-        for (int v = 0; v < 2 * NB; v++) _mm512_storeu_ps(out + h * out_stride + 32 * b0 + 16 * v, acc[h][v]);
+        for (int b = 0; b < NB; b++) {
+            float *o = out + h * out_stride + 32 * (b0 + b);
+            _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), _mm512_permutex2var_ps(acc[h][b][0], i0, acc[h][b][1])));
+            _mm512_storeu_ps(o + 16, _mm512_add_ps(_mm512_loadu_ps(o + 16), _mm512_permutex2var_ps(acc[h][b][0], i1, acc[h][b][1])));
+        }
 }
 
 /* Rows in groups of 64 (they stay in L1 while every 64-element chunk of the head dimension passes). */

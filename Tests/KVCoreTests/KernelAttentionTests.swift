@@ -8,7 +8,8 @@ import XCTest
 /// multiple of the kernels' row groups. Tolerance: gamma_(d+2) * sum|terms| per output, plus for
 /// block-quantized keys the 16-bit fixed-point rounding of the query that the SIMD paths may use
 /// (at most max|q| / 65278 per element; bound taken as sum|k| * max|q| / 32767, far below the keys'
-/// own quantization error).
+/// own quantization error), and for block-quantized values the 16-bit fixed-point rounding of the
+/// weights times block scales that the SIMD weighted sums may use (`weightRoundingBound`).
 final class KernelAttentionTests: XCTestCase {
     let cacheTypes: [ElementType] = [.f32, .f16, .bf16, .q8_0, .q4_0]
 
@@ -80,7 +81,10 @@ final class KernelAttentionTests: XCTestCase {
                                 }
                             }
                         }
-                        assertClose(out, ref, tolerance: mag.map { summationBound(n + 3, $0) },
+                        let wRounding = bytes.withUnsafeBytes {
+                            weightRoundingBound(t, $0.baseAddress!, stride: stride, n: n, d: d, weights: w)
+                        }
+                        assertClose(out, ref, tolerance: (0..<d).map { summationBound(n + 3, mag[$0]) + wRounding[$0] },
                                     "\(path) weighted_sum \(t) d=\(d) n=\(n)")
                     }
                 }
@@ -140,8 +144,12 @@ final class KernelAttentionTests: XCTestCase {
                                         mag[i] += abs(Double(w[h * wStride + j]) * decoded[j][i])
                                     }
                                 }
+                                let wh = Array(w[(h * wStride)..<(h * wStride + n)])
+                                let wRounding = bytes.withUnsafeBytes {
+                                    weightRoundingBound(t, $0.baseAddress!, stride: stride, n: n, d: d, weights: wh)
+                                }
                                 assertClose(Array(acc[(h * oStride)..<(h * oStride + d)]), ref,
-                                            tolerance: mag.map { summationBound(n + 3, $0) },
+                                            tolerance: (0..<d).map { summationBound(n + 3, mag[$0]) + wRounding[$0] },
                                             "\(path) weighted_sum_multi \(t) d=\(d) m=\(m) n=\(n) head \(h)")
                                 for i in d..<oStride { XCTAssertEqual(acc[h * oStride + i], out0[h * oStride + i], "padding") }
                             }

@@ -94,6 +94,27 @@ func referenceDecode(_ t: ElementType, _ p: UnsafeRawPointer, _ n: Int) -> [Doub
     return out
 }
 
+/// For block-quantized value rows: the bound, per output element, on what the SIMD weighted sums'
+/// 16-bit fixed-point rounding of the weights (w_j times each block scale, at most max|w_j d_j,b| / 65534
+/// per weight) may add: sum_j |integer element_j,i| * max|w d| / 32767 (a factor 2 above that).
+/// Zero for the other types. `rows` are n rows of d elements, `stride` bytes apart.
+func weightRoundingBound(_ t: ElementType, _ rows: UnsafeRawPointer, stride: Int, n: Int, d: Int, weights w: [Float]) -> [Double] {
+    var bound = [Double](repeating: 0, count: d)
+    guard t.isBlockQuantized, n > 0 else { return bound }
+    let blockBytes = t.byteCount(elements: 32)
+    var wdMax = 0.0
+    var ints = [[Double]]()
+    for j in 0..<n {
+        let row = rows + j * stride
+        let decoded = referenceDecode(t, row, d)
+        let scales = (0..<(d / 32)).map { halfToDouble(readU16(row, $0 * blockBytes)) }
+        wdMax = max(wdMax, scales.map { abs(Double(w[j]) * $0) }.max() ?? 0)
+        ints.append((0..<d).map { scales[$0 / 32] == 0 ? 0 : abs(decoded[$0] / scales[$0 / 32]) })
+    }
+    for j in 0..<n { for i in 0..<d { bound[i] += ints[j][i] * wdMax / 32767 } }
+    return bound
+}
+
 /// Encodes f32 values as type t with the kernels (tested separately) into a byte array.
 func encode(_ t: ElementType, _ values: [Float]) -> [UInt8] {
     var bytes = [UInt8](repeating: 0, count: t.byteCount(elements: values.count))

@@ -110,7 +110,10 @@ void kvk_dequantize(kvk_type t, const void *src, float *dst, size_t n);
 void kvk_scores(kvk_type t, const float *q, const void *keys, size_t key_stride, size_t n, size_t d,
                 float scale, float *out);
 /** Weighted sum of n value rows: out[i] += sum_j w[j] * value_j[i], value_j at
- *  (const char *)values + j * value_stride bytes, stored as t (same types as kvk_scores). */
+ *  (const char *)values + j * value_stride bytes, stored as t (same types as kvk_scores). For Q8_0
+ *  rows the AVX-512 path sums exact integer products: per 32 rows, it rounds each w[j] times the
+ *  row's block scale to 16-bit fixed point against the largest such product among those rows
+ *  (error <= that / 65534 per weight, at most an eighth of the int8 values' own rounding). */
 void kvk_weighted_sum(kvk_type t, const float *w, const void *values, size_t value_stride, size_t n,
                       size_t d, float *out);
 
