@@ -32,7 +32,8 @@ enum BenchCommandLine {
           KVBENCH_CACHE_TOKENS=N   rows for the kernels group's cache rows (default 16384; e.g.
                                    524288 to measure them from DRAM instead of L2/L3)
           KVCOMPRESS_THREADS=N     size of ThreadPool.shared (library default: all cores)
-          KVK_ISA=avx512|avx2|neon|scalar   kernel instruction set (default: the best supported)
+          KVK_ISA=NAME             kernel instruction set: amx, avx512, avx2, neon or scalar
+                                   (default: the best this machine supports)
           KVBENCH_LLAMA_BENCH=PATH model group: also run llama.cpp's llama-bench (this binary) on the
                                    same model file, same lengths and threads (build it with
                                    ../shared/tools/llama-bench.sh)

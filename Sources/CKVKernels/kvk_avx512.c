@@ -12,9 +12,8 @@
 
 #define TGT512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
 #define INL static inline __attribute__((always_inline)) TGT512
-/* Many-query (prefill) paths from this many query rows on; head dims up to KVK_WIDE_MAX_D use the
- * stack-buffered paths (wide scores, q8_0 integer scores, converted value rows). */
-#define KVK_WIDE_MIN_M 8
+/* Head dims up to KVK_WIDE_MAX_D use the stack-buffered paths (wide scores, q8_0 integer scores,
+ * converted value rows). */
 #define KVK_WIDE_MAX_D 256
 
 /* Fully unrolls the next loop (clang; compilers without the pragma keep the loop): the reduction

@@ -21,6 +21,14 @@ static void build_avx512(void) {
     g_avx512_ops = kvk_ops_avx2;
     kvk_avx512_override(&g_avx512_ops);
 }
+/* The AMX table: the AVX-512 table with the kernels kvk_amx.c overrides. */
+static kvk_ops g_amx_ops;
+static pthread_once_t g_amx_once = PTHREAD_ONCE_INIT;
+static void build_amx(void) {
+    pthread_once(&g_avx512_once, build_avx512);
+    g_amx_ops = g_avx512_ops;
+    kvk_amx_override(&g_amx_ops);
+}
 static int cpu_has_avx2(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
@@ -42,6 +50,10 @@ static const kvk_ops *table_for(kvk_isa isa) {
         if (!cpu_has_avx512()) return NULL;
         pthread_once(&g_avx512_once, build_avx512);
         return &g_avx512_ops;
+    case KVK_ISA_AMX:
+        if (!cpu_has_avx512() || !kvk_amx_usable()) return NULL;
+        pthread_once(&g_amx_once, build_amx);
+        return &g_amx_ops;
 #endif
 #if defined(__aarch64__)
     case KVK_ISA_NEON: return &kvk_ops_neon; /* Advanced SIMD is mandatory on AArch64. */
@@ -53,14 +65,14 @@ static const kvk_ops *table_for(kvk_isa isa) {
 static const kvk_ops *best_ops(void) {
     const kvk_ops *b = atomic_load_explicit(&g_best, memory_order_acquire);
     if (b) return b;
-    const kvk_isa order[] = {KVK_ISA_AVX512, KVK_ISA_AVX2, KVK_ISA_NEON, KVK_ISA_SCALAR};
+    const kvk_isa order[] = {KVK_ISA_AMX, KVK_ISA_AVX512, KVK_ISA_AVX2, KVK_ISA_NEON, KVK_ISA_SCALAR};
     for (size_t i = 0; i < sizeof order / sizeof order[0] && !b; i++) b = table_for(order[i]);
     atomic_store_explicit(&g_best, b, memory_order_release); /* racing threads store the same table */
     return b;
 }
 
 /* The table the environment asks for: KVK_FORCE_SCALAR (non-empty, not "0") or KVK_ISA=scalar|avx2|
- * avx512|neon; NULL when neither is set. An unknown or unsupported KVK_ISA is reported on stderr at
+ * avx512|amx|neon; NULL when neither is set. An unknown or unsupported KVK_ISA is reported on stderr at
  * first use and ignored (the best ISA is used). */
 static const kvk_ops *env_ops(void) {
     const char *v = getenv("KVK_FORCE_SCALAR");
@@ -71,9 +83,10 @@ static const kvk_ops *env_ops(void) {
     if (strcmp(isa, "scalar") == 0) t = &kvk_ops_scalar;
     else if (strcmp(isa, "avx2") == 0) t = table_for(KVK_ISA_AVX2);
     else if (strcmp(isa, "avx512") == 0) t = table_for(KVK_ISA_AVX512);
+    else if (strcmp(isa, "amx") == 0) t = table_for(KVK_ISA_AMX);
     else if (strcmp(isa, "neon") == 0) t = table_for(KVK_ISA_NEON);
     if (t == NULL)
-        fprintf(stderr, "CKVKernels: KVK_ISA=%s is not one of scalar|avx2|avx512|neon supported by this CPU; "
+        fprintf(stderr, "CKVKernels: KVK_ISA=%s is not one of scalar|avx2|avx512|amx|neon supported by this CPU; "
                         "using the best supported ISA\n", isa);
     return t;
 }

@@ -40,11 +40,19 @@ typedef struct kvk_ops {
     void (*rope)(float *, size_t, size_t, size_t, size_t, const int32_t *, const float *, kvk_rope_pairing);
 } kvk_ops;
 
+/* Query rows per scores_multi call from which the x86 tables use their many-query (prefill) paths. */
+#define KVK_WIDE_MIN_M 8
+
 extern const kvk_ops kvk_ops_scalar;
 #if defined(__x86_64__)
 extern const kvk_ops kvk_ops_avx2;
 /** Replaces the entries of *ops (a copy of kvk_ops_avx2) that have AVX-512 versions, and sets its isa. */
 void kvk_avx512_override(kvk_ops *ops);
+/** 1 when this CPU has AMX-INT8 and the OS granted this process the tile state (asked once), else 0. */
+int kvk_amx_usable(void);
+/** Replaces the entries of *ops (a copy of the AVX-512 table) that have AMX versions, and sets its isa;
+ *  those fall back to the entries they replace for other shapes. */
+void kvk_amx_override(kvk_ops *ops);
 #endif
 #if defined(__aarch64__)
 extern const kvk_ops kvk_ops_neon;

@@ -3,8 +3,9 @@ import CKVKernels
 /// Run-time control of the C kernels (`CKVKernels`): which instruction set they use.
 ///
 /// The kernels pick an implementation once, at first use: on x86_64 AVX-512 (F, BW, VL, DQ and
-/// VNNI) when the CPU has it, else AVX2 + FMA + F16C; NEON on arm64; portable scalar C otherwise.
-/// The environment variables `KVK_FORCE_SCALAR=1` or `KVK_ISA=scalar|avx2|avx512|neon` (read at
+/// VNNI) when the CPU has it, plus AMX-INT8 tiles where the CPU and Linux offer them, else AVX2 +
+/// FMA + F16C; NEON on arm64; portable scalar C otherwise.
+/// The environment variables `KVK_FORCE_SCALAR=1` or `KVK_ISA=scalar|avx2|avx512|amx|neon` (read at
 /// first use) and ``use(_:)`` / ``forceScalar`` (at any time) select another supported path: for
 /// tests, for comparing paths in a benchmark, and for checking a suspected SIMD bug.
 public enum Kernels {
@@ -16,6 +17,9 @@ public enum Kernels {
         case avx2
         /// x86_64 AVX-512 (F, BW, VL, DQ, VNNI); kernels without an AVX-512 version use AVX2.
         case avx512
+        /// ``avx512`` plus AMX-INT8 tiles (Linux): attention scores over q8_0 keys with head dim 64
+        /// (256 keys or more per call); every other kernel is the AVX-512 one.
+        case amx
         /// AArch64 Advanced SIMD (NEON).
         case neon
 
@@ -23,6 +27,7 @@ public enum Kernels {
             switch isa {
             case KVK_ISA_AVX2: self = .avx2
             case KVK_ISA_AVX512: self = .avx512
+            case KVK_ISA_AMX: self = .amx
             case KVK_ISA_NEON: self = .neon
             default: self = .scalar
             }
@@ -33,16 +38,18 @@ public enum Kernels {
             case .scalar: return KVK_ISA_SCALAR
             case .avx2: return KVK_ISA_AVX2
             case .avx512: return KVK_ISA_AVX512
+            case .amx: return KVK_ISA_AMX
             case .neon: return KVK_ISA_NEON
             }
         }
 
-        /// `"scalar"`, `"avx2"`, `"avx512"` or `"neon"` (the values `KVK_ISA` accepts).
+        /// `"scalar"`, `"avx2"`, `"avx512"`, `"amx"` or `"neon"` (the values `KVK_ISA` accepts).
         public var description: String {
             switch self {
             case .scalar: return "scalar"
             case .avx2: return "avx2"
             case .avx512: return "avx512"
+            case .amx: return "amx"
             case .neon: return "neon"
             }
         }
@@ -56,7 +63,7 @@ public enum Kernels {
 
     /// Every instruction set this CPU and build can run, best first (always ends with `.scalar`).
     public static var supportedISAs: [ISA] {
-        [.avx512, .avx2, .neon, .scalar].filter { kvk_isa_supported($0.kernelISA) != 0 }
+        [.amx, .avx512, .avx2, .neon, .scalar].filter { kvk_isa_supported($0.kernelISA) != 0 }
     }
 
     /// Switches every later kernel call to `isa` (process-wide, thread-safe; calls already running

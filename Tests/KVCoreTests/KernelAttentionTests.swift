@@ -92,6 +92,41 @@ final class KernelAttentionTests: XCTestCase {
         }
     }
 
+    /// Long q8_0 key runs, the shape of decode attention over a q8_0 cache (the AMX path starts at
+    /// 256 keys with head dim 64): scores of 1 to 7 query heads against the double reference, with
+    /// padded rows and a key count that leaves a tail for the fallback.
+    func testLongQ8Scores() {
+        var rng = SeededRNG(seed: 34)
+        forEachKernelPath { path in
+            for d in [64, 128] {
+                for (m, n) in [(1, 512), (3, 1043), (4, 600), (7, 529)] {
+                    let (bytes, stride) = makeRows(.q8_0, n: n, d: d, pad: n % 2 == 0 ? 0 : 12, rng: &rng)
+                    let q = rng.floats(m * d, in: -3...3)
+                    let outStride = n + 1
+                    var out = [Float](repeating: .nan, count: m * outStride)
+                    bytes.withUnsafeBytes {
+                        kvk_scores_multi(ElementType.q8_0.kernelType, q, d, m, $0.baseAddress!, stride, n, d, 0.125, &out, outStride)
+                    }
+                    let keys: [[Double]] = bytes.withUnsafeBytes { p in (0..<n).map { referenceDecode(.q8_0, p.baseAddress! + $0 * stride, d) } }
+                    for h in 0..<m {
+                        let qh = q[(h * d)..<(h * d + d)].map { Double($0) }
+                        let qmax = qh.map { abs($0) }.max() ?? 0
+                        var ref = [Double](), tol = [Double]()
+                        for k in keys {
+                            let terms = (0..<d).map { k[$0] * qh[$0] }
+                            ref.append(0.125 * terms.reduce(0, +))
+                            let qRounding = k.reduce(0) { $0 + abs($1) } * qmax / 32767
+                            tol.append(0.125 * (summationBound(d + 2, terms.reduce(0) { $0 + abs($1) }) + qRounding))
+                        }
+                        assertClose(Array(out[(h * outStride)..<(h * outStride + n)]), ref, tolerance: tol,
+                                    "\(path) long q8_0 scores d=\(d) m=\(m) n=\(n) head \(h)")
+                        XCTAssertTrue(out[h * outStride + n].isNaN, "padding")
+                    }
+                }
+            }
+        }
+    }
+
     /// kvk_scores_multi / kvk_weighted_sum_multi (several query heads per KV head) against the same
     /// double references and tolerances as the single-head kernels; padding between heads untouched.
     /// Head counts up to 13 reach the many-query (prefill) paths.

@@ -8,7 +8,7 @@
  *    handed to block kernels must be multiples of KVK_BLOCK (callers check, kernels assume);
  *  - the implementation is chosen once at first use: on x86_64 AVX-512 (F, BW, VL, DQ, VNNI)
  *    when the CPU has it, else AVX2+FMA+F16C; NEON on arm64; portable scalar C everywhere else.
- *    Setting the environment variable KVK_FORCE_SCALAR=1 (or KVK_ISA=scalar|avx2|avx512|neon) before
+ *    Setting the environment variable KVK_FORCE_SCALAR=1 (or KVK_ISA=scalar|avx2|avx512|amx|neon) before
  *    first use, or calling kvk_set_force_scalar(1) / kvk_set_isa at any time, selects another path
  *    (tests use this to cover every path this CPU can run); a KVK_ISA this CPU cannot run is
  *    reported on stderr and ignored.
@@ -30,8 +30,10 @@ typedef enum kvk_isa {
     KVK_ISA_SCALAR = 0,
     KVK_ISA_AVX2 = 1, /* AVX2 + FMA + F16C */
     KVK_ISA_NEON = 2,
-    KVK_ISA_AVX512 = 3 /* AVX-512 F/BW/VL/DQ/VNNI (plus AVX2, FMA, F16C); kernels without an
-                          AVX-512 version use the AVX2 one */
+    KVK_ISA_AVX512 = 3, /* AVX-512 F/BW/VL/DQ/VNNI (plus AVX2, FMA, F16C); kernels without an
+                           AVX-512 version use the AVX2 one */
+    KVK_ISA_AMX = 4     /* AVX-512 plus AMX-INT8 tiles (Linux, x86-64): q8_0 attention scores with head
+                           dim 64 over 256+ keys; every other kernel is the AVX-512 one */
 } kvk_isa;
 
 /** The ISA the kernels currently use (after KVK_FORCE_SCALAR / KVK_ISA / kvk_set_isa). */
