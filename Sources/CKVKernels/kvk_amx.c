@@ -16,7 +16,8 @@
  */
 #include "kvk_internal.h"
 
-#if defined(__x86_64__) && defined(__linux__) && (defined(__clang__) ? __clang_major__ >= 12 : __GNUC__ >= 11)
+#if defined(__x86_64__)
+#if defined(__linux__) && (defined(__clang__) ? __clang_major__ >= 12 : __GNUC__ >= 11)
 #include <cpuid.h>
 #include <immintrin.h>
 #include <pthread.h>
@@ -218,9 +219,10 @@ void kvk_amx_override(kvk_ops *o) {
     o->scores = amx_scores;
 }
 
-#else
+#else /* no tile state to ask for (not Linux) or no AMX intrinsics (old compiler) */
 
 int kvk_amx_usable(void) { return 0; }
 void kvk_amx_override(kvk_ops *o) { (void)o; }
 
+#endif
 #endif

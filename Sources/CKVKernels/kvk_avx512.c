@@ -63,8 +63,15 @@ INL __m512 exp16(__m512 x) {
 }
 
 static TGT512 float avx512_softmax_unnormalized(float *x, size_t n, float *shift) {
-    __m512 mv = _mm512_set1_ps(*shift);
+    __m512 mv = _mm512_set1_ps(*shift), m1 = mv, m2 = mv, m3 = mv; /* four chains: max has latency 4 */
     size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        mv = _mm512_max_ps(mv, _mm512_loadu_ps(x + i));
+        m1 = _mm512_max_ps(m1, _mm512_loadu_ps(x + i + 16));
+        m2 = _mm512_max_ps(m2, _mm512_loadu_ps(x + i + 32));
+        m3 = _mm512_max_ps(m3, _mm512_loadu_ps(x + i + 48));
+    }
+    mv = _mm512_max_ps(_mm512_max_ps(mv, m1), _mm512_max_ps(m2, m3));
     for (; i + 16 <= n; i += 16) mv = _mm512_max_ps(mv, _mm512_loadu_ps(x + i));
     if (i < n) mv = _mm512_max_ps(mv, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), (__mmask16)((1u << (n - i)) - 1), x + i));
     const float mx = _mm512_reduce_max_ps(mv);
