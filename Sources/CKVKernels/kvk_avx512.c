@@ -496,8 +496,8 @@ INL void wsum_chunk(kvk_type t, const float *w, size_t w_stride, int M, const ch
  * are rounded to 16-bit fixed point against their largest magnitude (error <= that / 65534 per weight,
  * an eighth of the int8 values' own rounding at most); two rows are widened to interleaved 16-bit
  * pairs so that one vpdpwssd adds both rows for 16 columns, and each 32 rows' int32 sums are scaled
- * into f32 accumulators. Per row this is 2 widenings, 2 interleaves and 3 M products (the f32 path
- * needed 4 widenings, 4 conversions and 4 M multiply-adds). */
+ * into f32 accumulators. Per row of two blocks this is 2 widenings, 2 interleaves and 2 M products
+ * (the f32 path needed 4 widenings, 4 conversions and 4 M multiply-adds). */
 typedef struct q8_weights {
     int32_t w[4][2][16]; /* per head and block: row pairs as (16-bit low row, 16-bit high row) */
     float s[16];         /* head h: weight = integer * s[4 h] */
