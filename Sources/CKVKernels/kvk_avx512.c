@@ -515,14 +515,21 @@ INL __m512 max4(__m512 a, __m512 b, __m512 c, __m512 d) {
     return _mm512_max_ps(m, _mm512_permute_ps(m, _MM_SHUFFLE(2, 3, 0, 1)));
 }
 
-INL void wsum_q8_weights(const float *w, size_t w_stride, int M, const char *base, size_t stride, __m512i rows,
-                         size_t nr, int NB, q8_weights *g) {
+/* The block scales of rows [0, nr) (nr <= 32) at base, as f32 per block and 16 rows (0 past nr). */
+INL void wsum_q8_scales(const char *base, size_t stride, __m512i rows, size_t nr, int NB, float (*dk)[2][16]) {
+    const __mmask16 m[2] = {nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1),
+                            nr <= 16 ? 0 : nr >= 32 ? 0xFFFF : (__mmask16)((1u << (nr - 16)) - 1)};
+    for (int b = 0; b < NB; b++)
+        for (int k = 0; k < 2; k++)
+            _mm512_store_ps(dk[b][k], q8_block_scales(base + 16 * k * stride + b * sizeof(kvk_block_q8_0), rows, m[k]));
+}
+
+INL void wsum_q8_weights(const float *w, size_t w_stride, int M, float (*dks)[2][16], size_t nr, int NB, q8_weights *g) {
     const __mmask16 m[2] = {nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1),
                             nr <= 16 ? 0 : nr >= 32 ? 0xFFFF : (__mmask16)((1u << (nr - 16)) - 1)};
     __m512 dk[2][2], x[4][2][2], mx[4];
     for (int b = 0; b < NB; b++)
-        for (int k = 0; k < 2; k++)
-            dk[b][k] = q8_block_scales(base + 16 * k * stride + b * sizeof(kvk_block_q8_0), rows, m[k]);
+        for (int k = 0; k < 2; k++) dk[b][k] = _mm512_load_ps(dks[b][k]);
     for (int h = 0; h < 4; h++) {
         mx[h] = _mm512_setzero_ps();
         for (int b = 0; b < NB && h < M; b++)
@@ -549,17 +556,24 @@ INL void wsum_q8_chunk(const float *w, size_t w_stride, int M, const char *value
      * order the 16-bit interleaves leave */
     __m512 acc[4][2][2];
     q8_weights g[2];
+    float dk[2][2][2][16] __attribute__((aligned(64))); /* block scales, two groups ahead of the rows */
     for (int h = 0; h < M; h++)
         for (int b = 0; b < NB; b++) acc[h][b][0] = acc[h][b][1] = _mm512_setzero_ps();
     const __m512i rows = lane_offsets(stride);
     const size_t pd = prefetch_rows(stride, 16), rb = (size_t)NB * sizeof(kvk_block_q8_0);
     const size_t first = b0 * sizeof(kvk_block_q8_0);
-    if (n > 0) wsum_q8_weights(w, w_stride, M, values + first, stride, rows, n, NB, &g[0]);
+    if (n > 0) {
+        wsum_q8_scales(values + first, stride, rows, n, NB, dk[0]);
+        wsum_q8_weights(w, w_stride, M, dk[0], n, NB, &g[0]);
+    }
+    if (n > 32) wsum_q8_scales(values + 32 * stride + first, stride, rows, n - 32, NB, dk[1]);
     for (size_t j0 = 0, cur = 0; j0 < n; j0 += 32, cur ^= 1) {
         const size_t nr = n - j0 < 32 ? n - j0 : 32;
         const char *base = values + j0 * stride + first;
-        if (j0 + 32 < n) /* the next group's weights first: the gathers overlap this group's rows */
-            wsum_q8_weights(w + j0 + 32, w_stride, M, base + 32 * stride, stride, rows, n - j0 - 32, NB, &g[cur ^ 1]);
+        /* the next group's weights and the scales of the one after: the gathers' latency and the
+         * weights' dependency chain overlap this group's rows */
+        if (j0 + 32 < n) wsum_q8_weights(w + j0 + 32, w_stride, M, dk[cur ^ 1], n - j0 - 32, NB, &g[cur ^ 1]);
+        if (j0 + 64 < n) wsum_q8_scales(base + 64 * stride, stride, rows, n - j0 - 64, NB, dk[cur]);
         __m512i isum[4][2][2];
         for (int h = 0; h < M; h++)
             for (int b = 0; b < NB; b++) isum[h][b][0] = isum[h][b][1] = _mm512_setzero_si512();
