@@ -8,8 +8,8 @@
  *
  * One tile product covers key bytes 4-67 (block 0's quants 2-31, block 1's scale and quants), a second
  * one bytes 0-3 (block 0's scale and quants 0-1). The queries are rounded to 16-bit fixed point and
- * split into two signed bytes exactly as in the AVX-512 VNNI path (q ~= s (256 hi + lo), s = max|q| /
- * 32639), so the integer block dots are exact and both paths give identical scores. Result columns
+ * split into two signed bytes by the same code as in the AVX-512 VNNI path (kvk_q16_split), so the
+ * integer block dots are exact and both paths give identical scores. Result columns
  * (16 int32 per key): head h < 3 at 4h + (block 0 high, block 0 low, block 1 high, block 1 low); 12-15
  * copy the two block scales' bytes (block 0 high, low, block 1 high, low) out of the key rows, so no
  * gather is needed for them.
@@ -70,20 +70,14 @@ static TGTAMX void amx_prepare(const float *q, size_t q_stride, int M, amx_query
     memset(p, 0, sizeof *p);
     for (int h = 0; h < M; h++) {
         const float *qh = q + h * q_stride;
-        __m512 mv = _mm512_setzero_ps();
-        for (int i = 0; i < 64; i += 16) mv = _mm512_max_ps(mv, _mm512_abs_ps(_mm512_loadu_ps(qh + i)));
-        const float amax = _mm512_reduce_max_ps(mv);
-        p->s[h] = amax / 32639.0f;
-        const __m512 iq = _mm512_set1_ps(amax > 0.0f ? 32639.0f / amax : 0.0f);
-        const __m512i lim = _mm512_set1_epi32(32639);
+        __m512 iq;
+        p->s[h] = kvk_q16_scale(qh, 64, &iq);
         /* per block: its 32 high and low bytes at [2, 34) of a zero-padded buffer, so that every
          * 4-byte group of the key layout is one unaligned 4-byte read */
         int8_t bytes[2][2][36] = {{{0}}};
         for (int i = 0; i < 64; i += 16) {
-            __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(qh + i), iq));
-            v = _mm512_max_epi32(_mm512_min_epi32(v, lim), _mm512_sub_epi32(_mm512_setzero_si512(), lim));
-            const __m512i vh = _mm512_srai_epi32(_mm512_add_epi32(v, _mm512_set1_epi32(128)), 8); /* floor */
-            const __m512i vl = _mm512_sub_epi32(v, _mm512_slli_epi32(vh, 8));                  /* [-128, 127] */
+            __m512i v, vh, vl;
+            kvk_q16_split(qh + i, iq, &v, &vh, &vl);
             _mm_storeu_si128((__m128i *)&bytes[i / 32][0][2 + i % 32], _mm512_cvtepi32_epi8(vh));
             _mm_storeu_si128((__m128i *)&bytes[i / 32][1][2 + i % 32], _mm512_cvtepi32_epi8(vl));
         }

@@ -41,6 +41,11 @@ static TGT512 float avx512_sum_f32(const float *x, size_t n) {
     return s;
 }
 
+/* ------------------------------------------------------------ masks */
+
+/* The lanes of a 16-row step that lie below a count of `rows` left (all 16 from 16 on). */
+INL __mmask16 live_lanes(size_t rows) { return rows >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rows) - 1); }
+
 /* ------------------------------------------------------------ softmax */
 
 /* exp(x) for 16 lanes, the AVX2 exp8 polynomial (Cephes) in 512-bit registers: a few ulp. The
@@ -73,7 +78,7 @@ static TGT512 float avx512_softmax_unnormalized(float *x, size_t n, float *shift
     }
     mv = _mm512_max_ps(_mm512_max_ps(mv, m1), _mm512_max_ps(m2, m3));
     for (; i + 16 <= n; i += 16) mv = _mm512_max_ps(mv, _mm512_loadu_ps(x + i));
-    if (i < n) mv = _mm512_max_ps(mv, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), (__mmask16)((1u << (n - i)) - 1), x + i));
+    if (i < n) mv = _mm512_max_ps(mv, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), live_lanes(n - i), x + i));
     const float mx = _mm512_reduce_max_ps(mv);
     *shift = mx;
     if (mx == -INFINITY) {
@@ -88,7 +93,7 @@ static TGT512 float avx512_softmax_unnormalized(float *x, size_t n, float *shift
         sv = _mm512_add_ps(sv, e);
     }
     if (i < n) {
-        const __mmask16 k = (__mmask16)((1u << (n - i)) - 1);
+        const __mmask16 k = live_lanes(n - i);
         const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), mb));
         _mm512_mask_storeu_ps(x + i, k, e);
         sv = _mm512_add_ps(sv, _mm512_maskz_mov_ps(k, e));
@@ -258,22 +263,13 @@ typedef struct q8_query {
 } q8_query;
 
 static TGT512 void q8_prepare(const float *q, size_t d, q8_query *p) {
-    __m512 mv = _mm512_setzero_ps();
-    for (size_t i = 0; i < d; i += 16) mv = _mm512_max_ps(mv, _mm512_abs_ps(_mm512_loadu_ps(q + i)));
-    const float amax = _mm512_reduce_max_ps(mv);
-    p->s = amax / 32639.0f;
-    const __m512 iq = _mm512_set1_ps(amax > 0.0f ? 32639.0f / amax : 0.0f);
-    const __m512i lim = _mm512_set1_epi32(32639);
+    __m512 iq;
+    p->s = kvk_q16_scale(q, d, &iq);
     /* lane l of column pattern c takes dword c (chunks 0, 2) or c + 4 (chunks 1, 3) of the block */
     const __m512i col = _mm512_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4, 0, 0, 0, 0, 4, 4, 4, 4);
     for (size_t b = 0; b < d / KVK_BLOCK; b++) {
         __m512i v[2], hi[2], lo[2];
-        for (int k = 0; k < 2; k++) {
-            const __m512i r = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(q + b * KVK_BLOCK + 16 * k), iq));
-            v[k] = _mm512_max_epi32(_mm512_min_epi32(r, lim), _mm512_sub_epi32(_mm512_setzero_si512(), lim));
-            hi[k] = _mm512_srai_epi32(_mm512_add_epi32(v[k], _mm512_set1_epi32(128)), 8); /* floor */
-            lo[k] = _mm512_sub_epi32(v[k], _mm512_slli_epi32(hi[k], 8));                  /* [-128, 127] */
-        }
+        for (int k = 0; k < 2; k++) kvk_q16_split(q + b * KVK_BLOCK + 16 * k, iq, &v[k], &hi[k], &lo[k]);
         const int32_t sum = _mm512_reduce_add_epi32(_mm512_add_epi32(v[0], v[1]));
         /* the block's 32 bytes as 8 dwords in lanes 0-7 */
         const __m512i hd = _mm512_castsi256_si512(_mm256_set_m128i(_mm512_cvtepi32_epi8(hi[1]), _mm512_cvtepi32_epi8(hi[0])));
@@ -416,8 +412,7 @@ INL void scores_wide(kvk_type t, const float *q, size_t q_stride, size_t m, cons
             _mm512_store_ps(kt + 32 * c, _mm512_i32gather_ps(idx, rows + c, 4));
             _mm512_store_ps(kt + 32 * c + 16, _mm512_i32gather_ps(idx, rows + 16 * d + c, 4));
         }
-        const __mmask16 m0 = nk >= 16 ? 0xFFFF : (__mmask16)((1u << nk) - 1);
-        const __mmask16 m1 = nk <= 16 ? 0 : nk >= 32 ? 0xFFFF : (__mmask16)((1u << (nk - 16)) - 1);
+        const __mmask16 m0 = live_lanes(nk), m1 = live_lanes(nk > 16 ? nk - 16 : 0);
         size_t h = 0;
         for (; h + 6 <= m; h += 6)
             wide_rows(q + h * q_stride, q_stride, 6, kt, d, scale, out + h * out_stride + j, out_stride, m0, m1);
@@ -517,16 +512,14 @@ INL __m512 max4(__m512 a, __m512 b, __m512 c, __m512 d) {
 
 /* The block scales of rows [0, nr) (nr <= 32) at base, as f32 per block and 16 rows (0 past nr). */
 INL void wsum_q8_scales(const char *base, size_t stride, __m512i rows, size_t nr, int NB, float (*dk)[2][16]) {
-    const __mmask16 m[2] = {nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1),
-                            nr <= 16 ? 0 : nr >= 32 ? 0xFFFF : (__mmask16)((1u << (nr - 16)) - 1)};
+    const __mmask16 m[2] = {live_lanes(nr), live_lanes(nr > 16 ? nr - 16 : 0)};
     for (int b = 0; b < NB; b++)
         for (int k = 0; k < 2; k++)
             _mm512_store_ps(dk[b][k], q8_block_scales(base + 16 * k * stride + b * sizeof(kvk_block_q8_0), rows, m[k]));
 }
 
 INL void wsum_q8_weights(const float *w, size_t w_stride, int M, float (*dks)[2][16], size_t nr, int NB, q8_weights *g) {
-    const __mmask16 m[2] = {nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1),
-                            nr <= 16 ? 0 : nr >= 32 ? 0xFFFF : (__mmask16)((1u << (nr - 16)) - 1)};
+    const __mmask16 m[2] = {live_lanes(nr), live_lanes(nr > 16 ? nr - 16 : 0)};
     __m512 dk[2][2], x[4][2][2], mx[4];
     for (int b = 0; b < NB; b++)
         for (int k = 0; k < 2; k++) dk[b][k] = _mm512_load_ps(dks[b][k]);

@@ -163,4 +163,30 @@ static inline uint16_t kvk_f2bf(float f) {
 /** C's roundf (half away from zero), written so it can be mirrored exactly in SIMD. */
 static inline float kvk_roundf(float x) { return roundf(x); }
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/* ------------------------------------------------------------ 16-bit queries (AVX-512, AMX) */
+
+/* The query rounding of the integer q8_0 score kernels (kvk_avx512.c, kvk_amx.c), written once so
+ * that both give identical scores: q ~= s (256 hi + lo) with s = max|q| / 32639, hi and lo signed
+ * bytes (error <= max|q| / 65278 per element). kvk_q16_scale returns s for q[0, d) (d % 16 == 0)
+ * and sets *iq to 1 / s (0 for a zero query); kvk_q16_split rounds q[0, 16). */
+static inline __attribute__((always_inline, target("avx512f"))) float kvk_q16_scale(const float *q, size_t d, __m512 *iq) {
+    __m512 mv = _mm512_setzero_ps();
+    for (size_t i = 0; i < d; i += 16) mv = _mm512_max_ps(mv, _mm512_abs_ps(_mm512_loadu_ps(q + i)));
+    const float amax = _mm512_reduce_max_ps(mv);
+    *iq = _mm512_set1_ps(amax > 0.0f ? 32639.0f / amax : 0.0f);
+    return amax / 32639.0f;
+}
+static inline __attribute__((always_inline, target("avx512f"))) void kvk_q16_split(const float *q, __m512 iq, __m512i *v,
+                                                                                     __m512i *hi, __m512i *lo) {
+    const __m512i lim = _mm512_set1_epi32(32639);
+    const __m512i r = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(q), iq));
+    *v = _mm512_max_epi32(_mm512_min_epi32(r, lim), _mm512_sub_epi32(_mm512_setzero_si512(), lim));
+    *hi = _mm512_srai_epi32(_mm512_add_epi32(*v, _mm512_set1_epi32(128)), 8); /* floor */
+    *lo = _mm512_sub_epi32(*v, _mm512_slli_epi32(*hi, 8));                   /* [-128, 127] */
+}
+#endif
+
 #endif /* KVK_INTERNAL_H */
