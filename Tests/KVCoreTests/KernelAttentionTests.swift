@@ -29,6 +29,21 @@ final class KernelAttentionTests: XCTestCase {
         return (bytes, stride)
     }
 
+    /// Double-precision scores of `q` against decoded keys, and their tolerances: gamma_(d+2) *
+    /// sum|terms|, plus for block-quantized keys the 16-bit fixed-point rounding of the query that the
+    /// SIMD paths may use (|error| <= max|q| / 65278 per element; bound taken with a factor ~2).
+    private func expectedScores(_ keys: [[Double]], _ q: [Float], scale: Float, blockQuantized: Bool) -> (ref: [Double], tol: [Double]) {
+        let qmax = Double(q.map { abs($0) }.max() ?? 0)
+        var ref = [Double](), tol = [Double]()
+        for k in keys {
+            let terms = (0..<q.count).map { k[$0] * Double(q[$0]) }
+            ref.append(Double(scale) * terms.reduce(0, +))
+            let qRounding = blockQuantized ? k.reduce(0) { $0 + abs($1) } * qmax / 32767 : 0
+            tol.append(Double(scale) * (summationBound(q.count + 2, terms.reduce(0) { $0 + abs($1) }) + qRounding))
+        }
+        return (ref, tol)
+    }
+
     func testScores() {
         var rng = SeededRNG(seed: 31)
         forEachKernelPath { path in
@@ -40,19 +55,10 @@ final class KernelAttentionTests: XCTestCase {
                         let scale: Float = 0.125
                         var out = [Float](repeating: .nan, count: n)
                         bytes.withUnsafeBytes { kvk_scores(t.kernelType, q, $0.baseAddress!, stride, n, d, scale, &out) }
-                        var ref = [Double](), tol = [Double]()
-                        bytes.withUnsafeBytes { p in
-                            for j in 0..<n {
-                                let k = referenceDecode(t, p.baseAddress! + j * stride, d)
-                                let terms = (0..<d).map { k[$0] * Double(q[$0]) }
-                                ref.append(Double(scale) * terms.reduce(0, +))
-                                // block-quantized keys: the SIMD paths may round the query to 16-bit fixed point
-                                // (|error| <= max|q| / 65278 per element; bound taken with a factor ~2)
-                                let qRounding = t.isBlockQuantized
-                                    ? k.reduce(0) { $0 + abs($1) } * Double(q.map { abs($0) }.max() ?? 0) / 32767 : 0
-                                tol.append(Double(scale) * (summationBound(d + 2, terms.reduce(0) { $0 + abs($1) }) + qRounding))
-                            }
+                        let keys: [[Double]] = bytes.withUnsafeBytes { p in
+                            (0..<n).map { referenceDecode(t, p.baseAddress! + $0 * stride, d) }
                         }
+                        let (ref, tol) = expectedScores(keys, q, scale: scale, blockQuantized: t.isBlockQuantized)
                         assertClose(out, ref, tolerance: tol, "\(path) scores \(t) d=\(d) n=\(n)")
                     }
                 }
@@ -109,15 +115,7 @@ final class KernelAttentionTests: XCTestCase {
                     }
                     let keys: [[Double]] = bytes.withUnsafeBytes { p in (0..<n).map { referenceDecode(.q8_0, p.baseAddress! + $0 * stride, d) } }
                     for h in 0..<m {
-                        let qh = q[(h * d)..<(h * d + d)].map { Double($0) }
-                        let qmax = qh.map { abs($0) }.max() ?? 0
-                        var ref = [Double](), tol = [Double]()
-                        for k in keys {
-                            let terms = (0..<d).map { k[$0] * qh[$0] }
-                            ref.append(0.125 * terms.reduce(0, +))
-                            let qRounding = k.reduce(0) { $0 + abs($1) } * qmax / 32767
-                            tol.append(0.125 * (summationBound(d + 2, terms.reduce(0) { $0 + abs($1) }) + qRounding))
-                        }
+                        let (ref, tol) = expectedScores(keys, Array(q[(h * d)..<(h * d + d)]), scale: 0.125, blockQuantized: true)
                         assertClose(Array(out[(h * outStride)..<(h * outStride + n)]), ref, tolerance: tol,
                                     "\(path) long q8_0 scores d=\(d) m=\(m) n=\(n) head \(h)")
                         XCTAssertTrue(out[h * outStride + n].isNaN, "padding")
@@ -149,15 +147,8 @@ final class KernelAttentionTests: XCTestCase {
                                 kvk_scores_multi(t.kernelType, q, qStride, m, $0.baseAddress!, stride, n, d, 0.5, &out, outStride)
                             }
                             for h in 0..<m {
-                                var ref = [Double](), tol = [Double]()
                                 let qh = Array(q[(h * qStride)..<(h * qStride + d)])
-                                let qmax = Double(qh.map { abs($0) }.max() ?? 0)
-                                for j in 0..<n {
-                                    let terms = (0..<d).map { decoded[j][$0] * Double(qh[$0]) }
-                                    ref.append(0.5 * terms.reduce(0, +))
-                                    let qRounding = t.isBlockQuantized ? decoded[j].reduce(0) { $0 + abs($1) } * qmax / 32767 : 0
-                                    tol.append(0.5 * (summationBound(d + 2, terms.reduce(0) { $0 + abs($1) }) + qRounding))
-                                }
+                                let (ref, tol) = expectedScores(decoded, qh, scale: 0.5, blockQuantized: t.isBlockQuantized)
                                 assertClose(Array(out[(h * outStride)..<(h * outStride + n)]), ref, tolerance: tol,
                                             "\(path) scores_multi \(t) d=\(d) m=\(m) n=\(n) head \(h)")
                                 XCTAssertTrue(out[h * outStride + n].isNaN && out[h * outStride + n + 1].isNaN, "padding")
