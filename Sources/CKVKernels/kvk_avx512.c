@@ -163,6 +163,7 @@ INL void row32(kvk_type t, const char *row, size_t c, __m512 *lo, __m512 *hi) {
  * by the compiler into two shuffles). After four folds lane l holds the total of key
  * bitreverse4(l), which `KEY_ORDER` undoes (the permutation is its own inverse). */
 INL __m512 fold_with(__m512 a, __m512 b, __m512 t, __mmask16 b_lanes) {
+    __asm__("" : "+r"(b_lanes)); /* hides the constant: otherwise the masked add becomes add + shuffle */
     return _mm512_mask_add_ps(_mm512_add_ps(t, a), b_lanes, t, b);
 }
 INL __m512 fold_halves(__m512 a, __m512 b) { /* key a -> 256-bit half 0, b -> half 1 */
@@ -225,22 +226,33 @@ INL void scores16(kvk_type t, const char *keys, size_t stride, const float *q, s
     for (int h = 0; h < M; h++) res[h] = _mm512_permutexvar_ps(KEY_ORDER, fold_last(l3[0][h], l3[1][h]));
 }
 
+/* The queries of M heads in registers (qv, 4 vectors per head) when d == 64 and M <= 3; returns
+ * whether it loaded them (else scores16 reads them from q). */
+INL int scores_preload(const float *q, size_t q_stride, int M, size_t d, __m512 *qv) {
+    if (d != 64 || M > 3) return 0;
+    for (int h = 0; h < M; h++)
+        for (int v = 0; v < 4; v++) qv[4 * h + v] = _mm512_loadu_ps(q + h * q_stride + 16 * v);
+    return 1;
+}
+
+/* Scores of M heads against the 16 keys at `keys`, scaled, to out_h[0, 16). */
+INL void scores_step(kvk_type t, const float *q, size_t q_stride, const __m512 *qv, int preload, int M,
+                     const char *keys, size_t key_stride, size_t d, __m512 sv, float *out, size_t out_stride) {
+    __m512 res[4];
+    if (preload) scores16(t, keys, key_stride, q, q_stride, qv, M, d, 64, res);
+    else scores16(t, keys, key_stride, q, q_stride, qv, M, d, 0, res);
+    for (int h = 0; h < M; h++) _mm512_storeu_ps(out + h * out_stride, _mm512_mul_ps(sv, res[h]));
+}
+
 INL void scores_group(kvk_type t, const float *q, size_t q_stride, int M, const char *keys, size_t key_stride,
                       size_t n16, size_t d, float scale, float *out, size_t out_stride) {
     const __m512 sv = _mm512_set1_ps(scale);
     __m512 qv[12];
-    const int preload = d == 64 && M <= 3;
-    if (preload)
-        for (int h = 0; h < M; h++)
-            for (int v = 0; v < 4; v++) qv[4 * h + v] = _mm512_loadu_ps(q + h * q_stride + 16 * v);
+    const int preload = scores_preload(q, q_stride, M, d, qv);
     /* no software prefetch: the key rows stream in order and the hardware prefetcher keeps up, while
      * per-row prefetch hints cost more issue slots than they saved (measured; weighted sums keep theirs) */
-    for (size_t j = 0; j < n16; j += 16) {
-        __m512 res[4];
-        if (preload) scores16(t, keys + j * key_stride, key_stride, q, q_stride, qv, M, d, 64, res);
-        else scores16(t, keys + j * key_stride, key_stride, q, q_stride, qv, M, d, 0, res);
-        for (int h = 0; h < M; h++) _mm512_storeu_ps(out + h * out_stride + j, _mm512_mul_ps(sv, res[h]));
-    }
+    for (size_t j = 0; j < n16; j += 16)
+        scores_step(t, q, q_stride, qv, preload, M, keys + j * key_stride, key_stride, d, sv, out + j, out_stride);
 }
 
 /* ------------------------------------------------------------ q8_0 scores: integer dots (VNNI) */
@@ -460,30 +472,42 @@ static TGT512 void avx512_scores(kvk_type t, const float *q, const void *keys, s
 
 /* out_h[c0, c0 + 16 V) += sum_j w_h[j] row_j[c0, ...) for M <= 4 heads and rows [0, n): the
  * accumulators stay in registers for the whole pass. */
+INL void wsum_load(const float *out, size_t out_stride, int M, size_t c0, int V, __m512 (*acc)[4]) {
+    for (int h = 0; h < M; h++)
+        for (int v = 0; v < V; v++) acc[h][v] = _mm512_loadu_ps(out + h * out_stride + c0 + 16 * v);
+}
+INL void wsum_store(float *out, size_t out_stride, int M, size_t c0, int V, __m512 (*acc)[4]) {
+    for (int h = 0; h < M; h++)
+        for (int v = 0; v < V; v++) _mm512_storeu_ps(out + h * out_stride + c0 + 16 * v, acc[h][v]);
+}
+
+/* acc_h += w_h[j] row_j[c0, c0 + 16 V) for row j of `values` (f32, f16 or bf16), first prefetching
+ * row j + pd's columns when pd > 0. */
+INL void wsum_row(kvk_type t, const float *w, size_t w_stride, int M, const char *values, size_t stride, size_t j,
+                  size_t c0, int V, size_t pd, __m512 (*acc)[4]) {
+    const size_t es = t == KVK_F32 ? 4 : 2;
+    const char *row = values + j * stride;
+    __m512 x[4];
+    if (pd) prefetch_bytes(row, pd * stride + c0 * es, 16 * (size_t)V * es);
+    if (V == 4) {
+        row32(t, row, c0, &x[0], &x[1]);
+        row32(t, row, c0 + 32, &x[2], &x[3]);
+    } else {
+        x[0] = row16(t, row, c0);
+    }
+    for (int h = 0; h < M; h++) {
+        const __m512 wv = _mm512_set1_ps(w[h * w_stride + j]);
+        for (int v = 0; v < V; v++) acc[h][v] = _mm512_fmadd_ps(wv, x[v], acc[h][v]);
+    }
+}
+
 INL void wsum_chunk(kvk_type t, const float *w, size_t w_stride, int M, const char *values, size_t stride, size_t n,
                     size_t c0, int V, int prefetch, float *out, size_t out_stride) {
     __m512 acc[4][4];
-    for (int h = 0; h < M; h++)
-        for (int v = 0; v < V; v++) acc[h][v] = _mm512_loadu_ps(out + h * out_stride + c0 + 16 * v);
-    const size_t pd = prefetch_rows(stride, 16), rb = prefetch ? kvk_row_bytes(t, 16 * (size_t)V) : 0;
-    const size_t first = prefetch ? kvk_row_bytes(t, c0) : 0;
-    for (size_t j = 0; j < n; j++) {
-        const char *row = values + j * stride;
-        __m512 x[4];
-        if (prefetch) prefetch_bytes(values, (j + pd) * stride + first, rb);
-        if (V == 4) {
-            row32(t, row, c0, &x[0], &x[1]);
-            row32(t, row, c0 + 32, &x[2], &x[3]);
-        } else {
-            x[0] = row16(t, row, c0);
-        }
-        for (int h = 0; h < M; h++) {
-            const __m512 wv = _mm512_set1_ps(w[h * w_stride + j]);
-            for (int v = 0; v < V; v++) acc[h][v] = _mm512_fmadd_ps(wv, x[v], acc[h][v]);
-        }
-    }
-    for (int h = 0; h < M; h++)
-        for (int v = 0; v < V; v++) _mm512_storeu_ps(out + h * out_stride + c0 + 16 * v, acc[h][v]);
+    wsum_load(out, out_stride, M, c0, V, acc);
+    const size_t pd = prefetch ? prefetch_rows(stride, 16) : 0;
+    for (size_t j = 0; j < n; j++) wsum_row(t, w, w_stride, M, values, stride, j, c0, V, pd, acc);
+    wsum_store(out, out_stride, M, c0, V, acc);
 }
 
 /* q8_0 rows: out_h[32 b0, 32 (b0 + NB)) += sum_j w_h[j] row_j for M <= 4 heads and NB <= 2 blocks,
@@ -677,6 +701,69 @@ static TGT512 void avx512_weighted_sum(kvk_type t, const float *w, const void *v
     avx512_weighted_sum_multi(t, w, 0, 1, values, value_stride, n, d, out, 0);
 }
 
+/* ------------------------------------------------------------ pipelined decode pass */
+
+/* Head dim 64: per 16 keys, one scores step, then the next 16 value rows of the other chunk; the
+ * rows left over after the keys run alone. The scores keep both vector ports busy while the value
+ * rows (prefetched as in wsum_chunk) arrive, which the two separate passes cannot overlap: at 16K
+ * tokens the value pass alone runs at about the core's read bandwidth. Each part does exactly the
+ * arithmetic of its separate kernel, in the same order. */
+INL void scores_wsum(kvk_type t, int M, const float *q, size_t q_stride, const char *keys, size_t key_stride,
+                     size_t nk16, float scale, float *scores, size_t scores_stride, const float *w, size_t w_stride,
+                     const char *values, size_t value_stride, size_t nv, float *out, size_t out_stride) {
+    const __m512 sv = _mm512_set1_ps(scale);
+    __m512 qv[12], acc[4][4];
+    const int preload = scores_preload(q, q_stride, M, 64, qv);
+    wsum_load(out, out_stride, M, 0, 4, acc);
+    const size_t pd = prefetch_rows(value_stride, 16);
+    size_t j = 0;
+    for (size_t k = 0; k < nk16; k += 16) {
+        scores_step(t, q, q_stride, qv, preload, M, keys + k * key_stride, key_stride, 64, sv, scores + k, scores_stride);
+        for (const size_t end = nv - j < 16 ? nv : j + 16; j < end; j++)
+            wsum_row(t, w, w_stride, M, values, value_stride, j, 0, 4, pd, acc);
+    }
+    for (; j < nv; j++) wsum_row(t, w, w_stride, M, values, value_stride, j, 0, 4, pd, acc);
+    wsum_store(out, out_stride, M, 0, 4, acc);
+}
+
+typedef void (*scores_wsum_fn)(const float *q, size_t q_stride, const char *keys, size_t key_stride, size_t nk16,
+                               float scale, float *scores, size_t scores_stride, const float *w, size_t w_stride,
+                               const char *values, size_t value_stride, size_t nv, float *out, size_t out_stride);
+#define SCORES_WSUM_FN(T, M)                                                                                       \
+    static TGT512 __attribute__((noinline)) void scores_wsum_##T##_##M(                                            \
+        const float *q, size_t q_stride, const char *keys, size_t key_stride, size_t nk16, float scale, float *scores, \
+        size_t scores_stride, const float *w, size_t w_stride, const char *values, size_t value_stride, size_t nv,  \
+        float *out, size_t out_stride) {                                                                           \
+        scores_wsum(T, M, q, q_stride, keys, key_stride, nk16, scale, scores, scores_stride, w, w_stride, values,     \
+                    value_stride, nv, out, out_stride);                                                            \
+    }
+#define SCORES_WSUM_FNS(T) SCORES_WSUM_FN(T, 1) SCORES_WSUM_FN(T, 2) SCORES_WSUM_FN(T, 3) SCORES_WSUM_FN(T, 4)
+SCORES_WSUM_FNS(KVK_F32)
+SCORES_WSUM_FNS(KVK_F16)
+SCORES_WSUM_FNS(KVK_BF16)
+#define SCORES_WSUM_ROW(T) {scores_wsum_##T##_1, scores_wsum_##T##_2, scores_wsum_##T##_3, scores_wsum_##T##_4}
+static const scores_wsum_fn scores_wsum_fns[3][4] = {SCORES_WSUM_ROW(KVK_F32), SCORES_WSUM_ROW(KVK_F16),
+                                                     SCORES_WSUM_ROW(KVK_BF16)};
+
+/* Covers keys and values of the same f32/f16/bf16 type, head dim 64 and 1-4 heads (a GQA group);
+ * anything else returns 0 for the dispatcher's two separate calls. */
+static TGT512 int avx512_scores_weighted_sum_multi(size_t m, size_t d, kvk_type key_type, const float *q,
+                                                   size_t q_stride, const void *keys, size_t key_stride, size_t n_keys,
+                                                   float scale, float *scores, size_t scores_stride, kvk_type value_type,
+                                                   const float *w, size_t w_stride, const void *values,
+                                                   size_t value_stride, size_t n_values, float *out, size_t out_stride) {
+    const kvk_type t = key_type;
+    if (value_type != t || (t != KVK_F32 && t != KVK_F16 && t != KVK_BF16) || d != 64 || m < 1 || m > 4) return 0;
+    const size_t n16 = n_values > 0 ? n_keys & ~(size_t)15 : 0; /* no value rows: out is not touched */
+    if (n_values > 0)
+        scores_wsum_fns[type_slot(t)][m - 1](q, q_stride, (const char *)keys, key_stride, n16, scale, scores, scores_stride,
+                                         w, w_stride, (const char *)values, value_stride, n_values, out, out_stride);
+    if (n16 < n_keys) /* the last keys as kvk_scores_multi treats them */
+        avx512_scores_multi(t, q, q_stride, m, (const char *)keys + n16 * key_stride, key_stride, n_keys - n16, d,
+                            scale, scores + n16, scores_stride);
+    return 1;
+}
+
 /* ------------------------------------------------------------ Q4_1 x int8 activations (VNNI) */
 
 /* Four activation blocks regrouped to match four Q4_1 weight blocks after their nibble bytes are
@@ -858,6 +945,7 @@ void kvk_avx512_override(kvk_ops *o) {
     o->weighted_sum = avx512_weighted_sum;
     o->scores_multi = avx512_scores_multi;
     o->weighted_sum_multi = avx512_weighted_sum_multi;
+    o->scores_weighted_sum_multi = avx512_scores_weighted_sum_multi;
     o->matvec_q8act = avx512_matvec_q8act;
     o->matmul_q8act = avx512_matmul_q8act;
 }

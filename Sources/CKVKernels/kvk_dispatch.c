@@ -166,6 +166,20 @@ void kvk_weighted_sum_multi(kvk_type t, const float *w, size_t w_stride, size_t 
     ops()->weighted_sum_multi(t, w, w_stride, m, values, value_stride, n, d, out, out_stride);
 }
 
+void kvk_scores_weighted_sum_multi(size_t m, size_t d, kvk_type key_type, const float *q, size_t q_stride,
+                                   const void *keys, size_t key_stride, size_t n_keys, float scale, float *scores,
+                                   size_t scores_stride, kvk_type value_type, const float *w, size_t w_stride,
+                                   const void *values, size_t value_stride, size_t n_values, float *out,
+                                   size_t out_stride) {
+    const kvk_ops *o = ops();
+    if (o->scores_weighted_sum_multi &&
+        o->scores_weighted_sum_multi(m, d, key_type, q, q_stride, keys, key_stride, n_keys, scale, scores, scores_stride,
+                                     value_type, w, w_stride, values, value_stride, n_values, out, out_stride))
+        return;
+    if (n_keys > 0) o->scores_multi(key_type, q, q_stride, m, keys, key_stride, n_keys, d, scale, scores, scores_stride);
+    if (n_values > 0) o->weighted_sum_multi(value_type, w, w_stride, m, values, value_stride, n_values, d, out, out_stride);
+}
+
 void kvk_matvec(kvk_type wt, const void *w, size_t rows, size_t cols, const float *x, float *y) {
     ops()->matvec(wt, w, rows, cols, x, y);
 }

@@ -28,6 +28,11 @@ typedef struct kvk_ops {
                          size_t);
     void (*weighted_sum_multi)(kvk_type, const float *, size_t, size_t, const void *, size_t, size_t, size_t, float *,
                                size_t);
+    /* The two parts of kvk_scores_weighted_sum_multi in one loop; returns 0 (having done nothing) for shapes it
+     * does not cover, and NULL in tables without one: the dispatcher then makes the two separate calls. */
+    int (*scores_weighted_sum_multi)(size_t, size_t, kvk_type, const float *, size_t, const void *, size_t, size_t, float,
+                                     float *, size_t, kvk_type, const float *, size_t, const void *, size_t, size_t,
+                                     float *, size_t);
     void (*matvec)(kvk_type, const void *, size_t, size_t, const float *, float *);
     void (*matmul)(kvk_type, const void *, size_t, size_t, const float *, size_t, float *, size_t);
     void (*quantize_act)(const float *, kvk_block_q8_act *, size_t);

@@ -45,30 +45,51 @@ extension Attention {
         defer { partials.deallocate() }
         let scores = UnsafeMutablePointer<Float>.allocate(capacity: items.count * g * decodeChunk)
         defer { scores.deallocate() }
-        let run = { (i: Int) in
-            let item = items[i]
-            let v = kv[item.m]
-            let n = item.end - item.start
-            let part = partials + i * g * partStride
-            guard n > 0 else {
-                for h in 0..<g { part[h * partStride] = -.infinity; part[h * partStride + 1] = 0 }
-                return
+        // Item i's scores and item i - 1's weighted sums run in one kernel pass (the value rows
+        // stream in while the scores compute), so each worker takes a contiguous run of items.
+        func pass(scoresOf i: Int?, sumsOf p: Int?) {
+            var keys: UnsafeRawPointer?, keyStride = 0, keyCount = 0, keyType = KVK_F32, keyHead = 0
+            if let i {
+                let item = items[i], v = kv[item.m]
+                keys = UnsafeRawPointer(v.keys + item.start * v.keyStride)
+                (keyStride, keyCount, keyType, keyHead) = (v.keyStride, item.end - item.start, v.keyType.kernelType, item.m)
             }
-            let s = scores + i * g * decodeChunk
-            kvk_scores_multi(v.keyType.kernelType, query + item.m * g * d, d, g,
-                             v.keys + item.start * v.keyStride, v.keyStride, n, d, scale, s, decodeChunk)
+            var values: UnsafeRawPointer?, valueStride = 0, valueCount = 0, valueType = KVK_F32
+            if let p {
+                let item = items[p], v = kv[item.m]
+                values = UnsafeRawPointer(v.values + item.start * v.valueStride)
+                (valueStride, valueCount, valueType) = (v.valueStride, item.end - item.start, v.valueType.kernelType)
+            }
+            kvk_scores_weighted_sum_multi(g, d, keyType, query + keyHead * g * d, d, keys, keyStride, keyCount, scale,
+                                          i.map { scores + $0 * g * decodeChunk }, decodeChunk,
+                                          valueType, p.map { scores + $0 * g * decodeChunk }, decodeChunk, values,
+                                          valueStride, valueCount, p.map { partials + $0 * g * partStride + 2 }, partStride)
+        }
+        // After item i's scores: its softmax (scores -> exp(s - max)) and zeroed accumulators.
+        func normalize(_ i: Int) {
+            let n = items[i].end - items[i].start
+            let part = partials + i * g * partStride
             for h in 0..<g {
-                let row = s + h * decodeChunk
+                let row = scores + (i * g + h) * decodeChunk
                 var maxScore = -Float.infinity
-                let sum = kvk_softmax_unnormalized(row, n, &maxScore)  // row = exp(s - max)
+                let sum = n > 0 ? kvk_softmax_unnormalized(row, n, &maxScore) : 0
                 part[h * partStride] = maxScore
                 part[h * partStride + 1] = sum
                 (part + h * partStride + 2).initialize(repeating: 0, count: d)
             }
-            kvk_weighted_sum_multi(v.valueType.kernelType, s, decodeChunk, g, v.values + item.start * v.valueStride,
-                                   v.valueStride, n, d, part + 2, partStride)
         }
-        if let pool, items.count > 1 { pool.parallelFor(items.count, run) } else { for i in 0..<items.count { run(i) } }
+        let threads = pool?.threadCount ?? 1
+        let lanes = threads > 1 ? min(items.count, 2 * threads) : 1
+        let run = { (lane: Int) in
+            let first = items.count * lane / lanes, end = items.count * (lane + 1) / lanes
+            for i in first...end {
+                let current = i < end ? i : nil, previous = i > first ? i - 1 : nil
+                if current == nil && previous == nil { break }
+                pass(scoresOf: current, sumsOf: previous)
+                if let current { normalize(current) }
+            }
+        }
+        if let pool, lanes > 1 { pool.parallelFor(lanes, run) } else { run(0) }
         // Merge the chunks of each KV head.
         var first = 0
         for m in 0..<kv.count {

@@ -185,4 +185,52 @@ final class KernelAttentionTests: XCTestCase {
             }
         }
     }
+
+    /// kvk_scores_weighted_sum_multi (one chunk's scores and another chunk's weighted sums in one pass)
+    /// gives exactly the results of kvk_scores_multi and kvk_weighted_sum_multi on the same path, for
+    /// any split of the work between the two parts (more keys than value rows and the reverse, tails
+    /// that are not a multiple of 16, either part empty with its pointers nil), for the shapes the
+    /// SIMD pass covers (same f32/f16/bf16 type, head dim 64, 1-4 heads) and ones it hands back.
+    func testScoresAndWeightedSumsInOnePass() {
+        var rng = SeededRNG(seed: 35)
+        let typePairs: [(ElementType, ElementType)] = [(.f32, .f32), (.f16, .f16), (.bf16, .bf16), (.q8_0, .q8_0), (.q8_0, .f16)]
+        forEachKernelPath { path in
+            for (kt, vt) in typePairs {
+                for d in [64, 128] {
+                    for m in [1, 3, 4, 5] {
+                        for (nk, nv) in [(0, 0), (0, 40), (40, 0), (33, 40), (100, 7), (64, 300), (1024, 1000)] {
+                            let (keys, keyStride) = makeRows(kt, n: nk, d: d, pad: 4, rng: &rng)
+                            let (values, valueStride) = makeRows(vt, n: nv, d: d, pad: 0, rng: &rng)
+                            let q = rng.floats(m * d)
+                            let w = rng.floats(m * nv, in: 0...1)
+                            let out0 = rng.floats(m * d)
+                            var scoresRef = [Float](repeating: .nan, count: m * nk), outRef = out0
+                            keys.withUnsafeBytes { k in
+                                values.withUnsafeBytes { v in
+                                    kvk_scores_multi(kt.kernelType, q, d, m, k.baseAddress!, keyStride, nk, d, 0.125, &scoresRef, nk)
+                                    kvk_weighted_sum_multi(vt.kernelType, w, nv, m, v.baseAddress!, valueStride, nv, d, &outRef, d)
+                                }
+                            }
+                            var scores = [Float](repeating: .nan, count: m * nk), out = out0
+                            keys.withUnsafeBytes { k in
+                                values.withUnsafeBytes { v in
+                                    scores.withUnsafeMutableBufferPointer { s in
+                                        out.withUnsafeMutableBufferPointer { o in
+                                            kvk_scores_weighted_sum_multi(
+                                                m, d, kt.kernelType, q, d, nk > 0 ? k.baseAddress : nil, keyStride, nk, 0.125,
+                                                nk > 0 ? s.baseAddress : nil, nk, vt.kernelType, w, nv,
+                                                nv > 0 ? v.baseAddress : nil, valueStride, nv, nv > 0 ? o.baseAddress : nil, d)
+                                        }
+                                    }
+                                }
+                            }
+                            let what = "\(path) \(kt)/\(vt) d=\(d) m=\(m) keys \(nk) values \(nv)"
+                            XCTAssertEqual(scores.map(\.bitPattern), scoresRef.map(\.bitPattern), "scores, \(what)")
+                            XCTAssertEqual(out.map(\.bitPattern), outRef.map(\.bitPattern), "weighted sums, \(what)")
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

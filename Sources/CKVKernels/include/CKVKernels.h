@@ -128,6 +128,19 @@ void kvk_scores_multi(kvk_type t, const float *q, size_t q_stride, size_t m, con
  *  out_h[i] += sum_j w_h[j] * value_j[i], with w_h at w + h * w_stride and out_h at out + h * out_stride. */
 void kvk_weighted_sum_multi(kvk_type t, const float *w, size_t w_stride, size_t m, const void *values,
                             size_t value_stride, size_t n, size_t d, float *out, size_t out_stride);
+/** Both halves of a software-pipelined decode in one pass over the rows: the scores of m queries
+ *  against n_keys keys (exactly kvk_scores_multi(key_type, q, q_stride, m, keys, key_stride, n_keys,
+ *  d, scale, scores, scores_stride)) and the weighted sums of n_values other value rows (exactly
+ *  kvk_weighted_sum_multi(value_type, w, w_stride, m, values, value_stride, n_values, d, out,
+ *  out_stride)), typically chunk i's scores and chunk i - 1's sums. Interleaving them lets the value
+ *  rows stream in while the scores keep the arithmetic units busy; the results are bit-identical to
+ *  the two calls. Either count may be 0; the pointers of an empty part are not used (may be NULL).
+ *  `scores` must not overlap `w` or `out`. */
+void kvk_scores_weighted_sum_multi(size_t m, size_t d, kvk_type key_type, const float *q, size_t q_stride,
+                                   const void *keys, size_t key_stride, size_t n_keys, float scale, float *scores,
+                                   size_t scores_stride, kvk_type value_type, const float *w, size_t w_stride,
+                                   const void *values, size_t value_stride, size_t n_values, float *out,
+                                   size_t out_stride);
 
 /* ---------------------------------------------------------------- matrix products */
 
