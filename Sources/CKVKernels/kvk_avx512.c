@@ -158,12 +158,14 @@ INL void row32(kvk_type t, const char *row, size_t c, __m512 *lo, __m512 *hi) {
 
 /* Reduction tree for 16 per-key partial-sum vectors (every lane of vector k belongs to key k).
  * Each fold halves the lanes a key occupies and packs two inputs into one vector with one shuffle
- * t (the shuffle port, which the f16 and int8 conversions also need) and two adds on either vector
- * port: t + a gives a's lanes, a masked t + b over them b's (a blend plus shuffle would be rewritten
- * by the compiler into two shuffles). After four folds lane l holds the total of key
- * bitreverse4(l), which `KEY_ORDER` undoes (the permutation is its own inverse). */
+ * t (the shuffle port, which the f16 and int8 conversions also need) and two adds: t + a gives a's
+ * lanes, a masked t + b over them b's. The empty asm hides the constant mask from the compiler,
+ * which would otherwise build the masked add from a second add and a second shuffle on the shuffle
+ * port (one more micro-op per fold: the f16 scores ran ~9 % slower in a C harness); it now emits
+ * shuffle, masked blend, add. After four folds lane l holds the total of key bitreverse4(l), which
+ * `KEY_ORDER` undoes (the permutation is its own inverse). */
 INL __m512 fold_with(__m512 a, __m512 b, __m512 t, __mmask16 b_lanes) {
-    __asm__("" : "+r"(b_lanes)); /* hides the constant: otherwise the masked add becomes add + shuffle */
+    __asm__("" : "+r"(b_lanes));
     return _mm512_mask_add_ps(_mm512_add_ps(t, a), b_lanes, t, b);
 }
 INL __m512 fold_halves(__m512 a, __m512 b) { /* key a -> 256-bit half 0, b -> half 1 */
