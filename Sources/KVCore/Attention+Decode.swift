@@ -2,7 +2,9 @@ import CKVKernels
 
 extension Attention {
     /// Rows per work item in decode: long heads are split so that every thread gets work, then the
-    /// partial softmaxes are merged (log-sum-exp).
+    /// partial softmaxes are merged (log-sum-exp). Each worker takes a contiguous run of items and
+    /// computes item i's scores in the same kernel pass as item i - 1's weighted sums
+    /// (`kvk_scores_weighted_sum_multi`).
     static let decodeChunk = 1024
 
     /// One query token over every row of every KV head (no mask: all cached rows are in the past).
@@ -45,8 +47,8 @@ extension Attention {
         defer { partials.deallocate() }
         let scores = UnsafeMutablePointer<Float>.allocate(capacity: items.count * g * decodeChunk)
         defer { scores.deallocate() }
-        // Item i's scores and item i - 1's weighted sums run in one kernel pass (the value rows
-        // stream in while the scores compute), so each worker takes a contiguous run of items.
+        // One kernel pass: item i's scores and item i - 1's weighted sums (the value rows stream in
+        // while the scores compute); either may be absent at the ends of a worker's run.
         func pass(scoresOf i: Int?, sumsOf p: Int?) {
             var keys: UnsafeRawPointer?, keyStride = 0, keyCount = 0, keyType = KVK_F32, keyHead = 0
             if let i {
