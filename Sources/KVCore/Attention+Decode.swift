@@ -86,7 +86,6 @@ extension Attention {
             let first = items.count * lane / lanes, end = items.count * (lane + 1) / lanes
             for i in first...end {
                 let current = i < end ? i : nil, previous = i > first ? i - 1 : nil
-                if current == nil && previous == nil { break }
                 pass(scoresOf: current, sumsOf: previous)
                 if let current { normalize(current) }
             }
