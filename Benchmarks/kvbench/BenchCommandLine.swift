@@ -41,7 +41,8 @@ enum BenchCommandLine {
         Every throughput is printed next to a read bandwidth measured in the same run (a sum over a
         buffer of the same byte size, same threads, its samples alternating with the kernel's) and
         their ratio, since absolute numbers drift on shared machines. Times are the minimum and
-        median of repeated runs after warm-up.
+        median of repeated runs after warm-up; a row whose median is more than 20 % above its
+        minimum is marked "noisy" (something else had the core during its samples: rerun it).
         """
 
     static func run(arguments: [String]) -> Int32 {

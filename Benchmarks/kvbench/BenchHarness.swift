@@ -161,9 +161,12 @@ final class BenchReport: @unchecked Sendable {
         let value = String(format: "%.2f %@", row.value, row.unit)
         let read = row.readGBps.map { String(format: "%.2f", $0) } ?? "-"
         let ratio = row.ratio.map { String(format: "%.2f", $0) } ?? "-"
+        // median over 1.2 x minimum: the samples were disturbed (a neighbour or the OS had the core)
+        let spread = row.minSeconds > 0 ? row.medianSeconds / row.minSeconds - 1 : 0
+        let noisy = spread > 0.2 ? String(format: "  [noisy: median +%.0f %%]", spread * 100) : ""
         print(pad("\(row.group)/\(row.name)", 44) + pad("\(row.threads)", 4) + pad(value, 16)
               + pad(formatSeconds(row.minSeconds), 11) + pad(formatSeconds(row.medianSeconds), 11) + pad(read, 10) + ratio
-              + (row.note.map { "  (\($0))" } ?? ""))
+              + (row.note.map { "  (\($0))" } ?? "") + noisy)
     }
 
     func finish(json: Bool) {
