@@ -45,6 +45,8 @@ static TGT512 float avx512_sum_f32(const float *x, size_t n) {
 
 /* The lanes of a 16-row step that lie below a count of `rows` left (all 16 from 16 on). */
 INL __mmask16 live_lanes(size_t rows) { return rows >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rows) - 1); }
+/* The same for the 16 rows from `first` on. */
+INL __mmask16 live_lanes_from(size_t rows, size_t first) { return live_lanes(rows > first ? rows - first : 0); }
 
 /* ------------------------------------------------------------ softmax */
 
@@ -426,7 +428,7 @@ INL void scores_wide(kvk_type t, const float *q, size_t q_stride, size_t m, cons
             _mm512_store_ps(kt + 32 * c, _mm512_i32gather_ps(idx, rows + c, 4));
             _mm512_store_ps(kt + 32 * c + 16, _mm512_i32gather_ps(idx, rows + 16 * d + c, 4));
         }
-        const __mmask16 m0 = live_lanes(nk), m1 = live_lanes(nk > 16 ? nk - 16 : 0);
+        const __mmask16 m0 = live_lanes(nk), m1 = live_lanes_from(nk, 16);
         size_t h = 0;
         for (; h + 6 <= m; h += 6)
             wide_rows(q + h * q_stride, q_stride, 6, kt, d, scale, out + h * out_stride + j, out_stride, m0, m1);
@@ -487,10 +489,9 @@ INL void wsum_store(float *out, size_t out_stride, int M, size_t c0, int V, __m5
  * row j + pd's columns when pd > 0. */
 INL void wsum_row(kvk_type t, const float *w, size_t w_stride, int M, const char *values, size_t stride, size_t j,
                   size_t c0, int V, size_t pd, __m512 (*acc)[4]) {
-    const size_t es = t == KVK_F32 ? 4 : 2;
     const char *row = values + j * stride;
     __m512 x[4];
-    if (pd) prefetch_bytes(row, pd * stride + c0 * es, 16 * (size_t)V * es);
+    if (pd) prefetch_bytes(row, pd * stride + kvk_type_bytes(t, c0), kvk_type_bytes(t, 16 * (size_t)V));
     if (V == 4) {
         row32(t, row, c0, &x[0], &x[1]);
         row32(t, row, c0 + 32, &x[2], &x[3]);
@@ -538,14 +539,14 @@ INL __m512 max4(__m512 a, __m512 b, __m512 c, __m512 d) {
 
 /* The block scales of rows [0, nr) (nr <= 32) at base, as f32 per block and 16 rows (0 past nr). */
 INL void wsum_q8_scales(const char *base, size_t stride, __m512i rows, size_t nr, int NB, float (*dk)[2][16]) {
-    const __mmask16 m[2] = {live_lanes(nr), live_lanes(nr > 16 ? nr - 16 : 0)};
+    const __mmask16 m[2] = {live_lanes(nr), live_lanes_from(nr, 16)};
     for (int b = 0; b < NB; b++)
         for (int k = 0; k < 2; k++)
             _mm512_store_ps(dk[b][k], q8_block_scales(base + 16 * k * stride + b * sizeof(kvk_block_q8_0), rows, m[k]));
 }
 
 INL void wsum_q8_weights(const float *w, size_t w_stride, int M, float (*dks)[2][16], size_t nr, int NB, q8_weights *g) {
-    const __mmask16 m[2] = {live_lanes(nr), live_lanes(nr > 16 ? nr - 16 : 0)};
+    const __mmask16 m[2] = {live_lanes(nr), live_lanes_from(nr, 16)};
     __m512 dk[2][2], x[4][2][2], mx[4];
     for (int b = 0; b < NB; b++)
         for (int k = 0; k < 2; k++) dk[b][k] = _mm512_load_ps(dks[b][k]);
@@ -705,8 +706,8 @@ static TGT512 void avx512_weighted_sum(kvk_type t, const float *w, const void *v
 
 /* ------------------------------------------------------------ pipelined decode pass */
 
-/* Head dim 64: per 16 keys, one scores step, then the next 16 value rows of the other chunk; the
- * rows left over after the keys run alone. The scores keep both vector ports busy while the value
+/* Head dim 64: per 16 keys, one scores step, then the next 16 value rows of the other chunk (either
+ * runs alone once the other is done). The scores keep both vector ports busy while the value
  * rows (prefetched as in wsum_chunk) arrive, which the two separate passes cannot overlap: at 16K
  * tokens the value pass alone runs at about the core's read bandwidth. Each part does exactly the
  * arithmetic of its separate kernel, in the same order. */
@@ -718,13 +719,13 @@ INL void scores_wsum(kvk_type t, int M, const float *q, size_t q_stride, const c
     const int preload = scores_preload(q, q_stride, M, 64, qv);
     wsum_load(out, out_stride, M, 0, 4, acc);
     const size_t pd = prefetch_rows(value_stride, 16);
-    size_t j = 0;
-    for (size_t k = 0; k < nk16; k += 16) {
-        scores_step(t, q, q_stride, qv, preload, M, keys + k * key_stride, key_stride, 64, sv, scores + k, scores_stride);
+    for (size_t k = 0, j = 0; k < nk16 || j < nv; k += 16) {
+        if (k < nk16)
+            scores_step(t, q, q_stride, qv, preload, M, keys + k * key_stride, key_stride, 64, sv, scores + k,
+                        scores_stride);
         for (const size_t end = nv - j < 16 ? nv : j + 16; j < end; j++)
             wsum_row(t, w, w_stride, M, values, value_stride, j, 0, 4, pd, acc);
     }
-    for (; j < nv; j++) wsum_row(t, w, w_stride, M, values, value_stride, j, 0, 4, pd, acc);
     wsum_store(out, out_stride, M, 0, 4, acc);
 }
 

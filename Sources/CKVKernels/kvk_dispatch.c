@@ -124,17 +124,7 @@ void kvk_set_force_scalar(int force) { (void)kvk_set_isa(force ? KVK_ISA_SCALAR 
 
 int kvk_force_scalar_enabled(void) { return ops()->isa == KVK_ISA_SCALAR && best_ops()->isa != KVK_ISA_SCALAR; }
 
-size_t kvk_row_bytes(kvk_type t, size_t n) {
-    switch (t) {
-    case KVK_F32: return n * 4;
-    case KVK_F16:
-    case KVK_BF16: return n * 2;
-    case KVK_Q8_0: return n / KVK_BLOCK * sizeof(kvk_block_q8_0);
-    case KVK_Q4_0: return n / KVK_BLOCK * sizeof(kvk_block_q4_0);
-    case KVK_Q4_1: return n / KVK_BLOCK * sizeof(kvk_block_q4_1);
-    }
-    return 0;
-}
+size_t kvk_row_bytes(kvk_type t, size_t n) { return kvk_type_bytes(t, n); }
 
 float kvk_dot_f32(const float *a, const float *b, size_t n) { return ops()->dot_f32(a, b, n); }
 void kvk_axpy_f32(float alpha, const float *x, float *y, size_t n) { ops()->axpy_f32(alpha, x, y, n); }

@@ -101,6 +101,19 @@ void kvk_ref_quantize_q8_0(const float *x, kvk_block_q8_0 *y, size_t n);
 void kvk_ref_quantize_q4_0(const float *x, kvk_block_q4_0 *y, size_t n);
 void kvk_ref_quantize_q4_1(const float *x, kvk_block_q4_1 *y, size_t n);
 
+/* kvk_row_bytes inline, so that a constant type folds to a constant (hot loops use this one). */
+static inline size_t kvk_type_bytes(kvk_type t, size_t n) {
+    switch (t) {
+    case KVK_F32: return n * 4;
+    case KVK_F16:
+    case KVK_BF16: return n * 2;
+    case KVK_Q8_0: return n / KVK_BLOCK * sizeof(kvk_block_q8_0);
+    case KVK_Q4_0: return n / KVK_BLOCK * sizeof(kvk_block_q4_0);
+    case KVK_Q4_1: return n / KVK_BLOCK * sizeof(kvk_block_q4_1);
+    }
+    return 0;
+}
+
 /* Rows to prefetch ahead (SIMD attention kernels): about KVK_PREFETCH_BYTES of row data (this
  * machine class's memory latency times one core's bandwidth), between min_rows and 256 rows. */
 #define KVK_PREFETCH_BYTES 8192
