@@ -2,8 +2,8 @@ import CKVKernels
 
 extension Attention {
     /// Rows per work item in decode: long heads are split so that every thread gets work, then the
-    /// partial softmaxes are merged (log-sum-exp). Each worker takes a contiguous run of items and
-    /// computes item i's scores in the same kernel pass as item i - 1's weighted sums
+    /// partial softmaxes are merged (log-sum-exp). Each thread claims runs of consecutive items and
+    /// computes an item's scores in the same kernel pass as its previous item's weighted sums
     /// (`kvk_scores_weighted_sum_multi`).
     static let decodeChunk = 1024
 
@@ -80,17 +80,28 @@ extension Attention {
                 (part + h * partStride + 2).initialize(repeating: 0, count: d)
             }
         }
+        // Work is handed out in runs of consecutive items from one counter, so that a thread slowed
+        // down by anything else on its core simply takes fewer runs; each thread pipelines every item
+        // it claims with the one it claimed before, across runs too.
         let threads = pool?.threadCount ?? 1
-        let lanes = threads > 1 ? min(items.count, 2 * threads) : 1
-        let run = { (lane: Int) in
-            let first = items.count * lane / lanes, end = items.count * (lane + 1) / lanes
-            for i in first...end {
-                let current = i < end ? i : nil, previous = i > first ? i - 1 : nil
-                pass(scoresOf: current, sumsOf: previous)
-                if let current { normalize(current) }
+        let runLength = max(1, items.count / (6 * threads))
+        let nextRun = UnsafeMutablePointer<Int>.allocate(capacity: 1)
+        defer { nextRun.deallocate() }
+        nextRun.initialize(to: 0)
+        let run = { (_: Int) in
+            var previous: Int?
+            while true {
+                let first = kvk_atomic_fetch_add(nextRun, 1) * runLength
+                guard first < items.count else { break }
+                for i in first..<min(items.count, first + runLength) {
+                    pass(scoresOf: i, sumsOf: previous)
+                    normalize(i)
+                    previous = i
+                }
             }
+            if let previous { pass(scoresOf: nil, sumsOf: previous) }
         }
-        if let pool, lanes > 1 { pool.parallelFor(lanes, run) } else { run(0) }
+        if let pool, threads > 1 { pool.parallelFor(threads, run) } else { run(0) }
         // Merge the chunks of each KV head.
         var first = 0
         for m in 0..<kv.count {

@@ -135,7 +135,9 @@ final class AttentionTests: XCTestCase {
     func testDecodeOverRaggedHeads() throws {
         var rng = SystemRandomNumberGenerator()
         for type in [ElementType.f32, .f16, .q8_0] {
-            let counts = [3000, 1, 0, 1500]  // 3000 > the 1024-row split: exercises the merge
+            // Longer than the 1024-row split (merged partial softmaxes); 27 items in all, so that
+            // threads claim runs of several items (4 on one thread, 2 on two) and a shorter last run.
+            let counts = [13000, 1, 0, 11500]
             let heads = counts.map { Head(count: $0, d: 64, type: type, rng: &rng, gapEvery: 7) }
             let nHeads = 8
             let q = (0..<(nHeads * 64)).map { _ in Float.random(in: -2...2, using: &rng) }
