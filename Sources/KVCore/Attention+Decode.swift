@@ -91,9 +91,9 @@ extension Attention {
         let run = { (_: Int) in
             var previous: Int?
             while true {
-                let first = kvk_atomic_fetch_add(nextRun, 1) * runLength
-                guard first < items.count else { break }
-                for i in first..<min(items.count, first + runLength) {
+                let start = kvk_atomic_fetch_add(nextRun, 1) * runLength
+                guard start < items.count else { break }
+                for i in start..<min(items.count, start + runLength) {
                     pass(scoresOf: i, sumsOf: previous)
                     normalize(i)
                     previous = i
