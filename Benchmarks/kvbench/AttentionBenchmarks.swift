@@ -105,10 +105,23 @@ enum AttentionBenchmarks {
         for type in [ElementType.f32, .f16, .q8_0] {
             for n in lengths {
                 let cache = SyntheticHeads(kvHeads: kvHeads, count: n, headDim: headDim, type: type)
+                var oneThread: Double?
                 for threads in context.options.threads {
                     let pool = context.pool(threads)
+                    // targets at 16K tokens: 1 thread >= 0.8 of the read (q8_0 >= 0.6), 2 threads >= 1.5x 1 thread
+                    let verdict = { (gbps: Double, ratio: Double) -> String? in
+                        if threads == 1 {
+                            oneThread = gbps
+                            let least = type == .q8_0 ? 0.6 : 0.8
+                            return n == 16384 ? BenchContext.target(">= \(least) of read", met: ratio >= least) : nil
+                        }
+                        guard let one = oneThread else { return nil }
+                        let speedup = String(format: "%.2fx 1 thread", gbps / one)
+                        guard n == 16384 else { return speedup }
+                        return speedup + ", " + BenchContext.target(">= 1.5x", met: gbps / one >= 1.5)
+                    }
                     context.addThroughput(group: "kernels", name: "decode attention \(type) \(n) tok", threads: threads,
-                                          bytes: cache.bytes, note: "K+V bytes read, one layer") {
+                                          bytes: cache.bytes, note: "K+V bytes read, one layer", verdict: verdict) {
                         Attention.decode(query: query, heads: heads, headDim: headDim, kv: cache.views, scale: scale,
                                          output: output, pool: threads > 1 ? pool : nil)
                     }
@@ -150,10 +163,11 @@ enum AttentionBenchmarks {
                                       queryPositions: cache.positions, heads: heads, headDim: headDim, kv: cache.views,
                                       scale: scale, output: output, pool: threads > 1 ? pool : nil)
                 }
-                let gflops = flops / t.min / 1e9
+                let gflops = flops / t.min / 1e9, perThread = gflops / Double(threads)
+                var note = String(format: "%.1f GFLOP/s per thread; flops = 4 d H L(L+1)/2", perThread)
+                if n == 2048 { note += "; " + BenchContext.target(">= 40 per thread", met: perThread >= 40) }
                 context.addValue(group: "kernels", name: "prefill attention f16 \(n) tok", threads: threads,
-                                 value: gflops, unit: "GFLOP/s", timing: t,
-                                 note: String(format: "%.1f GFLOP/s per thread; flops = 4 d H L(L+1)/2", gflops / Double(threads)))
+                                 value: gflops, unit: "GFLOP/s", timing: t, note: note)
             }
         }
     }

@@ -43,6 +43,8 @@ enum BenchCommandLine {
         their ratio, since absolute numbers drift on shared machines. Times are the minimum and
         median of repeated runs after warm-up; a row whose median is more than 20 % above its
         minimum is marked "noisy" (something else had the core during its samples: rerun it).
+        Rows the project sets a target for say whether this run met it ("target ...: met" or
+        "MISSED"); a 2-thread decode row also gives its speedup over the 1-thread row above it.
         """
 
     static func run(arguments: [String]) -> Int32 {

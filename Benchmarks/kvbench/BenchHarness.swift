@@ -88,9 +88,10 @@ final class BenchContext: @unchecked Sendable {
 
     /// Measures `body`, which reads `bytes` bytes per call, in alternation with the read reference
     /// (kvk_sum_f32 over a buffer of the same byte size, split over the same threads) and adds the
-    /// row: GB/s of `bytes` at the fastest sample, the reference's GB/s, and their ratio.
+    /// row: GB/s of `bytes` at the fastest sample, the reference's GB/s, and their ratio. `verdict`,
+    /// given the GB/s and the ratio, may add to the note (e.g. whether a target was met).
     func addThroughput(group: String, name: String, threads: Int, bytes: Int, note: String? = nil,
-                       _ body: () -> Void) {
+                       verdict: ((_ gbps: Double, _ ratio: Double) -> String?)? = nil, _ body: () -> Void) {
         let n = max(8, bytes / 4)
         let buffer = UnsafeMutablePointer<Float>.allocate(capacity: n)
         defer { buffer.deallocate() }
@@ -107,9 +108,16 @@ final class BenchContext: @unchecked Sendable {
         })
         let gbps = Double(bytes) / timing.min / 1e9
         let read = Double(n * 4) / readTiming.min / 1e9
+        let notes = [note, verdict?(gbps, gbps / read)].compactMap { $0 }
         report.add(BenchRow(group: group, name: name, threads: threads, value: gbps, unit: "GB/s",
                             minSeconds: timing.min, medianSeconds: timing.median, readGBps: read,
-                            ratio: gbps / read, note: note), json: options.json)
+                            ratio: gbps / read, note: notes.isEmpty ? nil : notes.joined(separator: "; ")),
+                   json: options.json)
+    }
+
+    /// "target <what>: met" or "...: MISSED", for the notes of rows that an issue sets a target for.
+    static func target(_ what: String, met: Bool) -> String {
+        "target \(what): \(met ? "met" : "MISSED")"
     }
 }
 
