@@ -115,7 +115,7 @@ final class BenchContext: @unchecked Sendable {
                    json: options.json)
     }
 
-    /// "target <what>: met" or "...: MISSED", for the notes of rows that an issue sets a target for.
+    /// "target <what>: met" or "...: MISSED", for the notes of rows that the project sets a target for.
     static func target(_ what: String, met: Bool) -> String {
         "target \(what): \(met ? "met" : "MISSED")"
     }

@@ -62,8 +62,8 @@ enum ModelBenchmarks {
                         let budget = fileBytes + session.cache.allocatedByteCount + 100_000_000
                         ctx.addValue(group: "model", name: "RSS at context \(n)", threads: threads, value: Double(rss) / 1e6,
                                      unit: "MB", timing: Timing(min: 0, median: 0),
-                                     note: String(format: "budget file+cache+100MB = %.0f MB: %@", Double(budget) / 1e6,
-                                                  rss <= budget ? "met" : "MISSED"))
+                                     note: BenchContext.target(String(format: "<= file+cache+100MB = %.0f MB", Double(budget) / 1e6),
+                                                               met: rss <= budget))
                     }
                 }
             }
