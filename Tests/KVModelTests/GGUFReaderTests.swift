@@ -772,6 +772,171 @@ final class GGUFReaderTests: XCTestCase {
         }
     }
 
+    // MARK: - 3b. tokenizer metadata (special-token ids, key types)
+
+    /// A writer with a complete gpt2 tokenizer: 2 specials, the 256 byte tokens and one merge
+    /// ("h e" -> "he"), plus `extra` entries (a key given in `extra` replaces the default one).
+    private static func tokenizerWriter(_ extra: [(String, GGUFTestValue)] = [],
+                                        removing removed: Set<String> = []) -> GGUFTestWriter {
+        let tokens = ["<|endoftext|>", "<|im_start|>"] + ByteLevel.scalar.map { String($0) } + ["he"]
+        var entries: [(key: String, value: GGUFTestValue)] = [
+            ("tokenizer.ggml.model", .string("gpt2")),
+            ("tokenizer.ggml.pre", .string("smollm")),
+            ("tokenizer.ggml.tokens", .array(elementType: 8, tokens.map { .string($0) })),
+            ("tokenizer.ggml.token_type", .array(elementType: 5, tokens.indices.map { .int32($0 < 2 ? 3 : 1) })),
+            ("tokenizer.ggml.merges", .array(elementType: 8, [.string("h e")])),
+            ("tokenizer.ggml.bos_token_id", .uint32(1)),
+            ("tokenizer.ggml.eos_token_id", .uint32(0)),
+            ("tokenizer.ggml.add_bos_token", .bool(false)),
+        ]
+        for (key, value) in extra {
+            if let i = entries.firstIndex(where: { $0.key == key }) { entries[i].value = value } else { entries.append((key, value)) }
+        }
+        var w = GGUFTestWriter()
+        w.metadata = entries.filter { !removed.contains($0.key) }
+        return w
+    }
+
+    private static let tokenizerVocabularySize = 2 + 256 + 1
+
+    /// Builds the tokenizer of `w`'s file, returning the error when there is one, and the path and
+    /// the byte offset of `key`'s value (after its type tag).
+    private func tokenizer(_ w: GGUFTestWriter, valueOf key: String? = nil) throws
+        -> (result: Result<Tokenizer, KVError>, path: String, valueAt: Int) {
+        let (bytes, layout) = w.build()
+        let path = try write(bytes)
+        var valueAt = -1
+        if let key, let i = w.metadata.firstIndex(where: { $0.key == key }) {
+            valueAt = layout.metadataAt[i] + 8 + key.utf8.count + 4
+        }
+        let file = try GGUFFile(path: path)
+        do {
+            return (.success(try Tokenizer(gguf: file)), path, valueAt)
+        } catch {
+            return (.failure(error), path, valueAt)
+        }
+    }
+
+    func testTokenizerSpecialTokenIDsInRangeAreRead() throws {
+        let (result, _, _) = try tokenizer(Self.tokenizerWriter([("tokenizer.ggml.eos_token_id", .int64(258))]))
+        let t = try result.get()
+        XCTAssertEqual(t.vocabularySize, Self.tokenizerVocabularySize)
+        XCTAssertEqual(t.bosTokenID, 1)
+        XCTAssertEqual(t.eosTokenID, 258)
+        XCTAssertEqual(try t.encode("he"), [258])
+        // Absent keys take llama.cpp's defaults (BOS 1, EOS 2), which lie inside this vocabulary.
+        let (defaults, _, _) = try tokenizer(Self.tokenizerWriter(
+            removing: ["tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id", "tokenizer.ggml.add_bos_token",
+                       "tokenizer.ggml.token_type", "tokenizer.ggml.pre"]))
+        let d = try defaults.get()
+        XCTAssertEqual([d.bosTokenID, d.eosTokenID], [1, 2])
+        XCTAssertFalse(d.addsBOS)
+    }
+
+    /// Issue 18: an end-of-sequence id of 10^9 was accepted (and `Int32(...)` of a larger one trapped).
+    func testTokenizerRejectsOutOfVocabularyEOS() throws {
+        let key = "tokenizer.ggml.eos_token_id"
+        let (result, path, valueAt) = try tokenizer(Self.tokenizerWriter([(key, .uint32(1_000_000_000))]), valueOf: key)
+        XCTAssertEqual(result.failure, .malformedFile(
+            path: path, field: key, offset: valueAt,
+            reason: "token id 1000000000 is outside the vocabulary of 259 tokens (ids 0..<259); "
+                + "set it to the id of the model's end-of-sequence token or re-convert the model"))
+        XCTAssertEqual(result.failure?.description,
+                       "malformed file \(path): field 'tokenizer.ggml.eos_token_id' at byte offset \(valueAt): token id "
+                           + "1000000000 is outside the vocabulary of 259 tokens (ids 0..<259); set it to the id of "
+                           + "the model's end-of-sequence token or re-convert the model")
+    }
+
+    func testTokenizerRejectsOutOfVocabularySpecialIDs() throws {
+        let cases: [(key: String, value: GGUFTestValue, shown: String)] = [
+            ("tokenizer.ggml.eos_token_id", .uint32(259), "259"),  // one past the last id
+            ("tokenizer.ggml.eos_token_id", .int32(-1), "-1"),
+            ("tokenizer.ggml.eos_token_id", .int64(1 << 40), "\(1 << 40)"),  // would trap in Int32(...)
+            ("tokenizer.ggml.eos_token_id", .uint64(.max), "18446744073709551615"),  // not even an Int
+            ("tokenizer.ggml.bos_token_id", .uint32(1_000_000_000), "1000000000"),
+            ("tokenizer.ggml.bos_token_id", .int8(-128), "-128"),
+        ]
+        for c in cases {
+            let (result, path, valueAt) = try tokenizer(Self.tokenizerWriter([(c.key, c.value)]), valueOf: c.key)
+            let role = c.key.contains("eos") ? "end-of-sequence" : "beginning-of-sequence"
+            XCTAssertEqual(result.failure, .malformedFile(
+                path: path, field: c.key, offset: valueAt,
+                reason: "token id \(c.shown) is outside the vocabulary of 259 tokens (ids 0..<259); "
+                    + "set it to the id of the model's \(role) token or re-convert the model"), "\(c.key) = \(c.value)")
+        }
+        // An absent key whose default does not fit a tiny vocabulary is reported, not defaulted.
+        var tiny = Self.tokenizerWriter(removing: ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.merges"])
+        tiny.metadata[2].value = .array(elementType: 8, [.string("a"), .string("b")])
+        tiny.metadata[3].value = .array(elementType: 5, [.int32(1), .int32(1)])
+        tiny.metadata.append(("tokenizer.ggml.merges", .array(elementType: 8, [])))
+        tiny.metadata[4].value = .uint32(0)  // bos
+        let (result, path, _) = try tokenizer(tiny)
+        XCTAssertEqual(result.failure, .unsupportedModel(
+            "\(path): metadata key 'tokenizer.ggml.eos_token_id' is absent and its default id 2 lies outside "
+                + "the vocabulary of 2 tokens; add the key with the id of the model's end-of-sequence token"))
+    }
+
+    /// A key that is present with the wrong type is an error, never silently defaulted.
+    func testTokenizerRejectsWrongTypedKeys() throws {
+        let cases: [(key: String, value: GGUFTestValue, type: String, expected: String)] = [
+            ("tokenizer.ggml.eos_token_id", .string("2"), "string", "an integer token id"),
+            ("tokenizer.ggml.eos_token_id", .float32(2), "float32", "an integer token id"),
+            ("tokenizer.ggml.bos_token_id", .bool(true), "bool", "an integer token id"),
+            ("tokenizer.ggml.bos_token_id", .array(elementType: 4, [.uint32(1)]), "array of uint32", "an integer token id"),
+            ("tokenizer.ggml.add_bos_token", .uint8(1), "uint8", "a bool"),
+            ("tokenizer.ggml.pre", .uint32(1), "uint32", "a string"),
+            ("tokenizer.ggml.tokens", .array(elementType: 4, [.uint32(1), .uint32(2)]), "array of uint32",
+             "an array of strings"),
+            ("tokenizer.ggml.merges", .array(elementType: 5, [.int32(1)]), "array of int32", "an array of strings"),
+            ("tokenizer.ggml.token_type", .array(elementType: 8, [.string("3")]), "array of string",
+             "an array of integers"),
+        ]
+        for c in cases {
+            let (result, path, valueAt) = try tokenizer(Self.tokenizerWriter([(c.key, c.value)]), valueOf: c.key)
+            XCTAssertEqual(result.failure, .malformedFile(
+                path: path, field: c.key, offset: valueAt,
+                reason: "the value has type \(c.type), expected \(c.expected); fix the key's type or re-convert the model"),
+                           "\(c.key) = \(c.value)")
+        }
+        // A required key of the wrong type (not an array) keeps the accessor's message.
+        let (notArray, path, _) = try tokenizer(Self.tokenizerWriter([("tokenizer.ggml.tokens", .string("a"))]))
+        XCTAssertEqual(notArray.failure,
+                       .unsupportedModel("\(path): metadata key 'tokenizer.ggml.tokens' is missing or not an array"))
+    }
+
+    func testTokenizerFromPartsRejectsOutOfVocabularyIDs() {
+        let tokens = ByteLevel.scalar.map { String($0) }
+        for (bos, eos) in [(Int32(0), Int32(256)), (-1, 0)] {
+            XCTAssertThrowsError(try Tokenizer(tokens: tokens, tokenTypes: nil, merges: [], bos: bos, eos: eos,
+                                               addBOS: false, splitDigits: false)) { error in
+                let name = bos < 0 ? "bos" : "eos"
+                XCTAssertEqual(error as? KVError, .invalidParameter(
+                    name: name, value: "\(bos < 0 ? bos : eos)", expected: "a token id in 0..<256 (the vocabulary size)"))
+            }
+        }
+    }
+
+    /// The in-memory entry point (used by the fuzz target) parses exactly as the file-based one.
+    func testInMemoryParsingMatchesFile() throws {
+        let (bytes, _) = Self.validWriter(alignment: 64).build()
+        let fromFile = try GGUFFile(path: try write(bytes))
+        let inMemory = try bytes.withUnsafeBytes { raw throws(KVError) in try GGUFFile(copying: raw, path: "memory") }
+        XCTAssertEqual(inMemory.metadata.map(\.key), fromFile.metadata.map(\.key))
+        XCTAssertEqual(inMemory.tensors.map(\.name), fromFile.tensors.map(\.name))
+        XCTAssertEqual(inMemory.dataOffset, fromFile.dataOffset)
+        for t in fromFile.tensors {
+            XCTAssertEqual(Array(try inMemory.data(t.name)), Array(try fromFile.data(t.name)), t.name)
+        }
+        for (key, _) in fromFile.metadata { XCTAssertEqual(inMemory.valueOffset(key), fromFile.valueOffset(key), key) }
+        let truncated = Array(bytes.prefix(100))
+        XCTAssertThrowsError(try truncated.withUnsafeBytes { raw throws(KVError) in
+            try GGUFFile(copying: raw, path: "memory")
+        })
+        XCTAssertThrowsError(try [UInt8]().withUnsafeBytes { raw throws(KVError) in
+            try GGUFFile(copying: raw, path: "memory")
+        })
+    }
+
     // MARK: - 4. the real default model
 
     func testDefaultModelFile() throws {
@@ -845,5 +1010,13 @@ final class GGUFReaderTests: XCTestCase {
             assertMatches(Array(rows[(row * 576)..<((row + 1) * 576)]),
                           Self.reference(type: 8, bytes: bytes, count: 576), type: 8, "token_embd row \(row)")
         }
+    }
+}
+
+extension Result {
+    /// The error, or nil on success.
+    var failure: Failure? {
+        if case .failure(let e) = self { return e }
+        return nil
     }
 }

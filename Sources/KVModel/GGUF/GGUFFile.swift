@@ -36,21 +36,22 @@ public final class GGUFFile: @unchecked Sendable {
     public let fileSize: Int
 
     private let base: UnsafeRawPointer?
+    /// Whether `base` was allocated by ``init(copying:path:)`` (freed) rather than mapped (unmapped).
+    private let ownsAllocation: Bool
     private let index: [String: Int]
     private let metadataIndex: [String: Int]
+    private let metadataValueOffsets: [Int]
 
     /// Maps and parses the file at `path`.
     /// - Throws: `KVError.io` when it cannot be opened or mapped, `.malformedFile` when it is not a
     ///   valid GGUF v2/v3 file, `.unsupportedTensorType` for tensor types this library cannot read.
-    public init(path: String) throws(KVError) {
-        self.path = path
+    public convenience init(path: String) throws(KVError) {
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else { throw .io(path: path, reason: String(cString: strerror(errno))) }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw .io(path: path, reason: String(cString: strerror(errno))) }
         let size = Int(st.st_size)
-        fileSize = size
         var mapped: UnsafeRawPointer? = nil
         if size > 0 {
             guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
@@ -58,18 +59,40 @@ public final class GGUFFile: @unchecked Sendable {
             }
             mapped = UnsafeRawPointer(p)
         }
-        base = mapped
+        try self.init(path: path, base: mapped, size: size, ownsAllocation: false)
+    }
+
+    /// Parses a copy of `bytes` as a GGUF file named `path` in messages (no file is read): the same
+    /// parser and checks as ``init(path:)``, for fuzzing and in-memory tests.
+    convenience init(copying bytes: UnsafeRawBufferPointer, path: String) throws(KVError) {
+        var copy: UnsafeRawPointer? = nil
+        if bytes.count > 0 {
+            let buffer = UnsafeMutableRawPointer.allocate(byteCount: bytes.count, alignment: 64)
+            buffer.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+            copy = UnsafeRawPointer(buffer)
+        }
+        try self.init(path: path, base: copy, size: bytes.count, ownsAllocation: true)
+    }
+
+    /// Parses the `size` bytes at `base`, taking ownership of them (released on failure too).
+    private init(path: String, base: UnsafeRawPointer?, size: Int, ownsAllocation: Bool) throws(KVError) {
+        self.path = path
+        self.base = base
+        self.fileSize = size
+        self.ownsAllocation = ownsAllocation
+        let parsed: GGUFParser.Result
         do {
-            let parsed = try GGUFParser.parse(UnsafeRawBufferPointer(start: mapped, count: size), path: path)
-            version = parsed.version
-            metadata = parsed.metadata
-            tensors = parsed.tensors
-            alignment = parsed.alignment
-            dataOffset = parsed.dataOffset
+            parsed = try GGUFParser.parse(UnsafeRawBufferPointer(start: base, count: size), path: path)
         } catch {
-            if let mapped { munmap(UnsafeMutableRawPointer(mutating: mapped), size) }
+            Self.release(base, size: size, ownsAllocation: ownsAllocation)
             throw error
         }
+        version = parsed.version
+        metadata = parsed.metadata
+        metadataValueOffsets = parsed.metadataValueOffsets
+        tensors = parsed.tensors
+        alignment = parsed.alignment
+        dataOffset = parsed.dataOffset
         var idx: [String: Int] = [:]
         for (i, t) in tensors.enumerated() { idx[t.name] = i }
         index = idx
@@ -78,8 +101,17 @@ public final class GGUFFile: @unchecked Sendable {
         metadataIndex = midx
     }
 
+    private static func release(_ base: UnsafeRawPointer?, size: Int, ownsAllocation: Bool) {
+        guard let base else { return }
+        if ownsAllocation {
+            UnsafeMutableRawPointer(mutating: base).deallocate()
+        } else {
+            munmap(UnsafeMutableRawPointer(mutating: base), size)
+        }
+    }
+
     deinit {
-        if let base { munmap(UnsafeMutableRawPointer(mutating: base), fileSize) }
+        Self.release(base, size: fileSize, ownsAllocation: ownsAllocation)
     }
 
     // MARK: metadata
@@ -115,6 +147,11 @@ public final class GGUFFile: @unchecked Sendable {
     public func array(_ key: String) throws(KVError) -> [GGUFValue] {
         guard let v = value(key)?.arrayValue else { throw missing(key, "an array") }
         return v
+    }
+
+    /// The byte offset of `key`'s value in the file (after its type tag), or nil when it is absent.
+    func valueOffset(_ key: String) -> Int? {
+        metadataIndex[key].map { metadataValueOffsets[$0] }
     }
 
     private func missing(_ key: String, _ what: String) -> KVError {

@@ -5,6 +5,8 @@ struct GGUFParser {
     struct Result {
         var version: UInt32
         var metadata: [(key: String, value: GGUFValue)]
+        /// Byte offset of each metadata value (after its type tag), parallel to `metadata`.
+        var metadataValueOffsets: [Int]
         var tensors: [GGUFTensorInfo]
         var alignment: Int
         var dataOffset: Int
@@ -138,6 +140,8 @@ struct GGUFParser {
 
         var metadata: [(key: String, value: GGUFValue)] = []
         metadata.reserveCapacity(min(Int(kvCount), Self.maxReserve))
+        var valueOffsets: [Int] = []
+        valueOffsets.reserveCapacity(min(Int(kvCount), Self.maxReserve))
         var keys = Set<String>()
         var alignmentAt = 0
         for i in 0..<Int(kvCount) {
@@ -148,6 +152,7 @@ struct GGUFParser {
             }
             let type = try read(UInt32.self, "metadata '\(key)' type")
             if key == "general.alignment" { alignmentAt = offset }
+            valueOffsets.append(offset)
             metadata.append((key, try value(type: type, field: "metadata '\(key)'", depth: 0)))
         }
 
@@ -219,6 +224,7 @@ struct GGUFParser {
             tensors.append(GGUFTensorInfo(name: r.name, dimensions: r.dims, type: r.type,
                                           fileOffset: dataOffset + Int(r.offset), byteCount: size))
         }
-        return Result(version: version, metadata: metadata, tensors: tensors, alignment: alignment, dataOffset: dataOffset)
+        return Result(version: version, metadata: metadata, metadataValueOffsets: valueOffsets, tensors: tensors,
+                      alignment: alignment, dataOffset: dataOffset)
     }
 }

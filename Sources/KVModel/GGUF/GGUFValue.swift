@@ -63,3 +63,24 @@ public enum GGUFValue: Sendable, Equatable {
         return nil
     }
 }
+
+extension GGUFValue {
+    /// The GGUF type name of the value, for messages (`uint32`, `string`, `array of string`...).
+    var typeName: String {
+        switch self {
+        case .uint8: return "uint8"
+        case .int8: return "int8"
+        case .uint16: return "uint16"
+        case .int16: return "int16"
+        case .uint32: return "uint32"
+        case .int32: return "int32"
+        case .float32: return "float32"
+        case .bool: return "bool"
+        case .string: return "string"
+        case .array(let elements): return elements.first.map { "array of \($0.typeName)" } ?? "array"
+        case .uint64: return "uint64"
+        case .int64: return "int64"
+        case .float64: return "float64"
+        }
+    }
+}

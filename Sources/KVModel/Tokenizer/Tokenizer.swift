@@ -29,29 +29,122 @@ public struct Tokenizer: Sendable {
     static let digitSplitting: Set<String> = ["smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva"]
 
     /// Builds the tokenizer from a GGUF file's `tokenizer.ggml.*` metadata.
+    ///
+    /// Keys that are present must have the right type (strings for `tokens`, `merges` and `pre`,
+    /// integers for `token_type` and the special-token ids, a bool for `add_bos_token`), and the
+    /// special-token ids must name vocabulary tokens; absent optional keys take llama.cpp's
+    /// defaults (BOS 1, EOS 2, no BOS added, the `gpt2` pre-tokenizer).
     /// - Throws: `KVError.unsupportedModel` for a non-gpt2 tokenizer or missing keys,
-    ///   `.tokenization` for inconsistent merges.
+    ///   `.malformedFile` (naming the key and its byte offset) for a key of the wrong type or a
+    ///   special-token id outside the vocabulary, `.tokenization` for inconsistent merges.
     public init(gguf: GGUFFile) throws(KVError) {
         let model = try gguf.string("tokenizer.ggml.model")
         guard model == "gpt2" else {
             throw .unsupportedModel("tokenizer model '\(model)' is not supported (byte-level BPE 'gpt2' is)")
         }
-        let tokens = try gguf.array("tokenizer.ggml.tokens").map { $0.stringValue ?? "" }
-        let types = (try? gguf.array("tokenizer.ggml.token_type"))?.map { $0.intValue ?? 1 }
-        let merges = try gguf.array("tokenizer.ggml.merges").map { $0.stringValue ?? "" }
-        let preName = (try? gguf.string("tokenizer.ggml.pre")) ?? "gpt2"
+        let tokens = try Self.strings(gguf, "tokenizer.ggml.tokens")
+        guard !tokens.isEmpty else {
+            throw .unsupportedModel("\(gguf.path): metadata key 'tokenizer.ggml.tokens' holds an empty vocabulary")
+        }
+        let types = gguf.value("tokenizer.ggml.token_type") == nil ? nil : try Self.ints(gguf, "tokenizer.ggml.token_type")
+        let merges = try Self.strings(gguf, "tokenizer.ggml.merges")
+        let preName = try Self.optional(gguf, "tokenizer.ggml.pre", "a string") { $0.stringValue } ?? "gpt2"
+        let addBOS = try Self.optional(gguf, "tokenizer.ggml.add_bos_token", "a bool") { v -> Bool? in
+            if case .bool(let b) = v { return b }
+            return nil
+        } ?? false
         try self.init(tokens: tokens, tokenTypes: types, merges: merges,
-                      bos: Int32((try? gguf.int("tokenizer.ggml.bos_token_id")) ?? 1),
-                      eos: Int32((try? gguf.int("tokenizer.ggml.eos_token_id")) ?? 2),
-                      addBOS: (gguf.value("tokenizer.ggml.add_bos_token").map { $0 == .bool(true) }) ?? false,
-                      splitDigits: Self.digitSplitting.contains(preName))
+                      bos: try Self.specialTokenID(gguf, "tokenizer.ggml.bos_token_id", default: 1,
+                                                   role: "beginning-of-sequence", vocabularySize: tokens.count),
+                      eos: try Self.specialTokenID(gguf, "tokenizer.ggml.eos_token_id", default: 2,
+                                                   role: "end-of-sequence", vocabularySize: tokens.count),
+                      addBOS: addBOS, splitDigits: Self.digitSplitting.contains(preName))
+    }
+
+    /// A present key whose value is not what the tokenizer reads.
+    private static func wrongType(_ gguf: GGUFFile, _ key: String, _ value: GGUFValue, _ expected: String) -> KVError {
+        .malformedFile(path: gguf.path, field: key, offset: gguf.valueOffset(key) ?? 0,
+                       reason: "the value has type \(value.typeName), expected \(expected); "
+                           + "fix the key's type or re-convert the model")
+    }
+
+    /// The value of an optional key, converted by `convert`; nil when the key is absent.
+    private static func optional<T>(_ gguf: GGUFFile, _ key: String, _ expected: String,
+                                    _ convert: (GGUFValue) -> T?) throws(KVError) -> T? {
+        guard let v = gguf.value(key) else { return nil }
+        guard let converted = convert(v) else { throw wrongType(gguf, key, v, expected) }
+        return converted
+    }
+
+    /// A required array of strings.
+    private static func strings(_ gguf: GGUFFile, _ key: String) throws(KVError) -> [String] {
+        let array = try gguf.array(key)
+        var out: [String] = []
+        out.reserveCapacity(array.count)
+        for e in array {
+            guard let s = e.stringValue else { throw wrongType(gguf, key, .array(array), "an array of strings") }
+            out.append(s)
+        }
+        return out
+    }
+
+    /// A required array of integers.
+    private static func ints(_ gguf: GGUFFile, _ key: String) throws(KVError) -> [Int] {
+        let array = try gguf.array(key)
+        var out: [Int] = []
+        out.reserveCapacity(array.count)
+        for e in array {
+            guard let i = e.intValue else { throw wrongType(gguf, key, .array(array), "an array of integers") }
+            out.append(i)
+        }
+        return out
+    }
+
+    /// A special-token id: the key's integer value (or `defaultID` when absent), which must name a
+    /// vocabulary token.
+    private static func specialTokenID(_ gguf: GGUFFile, _ key: String, default defaultID: Int32, role: String,
+                                       vocabularySize: Int) throws(KVError) -> Int32 {
+        guard let v = gguf.value(key) else {
+            guard Int(defaultID) < vocabularySize else {
+                throw .unsupportedModel("\(gguf.path): metadata key '\(key)' is absent and its default id "
+                    + "\(defaultID) lies outside the vocabulary of \(vocabularySize) tokens; add the key "
+                    + "with the id of the model's \(role) token")
+            }
+            return defaultID
+        }
+        let id: Int
+        let description: String
+        if case .uint64(let u) = v, u > UInt64(Int.max) {
+            (id, description) = (Int.max, "\(u)")  // reported as out of range below
+        } else {
+            guard let i = v.intValue else { throw wrongType(gguf, key, v, "an integer token id") }
+            (id, description) = (i, "\(i)")
+        }
+        guard id >= 0 && id < vocabularySize else {
+            throw .malformedFile(path: gguf.path, field: key, offset: gguf.valueOffset(key) ?? 0,
+                                 reason: "token id \(description) is outside the vocabulary of \(vocabularySize) "
+                                     + "tokens (ids 0..<\(vocabularySize)); set it to the id of the model's "
+                                     + "\(role) token or re-convert the model")
+        }
+        return Int32(id)
     }
 
     /// Builds the tokenizer from its parts (vocabulary strings in byte-level form, merges as
     /// `"left right"`, GGUF token types: 3 = control, 4 = user-defined are special).
+    /// - Throws: `KVError.unsupportedModel` for an empty vocabulary or one of 2^31 tokens or more,
+    ///   `.invalidParameter` when `bos` or `eos` is not a vocabulary id, `.tokenization` for a merge
+    ///   that does not combine two vocabulary tokens into one or a vocabulary without byte tokens.
     public init(tokens: [String], tokenTypes: [Int]?, merges: [String], bos: Int32, eos: Int32,
                 addBOS: Bool, splitDigits: Bool) throws(KVError) {
         guard !tokens.isEmpty else { throw .unsupportedModel("empty vocabulary") }
+        guard tokens.count <= Int(Int32.max), merges.count <= Int(Int32.max) else {
+            throw .unsupportedModel("\(tokens.count) tokens and \(merges.count) merges: token ids and merge ranks "
+                + "must fit in Int32")
+        }
+        for (name, id) in [("bos", bos), ("eos", eos)] where id < 0 || Int(id) >= tokens.count {
+            throw .invalidParameter(name: name, value: "\(id)",
+                                    expected: "a token id in 0..<\(tokens.count) (the vocabulary size)")
+        }
         self.tokens = tokens
         self.bosTokenID = bos
         self.eosTokenID = eos
@@ -191,3 +284,4 @@ public struct Tokenizer: Sendable {
     /// A decoder for streamed output that holds back incomplete UTF-8 sequences.
     public func makeStreamingDecoder() -> StreamingDecoder { StreamingDecoder(tokenizer: self) }
 }
+
