@@ -82,6 +82,77 @@ final class TokenizerTests: XCTestCase {
 }
 
 extension TokenizerTests {
+    func testDecodeValidatingRejectsOutOfVocabularyIDs() throws {
+        let t = try tokenizer()
+        let ids = try t.encode("Hello, world")
+        XCTAssertEqual(try t.decode(validating: ids), "Hello, world")
+        XCTAssertEqual(try t.decode(validating: []), "")
+        let n = t.vocabularySize
+        for (bad, at) in [([Int32(n)], 0), (ids + [-1], ids.count), ([0, Int32.max, -5], 1), ([Int32.min], 0)] {
+            XCTAssertThrowsError(try t.decode(validating: bad)) { error in
+                XCTAssertEqual(error as? KVError, .tokenization(
+                    "token id \(bad[at]) at index \(at) is outside the vocabulary (ids 0..<\(n)); "
+                        + "pass ids produced by this model's tokenizer"))
+            }
+            XCTAssertEqual(t.decode(bad), t.decode(bad.filter { $0 >= 0 && Int($0) < n }))  // lenient: dropped
+        }
+    }
+
+    /// The heap-based BPE merges exactly as the textbook quadratic loop (lowest rank first, leftmost
+    /// on ties, the first rank of a repeated merge), on a vocabulary with many overlapping merges.
+    func testBPEMatchesQuadraticReference() throws {
+        var rng = GGUFReaderTests.RNG(state: 18)
+        let alphabet = ["a", "b", "c"]
+        var tokens = ByteLevel.scalar.map { String($0) }
+        var merges: [String] = []
+        var pool = alphabet
+        for _ in 0..<120 {
+            let l = pool[rng.int(pool.count)], r = pool[rng.int(pool.count)]
+            merges.append("\(l) \(r)")  // repeats allowed: the first rank counts
+            if !tokens.contains(l + r) {
+                tokens.append(l + r)
+                pool.append(l + r)
+            }
+        }
+        let t = try Tokenizer(tokens: tokens, tokenTypes: nil, merges: merges, bos: 0, eos: 0, addBOS: false,
+                              splitDigits: false)
+        var rank: [String: Int] = [:]
+        for (i, m) in merges.enumerated() where rank[m] == nil { rank[m] = i }
+        func reference(_ text: String) -> [Int32] {
+            var symbols = text.unicodeScalars.map { String($0) }
+            while symbols.count > 1 {
+                var best: (rank: Int, at: Int)? = nil
+                for j in 0..<(symbols.count - 1) {
+                    if let r = rank["\(symbols[j]) \(symbols[j + 1])"], best == nil || r < best!.rank { best = (r, j) }
+                }
+                guard let b = best else { break }
+                symbols[b.at] += symbols.remove(at: b.at + 1)
+            }
+            return symbols.map { Int32(tokens.firstIndex(of: $0)!) }
+        }
+        for length in [0, 1, 2, 3, 5, 8, 13, 40, 200, 1000] {
+            for _ in 0..<(length < 100 ? 30 : 3) {
+                let text = String((0..<length).map { _ in Character(alphabet[rng.int(3)]) })
+                XCTAssertEqual(try t.encode(text, parseSpecial: false), reference(text), text)
+            }
+        }
+    }
+
+    /// A long piece (one word of 200,000 letters) encodes in time linear-ish in its length: the
+    /// quadratic pair rescan took minutes here; round trip exact.
+    func testLongPieceEncodesQuickly() throws {
+        let t = try tokenizer()
+        for text in [String(repeating: "a", count: 200_000), String(repeating: "ab", count: 100_000),
+                     String(repeating: " ", count: 200_000) + "x", String(repeating: "日本", count: 50_000)] {
+            let clock = ContinuousClock()
+            let start = clock.now
+            let ids = try t.encode(text)
+            let elapsed = clock.now - start
+            XCTAssertEqual(t.decode(ids), text)
+            XCTAssertLessThan(elapsed, .seconds(10), "\(text.prefix(4).debugDescription)... (\(text.utf8.count) bytes)")
+        }
+    }
+
     func testPasskeyPromptGeneratorReproducesFixture() throws {
         let json = try TestSupport.json("passkey_prompt.json")
         let prompt = PasskeyPrompt()

@@ -242,24 +242,49 @@ public struct Tokenizer: Sendable {
 
     /// Byte-level BPE of one piece: start from single bytes, repeatedly merge the adjacent pair
     /// of lowest rank (leftmost on equal ranks).
+    ///
+    /// - Complexity: O(*n* log *n*) for *n* bytes: candidate pairs wait in a min-heap ordered by
+    ///   (rank, position) and symbols form a linked list, so a long piece (a run of thousands of
+    ///   letters) does not rescan every pair after each merge.
     private func bpe(_ bytes: [UInt8]) -> [Int32] {
         var symbols = bytes.map { byteToken[Int($0)] }.filter { $0 >= 0 }
-        while symbols.count > 1 {
-            var best = Int32.max
-            var at = -1
-            for j in 0..<(symbols.count - 1) {
-                let key = UInt64(UInt32(symbols[j])) << 32 | UInt64(UInt32(symbols[j + 1]))
-                if let r = ranks[key], r < best {
-                    best = r
-                    at = j
-                }
+        guard symbols.count > 1 else { return symbols }
+        let n = symbols.count
+        // Linked list over the symbol slots; a merged-away slot is marked dead (`next[i] == -2`).
+        var next = Array(1...n)
+        next[n - 1] = -1
+        var prev = Array(-1..<(n - 1))
+        var heap = PairHeap()
+        func push(_ left: Int) {
+            let right = next[left]
+            guard right >= 0 else { return }
+            let key = UInt64(UInt32(symbols[left])) << 32 | UInt64(UInt32(symbols[right]))
+            if let rank = ranks[key] {
+                heap.push(.init(rank: rank, left: Int32(left), leftID: symbols[left], rightID: symbols[right]))
             }
-            if at < 0 { break }
-            let key = UInt64(UInt32(symbols[at])) << 32 | UInt64(UInt32(symbols[at + 1]))
-            symbols[at] = merged[key]!
-            symbols.remove(at: at + 1)
         }
-        return symbols
+        for i in 0..<(n - 1) { push(i) }
+        while let pair = heap.pop() {
+            let left = Int(pair.left)
+            let right = next[left]
+            // Stale: the left slot was merged away or changed, or its right neighbour changed.
+            guard right >= 0, symbols[left] == pair.leftID, symbols[right] == pair.rightID else { continue }
+            let key = UInt64(UInt32(pair.leftID)) << 32 | UInt64(UInt32(pair.rightID))
+            symbols[left] = merged[key]!
+            next[left] = next[right]
+            if next[right] >= 0 { prev[next[right]] = left }
+            next[right] = -2
+            if prev[left] >= 0 { push(prev[left]) }
+            push(left)
+        }
+        var out: [Int32] = []
+        out.reserveCapacity(n)
+        var i = 0
+        while i >= 0 {
+            out.append(symbols[i])
+            i = next[i]
+        }
+        return out
     }
 
     /// The raw bytes a token stands for (special tokens: their text).
@@ -276,12 +301,68 @@ public struct Tokenizer: Sendable {
     }
 
     /// Decodes ids to text; byte sequences that are not valid UTF-8 become U+FFFD.
-    /// Out-of-range ids decode to nothing.
+    /// Out-of-range ids decode to nothing (use ``decode(validating:)`` to reject them).
     public func decode(_ ids: [Int32]) -> String {
         String(decoding: ids.flatMap { bytes(of: $0) }, as: UTF8.self)
+    }
+
+    /// Decodes ids to text like ``decode(_:)``, but rejects ids outside the vocabulary.
+    /// - Throws: `KVError.tokenization` naming the first id outside `0..<vocabularySize` and its index.
+    public func decode(validating ids: [Int32]) throws(KVError) -> String {
+        if let i = ids.firstIndex(where: { $0 < 0 || Int($0) >= tokens.count }) {
+            throw .tokenization("token id \(ids[i]) at index \(i) is outside the vocabulary "
+                + "(ids 0..<\(tokens.count)); pass ids produced by this model's tokenizer")
+        }
+        return decode(ids)
     }
 
     /// A decoder for streamed output that holds back incomplete UTF-8 sequences.
     public func makeStreamingDecoder() -> StreamingDecoder { StreamingDecoder(tokenizer: self) }
 }
 
+/// A binary min-heap of candidate merges for ``Tokenizer``'s BPE, ordered by rank, then by the
+/// left symbol's position (leftmost first, as the quadratic reference algorithm merges).
+struct PairHeap {
+    struct Pair {
+        var rank: Int32
+        var left: Int32
+        var leftID: Int32
+        var rightID: Int32
+
+        func precedes(_ other: Pair) -> Bool {
+            rank != other.rank ? rank < other.rank : left < other.left
+        }
+    }
+
+    private var items: [Pair] = []
+
+    mutating func push(_ pair: Pair) {
+        items.append(pair)
+        var i = items.count - 1
+        while i > 0 {
+            let parent = (i - 1) / 2
+            guard items[i].precedes(items[parent]) else { break }
+            items.swapAt(i, parent)
+            i = parent
+        }
+    }
+
+    mutating func pop() -> Pair? {
+        guard let top = items.first else { return nil }
+        let last = items.removeLast()
+        if !items.isEmpty {
+            items[0] = last
+            var i = 0
+            while true {
+                let l = 2 * i + 1, r = l + 1
+                var m = i
+                if l < items.count && items[l].precedes(items[m]) { m = l }
+                if r < items.count && items[r].precedes(items[m]) { m = r }
+                if m == i { break }
+                items.swapAt(i, m)
+                i = m
+            }
+        }
+        return top
+    }
+}
