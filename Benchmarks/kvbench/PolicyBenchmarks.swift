@@ -117,7 +117,7 @@ enum PolicyBenchmarks {
         for layer in 0..<cache.layers {
             for head in 0..<cache.kvHeads {
                 let n = cache.count(layer: layer, head: head)
-                cache.retain(layer: layer, head: head, indices: Array(0..<4) + Array((n - (kept - 4))..<n))
+                try cache.retain(layer: layer, head: head, indices: Array(0..<4) + Array((n - (kept - 4))..<n))
             }
         }
         var fullTimes: [Double] = [], keptTimes: [Double] = []

@@ -22,10 +22,11 @@ extension Attention {
     ///   - columnSumStride: floats between KV heads in `columnSums`, at least the largest row count.
     /// - Complexity: O(heads x rows x headDim) time; reads each cached row once per KV head.
     public static func decode(query: UnsafePointer<Float>, heads: Int, headDim: Int, kv: [KVHeadView],
-                              scale: Float, output: UnsafeMutablePointer<Float>,
+                              scale: Float? = nil, output: UnsafeMutablePointer<Float>,
                               columnSums: UnsafeMutablePointer<Float>? = nil, columnSumStride: Int = 0,
-                              pool: ThreadPool?) {
+                              pool: ThreadPool? = nil) {
         check(heads: heads, headDim: headDim, kv: kv)
+        let scale = scale ?? defaultScale(headDim: headDim)
         if columnSums != nil {
             precondition(columnSumStride >= (kv.map(\.count).max() ?? 0), "column-sum stride smaller than a head's rows")
         }

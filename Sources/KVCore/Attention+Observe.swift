@@ -10,9 +10,10 @@ extension Attention {
     /// - Complexity: O(heads x queryCount x rows x headDim).
     public static func observe(queries: UnsafePointer<Float>, queryCount: Int, queryTokenStride: Int,
                                queryPositions: UnsafePointer<Int32>, heads: Int, headDim: Int,
-                               kv: [KVHeadView], scale: Float, output: UnsafeMutablePointer<Float>,
-                               outputKeyStride: Int, pool: ThreadPool?) {
+                               kv: [KVHeadView], scale: Float? = nil, output: UnsafeMutablePointer<Float>,
+                               outputKeyStride: Int, pool: ThreadPool? = nil) {
         check(heads: heads, headDim: headDim, kv: kv)
+        let scale = scale ?? defaultScale(headDim: headDim)
         precondition(outputKeyStride >= (kv.map(\.count).max() ?? 0), "output key stride smaller than a head's rows")
         guard queryCount > 0 else { return }
         let g = heads / kv.count

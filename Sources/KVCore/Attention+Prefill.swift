@@ -30,10 +30,11 @@ extension Attention {
     ///   time and O(threads x tile x visible rows + kv.count x rows) memory.
     public static func prefill(queries: UnsafePointer<Float>, queryCount: Int, queryTokenStride: Int,
                                queryPositions: UnsafePointer<Int32>, heads: Int, headDim: Int,
-                               kv: [KVHeadView], scale: Float, output: UnsafeMutablePointer<Float>,
+                               kv: [KVHeadView], scale: Float? = nil, output: UnsafeMutablePointer<Float>,
                                columnSums: UnsafeMutablePointer<Float>? = nil, columnSumStride: Int = 0,
-                               pool: ThreadPool?) {
+                               pool: ThreadPool? = nil) {
         check(heads: heads, headDim: headDim, kv: kv)
+        let scale = scale ?? defaultScale(headDim: headDim)
         precondition(queryTokenStride >= heads * headDim, "query token stride \(queryTokenStride) < heads x headDim")
         let maxRows = kv.map(\.count).max() ?? 0
         if columnSums != nil {

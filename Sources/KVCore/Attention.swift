@@ -9,6 +9,9 @@ import CKVKernels
 /// head is visible to a query at position `p` iff `positions[j] <= p`; rows are in ascending
 /// position order.
 ///
+/// `scale` defaults to ``defaultScale(headDim:)`` and `pool` to nil (the calling thread; pass
+/// `ThreadPool.shared` or your own pool to use several cores).
+///
 /// Misuse (heads not a multiple of `kv.count`, a block key type with `headDim % 32 != 0`, a
 /// query stride smaller than `heads * headDim`) is a programmer error: `precondition`.
 public enum Attention {
@@ -16,6 +19,9 @@ public enum Attention {
     static let keyTile = 128
     /// Query tokens per tile in prefill.
     static let queryTile = 16
+
+    /// The softmax scale used when none is given: `1 / sqrt(headDim)`.
+    public static func defaultScale(headDim: Int) -> Float { 1 / Float(headDim).squareRoot() }
 
     static func check(heads: Int, headDim: Int, kv: [KVHeadView]) {
         precondition(!kv.isEmpty && heads >= kv.count && heads % kv.count == 0,

@@ -49,7 +49,7 @@ public enum ElementType: UInt32, Sendable, CaseIterable, CustomStringConvertible
     }
 
     /// The C kernels' type id.
-    public var kernelType: kvk_type { kvk_type(rawValue: rawValue) }
+    package var kernelType: kvk_type { kvk_type(rawValue: rawValue) }
 
     /// The GGUF / GGML name (`"F32"`, `"Q8_0"`, ...).
     public var description: String {

@@ -25,6 +25,9 @@ public enum KVError: Error, Equatable, Sendable, CustomStringConvertible {
     case cancelled
     /// A sequence would exceed a capacity (context length, cache capacity).
     case capacityExceeded(String)
+    /// An object was used out of order (a step used after the next one began, layers skipped or
+    /// repeated, a sequence left incomplete by an earlier error); the message says how to recover.
+    case invalidState(String)
 
     /// A human-readable message that says what was wrong and what to do.
     public var description: String {
@@ -52,6 +55,8 @@ public enum KVError: Error, Equatable, Sendable, CustomStringConvertible {
             return "the work was cancelled"
         case let .capacityExceeded(message):
             return "capacity exceeded: \(message)"
+        case let .invalidState(message):
+            return "invalid state: \(message)"
         }
     }
 }

@@ -6,6 +6,10 @@ public struct GenerationResult: Sendable {
         case stopToken
         /// `maxTokens` tokens were produced.
         case maxTokens
+        /// The next token's position would reach the model's context length (the cache's policy
+        /// does not re-position keys); everything generated so far is kept. A policy that bounds
+        /// the cache and re-positions keys (StreamingLLM with `repositionKeys`) goes on instead.
+        case contextFull
     }
 
     /// Generated token ids (prompt excluded, stop token excluded).
@@ -24,6 +28,8 @@ public struct GenerationResult: Sendable {
     public var decodeSeconds: Double
     /// Cache bytes at the end.
     public var cacheBytes: Int
+    /// The largest cache size during the call (prompt and generation), in bytes.
+    public var peakCacheBytes: Int
 
     /// Prompt tokens per second.
     public var prefillTokensPerSecond: Double { Double(promptTokens) / max(prefillSeconds, 1e-9) }

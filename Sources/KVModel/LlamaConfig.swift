@@ -32,6 +32,9 @@ public struct LlamaConfig: Sendable, Equatable {
             throw .unsupportedModel("non-positive dimension in config (layers \(layers), hidden \(hidden), "
                 + "ffn \(ffn), heads \(heads), kvHeads \(kvHeads), vocab \(vocab))")
         }
+        guard contextLength > 0 else {
+            throw .unsupportedModel("llama.context_length = \(contextLength): expected a positive context length")
+        }
         guard hidden % heads == 0, heads % kvHeads == 0, (hidden / heads) % 2 == 0 else {
             throw .unsupportedModel("hidden \(hidden), heads \(heads), kvHeads \(kvHeads): hidden must be a multiple "
                 + "of heads with an even head dimension, and heads a multiple of kvHeads")
@@ -47,11 +50,14 @@ public struct LlamaConfig: Sendable, Equatable {
         self.contextLength = contextLength
     }
 
-    /// RoPE inverse frequencies `theta^(-2i/d)` for `i < d/2`, rounded to f32 as Hugging Face does.
-    public var ropeInverseFrequencies: [Float] {
-        let d = headDim
-        return (0..<(d / 2)).map { i in
-            1 / Foundation.powf(ropeTheta, Float(2 * i) / Float(d))
+    /// The RoPE the model applies (standard frequencies `ropeTheta^(-2i/d)`, f32 as Hugging Face
+    /// computes them) with the given pairing.
+    /// - Throws: `KVError.unsupportedModel` when `ropeTheta` is not a finite value above 1.
+    public func rope(pairing: RoPEPairing) throws(KVError) -> RoPE {
+        do {
+            return try RoPE(headDim: headDim, base: ropeTheta, pairing: pairing)
+        } catch {
+            throw .unsupportedModel("llama.rope.freq_base = \(ropeTheta) is not a usable RoPE base (\(error))")
         }
     }
 }

@@ -21,10 +21,9 @@ public final class LlamaModel: @unchecked Sendable {
     public let mode: ComputeMode
     /// The tokenizer built from the same file.
     public let tokenizer: Tokenizer
-    /// RoPE inverse frequencies (f32), `headDim / 2` of them.
-    public let ropeInverseFrequencies: [Float]
-    /// The RoPE pairing applied to queries and keys (interleaved for GGUF llama weights).
-    public let ropePairing: RoPEPairing = .interleaved
+    /// The rotary position embedding applied to queries and keys (interleaved pairing for GGUF
+    /// llama weights).
+    public let rope: RoPE
     /// The attention shape cache policies see.
     public let shape: KVModelShape
 
@@ -75,10 +74,9 @@ public final class LlamaModel: @unchecked Sendable {
         self.config = config
         self.mode = mode
         self.tokenizer = try Tokenizer(gguf: gguf)
-        self.ropeInverseFrequencies = config.ropeInverseFrequencies
+        self.rope = try config.rope(pairing: .interleaved)
         self.shape = try KVModelShape(layers: config.layers, heads: config.heads, kvHeads: config.kvHeads,
-                                      headDim: config.headDim, ropeInverseFrequencies: ropeInverseFrequencies,
-                                      ropePairing: .interleaved)
+                                      headDim: config.headDim, rope: rope, contextLength: config.contextLength)
         self.storage = gguf
 
         var owned: [UnsafeMutableRawPointer] = []

@@ -3,54 +3,38 @@ import KVCompress
 import KVCore
 
 extension LlamaSession {
-    /// Processes prompt tokens in chunks of ``chunkSize`` and returns the logits of the last one.
-    /// - Throws: `KVError.emptyPrompt` for no tokens, `.capacityExceeded` past the model's context
-    ///   length, `.cancelled` when the surrounding task is cancelled.
+    /// Processes prompt tokens in chunks of ``chunkSize`` (the policy compresses after the last
+    /// one) and returns the logits of the last one.
+    /// - Throws: `KVError.emptyPrompt` for no tokens; `.invalidParameter` for an id outside the
+    ///   vocabulary (nothing processed); `.capacityExceeded` when a chunk's positions would reach
+    ///   the model's context length (the chunks before it stay in the cache); `.cancelled` when the
+    ///   surrounding task is cancelled; `.invalidState` after an interrupted step (call ``reset()``).
     public func prefill(_ tokens: [Int32]) throws(KVError) -> [Float] {
         guard !tokens.isEmpty else { throw .emptyPrompt }
-        try checkCapacity(adding: tokens.count)
+        let vocab = model.config.vocab
+        if let bad = tokens.first(where: { $0 < 0 || Int($0) >= vocab }) {
+            throw .invalidParameter(name: "token id", value: "\(bad)", expected: "0..<\(vocab) (the model's vocabulary)")
+        }
+        var last = 0
         try tokens.withUnsafeBufferPointer { (all: UnsafeBufferPointer<Int32>) throws(KVError) in
             var start = 0
             while start < all.count {
                 let end = min(all.count, start + chunkSize)
-                let chunk = UnsafeBufferPointer(rebasing: all[start..<end])
-                let first = position == 0
-                let last = end == all.count
-                try forward(chunk, logits: last, columnSums: compressor.needsAttentionColumnSums) {
-                    (pass: LayerPass) throws(KVError) in
-                    try compressor.afterPrefill(
-                        layer: pass.layer, queries: pass.queries, preRoPEQueries: pass.preRoPEQueries,
-                        queryTokenStride: model.config.hidden, positions: pass.positions, count: pass.tokenCount,
-                        totalLength: Int(pass.positions[pass.tokenCount - 1]) + 1,
-                        isFirstChunk: first, isLastChunk: last, pool: pool,
-                        attentionColumnSums: pass.attentionColumnSums)
-                }
+                try forward(UnsafeBufferPointer(rebasing: all[start..<end]), decode: false, endsPrompt: end == all.count)
+                last = end - start
                 start = end
             }
         }
-        try compressor.finishPrefill(pool: pool)
-        return lastLogits
+        return lastLogits(tokenCount: last)
     }
 
     /// Runs one token and returns its logits.
+    /// - Throws: as ``prefill(_:)``.
     public func decode(_ token: Int32) throws(KVError) -> [Float] {
-        try checkCapacity(adding: 1)
         try [token].withUnsafeBufferPointer { (one: UnsafeBufferPointer<Int32>) throws(KVError) in
-            try forward(one, logits: true, columnSums: compressor.needsAttentionColumnSums) { (pass: LayerPass) throws(KVError) in
-                try compressor.afterDecode(layer: pass.layer, query: pass.queries,
-                                           preRoPEQuery: pass.preRoPEQueries, position: pass.positions[0], pool: pool,
-                                           attentionColumnSums: pass.attentionColumnSums)
-            }
+            try forward(one, decode: true, endsPrompt: false)
         }
-        return lastLogits
-    }
-
-    private func checkCapacity(adding count: Int) throws(KVError) {
-        let limit = model.config.contextLength
-        if position + count > limit {
-            throw .capacityExceeded("\(position) + \(count) tokens exceed the model's context length \(limit); "
-                + "start a new session or use a shorter prompt")
-        }
+        return lastLogits(tokenCount: 1)
     }
 
     /// Generates a continuation of `prompt`, streaming decoded text pieces to `onText` as soon as
@@ -58,6 +42,10 @@ extension LlamaSession {
     /// - Parameters:
     ///   - maxTokens: upper bound on generated tokens (>= 1).
     ///   - stopTokens: ids that end generation (default: the tokenizer's EOS).
+    /// - Returns: the generated tokens and text; generation that reaches the model's context length
+    ///   stops there with ``GenerationResult/StopReason/contextFull`` and keeps what it generated.
+    /// - Throws: as ``prefill(_:)`` for the prompt (a prompt that does not fit is an error);
+    ///   `.invalidParameter` for `maxTokens < 1`.
     public func generate(prompt: String, maxTokens: Int, sampling: SamplingParameters = .greedy,
                          stopTokens: Set<Int32>? = nil,
                          onText: (String) -> Void = { _ in }) throws(KVError) -> GenerationResult {
@@ -76,6 +64,7 @@ extension LlamaSession {
         let stops = stopTokens ?? Set([model.tokenizer.eosTokenID])
         var sampler = Sampler(sampling)
         var decoder = model.tokenizer.makeStreamingDecoder()
+        cache.resetPeakByteCount()
         let clock = ContinuousClock()
         let t0 = clock.now
         var logits = try prefill(promptTokens)
@@ -92,7 +81,12 @@ extension LlamaSession {
             let piece = decoder.append(next)
             if !piece.isEmpty { text += piece; onText(piece) }
             if generated.count == maxTokens { break }
-            logits = try decode(next)
+            do {
+                logits = try decode(next)
+            } catch .capacityExceeded {
+                reason = .contextFull
+                break
+            }
             steps += 1
         }
         let decodeTime = clock.now - t1
@@ -101,7 +95,7 @@ extension LlamaSession {
         return GenerationResult(tokens: generated, text: text, stopReason: reason,
                                 promptTokens: promptTokens.count, prefillSeconds: prefillTime.seconds,
                                 decodeSteps: steps, decodeSeconds: decodeTime.seconds,
-                                cacheBytes: cache.byteCount)
+                                cacheBytes: cache.byteCount, peakCacheBytes: cache.peakByteCount)
     }
 }
 

@@ -3,33 +3,44 @@ import Foundation
 import KVCompress
 import KVCore
 
-/// One sequence being processed by a ``LlamaModel``: its KV cache, the next position, the active
-/// cache policy and scratch buffers. Not thread-safe: use one session per sequence (the forward
-/// pass itself runs on the model's thread pool).
+/// One sequence being processed by a ``LlamaModel``: its KV cache, the cache policy that compresses
+/// it and scratch buffers. Not thread-safe: use one session per sequence (the forward pass itself
+/// runs on the session's thread pool).
 ///
-/// Positions are *original* positions: after a policy evicts entries, new tokens continue at
-/// `position`, not at the cache length (kvpress, SnapKV, H2O, TOVA semantics).
+/// The session drives the cache through a `KVCompressor`, so positions have one owner: every new
+/// token takes the cache's `nextPosition` (the original sequence position, or the in-cache position
+/// after a policy re-positioned keys, as StreamingLLM with `repositionKeys` does). With such a
+/// policy the session runs on streams longer than the model's context length in bounded memory;
+/// without one, generation stops at the context length (``GenerationResult/StopReason/contextFull``).
 public final class LlamaSession {
     /// The model this session runs.
     public let model: LlamaModel
-    /// The sequence's cache (ragged per layer and KV head).
-    public let cache: KVCache
-    /// Tokens processed so far (the position the next token gets).
-    public internal(set) var position: Int = 0
+    /// Runs the session's cache policy and owns the cache.
+    public let compressor: KVCompressor
     /// Maximum prefill chunk (tokens per forward pass).
     public let chunkSize: Int
     /// The thread pool forward passes use.
     public let pool: ThreadPool
-    /// Runs the session's cache policy after each layer's attention.
-    public let compressor: KVCompressor
 
     let scratch: Scratch
 
+    /// The sequence's cache (ragged per layer and KV head).
+    public var cache: KVCache { compressor.cache }
+
+    /// The position the next token takes: the cache's `nextPosition`.
+    public var position: Int { cache.nextPosition }
+
+    /// Tokens processed so far in this sequence (prompt and generated tokens fed back).
+    public var processedTokens: Int { compressor.processedTokens }
+
     /// Creates a session with an empty cache.
     /// - Parameters:
-    ///   - policy: the cache policy (default ``FullCache``: nothing evicted).
+    ///   - policy: the cache policy (default `FullCache`: nothing evicted).
     ///   - cacheType: element type of cached keys and values (default: f32 in exact mode, f16 in fast mode).
     ///   - chunkSize: prefill chunk size in tokens (>= 1).
+    ///   - pool: threads for the forward pass (default: every core).
+    /// - Throws: `KVError.invalidParameter` for a chunk size below 1 or a cache type the attention
+    ///   cannot read.
     public init(model: LlamaModel, policy: any KVCachePolicy = FullCache(), cacheType: ElementType? = nil,
                 chunkSize: Int = 512, pool: ThreadPool = .shared) throws(KVError) {
         guard chunkSize >= 1 else {
@@ -39,11 +50,13 @@ public final class LlamaSession {
         self.model = model
         self.chunkSize = chunkSize
         self.pool = pool
-        self.cache = try KVCache(layers: c.layers, kvHeads: c.kvHeads, headDim: c.headDim,
-                                 elementType: cacheType ?? (model.mode == .exact ? .f32 : .f16))
+        let cache = try KVCache(shape: model.shape, elementType: cacheType ?? (model.mode == .exact ? .f32 : .f16))
         self.scratch = Scratch(config: c, chunk: chunkSize)
-        self.compressor = try KVCompressor(policy: policy, cache: cache, shape: model.shape)
+        self.compressor = try KVCompressor(policy: policy, cache: cache, shape: model.shape, pool: pool)
     }
+
+    /// Starts a new sequence: empties the cache and resets the policy's state.
+    public func reset() { compressor.reset() }
 }
 
 /// Per-session scratch buffers, sized for one prefill chunk.
@@ -67,12 +80,15 @@ final class Scratch {
         attn = floats(chunk * c.hidden)
         gate = floats(chunk * c.ffn)
         up = floats(chunk * c.ffn)
-        logits = floats(c.vocab)
+        logits = floats(Scratch.logitRows * c.vocab)
         xq = .allocate(capacity: chunk * max(c.hidden, c.ffn) / 32)
         positions = .allocate(capacity: chunk)
         all = [x, xn, q, qPre, k, v, attn, gate, up, logits].map { UnsafeMutableRawPointer($0) }
             + [UnsafeMutableRawPointer(xq), UnsafeMutableRawPointer(positions)]
     }
+
+    /// Token rows whose logits are computed at once when every row's logits are needed (scoring).
+    static let logitRows = 16
 
     deinit { all.forEach { $0.deallocate() } }
 }

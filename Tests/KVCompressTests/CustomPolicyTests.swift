@@ -84,7 +84,7 @@ struct GlobalKnorm: KVCachePolicy {
         let kept = all.sorted { $0.score > $1.score }.prefix(totalEntries)
         for l in 0..<shape.layers {
             for m in 0..<shape.kvHeads {
-                cache.retain(layer: l, head: m, indices: kept.filter { $0.layer == l && $0.head == m }.map(\.row))
+                try cache.retain(layer: l, head: m, indices: kept.filter { $0.layer == l && $0.head == m }.map(\.row))
             }
         }
     }
@@ -95,12 +95,14 @@ final class CrossLayerPolicyTests: XCTestCase {
         let shape = SyntheticPrompt.shape(layers: 3, heads: 4, kvHeads: 2, headDim: 32)
         let p = SyntheticPrompt(shape: shape, length: 40, seed: 14)
         let cache = p.makeCache()
-        let c = try p.prefill(GlobalKnorm(totalEntries: 50), cache: cache)
-        XCTAssertEqual(cache.totalEntries, 3 * 2 * 40)
-        try c.finishPrefill()
+        // Chunks: the cross-layer hook runs once, after the last layer of the chunk ending the prompt.
+        let c = try p.prefill(GlobalKnorm(totalEntries: 50), cache: cache, chunk: 16, prompt: 32)
+        XCTAssertEqual(cache.totalEntries, 50)
+        try p.prefill(c, prompt: 40, from: 32)
         XCTAssertEqual(cache.totalEntries, 50)
         var all: [Double] = []
         for l in 0..<3 { for m in 0..<2 { for t in 0..<40 { all.append(-norm(p.key(l, t, m))) } } }
+        // The second prompt's hook ranked the 50 survivors of the first with tokens 32..<40.
         let threshold = all.sorted(by: >)[49]
         for l in 0..<3 {
             for m in 0..<2 {

@@ -48,8 +48,8 @@ final class KVCacheTests: XCTestCase {
             let allocatedBefore = cache.allocatedByteCount
             XCTAssertGreaterThanOrEqual(allocatedBefore, cache.byteCount)
             // Ragged eviction: head 0 keeps 30 rows, head 1 keeps 200, in layer 0 only.
-            cache.retain(layer: 0, head: 0, indices: Array(stride(from: 0, to: 300, by: 10)))
-            cache.retain(layer: 0, head: 1, indices: Array((100..<300).reversed()))
+            try cache.retain(layer: 0, head: 0, indices: Array(stride(from: 0, to: 300, by: 10)))
+            try cache.retain(layer: 0, head: 1, indices: Array((100..<300).reversed()))
             XCTAssertEqual(cache.totalEntries, 30 + 200 + 600)
             XCTAssertEqual(cache.byteCount, (30 + 200 + 600) * (2 * rowBytes + 4) + meta)
             XCTAssertLessThan(cache.allocatedByteCount, allocatedBefore)
@@ -89,7 +89,11 @@ final class KVCacheTests: XCTestCase {
         XCTAssertThrowsError(try KVCache(layers: 1, kvHeads: 1, headDim: 64, elementType: .q4_1))
         XCTAssertNoThrow(try KVCache(layers: 1, kvHeads: 1, headDim: 64, keyType: .q8_0, valueType: .q4_0))
         XCTAssertThrowsError(try KVModelShape(layers: 1, heads: 9, kvHeads: 2, headDim: 64))
-        XCTAssertThrowsError(try KVModelShape(layers: 1, heads: 4, kvHeads: 2, headDim: 64, ropeInverseFrequencies: [1]))
+        XCTAssertThrowsError(try KVModelShape(layers: 1, heads: 4, kvHeads: 2, headDim: 64,
+                                              rope: try RoPE(inverseFrequencies: [1], pairing: .neox)))
+        XCTAssertThrowsError(try KVModelShape(layers: 1, heads: 4, kvHeads: 2, headDim: 64, contextLength: 0))
+        XCTAssertThrowsError(try RoPE(headDim: 63, pairing: .neox))
+        XCTAssertThrowsError(try RoPE(headDim: 64, base: 0.5, pairing: .neox))
         let cache = try! KVCache(layers: 2, kvHeads: 2, headDim: 32)
         XCTAssertThrowsError(try KVCompressor(policy: FullCache(), cache: cache,
                                               shape: SyntheticPrompt.shape(layers: 3))) {
@@ -109,7 +113,7 @@ final class KVCacheTests: XCTestCase {
                 var y = Array(x)
                 for i in 0..<(d / 2) {
                     let (a, b) = pairing.pair(i, headDim: d)
-                    let ang = Double(pos) * Double(sh.ropeInverseFrequencies[i])
+                    let ang = Double(pos) * Double(sh.rope!.inverseFrequencies[i])
                     y[a] = x[x.startIndex + a] * cos(ang) - x[x.startIndex + b] * sin(ang)
                     y[b] = x[x.startIndex + b] * cos(ang) + x[x.startIndex + a] * sin(ang)
                 }
@@ -120,8 +124,7 @@ final class KVCacheTests: XCTestCase {
             for t in 0..<3 { keys += rope(raw[(t * d)..<(t * d + d)], old[t]).map(Float.init) }
             let cache = try KVCache(layers: 1, kvHeads: 1, headDim: d, elementType: .f32)
             try cache.append(layer: 0, keys: keys, values: keys, positions: old.map { Int32($0) })
-            cache.reposition(layer: 0, head: 0, to: [0, 1, 2], inverseFrequencies: sh.ropeInverseFrequencies,
-                             pairing: pairing)
+            try cache.reposition(layer: 0, head: 0, to: [0, 1, 2], rope: sh.rope!)
             XCTAssertEqual(cache.positions(layer: 0, head: 0), [0, 1, 2])
             for t in 0..<3 {
                 let want = rope(raw[(t * d)..<(t * d + d)], t)
@@ -137,8 +140,8 @@ final class KVCacheTests: XCTestCase {
         let cache = p.makeCache(.f32)
         p.append(0..<50, to: cache)
         let keep0 = Array(stride(from: 0, to: 50, by: 3)), keep1 = Array(20..<50)
-        cache.retain(layer: 1, head: 0, indices: keep0)
-        cache.retain(layer: 1, head: 1, indices: keep1)
+        try cache.retain(layer: 1, head: 0, indices: keep0)
+        try cache.retain(layer: 1, head: 1, indices: keep1)
         let H = shape.heads, d = shape.headDim
         var out = [Float](repeating: 0, count: H * d)
         let q = Array(p.queries[1][(49 * H * d)..<(50 * H * d)])
@@ -188,10 +191,10 @@ final class KVCacheStressTests: XCTestCase {
             default:
                 let a = Int.random(in: 0...c, using: &rng), b = Int.random(in: a...min(c, a + 2 * n), using: &rng)
                 keep = Array(0..<a) + Array(b..<c)
-                cache.remove(layer: 0, head: 0, rows: a..<b)
+                try cache.remove(layer: 0, head: 0, rows: a..<b)
             }
             keep.shuffle(using: &rng)
-            if step % 4 != 3 { cache.retain(layer: 0, head: 0, indices: keep) }
+            if step % 4 != 3 { try cache.retain(layer: 0, head: 0, indices: keep) }
             model = keep.sorted().map { model[$0] }
             XCTAssertEqual(cache.positions(layer: 0, head: 0), model.map(\.pos))
             XCTAssertEqual(cache.byteCount, model.count * cache.bytesPerEntry + cache.metadataBytes)

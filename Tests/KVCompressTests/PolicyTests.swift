@@ -25,28 +25,81 @@ final class PolicyTests: XCTestCase {
         }
     }
 
-    /// With re-positioning the kept keys are those RoPE-rotated to in-cache slots and the host
-    /// continues at nextPosition.
+    /// With re-positioning the kept entries take consecutive positions ending just before the next
+    /// token (only the sinks move: the window keeps its positions), keys RoPE-rotated by the move;
+    /// new tokens take the cache's next position; when the next position would reach the context
+    /// length every entry moves down to start at 0.
     func testStreamingLLMRepositioning() throws {
-        let shape = SyntheticPrompt.shape(layers: 1, heads: 2, kvHeads: 1, headDim: 32)
-        let p = SyntheticPrompt(shape: shape, length: 30, seed: 3)
+        let shape = SyntheticPrompt.shape(layers: 1, heads: 2, kvHeads: 1, headDim: 32, contextLength: 40)
+        let p = SyntheticPrompt(shape: shape, length: 50, seed: 3)
         let cache = p.makeCache()
         let c = try p.prefill(StreamingLLM(budget: .tokens(10), sinks: 2, repositionKeys: true), cache: cache, prompt: 25)
-        XCTAssertEqual(cache.positions(layer: 0, head: 0), (0..<10).map { Int32($0) })
-        // Row 2 held token 17 (kept recent 17..<25): rotated by 2 - 17.
-        var want = Array(p.keys[0][(17 * 32)..<(18 * 32)])
-        let delta: Int32 = 2 - 17
-        for i in 0..<16 {
-            let ang = Double(Float(delta) * shape.ropeInverseFrequencies[i])
-            let a = Double(want[i]), b = Double(want[i + 16])
-            want[i] = Float(a * cos(ang) - b * sin(ang))
-            want[i + 16] = Float(b * cos(ang) + a * sin(ang))
+        // Kept: tokens 0, 1 (sinks) and 17..<25, at positions 15..<25.
+        func check(tokens: [Int], positions: Range<Int>, _ message: String) {
+            XCTAssertEqual(cache.positions(layer: 0, head: 0), positions.map { Int32($0) }, message)
+            for (row, (t, pos)) in zip(tokens, positions).enumerated() {
+                // The synthetic keys are appended unrotated at the step's position: token t < 40 at
+                // position t, tokens after the move to 0 at t - 31.
+                let appendedAt = t >= 40 ? t - 31 : t
+                let want = rotate(Array(p.keys[0][(t * 32)..<(t * 32 + 32)]), by: pos - appendedAt, shape: shape)
+                let got = cache.key(layer: 0, head: 0, row: row)
+                for i in 0..<32 { XCTAssertEqual(Double(got[i]), want[i], accuracy: 1e-4, "\(message) row \(row) dim \(i)") }
+            }
         }
-        let got = cache.key(layer: 0, head: 0, row: 2)
-        for i in 0..<32 { XCTAssertEqual(got[i], want[i], accuracy: 1e-4) }
-        XCTAssertEqual(cache.nextPosition(layer: 0), 10)
-        try p.decode(c, token: 25, position: Int32(cache.nextPosition(layer: 0)))
-        XCTAssertEqual(cache.positions(layer: 0, head: 0), (0..<10).map { Int32($0) })
+        check(tokens: [0, 1] + Array(17..<25), positions: 15..<25, "after the prompt")
+        XCTAssertEqual(cache.nextPosition, 25)
+        // Each decode step evicts the oldest window entry before the token is appended.
+        try p.decode(c, token: 25)
+        check(tokens: [0, 1] + Array(18..<26), positions: 16..<26, "after one decode step")
+        for t in 26..<40 { try p.decode(c, token: t) }
+        check(tokens: [0, 1] + Array(32..<40), positions: 30..<40, "at position 39")
+        // Token 40 would take position 40 = the context length: everything moves to 0 first.
+        try p.decode(c, token: 40)
+        check(tokens: [0, 1] + Array(33..<41), positions: 0..<10, "after the move to 0")
+        XCTAssertEqual(cache.nextPosition, 10)
+        try p.decode(c, token: 41)
+        check(tokens: [0, 1] + Array(34..<42), positions: 1..<11, "after the move to 0 and one more token")
+    }
+
+    /// A ratio-configured rolling window keeps at least `KVBudget.minimumRollingCapacity` entries:
+    /// a 5-token prompt at ratio 0.5 keeps 2, then the window grows to 64 instead of evicting every
+    /// new token.
+    func testStreamingLLMRatioWindowHasAMinimumOnShortPrompts() throws {
+        let shape = SyntheticPrompt.shape(layers: 1, heads: 2, kvHeads: 1, headDim: 32)
+        let p = SyntheticPrompt(shape: shape, length: 105, seed: 13)
+        let cache = p.makeCache()
+        let c = try p.prefill(StreamingLLM(compressionRatio: 0.5), cache: cache, prompt: 5)
+        XCTAssertEqual(cache.keptPositions(layer: 0)[0], [0, 1])   // kvpress: max(1, Int(5 * 0.5)) = 2
+        for t in 5..<30 { try p.decode(c, token: t) }
+        XCTAssertEqual(cache.keptPositions(layer: 0)[0], [0, 1] + Array(5..<30))
+        for t in 30..<105 { try p.decode(c, token: t) }
+        XCTAssertEqual(KVBudget.minimumRollingCapacity, 64)
+        // The sinks are the first four entries the cache holds: tokens 0, 1, 5 and 6.
+        XCTAssertEqual(cache.keptPositions(layer: 0)[0], [0, 1, 5, 6] + Array(45..<105))
+    }
+
+    /// By sizes: never more than sinks + window entries, before or after a step, for prompt chunks
+    /// and decode steps; a chunk longer than the window leaves sinks + chunk until the chunk ends.
+    func testStreamingLLMBySizesHoldsItsCapacityAtEveryMoment() throws {
+        let shape = SyntheticPrompt.shape(layers: 2, heads: 2, kvHeads: 1, headDim: 32)
+        let p = SyntheticPrompt(shape: shape, length: 200, seed: 17)
+        let policy = try StreamingLLM(sinks: 4, window: 28)
+        XCTAssertEqual(policy.window, 28)
+        XCTAssertThrowsError(try StreamingLLM(sinks: 4, window: 0))
+        XCTAssertThrowsError(try StreamingLLM(sinks: -1, window: 10))
+        let cache = p.makeCache()
+        cache.resetPeakByteCount()
+        let c = try p.prefill(policy, cache: cache, chunk: 8, prompt: 100)
+        XCTAssertEqual(cache.peakByteCount, 2 * 32 * cache.bytesPerEntry + cache.metadataBytes)
+        XCTAssertEqual(cache.keptPositions(layer: 1)[0], Array(0..<4) + Array(72..<100))
+        for t in 100..<150 { try p.decode(c, token: t) }
+        XCTAssertEqual(cache.peakByteCount, 2 * 32 * cache.bytesPerEntry + cache.metadataBytes)
+        XCTAssertEqual(cache.keptPositions(layer: 0)[0], Array(0..<4) + Array(122..<150))
+        // A 40-token chunk does not fit beside the sinks in 32: sinks + chunk (44) until the layer's
+        // attention ran, then cut back; layer 0 is back at 32 when layer 1 holds 44.
+        try p.prefill(c, chunk: 40, prompt: 190, from: 150)
+        XCTAssertEqual(cache.peakByteCount, (32 + 44) * cache.bytesPerEntry + cache.metadataBytes)
+        XCTAssertEqual(cache.keptPositions(layer: 0)[0], Array(0..<4) + Array(162..<190))
     }
 
     func testPyramidKVUsesLayerBudgetsOverSnapKVScores() throws {
@@ -148,23 +201,23 @@ final class PolicyTests: XCTestCase {
 
     func testTOVAEvictsEveryStepWhenScheduled() throws {
         let shape = SyntheticPrompt.shape(layers: 2, heads: 4, kvHeads: 2, headDim: 32)
-        let p = SyntheticPrompt(shape: shape, length: 50, seed: 7)
+        let p = SyntheticPrompt(shape: shape, length: 150, seed: 7)
         let cache = p.makeCache()
-        let c = try p.prefill(TOVA(compressionRatio: 0.5, schedule: .prefillAndDecode), cache: cache, prompt: 40)
-        for t in 40..<50 {
+        let c = try p.prefill(TOVA(compressionRatio: 0.5, schedule: .prefillAndDecode), cache: cache, prompt: 140)
+        for t in 140..<150 {
             try p.decode(c, token: t)
             for l in 0..<2 {
                 let kept = cache.keptPositions(layer: l)
-                XCTAssertEqual(kept[0].count, 20)
+                XCTAssertEqual(kept[0].count, 70)
                 XCTAssertEqual(kept[0], kept[1])
                 XCTAssertTrue(kept[0].contains(t))  // the newest token is always kept
             }
         }
         // Prefill-only schedule: the cache grows while decoding.
         let grow = p.makeCache()
-        let g = try p.prefill(TOVA(compressionRatio: 0.5), cache: grow, prompt: 40)
-        for t in 40..<50 { try p.decode(g, token: t) }
-        XCTAssertEqual(grow.count(layer: 0, head: 0), 30)
+        let g = try p.prefill(TOVA(compressionRatio: 0.5), cache: grow, prompt: 140)
+        for t in 140..<150 { try p.decode(g, token: t) }
+        XCTAssertEqual(grow.count(layer: 0, head: 0), 80)
     }
 
     func testFullCacheKeepsEverythingAndNewCombinationsAreOneLine() throws {
@@ -200,22 +253,54 @@ final class MultiPromptTests: XCTestCase {
         XCTAssertEqual(cache.count(layer: 0, head: 0), 40)
         XCTAssertEqual(Array(cache.keptPositions(layer: 1)[1].suffix(10)), Array(60..<70))
         // A new sequence (first chunk again) compresses again.
-        cache.removeAll()
+        c.reset()
         try p.prefill(c, prompt: 60)
         XCTAssertEqual(cache.count(layer: 1, head: 1), 30)
     }
 
     func testRollingPoliciesHoldCapacityAcrossLaterPrompts() throws {
-        let p = SyntheticPrompt(shape: shape, length: 70, seed: 16)
+        let p = SyntheticPrompt(shape: shape, length: 210, seed: 16)
         for policy in [try StreamingLLM(compressionRatio: 0.5) as any KVCachePolicy,
                        try TOVA(compressionRatio: 0.5, schedule: .prefillAndDecode),
                        try H2O(compressionRatio: 0.5)] {
             let cache = p.makeCache()
-            let c = try p.prefill(policy, cache: cache, prompt: 60)
-            XCTAssertEqual(cache.count(layer: 0, head: 0), 30, policy.name)
-            try p.prefill(c, chunk: 4, prompt: 70, from: 60)
-            for l in 0..<2 { for m in 0..<2 { XCTAssertEqual(cache.count(layer: l, head: m), 30, policy.name) } }
-            XCTAssertTrue(cache.keptPositions(layer: 0)[0].contains(69), policy.name)
+            let c = try p.prefill(policy, cache: cache, prompt: 200)
+            XCTAssertEqual(cache.count(layer: 0, head: 0), 100, policy.name)
+            try p.prefill(c, chunk: 4, prompt: 210, from: 200)
+            for l in 0..<2 { for m in 0..<2 { XCTAssertEqual(cache.count(layer: l, head: m), 100, policy.name) } }
+            XCTAssertTrue(cache.keptPositions(layer: 0)[0].contains(209), policy.name)
         }
     }
+
+    /// Every rolling policy configured by a ratio holds at least the minimum capacity on a short
+    /// prompt.
+    func testRollingRatioPoliciesKeepTheMinimumCapacity() throws {
+        let p = SyntheticPrompt(shape: shape, length: 110, seed: 18)
+        for policy in [try StreamingLLM(compressionRatio: 0.5) as any KVCachePolicy,
+                       try TOVA(compressionRatio: 0.5, schedule: .prefillAndDecode),
+                       try H2O(compressionRatio: 0.5)] {
+            let cache = p.makeCache()
+            let c = try p.prefill(policy, cache: cache, prompt: 10)
+            XCTAssertEqual(cache.count(layer: 0, head: 0), 5, policy.name)
+            for t in 10..<110 { try p.decode(c, token: t) }
+            for l in 0..<2 {
+                for m in 0..<2 { XCTAssertEqual(cache.count(layer: l, head: m), KVBudget.minimumRollingCapacity, policy.name) }
+            }
+            XCTAssertTrue(cache.keptPositions(layer: 1)[1].contains(109), policy.name)
+        }
+    }
+}
+
+/// `x` (a post-RoPE key of the synthetic shape) rotated by `delta` positions, in double precision.
+func rotate(_ x: [Float], by delta: Int, shape: KVModelShape) -> [Double] {
+    let rope = shape.rope!
+    let d = shape.headDim
+    var y = x.map(Double.init)
+    for i in 0..<(d / 2) {
+        let (a, b) = rope.pairing.pair(i, headDim: d)
+        let angle = Double(Float(delta) * rope.inverseFrequencies[i])
+        y[a] = Double(x[a]) * cos(angle) - Double(x[b]) * sin(angle)
+        y[b] = Double(x[b]) * cos(angle) + Double(x[a]) * sin(angle)
+    }
+    return y
 }

@@ -199,8 +199,8 @@ final class ScorerTests: XCTestCase {
         var R = [[Double]](repeating: [Double](repeating: 0, count: d), count: d)
         for pos in L..<(L + n) {
             for i in 0..<(d / 2) {
-                let (a, b) = p.shape.ropePairing == .neox ? (i, i + d / 2) : (2 * i, 2 * i + 1)
-                let angle = Double(Float(pos) * p.shape.ropeInverseFrequencies[i])
+                let (a, b) = p.shape.rope!.pairing == .neox ? (i, i + d / 2) : (2 * i, 2 * i + 1)
+                let angle = Double(Float(pos) * p.shape.rope!.inverseFrequencies[i])
                 // x'_a = x_a cos - x_b sin ; x'_b = x_b cos + x_a sin
                 R[a][a] += cos(angle) / Double(n)
                 R[a][b] += -sin(angle) / Double(n)
@@ -265,15 +265,12 @@ final class ScorerTests: XCTestCase {
 
     func testExpectedAttentionNeedsPreRoPEQueries() throws {
         let p = prompt(32)
-        let cache = p.makeCache()
-        p.append(0..<p.length, to: cache)
-        let compressor = try KVCompressor(policy: ExpectedAttention(compressionRatio: 0.5), cache: cache, shape: shape)
-        var pos = Int32(31)
-        let q = [Float](repeating: 0, count: shape.heads * shape.headDim)
-        XCTAssertThrowsError(try q.withUnsafeBufferPointer { qb in
-            try compressor.afterPrefill(layer: 0, queries: qb.baseAddress!, preRoPEQueries: nil,
-                                        queryTokenStride: q.count, positions: &pos, count: 1, totalLength: 32,
-                                        isFirstChunk: true, isLastChunk: true)
-        })
+        let compressor = try KVCompressor(policy: ExpectedAttention(compressionRatio: 0.5), cache: p.makeCache(), shape: shape)
+        let step = try compressor.beginPrefill(tokenCount: 32)
+        try compressor.append(layer: 0, step: step, keys: p.rows(p.keys, layer: 0, 0..<32), values: p.rows(p.values, layer: 0, 0..<32))
+        XCTAssertThrowsError(try compressor.afterAttention(layer: 0, step: step, queries: p.queries[0], preRoPEQueries: nil)) {
+            guard case KVError.invalidParameter(let name, _, _) = $0 else { return XCTFail("\($0)") }
+            XCTAssertEqual(name, "preRoPEQueries")
+        }
     }
 }

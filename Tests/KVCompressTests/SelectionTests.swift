@@ -52,10 +52,10 @@ final class SelectionTests: XCTestCase {
         }
     }
 
-    func testTieBreakPrefersLargerPosition() {
-        let kept = KVSelection.topK(scores: [1, 5, 1, 1, 5, .nan], positions: [0, 1, 2, 3, 4, 5], k: 3)
+    func testTieBreakPrefersLargerPosition() throws {
+        let kept = try KVSelection.topK(scores: [1, 5, 1, 1, 5, .nan], positions: [0, 1, 2, 3, 4, 5], k: 3)
         XCTAssertEqual(kept, [1, 3, 4])
-        XCTAssertNil(KVSelection.topK(scores: [1, 2], positions: [0, 1], k: 2))
+        XCTAssertNil(try KVSelection.topK(scores: [1, 2], positions: [0, 1], k: 2))
     }
 
     func testParameterValidation() {
@@ -100,14 +100,14 @@ final class SelectionTests: XCTestCase {
 final class TopKPathTests: XCTestCase {
     /// The linear-scan path (few rows dropped) and the sorting path agree with a reference ranking,
     /// ties included.
-    func testTopKPathsAgreeWithReference() {
+    func testTopKPathsAgreeWithReference() throws {
         var rng = SplitMix64(seed: 31)
         for n in [1, 2, 9, 40, 300] {
             for drop in [0, 1, 3, 8, 9, n / 2] where drop <= n {
                 let scores = (0..<n).map { _ in Float(Int.random(in: 0..<max(2, n / 4), using: &rng)) }
                 let positions = (0..<n).map { Int32($0 * 2) }
                 let k = n - drop
-                let got = KVSelection.topK(scores: scores, positions: positions, k: k)
+                let got = try KVSelection.topK(scores: scores, positions: positions, k: k)
                 let want = Array((0..<n).sorted { scores[$0] != scores[$1] ? scores[$0] > scores[$1] : $0 > $1 }.prefix(k)).sorted()
                 if drop == 0 { XCTAssertNil(got) } else { XCTAssertEqual(got, want, "n \(n) drop \(drop)") }
             }

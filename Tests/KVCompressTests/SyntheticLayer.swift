@@ -42,10 +42,10 @@ struct SyntheticPrompt {
     }
 
     static func shape(layers: Int = 3, heads: Int = 4, kvHeads: Int = 2, headDim: Int = 32,
-                      pairing: RoPEPairing = .neox) -> KVModelShape {
+                      pairing: RoPEPairing = .neox, contextLength: Int? = nil) -> KVModelShape {
         let f = (0..<(headDim / 2)).map { Float(1.0 / pow(10000.0, Double(2 * $0) / Double(headDim))) }
         return try! KVModelShape(layers: layers, heads: heads, kvHeads: kvHeads, headDim: headDim,
-                                 ropeInverseFrequencies: f, ropePairing: pairing)
+                                 rope: try! RoPE(inverseFrequencies: f, pairing: pairing), contextLength: contextLength)
     }
 
     func makeCache(_ type: ElementType = .f32) -> KVCache {
@@ -74,18 +74,21 @@ struct SyntheticPrompt {
         return compressor
     }
 
-    /// The attention column sums of tokens `range` of layer `l` over the cache's rows, per KV head.
-    func columnSums(_ cache: KVCache, layer l: Int, tokens range: Range<Int>, pool: ThreadPool? = nil) -> [[Float]] {
+    /// The attention column sums of tokens `range` of layer `l` over the cache's rows, per KV head
+    /// (the queries at `positions`, default the tokens' own positions).
+    func columnSums(_ cache: KVCache, layer l: Int, tokens range: Range<Int>, positions: [Int32]? = nil,
+                    pool: ThreadPool? = nil) -> [[Float]] {
         let qw = shape.heads * shape.headDim
         let rows = (0..<shape.kvHeads).map { cache.count(layer: l, head: $0) }
         let stride = rows.max() ?? 0
+        let queryPositions = positions ?? Array(self.positions[range])
         var flat = [Float](repeating: .nan, count: shape.kvHeads * stride)
         var out = [Float](repeating: 0, count: range.count * qw)
         queries[l].withUnsafeBufferPointer { q in
-            positions.withUnsafeBufferPointer { p in
+            queryPositions.withUnsafeBufferPointer { p in
                 flat.withUnsafeMutableBufferPointer { f in
                     cache.attendPrefill(layer: l, queries: q.baseAddress! + range.lowerBound * qw, queryCount: range.count,
-                                        queryTokenStride: qw, queryPositions: p.baseAddress! + range.lowerBound,
+                                        queryTokenStride: qw, queryPositions: p.baseAddress!,
                                         heads: shape.heads, output: &out, columnSums: f.baseAddress!,
                                         columnSumStride: stride, pool: pool)
                 }
@@ -94,6 +97,17 @@ struct SyntheticPrompt {
         return rows.indices.map { m in Array(flat[(m * stride)..<(m * stride + rows[m])]) }
     }
 
+    /// Keys (or values) of tokens `range` of layer `l`, `[token][kvHead][headDim]`.
+    func rows(_ table: [[Float]], layer l: Int, _ range: Range<Int>) -> [Float] {
+        let w = shape.kvHeads * shape.headDim
+        return Array(table[l][(range.lowerBound * w)..<(range.upperBound * w)])
+    }
+
+    /// Feeds tokens `from ..< prompt` (default the whole prompt) to the compressor as prompt chunks
+    /// (positions from the compressor's steps), running the hooks on the synthetic queries; the
+    /// last chunk ends the prompt. With `columnSums`, the chunk's attention column sums are
+    /// computed by `attendPrefill` and handed to the hook when the policy asks for them (what a
+    /// real host does); without, policies probe the attention themselves.
     func prefill(_ compressor: KVCompressor, chunk: Int? = nil, prompt: Int? = nil, from: Int = 0,
                  columnSums: Bool = false) throws {
         let length = prompt ?? self.length
@@ -102,23 +116,17 @@ struct SyntheticPrompt {
         var start = from
         while start < length {
             let end = min(start + c, length)
+            let step = try compressor.beginPrefill(tokenCount: end - start, endsPrompt: end == length)
             for l in 0..<shape.layers {
-                let w = shape.kvHeads * shape.headDim
-                try compressor.cache.append(layer: l, keys: Array(keys[l][(start * w)..<(end * w)]),
-                                            values: Array(values[l][(start * w)..<(end * w)]),
-                                            positions: Array(positions[start..<end]))
+                try compressor.append(layer: l, step: step, keys: rows(keys, layer: l, start..<end),
+                                      values: rows(values, layer: l, start..<end))
                 let sums = columnSums && compressor.needsAttentionColumnSums
-                    ? self.columnSums(compressor.cache, layer: l, tokens: start..<end) : nil
+                    ? self.columnSums(compressor.cache, layer: l, tokens: start..<end, positions: step.positions) : nil
                 try queries[l].withUnsafeBufferPointer { q in
                     try preQueries[l].withUnsafeBufferPointer { pq in
-                        try positions.withUnsafeBufferPointer { p in
-                            try compressor.afterPrefill(layer: l, queries: q.baseAddress! + start * qw,
-                                                        preRoPEQueries: pq.baseAddress! + start * qw,
-                                                        queryTokenStride: qw, positions: p.baseAddress! + start,
-                                                        count: end - start, totalLength: end,
-                                                        isFirstChunk: start == 0, isLastChunk: end == length,
-                                                        attentionColumnSums: sums)
-                        }
+                        try compressor.afterAttention(layer: l, step: step, queries: q.baseAddress! + start * qw,
+                                                      preRoPEQueries: pq.baseAddress! + start * qw,
+                                                      attentionColumnSums: sums)
                     }
                 }
             }
@@ -126,18 +134,17 @@ struct SyntheticPrompt {
         }
     }
 
-    /// Decodes token `t` (its key/value appended at `position`, default its own position).
-    func decode(_ compressor: KVCompressor, token t: Int, position: Int32? = nil) throws {
-        let w = shape.kvHeads * shape.headDim
+    /// Decodes token `t` (its key and value appended at the position the cache assigns).
+    func decode(_ compressor: KVCompressor, token t: Int) throws {
         let qw = shape.heads * shape.headDim
-        let pos = position ?? positions[t]
+        let step = try compressor.beginDecode()
         for l in 0..<shape.layers {
-            try compressor.cache.append(layer: l, keys: Array(keys[l][(t * w)..<(t * w + w)]),
-                                        values: Array(values[l][(t * w)..<(t * w + w)]), positions: [pos])
+            try compressor.append(layer: l, step: step, keys: rows(keys, layer: l, t..<(t + 1)),
+                                  values: rows(values, layer: l, t..<(t + 1)))
             try queries[l].withUnsafeBufferPointer { q in
                 try preQueries[l].withUnsafeBufferPointer { pq in
-                    try compressor.afterDecode(layer: l, query: q.baseAddress! + t * qw,
-                                               preRoPEQuery: pq.baseAddress! + t * qw, position: pos)
+                    try compressor.afterAttention(layer: l, step: step, queries: q.baseAddress! + t * qw,
+                                                  preRoPEQueries: pq.baseAddress! + t * qw)
                 }
             }
         }

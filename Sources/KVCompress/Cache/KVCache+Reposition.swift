@@ -1,43 +1,95 @@
-import CKVKernels
-
 extension KVCache {
     /// Re-positions one head's entries inside the cache: entry `j` moves from its stored position `s`
-    /// to `newPositions[j]`, and its key (stored post-RoPE) is rotated by the RoPE delta
-    /// `newPositions[j] - s` so it looks as if it had been rotated at the new position
+    /// to `newPositions[j]`, and its key (stored post-RoPE) is rotated by the RoPE offset
+    /// `newPositions[j] - s`, so it is the key the host would have stored at the new position
     /// (kvpress `KeyRerotationPress`, StreamingLLM's in-cache positions).
     ///
-    /// Values are unchanged. Quantized or half keys are dequantized, rotated in f32 and stored again.
-    /// After re-positioning, the host must give new tokens positions from ``nextPosition(layer:)``
-    /// instead of the original sequence position.
+    /// Values are unchanged. Keys stored in f16, bf16 or a block type are read as f32, rotated and
+    /// stored again, which rounds them once more per move; entries that do not move are not touched.
+    ///
+    /// Afterwards the layer's ``nextPosition(layer:)`` is one past the largest position of its
+    /// entries: new tokens continue right after the kept ones.
     ///
     /// - Parameters:
     ///   - layer: the layer.
     ///   - head: the KV head.
     ///   - newPositions: one per entry, strictly increasing, non-negative.
-    ///   - inverseFrequencies: the host's RoPE inverse frequencies (`headDim / 2`).
-    ///   - pairing: the host's RoPE pairing.
-    /// - Precondition: counts match; `headDim` is even.
-    public func reposition(layer: Int, head: Int, to newPositions: [Int32], inverseFrequencies: [Float],
-                           pairing: RoPEPairing) {
-        let s = self.head(layer, head)
-        precondition(newPositions.count == s.count, "one new position per entry")
-        precondition(inverseFrequencies.count == headDim / 2 && headDim % 2 == 0,
-                     "headDim / 2 inverse frequencies")
-        for j in 1..<max(newPositions.count, 1) {
-            precondition(newPositions[j] > newPositions[j - 1], "new positions must increase")
+    ///   - rope: the host's RoPE (the one its keys were rotated with).
+    /// - Throws: `KVError.invalidParameter` for a layer or head out of range, a position count that
+    ///   is not the head's entry count, positions that are negative or not increasing, or a RoPE of
+    ///   another head dimension (nothing is changed).
+    /// - Complexity: O(moved entries x headDim).
+    public func reposition(layer: Int, head: Int, to newPositions: [Int32], rope: RoPE) throws(KVError) {
+        let s = try checkedHead(layer, head)
+        guard newPositions.count == s.count else {
+            throw .invalidParameter(name: "newPositions.count", value: "\(newPositions.count)",
+                                    expected: "one per entry of layer \(layer) head \(head) (\(s.count))")
         }
-        let buf = UnsafeMutablePointer<Float>.allocate(capacity: headDim)
-        defer { buf.deallocate() }
-        inverseFrequencies.withUnsafeBufferPointer { f in
-            for j in 0..<s.count {
-                var delta = newPositions[j] - s.positions[j]
-                if delta != 0 {
-                    s.key(j, into: buf, headDim: headDim)
-                    kvk_rope(buf, 1, 1, headDim, headDim, &delta, f.baseAddress!, pairing.kernelValue)
-                    s.setKey(j, from: buf, headDim: headDim)
+        guard rope.headDim == headDim else {
+            throw .invalidParameter(name: "rope.headDim", value: "\(rope.headDim)", expected: "the cache's headDim \(headDim)")
+        }
+        for j in newPositions.indices where newPositions[j] < 0 || (j > 0 && newPositions[j] <= newPositions[j - 1]) {
+            throw .invalidParameter(name: "newPositions[\(j)]", value: "\(newPositions[j])",
+                                    expected: "non-negative, strictly increasing positions")
+        }
+        moveKeys(s, to: newPositions, rope: rope)
+        frontier[layer] = storage[layer].compactMap(\.lastPosition).max().map { Int($0) + 1 } ?? 0
+    }
+
+    /// Moves every entry of `layer` to consecutive positions ("in-cache" positions): in each KV head
+    /// holding `n` entries, entry `j` takes position `end - n + j`, with its key re-rotated (see
+    /// ``reposition(layer:head:to:rope:)``), and the layer's next token takes `end`.
+    ///
+    /// With the default `end` (the layer's ``nextPosition(layer:)``) the newest entries keep their
+    /// positions and only the older ones move up: after StreamingLLM evicts the oldest window entry,
+    /// only the attention sinks move, by one position, and the query of the next token sees every
+    /// kept key at the distance it would have at in-cache positions `0 ..< n` (RoPE attention
+    /// depends only on position differences). Passing the largest head count as `end` moves the
+    /// layer to positions starting at 0, which keeps positions below the model's context length on
+    /// an endless stream.
+    ///
+    /// - Throws: `KVError.invalidParameter` for a layer out of range, an `end` smaller than a
+    ///   head's entry count, or a RoPE of another head dimension.
+    /// - Complexity: O(moved entries x headDim).
+    public func compactPositions(layer: Int, endingAt end: Int? = nil, rope: RoPE) throws(KVError) {
+        try checkLayer(layer)
+        let end = end ?? frontier[layer]
+        let longest = storage[layer].map(\.count).max() ?? 0
+        guard end >= longest, end <= Int(Int32.max) else {
+            throw .invalidParameter(name: "end", value: "\(end)",
+                                    expected: "at least the layer's largest head count \(longest) and at most Int32.max")
+        }
+        guard rope.headDim == headDim else {
+            throw .invalidParameter(name: "rope.headDim", value: "\(rope.headDim)", expected: "the cache's headDim \(headDim)")
+        }
+        for s in storage[layer] {
+            let n = s.count
+            moveKeys(s, to: (0..<n).map { Int32(end - n + $0) }, rope: rope)
+        }
+        frontier[layer] = end
+    }
+
+    /// Rotates and re-labels one head's keys; runs of entries that move by the same offset are
+    /// rotated together.
+    private func moveKeys(_ s: KVHeadStorage, to newPositions: [Int32], rope: RoPE) {
+        var buffer = [Float](repeating: 0, count: 64 * headDim)
+        var j = 0
+        while j < s.count {
+            let delta = newPositions[j] - s.positions[j]
+            var e = j + 1
+            while e < s.count && e - j < 64 && newPositions[e] - s.positions[e] == delta { e += 1 }
+            if delta != 0 {
+                buffer.withUnsafeMutableBufferPointer { b in
+                    let base = b.baseAddress!
+                    for r in j..<e { s.key(r, into: base + (r - j) * headDim, headDim: headDim) }
+                    rope.rotate(base, rows: e - j, by: delta)
+                    for r in j..<e {
+                        s.setKey(r, from: base + (r - j) * headDim, headDim: headDim)
+                        s.setPosition(r, newPositions[r])
+                    }
                 }
-                s.setPosition(j, newPositions[j])
             }
+            j = e
         }
     }
 }

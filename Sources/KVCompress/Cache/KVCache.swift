@@ -28,6 +28,11 @@ public final class KVCache {
     public let valueType: ElementType
 
     let storage: [[KVHeadStorage]]
+    /// `frontier[l]`: the position layer `l`'s next token takes (larger than every stored position).
+    var frontier: [Int]
+    /// Entries held by every head of every layer, kept up to date by every mutation.
+    public private(set) var totalEntries = 0
+    private var peakEntries = 0
 
     /// Element types the attention kernels read from a cache.
     public static let supportedTypes: [ElementType] = [.f32, .f16, .bf16, .q8_0, .q4_0]
@@ -76,6 +81,7 @@ public final class KVCache {
         storage = (0..<layers).map { _ in
             (0..<kvHeads).map { _ in KVHeadStorage(keyType: keyType, valueType: valueType, headDim: headDim) }
         }
+        frontier = Array(repeating: 0, count: layers)
     }
 
     @inline(__always)
@@ -94,24 +100,27 @@ public final class KVCache {
     ///   - keys: f32, token `t`, KV head `m` at `keys + (t * kvHeads + m) * headDim` (what a forward
     ///     pass produces: post-RoPE keys, `[token][kvHead][headDim]`).
     ///   - values: same layout as `keys`.
-    ///   - positions: the original position of each token; must be strictly increasing and larger
-    ///     than every position already stored in that layer.
+    ///   - positions: the position of each token; strictly increasing, the first at least
+    ///     ``nextPosition(layer:)`` (normally exactly that: see ``nextPosition``).
     ///   - count: tokens to append.
-    /// - Throws: `KVError.invalidParameter` when the positions are not increasing (nothing is appended).
+    /// - Throws: `KVError.invalidParameter` for a layer out of range, a negative count, or
+    ///   positions that are not increasing from ``nextPosition(layer:)`` (nothing is appended).
     /// - Complexity: O(count x kvHeads x headDim), amortized.
     public func append(layer: Int, keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
                        positions: UnsafePointer<Int32>, count: Int) throws(KVError) {
-        precondition(count >= 0, "negative token count")
-        precondition(layer >= 0 && layer < layers, "layer \(layer) out of 0..<\(layers)")
+        try checkLayer(layer)
+        guard count >= 0 else { throw .invalidParameter(name: "count", value: "\(count)", expected: ">= 0") }
         guard count > 0 else { return }
-        var last = storage[layer].compactMap(\.lastPosition).max() ?? Int32.min
+        var next = frontier[layer]
         for t in 0..<count {
-            guard positions[t] > last, positions[t] >= 0 else {
+            guard Int(positions[t]) >= next else {
                 throw .invalidParameter(name: "positions[\(t)]", value: "\(positions[t])",
-                                        expected: "non-negative, strictly increasing and > \(last) (the last cached position of layer \(layer))")
+                                        expected: "strictly increasing positions from layer \(layer)'s next position \(frontier[layer]) "
+                                            + "(take them from KVCache.nextPosition or KVCompressor's step)")
             }
-            last = positions[t]
+            next = Int(positions[t]) + 1
         }
+        frontier[layer] = next
         let tokenStride = kvHeads * headDim
         for m in 0..<kvHeads {
             let s = storage[layer][m]
@@ -121,14 +130,19 @@ public final class KVCache {
                 s.append(key: keys + off, value: values + off, position: positions[t], headDim: headDim)
             }
         }
+        totalEntries += count * kvHeads
+        peakEntries = max(peakEntries, totalEntries)
     }
 
     /// Array convenience for ``append(layer:keys:values:positions:count:)``.
-    /// - Precondition: `keys.count == values.count == positions.count * kvHeads * headDim`.
+    /// - Throws: as ``append(layer:keys:values:positions:count:)``, and `KVError.shapeMismatch`
+    ///   unless `keys.count == values.count == positions.count * kvHeads * headDim`.
     public func append(layer: Int, keys: [Float], values: [Float], positions: [Int32]) throws(KVError) {
         let n = positions.count
-        precondition(keys.count == n * kvHeads * headDim && values.count == keys.count,
-                     "keys/values must hold positions.count x kvHeads x headDim floats")
+        guard keys.count == n * kvHeads * headDim && values.count == keys.count else {
+            throw .shapeMismatch("\(keys.count) key and \(values.count) value floats for \(n) positions; expected "
+                + "positions.count x kvHeads x headDim = \(n * kvHeads * headDim) each")
+        }
         try keys.withUnsafeBufferPointer { (k: UnsafeBufferPointer<Float>) throws(KVError) in
             try values.withUnsafeBufferPointer { (v: UnsafeBufferPointer<Float>) throws(KVError) in
                 try positions.withUnsafeBufferPointer { (p: UnsafeBufferPointer<Int32>) throws(KVError) in
@@ -165,15 +179,21 @@ public final class KVCache {
         (0..<kvHeads).map { m in positions(layer: layer, head: m).map { Int($0) } }
     }
 
-    /// One past the largest position stored in `layer` (0 when empty): where a host that re-positions
-    /// keys inside the cache continues.
+    /// The position layer `layer`'s next token takes: one past the last position appended to it,
+    /// or, after its keys were re-positioned, one past the largest position they moved to (0 for a
+    /// new sequence). Evicting entries does not change it.
     public func nextPosition(layer: Int) -> Int {
         precondition(layer >= 0 && layer < layers, "layer \(layer) out of 0..<\(layers)")
-        return storage[layer].compactMap(\.lastPosition).max().map { Int($0) + 1 } ?? 0
+        return frontier[layer]
     }
 
-    /// Entries held by every head of every layer.
-    public var totalEntries: Int { storage.reduce(0) { $0 + $1.reduce(0) { $0 + $1.count } } }
+    /// The position the sequence's next token takes: the largest ``nextPosition(layer:)``.
+    ///
+    /// The cache is the one owner of positions: a host gives every new token the position the cache
+    /// says comes next (``KVCompressor``'s steps do), which is the original sequence position unless
+    /// a policy re-positioned keys (StreamingLLM with `repositionKeys`), and then the in-cache one.
+    public var nextPosition: Int { frontier.max() ?? 0 }
+
 
     /// Bytes of one entry: a key row, a value row and an `Int32` position.
     public var bytesPerEntry: Int { storage[0][0].bytesPerEntry }
@@ -184,6 +204,13 @@ public final class KVCache {
     /// Exact bytes of the cached entries plus bookkeeping:
     /// `totalEntries * bytesPerEntry + metadataBytes`.
     public var byteCount: Int { totalEntries * bytesPerEntry + metadataBytes }
+
+    /// The largest ``byteCount`` since the cache was created or ``resetPeakByteCount()`` was
+    /// called (entries are counted right after each append, before any policy evicts).
+    public var peakByteCount: Int { peakEntries * bytesPerEntry + metadataBytes }
+
+    /// Starts measuring ``peakByteCount`` again from the current size.
+    public func resetPeakByteCount() { peakEntries = totalEntries }
 
     /// Bytes actually allocated for rows (capacity including growth headroom) plus bookkeeping.
     public var allocatedByteCount: Int {
@@ -214,31 +241,59 @@ public final class KVCache {
 
     /// Keeps only the given rows of one head (indices into its current rows, any order, no
     /// duplicates) and frees the others. Kept rows stay in ascending position order.
-    /// - Precondition: every index is in `0..<count(layer:head:)` and appears once.
+    /// - Throws: `KVError.invalidParameter` for a layer or head out of range, or an index out of
+    ///   `0..<count(layer:head:)` or given twice (nothing is evicted).
     /// - Complexity: O(count x row bytes).
-    public func retain(layer: Int, head: Int, indices: [Int]) {
-        let s = self.head(layer, head)
+    public func retain(layer: Int, head: Int, indices: [Int]) throws(KVError) {
+        let s = try checkedHead(layer, head)
         let sorted = indices.sorted()
         for (i, j) in sorted.enumerated() {
-            precondition(j >= 0 && j < s.count, "row index \(j) out of 0..<\(s.count)")
-            precondition(i == 0 || sorted[i - 1] != j, "row index \(j) appears twice")
+            guard j >= 0 && j < s.count else {
+                throw .invalidParameter(name: "row index", value: "\(j)",
+                                        expected: "an index into layer \(layer) head \(head)'s rows 0..<\(s.count)")
+            }
+            guard i == 0 || sorted[i - 1] != j else {
+                throw .invalidParameter(name: "row index", value: "\(j)", expected: "each kept row listed once")
+            }
         }
         if sorted.count == s.count { return }
+        totalEntries -= s.count - sorted.count
         s.retain(sortedIndices: sorted)
     }
 
     /// Evicts the contiguous rows `rows` of one head (e.g. the oldest non-sink entries of a rolling
     /// window).
-    /// - Precondition: `rows` lies within `0..<count(layer:head:)`.
+    /// - Throws: `KVError.invalidParameter` for a layer or head out of range, or rows outside
+    ///   `0..<count(layer:head:)`.
     /// - Complexity: O(min(rows before, rows after) x row bytes).
-    public func remove(layer: Int, head: Int, rows: Range<Int>) {
-        let s = self.head(layer, head)
-        precondition(rows.lowerBound >= 0 && rows.upperBound <= s.count, "rows \(rows) out of 0..<\(s.count)")
+    public func remove(layer: Int, head: Int, rows: Range<Int>) throws(KVError) {
+        let s = try checkedHead(layer, head)
+        guard rows.lowerBound >= 0 && rows.upperBound <= s.count else {
+            throw .invalidParameter(name: "rows", value: "\(rows)", expected: "a range within layer \(layer) head \(head)'s rows 0..<\(s.count)")
+        }
+        totalEntries -= rows.count
         s.remove(rows)
     }
 
-    /// Drops every entry of every layer (a new sequence), returning the memory.
+    /// Drops every entry of every layer (a new sequence: positions start again at 0), returning
+    /// the memory.
     public func removeAll() {
         for layer in storage { for s in layer { s.removeAll() } }
+        frontier = Array(repeating: 0, count: layers)
+        totalEntries = 0
+    }
+
+    func checkLayer(_ layer: Int) throws(KVError) {
+        guard layer >= 0 && layer < layers else {
+            throw .invalidParameter(name: "layer", value: "\(layer)", expected: "0..<\(layers)")
+        }
+    }
+
+    func checkedHead(_ layer: Int, _ head: Int) throws(KVError) -> KVHeadStorage {
+        try checkLayer(layer)
+        guard head >= 0 && head < kvHeads else {
+            throw .invalidParameter(name: "head", value: "\(head)", expected: "a KV head in 0..<\(kvHeads)")
+        }
+        return storage[layer][head]
     }
 }

@@ -2,8 +2,8 @@
 /// with the largest attention accumulated over every query so far (prompt and generated tokens,
 /// unnormalized sum, group mean for GQA), and keeps doing so at every decode step.
 ///
-/// Each head keeps `n` entries (the budget's count at the end of the prompt, then that count or the
-/// budget's fixed capacity while decoding): the last `Int(n * recentFraction)` rows, and the best of
+/// Each head keeps `n` entries (the budget's count at the end of the prompt, then the budget's fixed
+/// capacity, or for a ratio `max(n, KVBudget.minimumRollingCapacity)`, while decoding): the last `Int(n * recentFraction)` rows, and the best of
 /// the others by accumulated attention (ties: larger position first).
 ///
 /// Paper: Zhang et al., "H2O: Heavy-Hitter Oracle for Efficient Generative Inference of Large
@@ -63,12 +63,11 @@ public struct H2O: KVCachePolicy {
         }
         state.attention.accumulate(context, blockSize: blockSize)
         guard context.isLastChunk else { return }
-        let fixed = budget.fixedCapacity(cache: context.cache)
         for m in 0..<context.shape.kvHeads {
             let keep = state.capacity[l][m]
                 ?? budget.keptCount(length: context.count(head: m), cache: context.cache)
-            evict(context, head: m, keep: keep, state: state)
-            state.capacity[l][m] = state.capacity[l][m] ?? fixed ?? context.count(head: m)
+            try evict(context, head: m, keep: keep, state: state)
+            state.capacity[l][m] = state.capacity[l][m] ?? budget.rollingCapacity(kept: keep, cache: context.cache)
         }
     }
 
@@ -77,19 +76,19 @@ public struct H2O: KVCachePolicy {
         state.attention.accumulate(context, blockSize: blockSize)
         let fixed = budget.fixedCapacity(cache: context.cache)
         for m in 0..<context.shape.kvHeads {
-            if let cap = state.capacity[context.layer][m] ?? fixed { evict(context, head: m, keep: cap, state: state) }
+            if let cap = state.capacity[context.layer][m] ?? fixed { try evict(context, head: m, keep: cap, state: state) }
         }
     }
 
-    func evict(_ context: KVLayerContext, head m: Int, keep: Int, state: State) {
+    func evict(_ context: KVLayerContext, head m: Int, keep: Int, state: State) throws(KVError) {
         let positions = context.positions(head: m)
         let n = positions.count
         guard keep < n else { return }
         let recent = min(keep, Int(Double(keep) * recentFraction))
         let older = n - recent
         let scores = positions[0..<older].map { state.attention.value(layer: context.layer, head: m, position: Int($0)) }
-        let heavy = KVSelection.ranking(scores: scores, positions: Array(positions[0..<older])).prefix(keep - recent)
-        context.cache.retain(layer: context.layer, head: m, indices: Array(heavy) + Array(older..<n))
+        let heavy = try KVSelection.ranking(scores: scores, positions: Array(positions[0..<older])).prefix(keep - recent)
+        try context.cache.retain(layer: context.layer, head: m, indices: Array(heavy) + Array(older..<n))
     }
 
     /// `"H2O"`.

@@ -1,22 +1,38 @@
 /// StreamingLLM: keeps the first `sinks` entries (attention sinks) and the most recent ones, drops
 /// everything in between. Same set in every layer and head; needs no attention.
 ///
-/// - At the end of the prompt each head keeps `n` entries: the budget's count (kvpress
-///   `StreamingLLMPress`: `n = max(1, Int(L * (1 - r)))`, pruned positions `[sinks, sinks + L - n)`;
-///   L = 1510, r = 0.5 keeps `{0...3} U {759...1509}`).
-/// - While decoding (``KVSchedule/prefillAndDecode``, the default) it is a rolling window: whenever a
-///   head exceeds its capacity (the budget's fixed capacity, or what the prompt compression kept)
-///   the oldest non-sink entry goes.
-/// - `repositionKeys`: after each eviction the kept keys are re-rotated to in-cache positions
-///   `0 ..< n` (the paper's positions; kvpress `KeyRerotationPress`), using the shape's RoPE
-///   frequencies and pairing. The host must then give new tokens ``KVCache/nextPosition(layer:)``
-///   instead of the original position. Off by default (kvpress keeps original positions).
+/// Two ways to size it:
+/// - **By sizes** (the paper's and llama.cpp's way): `StreamingLLM(sinks: 4, window: 1020)` holds at
+///   most `sinks + window` entries per head at every moment: before each step (prompt chunk or
+///   generated token) the oldest non-sink entries go so that the step's tokens fit, so the current
+///   token attends to the sinks and the `window - 1` tokens before it plus itself (a prompt chunk
+///   longer than `window` cannot fit; then the head holds the sinks and the chunk until the chunk
+///   ends, and is cut back to `sinks + window` right after).
+/// - **By ratio** (kvpress `StreamingLLMPress`): at the end of the first prompt each head keeps
+///   `n = max(1, Int(L * (1 - r)))` entries, pruned positions `[sinks, sinks + L - n)` (L = 1510,
+///   r = 0.5 keeps `{0...3} U {759...1509}`: kvpress parity). While decoding
+///   (``KVSchedule/prefillAndDecode``, the default) the window then rolls at a capacity of
+///   `max(n, KVBudget.minimumRollingCapacity)` entries, so a short prompt does not leave a window
+///   of a few tokens.
+///
+/// `repositionKeys` (off by default, as in kvpress) moves the kept keys to *in-cache positions*,
+/// the paper's positions: the kept entries sit at consecutive positions and the next token comes
+/// right after them, so the model never sees a distance larger than the cache and can run on a
+/// stream far longer than its context length. Implementation: RoPE attention depends only on
+/// position differences, so instead of renumbering every entry `0 ..< n` after each eviction,
+/// entries take the consecutive positions that end just before the next token
+/// (``KVCache/compactPositions(layer:endingAt:rope:)``): the window keeps its positions and only
+/// the sinks move, by the number of tokens evicted; when the next position would reach the model's
+/// context length, every entry moves down to start at 0 (one rotation per entry, every
+/// `contextLength - capacity` tokens). The host must take positions from the cache
+/// (``KVCompressor`` does). Each move re-rotates a sink key and rounds it again in an f16/bf16/block
+/// cache (measured drift: see the StreamingLLM article).
 ///
 /// Paper: Xiao et al., "Efficient Streaming Language Models with Attention Sinks", ICLR 2024
 /// (arXiv 2309.17453). References: mit-han-lab/streaming-llm, NVIDIA/kvpress
 /// `streaming_llm_press.py`, `key_rerotation_press.py`.
 public struct StreamingLLM: KVCachePolicy {
-    /// Entries kept per head.
+    /// Entries kept per head: a ratio (kvpress) or a fixed capacity (`.tokens(sinks + window)`).
     public let budget: KVBudget
     /// Attention sinks kept at the start.
     public let sinks: Int
@@ -25,7 +41,7 @@ public struct StreamingLLM: KVCachePolicy {
     /// When to evict.
     public let schedule: KVSchedule
 
-    /// Creates the policy.
+    /// Creates the policy with any budget.
     /// - Throws: `KVError.invalidParameter` for an invalid budget or a negative sink count.
     public init(budget: KVBudget, sinks: Int = 4, repositionKeys: Bool = false,
                 schedule: KVSchedule = .prefillAndDecode) throws(KVError) {
@@ -36,16 +52,34 @@ public struct StreamingLLM: KVCachePolicy {
         self.schedule = schedule
     }
 
-    /// Creates the policy with a compression ratio (fraction removed).
+    /// Creates the policy with a compression ratio (fraction removed at the end of the first prompt).
+    /// - Throws: `KVError.invalidParameter` for a ratio outside `[0, 1)` or a negative sink count.
     public init(compressionRatio: Double, sinks: Int = 4, repositionKeys: Bool = false,
                 schedule: KVSchedule = .prefillAndDecode) throws(KVError) {
         try self.init(budget: .compressionRatio(compressionRatio), sinks: sinks, repositionKeys: repositionKeys,
                       schedule: schedule)
     }
 
-    /// Per-sequence state: each head's capacity, once the first prompt was compressed.
+    /// Creates the policy by sizes: `sinks` attention sinks plus the `window` most recent tokens
+    /// (the current one included), `sinks + window` entries per head at most.
+    /// - Throws: `KVError.invalidParameter` for a negative sink count or a window smaller than 1.
+    public init(sinks: Int = 4, window: Int, repositionKeys: Bool = false) throws(KVError) {
+        guard window >= 1 else {
+            throw .invalidParameter(name: "window", value: "\(window)", expected: ">= 1 recent tokens")
+        }
+        guard sinks >= 0 else { throw .invalidParameter(name: "sinks", value: "\(sinks)", expected: ">= 0") }
+        try self.init(budget: .tokens(sinks + window), sinks: sinks, repositionKeys: repositionKeys)
+    }
+
+    /// The recent-token window when configured by sizes (capacity minus sinks), nil for a ratio.
+    public var window: Int? {
+        if case .tokens(let n) = budget { return max(0, n - sinks) }
+        return nil
+    }
+
+    /// Per-sequence state: each head's rolling capacity, once known.
     public struct State: Sendable {
-        /// `capacity[layer][head]` (nil before the first compression).
+        /// `capacity[layer][head]` (nil before the first prompt was compressed, for a ratio).
         public var capacity: [[Int?]]
         /// `compressed[layer]`: the first prompt was compressed.
         public var compressed: [Bool]
@@ -65,53 +99,98 @@ public struct StreamingLLM: KVCachePolicy {
         return Array(0..<sinks) + Array((count - (keep - sinks))..<count)
     }
 
-    /// Compresses after the last chunk of the first prompt; later prompts roll the window (or are
-    /// left alone with ``KVSchedule/prefill``).
+    /// Before a step: rolls each head's window so that the step's tokens fit in its capacity, and
+    /// with `repositionKeys` moves positions back to 0 when the step would reach the model's
+    /// context length.
+    public func makeRoom(forTokens tokenCount: Int, cache: KVCache, shape: KVModelShape,
+                         state: inout State) throws(KVError) {
+        guard schedule == .prefillAndDecode else { return }
+        let fixed = budget.fixedCapacity(cache: cache)
+        for l in 0..<shape.layers {
+            var evicted = false
+            for m in 0..<shape.kvHeads {
+                guard let cap = state.capacity[l][m] ?? fixed else { continue }
+                let n = cache.count(layer: l, head: m)
+                guard n + tokenCount > cap else { continue }
+                // Sinks stay even when the step alone fills the capacity.
+                try evict(cache, layer: l, head: m, keep: max(cap - tokenCount, min(sinks, n)))
+                evicted = true
+            }
+            if evicted && repositionKeys { try cache.compactPositions(layer: l, rope: shape.requireRoPE(for: "repositionKeys")) }
+        }
+        if repositionKeys, let limit = shape.contextLength, cache.nextPosition + tokenCount > limit {
+            let rope = try shape.requireRoPE(for: "repositionKeys")
+            for l in 0..<shape.layers {
+                let longest = (0..<shape.kvHeads).map { cache.count(layer: l, head: $0) }.max() ?? 0
+                try cache.compactPositions(layer: l, endingAt: longest, rope: rope)
+            }
+        }
+    }
+
+    /// At the end of the first prompt: keeps the budget's count (kvpress parity for a ratio) and
+    /// fixes each head's rolling capacity. Later prompts are cut back to capacity (or left alone
+    /// with ``KVSchedule/prefill``).
     public func afterPrefill(_ context: KVLayerContext, state: inout State) throws(KVError) {
         let l = context.layer
         if context.isFirstChunk {
             state.compressed[l] = false
             for m in state.capacity[l].indices { state.capacity[l][m] = nil }
         }
-        guard context.isLastChunk else { return }
-        if state.compressed[l] {
-            if schedule == .prefillAndDecode { try afterDecode(context, state: &state) }
+        guard context.isLastChunk else {
+            // A fixed capacity also holds inside a long prompt.
+            if schedule == .prefillAndDecode && budget.fixedCapacity(cache: context.cache) != nil {
+                try enforceCapacity(context, state: state)
+            }
             return
         }
-        let fixed = budget.fixedCapacity(cache: context.cache)
+        if state.compressed[l] {
+            if schedule == .prefillAndDecode { try enforceCapacity(context, state: state) }
+            return
+        }
+        var evicted = false
         for m in 0..<context.shape.kvHeads {
             let n = context.count(head: m)
-            try evict(context, head: m, keep: budget.keptCount(length: n, cache: context.cache))
-            state.capacity[l][m] = fixed ?? context.count(head: m)
+            let keep = budget.keptCount(length: n, cache: context.cache)
+            if keep < n {
+                try evict(context.cache, layer: l, head: m, keep: keep)
+                evicted = true
+            }
+            state.capacity[l][m] = budget.rollingCapacity(kept: keep, cache: context.cache)
         }
         state.compressed[l] = true
-    }
-
-    /// Rolls the window.
-    public func afterDecode(_ context: KVLayerContext, state: inout State) throws(KVError) {
-        guard schedule == .prefillAndDecode else { return }
-        let fixed = budget.fixedCapacity(cache: context.cache)
-        for m in 0..<context.shape.kvHeads {
-            if let cap = state.capacity[context.layer][m] ?? fixed { try evict(context, head: m, keep: cap) }
+        if evicted && repositionKeys {
+            try context.cache.compactPositions(layer: l, rope: context.shape.requireRoPE(for: "repositionKeys"))
         }
     }
 
-    func evict(_ context: KVLayerContext, head m: Int, keep: Int) throws(KVError) {
-        let n = context.count(head: m)
+    /// Cuts heads over capacity back to it (normally nothing: ``makeRoom(forTokens:cache:shape:state:)``
+    /// made room before the step).
+    public func afterDecode(_ context: KVLayerContext, state: inout State) throws(KVError) {
+        guard schedule == .prefillAndDecode else { return }
+        try enforceCapacity(context, state: state)
+    }
+
+    private func enforceCapacity(_ context: KVLayerContext, state: State) throws(KVError) {
+        let fixed = budget.fixedCapacity(cache: context.cache)
+        var evicted = false
+        for m in 0..<context.shape.kvHeads {
+            if let cap = state.capacity[context.layer][m] ?? fixed, context.count(head: m) > cap {
+                try evict(context.cache, layer: context.layer, head: m, keep: cap)
+                evicted = true
+            }
+        }
+        if evicted && repositionKeys {
+            try context.cache.compactPositions(layer: context.layer, rope: context.shape.requireRoPE(for: "repositionKeys"))
+        }
+    }
+
+    /// Keeps the sinks and the most recent `keep - sinks` rows of one head.
+    private func evict(_ cache: KVCache, layer: Int, head m: Int, keep: Int) throws(KVError) {
+        let n = cache.count(layer: layer, head: m)
         guard keep < n else { return }
         // Rows kept: 0 ..< s and n - (keep - s) ..< n, with s = min(sinks, keep): remove the middle.
         let s = min(sinks, keep)
-        context.cache.remove(layer: context.layer, head: m, rows: s..<(n - (keep - s)))
-        if repositionKeys {
-            let kept = keep
-            guard context.shape.ropeInverseFrequencies.count == context.shape.headDim / 2 else {
-                throw .invalidParameter(name: "ropeInverseFrequencies", value: "[]",
-                                        expected: "the model's RoPE inverse frequencies (repositionKeys needs them)")
-            }
-            context.cache.reposition(layer: context.layer, head: m, to: (0..<kept).map { Int32($0) },
-                                     inverseFrequencies: context.shape.ropeInverseFrequencies,
-                                     pairing: context.shape.ropePairing)
-        }
+        try cache.remove(layer: layer, head: m, rows: s..<(n - (keep - s)))
     }
 
     /// `"StreamingLLM"`.

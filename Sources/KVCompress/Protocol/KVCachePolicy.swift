@@ -7,6 +7,8 @@
 /// once per sequence by ``makeState(shape:)`` and owned by the host's ``KVCompressor``.
 ///
 /// Hooks:
+/// - ``makeRoom(forTokens:cache:shape:state:)`` before each step's tokens are appended (rolling
+///   policies with a fixed capacity evict here, so the cache never holds more than that capacity).
 /// - ``afterPrefill(_:state:)`` after each layer's attention over a prompt chunk (the cache already
 ///   holds the chunk). Prompt-compressing policies act when ``KVLayerContext/isLastChunk`` is true.
 /// - ``afterDecode(_:state:)`` after each layer's attention for one generated token.
@@ -21,6 +23,13 @@ public protocol KVCachePolicy: Sendable {
 
     /// Creates the state for a new sequence.
     func makeState(shape: KVModelShape) -> State
+
+    /// Called once per step, before its `tokenCount` tokens are appended to any layer and before
+    /// their positions are assigned (``KVCompressor/beginPrefill(tokenCount:endsPrompt:)`` and
+    /// ``KVCompressor/beginDecode()`` call it). A rolling policy with a fixed capacity evicts here
+    /// so that the step fits, and may re-position keys; the step's positions are then taken from
+    /// the cache. Default: nothing.
+    func makeRoom(forTokens tokenCount: Int, cache: KVCache, shape: KVModelShape, state: inout State) throws(KVError)
 
     /// Called after a layer's prefill attention over a chunk.
     func afterPrefill(_ context: KVLayerContext, state: inout State) throws(KVError)
@@ -50,6 +59,9 @@ extension KVCachePolicy where State == KVNoState {
 }
 
 extension KVCachePolicy {
+    /// Default: nothing before a step.
+    public func makeRoom(forTokens tokenCount: Int, cache: KVCache, shape: KVModelShape, state: inout State) throws(KVError) {}
+
     /// Default: nothing after the prompt.
     public func afterPrompt(cache: KVCache, shape: KVModelShape, state: inout State, pool: ThreadPool?) throws(KVError) {}
 

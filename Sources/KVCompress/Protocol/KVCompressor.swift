@@ -1,35 +1,36 @@
-/// Binds a ``KVCachePolicy`` and its per-sequence state to one sequence's ``KVCache``: the object a
-/// host (the bundled Llama runtime or any other) calls after each layer's attention.
+/// Drives one sequence's ``KVCache`` with a ``KVCachePolicy``: the object an inference runtime calls
+/// in each forward pass. It assigns positions (the cache owns them), appends the new keys and
+/// values, runs attention over the ragged cache (with the attention column sums the policy needs),
+/// and runs the policy's hooks.
+///
+/// Per forward pass (a prompt chunk or one generated token), two calls:
 ///
 /// ```swift
-/// let cache = try KVCache(layers: L, kvHeads: Hk, headDim: d, elementType: .f16)
-/// let compressor = try KVCompressor(policy: SnapKV(compressionRatio: 0.5), cache: cache, shape: shape)
-/// // prefill chunk, for each layer l:
-/// try cache.append(layer: l, keys: k, values: v, positions: pos, count: n)
-/// // H2O and ObservedAttention read attention column sums: let the attention produce them
-/// // (a few percent of its time) rather than have the policy probe the attention again.
-/// var sums: [[Float]]? = nil
-/// if compressor.needsAttentionColumnSums {
-///     let rows = (0..<cache.kvHeads).map { cache.count(layer: l, head: $0) }
-///     let stride = rows.max() ?? 0
-///     var flat = [Float](repeating: 0, count: cache.kvHeads * stride)
-///     cache.attendPrefill(layer: l, queries: q, queryCount: n, queryTokenStride: H * d,
-///                         queryPositions: pos, heads: H, output: out,
-///                         columnSums: &flat, columnSumStride: stride)
-///     sums = rows.indices.map { m in Array(flat[(m * stride)..<(m * stride + rows[m])]) }
-/// } else {
-///     cache.attendPrefill(layer: l, queries: q, queryCount: n, queryTokenStride: H * d,
-///                         queryPositions: pos, heads: H, output: out)
+/// let shape = try KVModelShape(layers: 30, heads: 9, kvHeads: 3, headDim: 64,
+///                              rope: try RoPE(headDim: 64, base: 10_000, pairing: .neox),
+///                              contextLength: 8192)
+/// let compressor = try KVCompressor(policy: try SnapKV(compressionRatio: 0.5), shape: shape)
+///
+/// let step = try compressor.beginPrefill(tokenCount: n)      // or beginDecode() for one token
+/// for layer in 0..<30 {
+///     // q [n][9][64], k and v [n][3][64] (f32) from the layer's projections; keep a copy of q
+///     // before RoPE if the policy reads pre-RoPE queries (ExpectedAttention).
+///     shape.rope!.apply(to: q, tokens: n, heads: 9, positions: step.positions)
+///     shape.rope!.apply(to: k, tokens: n, heads: 3, positions: step.positions)
+///     try compressor.attend(layer: layer, step: step, queries: q, preRoPEQueries: qPre,
+///                           keys: k, values: v, output: attentionOutput)   // [n][9][64]
+///     // ... output projection, MLP ...
 /// }
-/// try compressor.afterPrefill(layer: l, queries: q, preRoPEQueries: qPre, queryTokenStride: H * d,
-///                             positions: pos, count: n, totalLength: start + n,
-///                             isFirstChunk: start == 0, isLastChunk: start + n == promptLength,
-///                             attentionColumnSums: sums)
-/// // after the last chunk went through every layer:
-/// try compressor.finishPrefill()
-/// // each decode step, for each layer l: append 1 token, cache.attend(...), then
-/// try compressor.afterDecode(layer: l, query: q, preRoPEQuery: qPre, position: p)
 /// ```
+///
+/// A runtime that computes attention itself (on a GPU, say) replaces ``attend(layer:step:queries:preRoPEQueries:keys:values:output:)``
+/// by ``append(layer:step:keys:values:)``, its own attention over ``KVCache/headViews(layer:)``,
+/// and ``afterAttention(layer:step:queries:preRoPEQueries:attentionColumnSums:)``.
+///
+/// Steps run in order and every layer of a step runs once, in order; after the last layer of a
+/// step that ends a prompt, the policy's cross-layer hook runs. A step interrupted by an error
+/// leaves the sequence incomplete: the next `begin` call throws `KVError.invalidState` until
+/// ``reset()``.
 ///
 /// Not thread-safe; one compressor per sequence.
 public final class KVCompressor {
@@ -37,101 +38,231 @@ public final class KVCompressor {
     public let cache: KVCache
     /// The model shape the policy sees.
     public let shape: KVModelShape
+    /// The thread pool attention and policy probes run on (nil: the calling thread).
+    public let pool: ThreadPool?
     /// Whether the policy reads attention column sums (``KVCachePolicy/needsAttentionColumnSums``):
-    /// a host should then pass the column sums of its prefill attention to
-    /// ``afterPrefill(layer:queries:preRoPEQueries:queryTokenStride:positions:count:totalLength:isFirstChunk:isLastChunk:pool:attentionColumnSums:)``
-    /// and those of its decode attention to
-    /// ``afterDecode(layer:query:preRoPEQuery:position:pool:attentionColumnSums:)``.
+    /// ``attend(layer:step:queries:preRoPEQueries:keys:values:output:)`` then has the attention
+    /// produce them, and a host with its own attention should pass them to
+    /// ``afterAttention(layer:step:queries:preRoPEQueries:attentionColumnSums:)``.
     public let needsAttentionColumnSums: Bool
-    private var runner: any KVPolicyRunner
+    /// Tokens of the sequence processed by completed steps.
+    public private(set) var processedTokens = 0
 
-    /// Creates a compressor with fresh policy state.
+    private var runner: any KVPolicyRunner
+    private var serial = 0
+    /// The step in progress, the next layer it expects, and whether that layer was appended.
+    private var current: KVStep?
+    private var nextLayer = 0
+    private var layerAppended = false
+    private var columnSums: UnsafeMutablePointer<Float>?
+    private var columnSumCapacity = 0
+
+    /// Creates a compressor with fresh policy state for an empty or existing cache.
+    /// - Parameters:
+    ///   - pool: where attention and policy probes run (default: ``ThreadPool/shared``, every core;
+    ///     nil: the calling thread).
     /// - Throws: `KVError.shapeMismatch` when the cache's layers, KV heads or head dimension differ
     ///   from `shape`.
-    public init<P: KVCachePolicy>(policy: P, cache: KVCache, shape: KVModelShape) throws(KVError) {
+    public init<P: KVCachePolicy>(policy: P, cache: KVCache, shape: KVModelShape,
+                                  pool: ThreadPool? = .shared) throws(KVError) {
         guard cache.layers == shape.layers, cache.kvHeads == shape.kvHeads, cache.headDim == shape.headDim else {
             throw .shapeMismatch("cache is \(cache.layers) layers x \(cache.kvHeads) KV heads x \(cache.headDim) dims, "
                 + "model shape is \(shape.layers) x \(shape.kvHeads) x \(shape.headDim)")
         }
         self.cache = cache
         self.shape = shape
+        self.pool = pool
         needsAttentionColumnSums = policy.needsAttentionColumnSums
         runner = KVPolicyBox(policy: policy, state: policy.makeState(shape: shape))
     }
 
+    /// Creates a compressor with a new empty cache for `shape`.
+    /// - Parameters:
+    ///   - cacheType: element type of cached keys and values (default f16).
+    /// - Throws: `KVError.invalidParameter` for a cache type the attention cannot read (see
+    ///   ``KVCache/supportedTypes``).
+    public convenience init<P: KVCachePolicy>(policy: P, shape: KVModelShape, cacheType: ElementType = .f16,
+                                              pool: ThreadPool? = .shared) throws(KVError) {
+        try self.init(policy: policy, cache: try KVCache(shape: shape, elementType: cacheType), shape: shape, pool: pool)
+    }
+
+    deinit { columnSums?.deallocate() }
+
     /// The active policy.
     public var policy: any KVCachePolicy { runner.anyPolicy }
 
-    /// Starts a new sequence: fresh policy state (the cache is not touched; call
-    /// ``KVCache/removeAll()`` too when reusing it).
-    public func reset() { runner.reset(shape: shape) }
+    /// Starts a new sequence: empties the cache and gives the policy fresh state.
+    public func reset() {
+        cache.removeAll()
+        runner.reset(shape: shape)
+        processedTokens = 0
+        current = nil
+        nextLayer = 0
+        layerAppended = false
+    }
 
-    /// Runs the policy's prefill hook for one layer after its attention over a chunk.
+    // MARK: - Steps
+
+    /// Begins a prompt chunk of `tokenCount` tokens: lets the policy make room, then assigns the
+    /// chunk's positions (``KVCache/nextPosition`` onwards).
+    /// - Parameters:
+    ///   - endsPrompt: whether this chunk ends the prompt (default true: a prompt in one chunk).
+    ///     Prompt-compressing policies compress after the chunk that ends a prompt.
+    /// - Throws: `KVError.emptyPrompt` for no tokens; `.capacityExceeded` when the positions would
+    ///   reach ``KVModelShape/contextLength`` (the cache is not bounded by a policy that
+    ///   re-positions keys); `.invalidState` when the previous step was left incomplete.
+    public func beginPrefill(tokenCount: Int, endsPrompt: Bool = true) throws(KVError) -> KVStep {
+        guard tokenCount >= 1 else { throw .emptyPrompt }
+        return try begin(.prefill, count: tokenCount, endsPrompt: endsPrompt)
+    }
+
+    /// Begins a decode step (one generated token).
+    /// - Throws: as ``beginPrefill(tokenCount:endsPrompt:)``.
+    public func beginDecode() throws(KVError) -> KVStep {
+        try begin(.decode, count: 1, endsPrompt: false)
+    }
+
+    private func begin(_ phase: KVPhase, count: Int, endsPrompt: Bool) throws(KVError) -> KVStep {
+        if current != nil {
+            throw .invalidState("the previous step stopped after \(nextLayer) of \(shape.layers) layers "
+                + "(an error or cancellation interrupted it), so the sequence's cache is incomplete; "
+                + "call reset() to start a new sequence")
+        }
+        try runner.makeRoom(count: count, cache: cache, shape: shape)
+        let start = cache.nextPosition
+        let limit = min(shape.contextLength ?? Int(Int32.max), Int(Int32.max))
+        guard start + count <= limit else {
+            throw .capacityExceeded("positions \(start)..<\(start + count) reach the model's context length \(limit); "
+                + "use a policy that bounds the cache and re-positions keys (StreamingLLM(sinks:window:repositionKeys: true)) "
+                + "or start a new sequence")
+        }
+        serial += 1
+        let step = KVStep(phase: phase, positions: (start..<(start + count)).map { Int32($0) },
+                          isFirstChunk: processedTokens == 0, isLastChunk: phase == .prefill && endsPrompt,
+                          processedBefore: processedTokens, serial: serial)
+        current = step
+        nextLayer = 0
+        layerAppended = false
+        return step
+    }
+
+    private func check(_ step: KVStep, layer: Int, appended: Bool) throws(KVError) {
+        guard let current, current.serial == step.serial else {
+            throw .invalidState("this step is not the one in progress; begin a step with beginPrefill or beginDecode "
+                + "and run its layers before beginning the next")
+        }
+        guard layer == nextLayer, layerAppended == appended else {
+            let expected = layerAppended ? "afterAttention for layer \(nextLayer)" : "layer \(nextLayer)'s keys and values"
+            throw .invalidState("layer \(layer) out of order: the step expects \(expected) next "
+                + "(each layer runs once per step, in order 0..<\(shape.layers))")
+        }
+    }
+
+    // MARK: - Layers
+
+    /// Appends the step's keys and values to `layer`, runs causal attention of the step's queries
+    /// over the layer's cache (with the column sums the policy needs) into `output`, and runs the
+    /// policy's hook for the layer.
     ///
     /// - Parameters:
-    ///   - layer: the layer whose attention just ran.
-    ///   - queries: post-RoPE f32 queries of the chunk, token `t` head `h` at
-    ///     `queries + t * queryTokenStride + h * headDim`.
-    ///   - preRoPEQueries: the same queries before RoPE (needed by ExpectedAttention), or nil.
-    ///   - queryTokenStride: floats between consecutive tokens of `queries` (>= heads x headDim).
-    ///   - positions: the chunk's positions.
-    ///   - count: tokens in the chunk.
-    ///   - totalLength: tokens processed so far, the chunk included.
-    ///   - isFirstChunk: the chunk starts the sequence.
-    ///   - isLastChunk: the chunk ends the prompt (prefill policies compress here).
-    ///   - pool: thread pool for attention probes (nil: the calling thread).
-    ///   - attentionColumnSums: the chunk's attention column sums per KV head and cache row (see
-    ///     ``KVLayerContext/attentionColumnSums``), or nil (policies that need them probe the
-    ///     attention instead).
-    public func afterPrefill(layer: Int, queries: UnsafePointer<Float>, preRoPEQueries: UnsafePointer<Float>?,
-                             queryTokenStride: Int, positions: UnsafePointer<Int32>, count: Int, totalLength: Int,
-                             isFirstChunk: Bool, isLastChunk: Bool, pool: ThreadPool? = nil,
-                             attentionColumnSums: [[Float]]? = nil) throws(KVError) {
-        let context = KVLayerContext(layer: layer, shape: shape, phase: .prefill, queries: queries,
-                                     preRoPEQueries: preRoPEQueries, queryTokenStride: queryTokenStride,
-                                     positions: positions, tokenCount: count, totalLength: totalLength,
-                                     isFirstChunk: isFirstChunk, isLastChunk: isLastChunk, cache: cache, pool: pool,
-                                     attentionColumnSums: attentionColumnSums)
-        try runner.prefill(context)
+    ///   - queries: post-RoPE f32 queries, token `t`, head `h` at `queries + (t * heads + h) * headDim`.
+    ///   - preRoPEQueries: the same queries before RoPE (ExpectedAttention reads them), or nil.
+    ///   - keys: post-RoPE f32 keys, token `t`, KV head `m` at `keys + (t * kvHeads + m) * headDim`.
+    ///   - values: f32 values, same layout as `keys`.
+    ///   - output: the attention output, same layout as `queries`.
+    /// - Throws: `KVError.invalidState` for a stale step or a layer out of order; whatever the
+    ///   policy throws.
+    /// - Complexity: O(heads x tokens x cached entries x headDim).
+    public func attend(layer: Int, step: KVStep, queries: UnsafePointer<Float>, preRoPEQueries: UnsafePointer<Float>?,
+                       keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
+                       output: UnsafeMutablePointer<Float>) throws(KVError) {
+        try append(layer: layer, step: step, keys: keys, values: values)
+        let views = cache.headViews(layer: layer)
+        let stride = views.map(\.count).max() ?? 0
+        let sums = needsAttentionColumnSums ? columnSumBuffer(count: views.count * stride) : nil
+        let n = step.tokenCount
+        if n == 1 {
+            Attention.decode(query: queries, heads: shape.heads, headDim: shape.headDim, kv: views, output: output,
+                             columnSums: sums, columnSumStride: stride, pool: pool)
+        } else {
+            step.positions.withUnsafeBufferPointer { p in
+                Attention.prefill(queries: queries, queryCount: n, queryTokenStride: shape.heads * shape.headDim,
+                                  queryPositions: p.baseAddress!, heads: shape.heads, headDim: shape.headDim, kv: views,
+                                  output: output, columnSums: sums, columnSumStride: stride, pool: pool)
+            }
+        }
+        let columnSumArrays = sums.map { f in
+            views.indices.map { m in Array(UnsafeBufferPointer(start: f + m * stride, count: views[m].count)) }
+        }
+        try afterAttention(layer: layer, step: step, queries: queries, preRoPEQueries: preRoPEQueries,
+                           attentionColumnSums: columnSumArrays)
     }
 
-    /// Runs the policy's once-per-prompt hook after the last prompt chunk went through every layer
-    /// (cross-layer allocators decide here; per-layer policies already compressed each layer).
-    public func finishPrefill(pool: ThreadPool? = nil) throws(KVError) {
-        try runner.afterPrompt(cache: cache, shape: shape, pool: pool)
-    }
-
-    /// Runs the policy's decode hook for one layer after its attention for one token.
+    /// Appends the step's keys and values to `layer` at the step's positions (for a host that
+    /// runs attention itself; ``attend(layer:step:queries:preRoPEQueries:keys:values:output:)``
+    /// calls it).
     /// - Parameters:
-    ///   - layer: the layer whose attention just ran.
-    ///   - query: post-RoPE f32 query `[heads][headDim]`.
-    ///   - preRoPEQuery: the query before RoPE, or nil.
-    ///   - position: the token's position; the sequence length is taken as `position + 1`.
-    ///   - pool: thread pool for attention probes (nil: the calling thread).
-    ///   - attentionColumnSums: this step's attention probabilities per KV head and cache row, summed
-    ///     over the group's query heads (`Attention.decode`'s column sums; see
-    ///     ``KVLayerContext/attentionColumnSums``), or nil (policies that need them probe).
-    public func afterDecode(layer: Int, query: UnsafePointer<Float>, preRoPEQuery: UnsafePointer<Float>?,
-                            position: Int32, pool: ThreadPool? = nil,
-                            attentionColumnSums: [[Float]]? = nil) throws(KVError) {
-        var p = position
-        try withUnsafePointer(to: &p) { (pp: UnsafePointer<Int32>) throws(KVError) in
-            let context = KVLayerContext(layer: layer, shape: shape, phase: .decode, queries: query,
-                                         preRoPEQueries: preRoPEQuery, queryTokenStride: shape.heads * shape.headDim,
-                                         positions: pp, tokenCount: 1, totalLength: Int(position) + 1,
-                                         isFirstChunk: false, isLastChunk: false, cache: cache, pool: pool,
-                                         attentionColumnSums: attentionColumnSums)
-            try runner.decode(context)
+    ///   - keys: post-RoPE f32 keys, token `t`, KV head `m` at `keys + (t * kvHeads + m) * headDim`.
+    ///   - values: f32 values, same layout.
+    /// - Throws: `KVError.invalidState` for a stale step or a layer out of order.
+    public func append(layer: Int, step: KVStep, keys: UnsafePointer<Float>, values: UnsafePointer<Float>) throws(KVError) {
+        try check(step, layer: layer, appended: false)
+        try step.positions.withUnsafeBufferPointer { (p: UnsafeBufferPointer<Int32>) throws(KVError) in
+            try cache.append(layer: layer, keys: keys, values: values, positions: p.baseAddress!, count: p.count)
+        }
+        layerAppended = true
+    }
+
+    /// Runs the policy's hook for `layer` after the host's attention over it (for a host that
+    /// runs attention itself). After the last layer of a step that ends a prompt it also runs the
+    /// policy's cross-layer hook.
+    /// - Parameters:
+    ///   - queries: post-RoPE f32 queries of the step, `[token][head][headDim]`.
+    ///   - preRoPEQueries: the same before RoPE, or nil.
+    ///   - attentionColumnSums: the attention column sums per KV head and cache row (see
+    ///     ``KVLayerContext/attentionColumnSums``), or nil (policies that need them probe the
+    ///     attention instead, which costs about as much as the attention).
+    /// - Throws: `KVError.invalidState` for a stale step or a layer out of order;
+    ///   `.shapeMismatch` when the column sums do not hold one value per cache row of every KV
+    ///   head; whatever the policy throws.
+    public func afterAttention(layer: Int, step: KVStep, queries: UnsafePointer<Float>,
+                               preRoPEQueries: UnsafePointer<Float>?,
+                               attentionColumnSums: [[Float]]? = nil) throws(KVError) {
+        try check(step, layer: layer, appended: true)
+        if let sums = attentionColumnSums {
+            let counts = (0..<shape.kvHeads).map { cache.count(layer: layer, head: $0) }
+            guard sums.map(\.count) == counts else {
+                throw .shapeMismatch("attention column sums hold \(sums.map(\.count)) values per KV head; "
+                    + "layer \(layer)'s heads hold \(counts) entries: pass one sum per cache row of every KV head")
+            }
+        }
+        try step.positions.withUnsafeBufferPointer { (p: UnsafeBufferPointer<Int32>) throws(KVError) in
+            let context = KVLayerContext(layer: layer, shape: shape, phase: step.phase, queries: queries,
+                                         preRoPEQueries: preRoPEQueries, queryTokenStride: shape.heads * shape.headDim,
+                                         positions: p.baseAddress!, tokenCount: p.count, totalLength: step.endPosition,
+                                         isFirstChunk: step.isFirstChunk, isLastChunk: step.isLastChunk, cache: cache,
+                                         pool: pool, attentionColumnSums: attentionColumnSums)
+            switch step.phase {
+            case .prefill: try runner.prefill(context)
+            case .decode: try runner.decode(context)
+            }
+        }
+        nextLayer += 1
+        layerAppended = false
+        if nextLayer == shape.layers {
+            current = nil
+            processedTokens += step.tokenCount
+            if step.isLastChunk { try runner.afterPrompt(cache: cache, shape: shape, pool: pool) }
         }
     }
 
-    /// Runs the policy's hook with a context the caller built (tests, custom hosts).
-    public func run(_ context: KVLayerContext) throws(KVError) {
-        precondition(context.cache === cache, "context for another cache")
-        switch context.phase {
-        case .prefill: try runner.prefill(context)
-        case .decode: try runner.decode(context)
+    private func columnSumBuffer(count: Int) -> UnsafeMutablePointer<Float> {
+        if count > columnSumCapacity || columnSums == nil {
+            columnSums?.deallocate()
+            columnSumCapacity = max(count, columnSumCapacity * 3 / 2, 1)
+            columnSums = .allocate(capacity: columnSumCapacity)
         }
+        return columnSums!
     }
 }
 
@@ -139,6 +270,7 @@ public final class KVCompressor {
 protocol KVPolicyRunner: AnyObject {
     var anyPolicy: any KVCachePolicy { get }
     func reset(shape: KVModelShape)
+    func makeRoom(count: Int, cache: KVCache, shape: KVModelShape) throws(KVError)
     func prefill(_ context: KVLayerContext) throws(KVError)
     func decode(_ context: KVLayerContext) throws(KVError)
     func afterPrompt(cache: KVCache, shape: KVModelShape, pool: ThreadPool?) throws(KVError)
@@ -155,6 +287,9 @@ final class KVPolicyBox<P: KVCachePolicy>: KVPolicyRunner {
 
     var anyPolicy: any KVCachePolicy { policy }
     func reset(shape: KVModelShape) { state = policy.makeState(shape: shape) }
+    func makeRoom(count: Int, cache: KVCache, shape: KVModelShape) throws(KVError) {
+        try policy.makeRoom(forTokens: count, cache: cache, shape: shape, state: &state)
+    }
     func prefill(_ context: KVLayerContext) throws(KVError) { try policy.afterPrefill(context, state: &state) }
     func decode(_ context: KVLayerContext) throws(KVError) { try policy.afterDecode(context, state: &state) }
     func afterPrompt(cache: KVCache, shape: KVModelShape, pool: ThreadPool?) throws(KVError) {

@@ -32,10 +32,18 @@ extension KVScoredPolicy {
     public var needsAttentionColumnSums: Bool { scorer.needsAttentionColumnSums }
 
     /// Applies a selection with the policy's representation.
-    func commit(_ keep: [[Int]?], context: KVLayerContext) {
+    func commit(_ keep: [[Int]?], context: KVLayerContext) throws(KVError) {
         switch representation {
-        case .evict: KVSelection.apply(keep, context: context)
+        case .evict: try KVSelection.apply(keep, context: context)
         }
+    }
+
+    /// The scorer's scores for the context's layer, checked to hold one score per entry of every
+    /// KV head (a custom scorer's mistake is a `KVError.shapeMismatch`, not a crash).
+    func checkedScores(_ context: KVLayerContext, state: inout Scorer.State) throws(KVError) -> KVScores {
+        let scores = try scorer.scores(context, state: &state)
+        try scores.check(against: context, scorer: String(describing: Scorer.self))
+        return scores
     }
 
     /// Fresh scorer state and unbounded capacities.
@@ -63,13 +71,13 @@ extension KVScoredPolicy {
         }
         try scorer.observe(context, state: &state.scorer)
         guard context.isLastChunk else { return }
-        let scores = try scorer.scores(context, state: &state.scorer)
-        commit(selector.select(scores, context: context), context: context)
+        let scores = try checkedScores(context, state: &state.scorer)
+        try commit(try selector.select(scores, context: context), context: context)
         state.compressed[l] = true
         if schedule == .prefillAndDecode {
             let fixed = selector.decodeCapacity(context: context)
             for m in 0..<context.shape.kvHeads {
-                state.capacity[l][m] = fixed ?? context.count(head: m)
+                state.capacity[l][m] = fixed ?? max(context.count(head: m), KVBudget.minimumRollingCapacity)
             }
         }
     }
@@ -89,7 +97,7 @@ extension KVScoredPolicy {
         let caps = counts.indices.map { state.capacity[context.layer][$0] ?? fixed }
         let keep = counts.indices.map { m in caps[m].map { cap in min(cap, counts[m]) } ?? counts[m] }
         guard keep != counts else { return }
-        let scores = try scorer.scores(context, state: &state.scorer)
-        commit(KVSelection.topK(scores, keep: keep, context: context), context: context)
+        let scores = try checkedScores(context, state: &state.scorer)
+        try commit(try KVSelection.topK(scores, keep: keep, context: context), context: context)
     }
 }

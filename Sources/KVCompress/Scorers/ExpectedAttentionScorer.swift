@@ -133,8 +133,8 @@ public struct ExpectedAttentionScorer: KVScorer {
     }
 
     /// The averaged rotation's per-pair cosine and sine means (Double), for sequence length `L`.
-    func averagedRotation(length L: Int, shape: KVModelShape) -> (cos: [Double], sin: [Double]) {
-        let f = shape.ropeInverseFrequencies
+    func averagedRotation(length L: Int, rope: RoPE) -> (cos: [Double], sin: [Double]) {
+        let f = rope.inverseFrequencies
         var c = [Double](repeating: 0, count: f.count), s = c
         for i in f.indices {
             var sc = 0.0, ss = 0.0
@@ -150,22 +150,19 @@ public struct ExpectedAttentionScorer: KVScorer {
     }
 
     /// Expected-attention scores.
-    /// - Throws: `KVError.invalidParameter` when the shape has no RoPE frequencies or no query
+    /// - Throws: `KVError.invalidParameter` when the shape has no RoPE or no query
     ///   statistics were gathered.
     public func scores(_ context: KVLayerContext, state: inout State) throws(KVError) -> KVScores {
         let shape = context.shape
         let d = shape.headDim, H = shape.heads, g = shape.groupSize, l = context.layer
-        guard shape.ropeInverseFrequencies.count == d / 2 else {
-            throw .invalidParameter(name: "ropeInverseFrequencies", value: "[]",
-                                    expected: "the model's RoPE inverse frequencies (ExpectedAttention needs them)")
-        }
+        let rope = try shape.requireRoPE(for: "ExpectedAttention")
         let n = state.count[l]
         guard n > 0 else {
             throw .invalidParameter(name: "prompt length", value: "\(context.totalLength)",
                                     expected: "more than sinks = \(sinks) tokens observed with pre-RoPE queries")
         }
-        let (rc, rs) = averagedRotation(length: context.totalLength, shape: shape)
-        let pairing = shape.ropePairing
+        let (rc, rs) = averagedRotation(length: context.totalLength, rope: rope)
+        let pairing = rope.pairing
         // Apply R to a vector of length d (stride `step` between elements).
         func rotate(_ x: inout [Double], offset: Int, step: Int) {
             for i in 0..<(d / 2) {

@@ -23,7 +23,7 @@ public struct AdaptiveHeadSelector: KVSelector {
     }
 
     /// Joint selection across the layer's heads.
-    public func select(_ scores: KVScores, context: KVLayerContext) -> [[Int]?] {
+    public func select(_ scores: KVScores, context: KVLayerContext) throws(KVError) -> [[Int]?] {
         let counts = context.counts
         let hk = counts.count
         let positions = (0..<hk).map { context.positions(head: $0) }
@@ -34,7 +34,7 @@ public struct AdaptiveHeadSelector: KVSelector {
             total += n
             let safe = Int(Double(n) * alpha)
             if safe > 0 {
-                for j in KVSelection.ranking(scores: adjusted[m], positions: positions[m]).prefix(safe) {
+                for j in try KVSelection.ranking(scores: adjusted[m], positions: positions[m]).prefix(safe) {
                     adjusted[m][j] = .greatestFiniteMagnitude
                 }
             }

@@ -41,6 +41,18 @@ public enum KVBudget: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// The smallest rolling capacity a ratio budget leaves a head with while decoding (entries per
+    /// head): a ratio applied to a short prompt (5 tokens at 0.5 keep 2) would otherwise leave a
+    /// window so small that every generated token is evicted right after its own step.
+    public static let minimumRollingCapacity = 64
+
+    /// The capacity a rolling policy holds a head at after its first prompt was compressed to
+    /// `kept` entries: the fixed capacity of a `.tokens` / `.bytes` budget, else
+    /// `max(kept, minimumRollingCapacity)`.
+    public func rollingCapacity(kept: Int, cache: KVCache) -> Int {
+        fixedCapacity(cache: cache) ?? max(kept, Self.minimumRollingCapacity)
+    }
+
     /// Entries to keep for a head that holds `length` entries (never more than `length`).
     public func keptCount(length: Int, cache: KVCache) -> Int {
         switch self {

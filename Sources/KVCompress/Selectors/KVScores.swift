@@ -13,6 +13,19 @@ public struct KVScores: Sendable, Equatable {
         set { heads[head] = newValue }
     }
 
+    /// Checks that there is one score per entry of every KV head of the context's layer.
+    /// - Throws: `KVError.shapeMismatch` naming the scorer, the head and both counts.
+    public func check(against context: KVLayerContext, scorer: String) throws(KVError) {
+        guard heads.count == context.shape.kvHeads else {
+            throw .shapeMismatch("\(scorer) returned scores for \(heads.count) KV heads in layer \(context.layer); "
+                + "the model has \(context.shape.kvHeads): return one score array per KV head")
+        }
+        for m in heads.indices where heads[m].count != context.count(head: m) {
+            throw .shapeMismatch("\(scorer) returned \(heads[m].count) scores for KV head \(m) of layer \(context.layer), "
+                + "which holds \(context.count(head: m)) entries: return one score per cache entry")
+        }
+    }
+
     /// The largest finite score over every head (nil when there is none).
     public var maximum: Float? {
         var best: Float?

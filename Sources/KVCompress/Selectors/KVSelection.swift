@@ -15,18 +15,27 @@ public enum KVSelection {
     }
 
     /// Row indices in rank order (best first) under the documented tie-break rule.
-    public static func ranking(scores: [Float], positions: [Int32]) -> [Int] {
-        precondition(scores.count == positions.count, "one score per row")
+    /// - Throws: `KVError.shapeMismatch` unless there is one score per position.
+    public static func ranking(scores: [Float], positions: [Int32]) throws(KVError) -> [Int] {
+        try checkCounts(scores: scores, positions: positions)
         return scores.indices.sorted { ranksBefore(scores[$0], positions[$0], scores[$1], positions[$1]) }
+    }
+
+    static func checkCounts(scores: [Float], positions: [Int32]) throws(KVError) {
+        guard scores.count == positions.count else {
+            throw .shapeMismatch("\(scores.count) scores for \(positions.count) entries: give one score per entry")
+        }
     }
 
     /// The `k` best rows (ascending row order), or nil when `k >= scores.count` (keep all).
     ///
+    /// - Throws: `KVError.shapeMismatch` unless there is one score per position;
+    ///   `.invalidParameter` for a negative `k`.
     /// - Complexity: O(n x (n - k)) when only a few rows go (n - k <= 8, the decode-time case),
     ///   O(n log n) otherwise.
-    public static func topK(scores: [Float], positions: [Int32], k: Int) -> [Int]? {
-        precondition(k >= 0, "negative keep count")
-        precondition(scores.count == positions.count, "one score per row")
+    public static func topK(scores: [Float], positions: [Int32], k: Int) throws(KVError) -> [Int]? {
+        guard k >= 0 else { throw .invalidParameter(name: "k", value: "\(k)", expected: ">= 0 entries to keep") }
+        try checkCounts(scores: scores, positions: positions)
         let n = scores.count
         if k >= n { return nil }
         if n - k <= 8 {
@@ -41,21 +50,32 @@ public enum KVSelection {
             }
             return (0..<n).filter { !dropped[$0] }
         }
-        return Array(ranking(scores: scores, positions: positions).prefix(k)).sorted()
+        return Array(try ranking(scores: scores, positions: positions).prefix(k)).sorted()
     }
 
     /// Per-head top-k with per-head keep counts.
-    public static func topK(_ scores: KVScores, keep: [Int], context: KVLayerContext) -> [[Int]?] {
-        precondition(keep.count == scores.heads.count, "one keep count per head")
-        return scores.heads.indices.map { m in
-            topK(scores: scores.heads[m], positions: context.positions(head: m), k: keep[m])
+    /// - Throws: `KVError.shapeMismatch` unless there is one keep count per head and one score per
+    ///   entry of every head.
+    public static func topK(_ scores: KVScores, keep: [Int], context: KVLayerContext) throws(KVError) -> [[Int]?] {
+        guard keep.count == scores.heads.count else {
+            throw .shapeMismatch("\(keep.count) keep counts for \(scores.heads.count) KV heads: give one per head")
         }
+        var out: [[Int]?] = []
+        for m in scores.heads.indices {
+            out.append(try topK(scores: scores.heads[m], positions: context.positions(head: m), k: keep[m]))
+        }
+        return out
     }
 
     /// Evicts every row not listed (nil keeps the whole head).
-    public static func apply(_ keep: [[Int]?], context: KVLayerContext) {
+    /// - Throws: `KVError.shapeMismatch` for more lists than KV heads; `.invalidParameter` for a
+    ///   row index out of range or listed twice (see ``KVCache/retain(layer:head:indices:)``).
+    public static func apply(_ keep: [[Int]?], context: KVLayerContext) throws(KVError) {
+        guard keep.count <= context.shape.kvHeads else {
+            throw .shapeMismatch("\(keep.count) kept-row lists for \(context.shape.kvHeads) KV heads: give one per head")
+        }
         for (m, rows) in keep.enumerated() {
-            if let rows { context.cache.retain(layer: context.layer, head: m, indices: rows) }
+            if let rows { try context.cache.retain(layer: context.layer, head: m, indices: rows) }
         }
     }
 }

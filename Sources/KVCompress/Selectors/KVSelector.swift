@@ -5,7 +5,8 @@
 /// head-adaptive ones (AdaKV) see every head's scores of the layer at once.
 public protocol KVSelector: Sendable {
     /// Rows to keep for every KV head of the context's layer (nil keeps the whole head).
-    func select(_ scores: KVScores, context: KVLayerContext) -> [[Int]?]
+    /// - Throws: a `KVError` when the scores do not fit the layer (custom selectors may throw too).
+    func select(_ scores: KVScores, context: KVLayerContext) throws(KVError) -> [[Int]?]
 
     /// A fixed per-head capacity to hold during decoding (for `.tokens` / `.bytes` budgets), or nil
     /// to hold what the prefill compression kept.

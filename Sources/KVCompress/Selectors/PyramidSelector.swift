@@ -54,10 +54,10 @@ public struct PyramidSelector: KVSelector {
     }
 
     /// Per-head top-k with the layer's pyramid budget.
-    public func select(_ scores: KVScores, context: KVLayerContext) -> [[Int]?] {
+    public func select(_ scores: KVScores, context: KVLayerContext) throws(KVError) -> [[Int]?] {
         let keep = context.counts.map {
             layerBudget(layer: context.layer, layers: context.shape.layers, length: $0, cache: context.cache)
         }
-        return KVSelection.topK(scores, keep: keep, context: context)
+        return try KVSelection.topK(scores, keep: keep, context: context)
     }
 }

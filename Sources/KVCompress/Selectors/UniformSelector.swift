@@ -10,9 +10,9 @@ public struct UniformSelector: KVSelector {
     public init(budget: KVBudget) throws(KVError) { self.budget = try budget.validated() }
 
     /// Per-head top-k.
-    public func select(_ scores: KVScores, context: KVLayerContext) -> [[Int]?] {
+    public func select(_ scores: KVScores, context: KVLayerContext) throws(KVError) -> [[Int]?] {
         let keep = context.counts.map { budget.keptCount(length: $0, cache: context.cache) }
-        return KVSelection.topK(scores, keep: keep, context: context)
+        return try KVSelection.topK(scores, keep: keep, context: context)
     }
 
     /// The budget's fixed capacity (`.tokens`, `.bytes`).

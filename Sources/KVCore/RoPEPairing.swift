@@ -11,7 +11,7 @@ public enum RoPEPairing: Sendable, Equatable, CaseIterable {
     case interleaved
 
     /// The C kernels' pairing id.
-    public var kernelValue: kvk_rope_pairing {
+    package var kernelValue: kvk_rope_pairing {
         switch self {
         case .neox: return KVK_ROPE_NEOX
         case .interleaved: return KVK_ROPE_NORM
