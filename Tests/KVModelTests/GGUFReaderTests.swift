@@ -916,6 +916,51 @@ final class GGUFReaderTests: XCTestCase {
         }
     }
 
+    /// A complete one-layer llama (hidden 32, 2 heads, 1 KV head, FFN 64, f32 weights) with the test
+    /// tokenizer and its own `output.weight`; `embeddingColumns` is token_embd's row width.
+    private static func tinyLlamaWriter(embeddingColumns: UInt64 = 32) -> GGUFTestWriter {
+        var w = tokenizerWriter()
+        let vocab = UInt64(tokenizerVocabularySize)
+        w.metadata = [("general.architecture", .string("llama")), ("llama.block_count", .uint32(1)),
+                      ("llama.embedding_length", .uint32(32)), ("llama.feed_forward_length", .uint32(64)),
+                      ("llama.attention.head_count", .uint32(2)), ("llama.attention.head_count_kv", .uint32(1)),
+                      ("llama.context_length", .uint32(128))] + w.metadata
+        var rng = RNG(state: 32)
+        func tensor(_ name: String, _ dims: [UInt64]) -> GGUFTestTensor {
+            let count = Int(dims.reduce(1, *))
+            return GGUFTestTensor(name: name, dims: dims, type: 0, data: tensorBytes(type: 0, count: count, rng: &rng))
+        }
+        w.tensors = [
+            tensor("blk.0.attn_norm.weight", [32]), tensor("blk.0.ffn_norm.weight", [32]),
+            tensor("blk.0.attn_q.weight", [32, 32]), tensor("blk.0.attn_k.weight", [32, 16]),
+            tensor("blk.0.attn_v.weight", [32, 16]), tensor("blk.0.attn_output.weight", [32, 32]),
+            tensor("blk.0.ffn_gate.weight", [32, 64]), tensor("blk.0.ffn_up.weight", [32, 64]),
+            tensor("blk.0.ffn_down.weight", [64, 32]), tensor("output_norm.weight", [32]),
+            tensor("output.weight", [32, vocab]),
+            tensor("token_embd.weight", [embeddingColumns, vocab]),  // last: nothing after it in the file
+        ]
+        return w
+    }
+
+    /// Found by the GGUF fuzz target: with an own `output.weight`, a `token_embd.weight` narrower than
+    /// `llama.embedding_length` was accepted and every embedding lookup read past the tensor (past the
+    /// end of the file for the last token); now it is a shape mismatch at load.
+    func testModelRejectsNarrowEmbedding() throws {
+        let good = try GGUFFile(path: try write(Self.tinyLlamaWriter().build().bytes))
+        let model = try LlamaModel(gguf: good)
+        XCTAssertEqual(model.config.vocab, Self.tokenizerVocabularySize)
+        XCTAssertEqual(model.config.hidden, 32)
+
+        for columns: UInt64 in [16, 64] {
+            let bad = try GGUFFile(path: try write(Self.tinyLlamaWriter(embeddingColumns: columns).build().bytes))
+            XCTAssertThrowsError(try LlamaModel(gguf: bad)) { error in
+                XCTAssertEqual(error as? KVError, .shapeMismatch(
+                    "tensor 'token_embd.weight' has dims [\(columns), 259], expected [32, 259] "
+                        + "(llama.embedding_length, vocabulary)"))
+            }
+        }
+    }
+
     /// The in-memory entry point (used by the fuzz target) parses exactly as the file-based one.
     func testInMemoryParsingMatchesFile() throws {
         let (bytes, _) = Self.validWriter(alignment: 64).build()
