@@ -52,14 +52,7 @@ public final class LlamaModel: @unchecked Sendable {
     }
 
     /// Builds the model from an opened GGUF file.
-    public convenience init(gguf: GGUFFile, mode: ComputeMode = .fast) throws(KVError) {
-        try self.init(gguf: gguf, mode: mode, layerLimit: nil)
-    }
-
-    /// Builds the model from an opened GGUF file, keeping only its first `layerLimit` layers when
-    /// given (tests use a one-layer model, whose keys and values depend only on each token and its
-    /// position).
-    init(gguf: GGUFFile, mode: ComputeMode, layerLimit: Int?) throws(KVError) {
+    public init(gguf: GGUFFile, mode: ComputeMode = .fast) throws(KVError) {
         let arch = try gguf.string("general.architecture")
         guard arch == "llama" else {
             throw .unsupportedModel("architecture '\(arch)' is not supported; this host runs 'llama' GGUF models")
@@ -68,9 +61,8 @@ public final class LlamaModel: @unchecked Sendable {
         let embdData = try gguf.data("token_embd.weight")
         let hidden = try gguf.int("llama.embedding_length")
         let heads = try gguf.int("llama.attention.head_count")
-        let blocks = try gguf.int("llama.block_count")
         let config = try LlamaConfig(
-            layers: layerLimit.map { min($0, blocks) } ?? blocks,
+            layers: try gguf.int("llama.block_count"),
             hidden: hidden,
             ffn: try gguf.int("llama.feed_forward_length"),
             heads: heads,
