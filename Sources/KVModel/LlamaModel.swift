@@ -52,7 +52,14 @@ public final class LlamaModel: @unchecked Sendable {
     }
 
     /// Builds the model from an opened GGUF file.
-    public init(gguf: GGUFFile, mode: ComputeMode = .fast) throws(KVError) {
+    public convenience init(gguf: GGUFFile, mode: ComputeMode = .fast) throws(KVError) {
+        try self.init(gguf: gguf, mode: mode, layerLimit: nil, contextLength: nil)
+    }
+
+    /// Builds the model from an opened GGUF file, keeping only its first `layerLimit` layers and
+    /// using `contextLength` instead of the file's when given (tests use a one-layer model, whose
+    /// keys and values depend only on each token and its position, and short context lengths).
+    init(gguf: GGUFFile, mode: ComputeMode, layerLimit: Int?, contextLength: Int?) throws(KVError) {
         let arch = try gguf.string("general.architecture")
         guard arch == "llama" else {
             throw .unsupportedModel("architecture '\(arch)' is not supported; this host runs 'llama' GGUF models")
@@ -61,8 +68,9 @@ public final class LlamaModel: @unchecked Sendable {
         let embdData = try gguf.data("token_embd.weight")
         let hidden = try gguf.int("llama.embedding_length")
         let heads = try gguf.int("llama.attention.head_count")
+        let blocks = try gguf.int("llama.block_count")
         let config = try LlamaConfig(
-            layers: try gguf.int("llama.block_count"),
+            layers: layerLimit.map { min($0, blocks) } ?? blocks,
             hidden: hidden,
             ffn: try gguf.int("llama.feed_forward_length"),
             heads: heads,
@@ -70,7 +78,7 @@ public final class LlamaModel: @unchecked Sendable {
             vocab: embd.dimensions.count == 2 ? embd.dimensions[1] : 0,
             ropeTheta: (try? gguf.float("llama.rope.freq_base")) ?? 10000,
             rmsEps: (try? gguf.float("llama.attention.layer_norm_rms_epsilon")) ?? 1e-5,
-            contextLength: (try? gguf.int("llama.context_length")) ?? 4096)
+            contextLength: contextLength ?? (try? gguf.int("llama.context_length")) ?? 4096)
         // Embedding rows are read in place, `hidden` values each: a narrower tensor would be read past
         // its end (the output projection's own check covers it only when there is no output.weight).
         guard embd.dimensions == [hidden, config.vocab] else {

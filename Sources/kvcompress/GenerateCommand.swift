@@ -4,41 +4,50 @@ import KVModel
 
 /// `kvcompress generate`: streams a continuation and ends with a stats line.
 enum GenerateCommand {
-    static func run(_ arguments: ArraySlice<String>) throws -> Void {
+    static let usage = """
+    kvcompress generate --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K] [--top-p P]
+                        [--seed S] [session options]
+
+    Streams the continuation of TEXT to stdout, then a stats line on stderr (prefill and decode
+    tok/s, why generation stopped, cache bytes at the end and at the peak). Greedy unless
+    --temperature > 0. Without a policy that re-positions keys, generation stops at the model's
+    context length (stop reason contextFull) and keeps what it generated.
+
+      --prompt TEXT         the prompt (not empty)
+      --max-tokens N        tokens to generate, >= 1 (default 64)
+      --temperature T       0 = greedy (default 0); --top-k K >= 0 (default 40, 0 = no limit);
+                            --top-p P in (0, 1] (default 0.95)
+      --seed S              sampling seed, an integer in 0...2^64-1 (default 0)
+    \(SessionOptions.usage)
+    """
+
+    static func run(_ arguments: ArraySlice<String>) throws {
         let o = try CommandLineOptions(
             arguments,
-            valued: ["--model", "--prompt", "--max-tokens", "--temperature", "--top-k", "--top-p", "--seed",
-                     "--policy", "--ratio", "--chunk", "--threads"],
-            boolean: ["--exact"])
+            valued: SessionOptions.valued.union(["--prompt", "--max-tokens", "--temperature", "--top-k", "--top-p", "--seed"]),
+            boolean: SessionOptions.boolean)
+        if o.wantsHelp { print(usage); return }
         guard let prompt = o.string("--prompt") else {
             throw CommandLineOptions.UsageError(description: "generate needs --prompt TEXT")
         }
-        let maxTokens = try o.int("--max-tokens", default: 64)
-        let sampling = try SamplingParameters(
-            temperature: Float(try o.double("--temperature", default: 0)),
-            topK: try o.int("--top-k", default: 40),
-            topP: Float(try o.double("--top-p", default: 0.95)),
-            seed: UInt64(clamping: try o.int("--seed", default: 0)))
-        let threads = try o.int("--threads", default: ThreadPool.shared.threadCount)
-        guard threads >= 1 else {
-            throw CommandLineOptions.UsageError(description: "--threads expects a value >= 1")
+        guard !prompt.isEmpty else {
+            throw CommandLineOptions.UsageError(description: "--prompt is empty: give the text to continue")
         }
-        var policy: any KVCachePolicy = FullCache()
-        if let name = o.string("--policy") {
-            policy = try KVPolicyCatalog.make(name, budget: .compressionRatio(try o.double("--ratio", default: 0.5)))
-        } else if o.string("--ratio") != nil {
-            throw CommandLineOptions.UsageError(description: "--ratio needs --policy NAME")
-        }
-        let model = try LlamaModel(path: o.string("--model") ?? "default", mode: o.has("--exact") ? .exact : .fast)
-        let session = try LlamaSession(model: model, policy: policy, chunkSize: try o.int("--chunk", default: 512),
-                                       pool: threads == ThreadPool.shared.threadCount ? .shared : ThreadPool(threads: threads))
+        let maxTokens = try o.int("--max-tokens", default: 64, in: 1...Int(Int32.max))
+        let temperature = try o.double("--temperature", default: 0, expected: "a number >= 0 (0 = greedy)") { $0 >= 0 }
+        let topK = try o.int("--top-k", default: 40, in: 0...Int(Int32.max), expected: "an integer >= 0 (0 = no limit)")
+        let topP = try o.double("--top-p", default: 0.95, expected: "a number in (0, 1]") { $0 > 0 && $0 <= 1 }
+        let sampling = try SamplingParameters(temperature: Float(temperature), topK: topK, topP: Float(topP),
+                                              seed: try o.uint64("--seed", default: 0))
+        let session = try SessionOptions(o).makeSession()
         let result = try session.generate(prompt: prompt, maxTokens: maxTokens, sampling: sampling) { piece in
             FileHandle.standardOutput.write(Data(piece.utf8))
         }
         print()
-        let stats = String(format: "[prompt %d tok, prefill %.1f tok/s | generated %d tok (%@), decode %.1f tok/s | cache %d bytes]",
+        let stats = String(format: "[prompt %d tok, prefill %.1f tok/s | generated %d tok (%@), decode %.1f tok/s | cache %d bytes, peak %d bytes]",
                            result.promptTokens, result.prefillTokensPerSecond, result.tokens.count,
-                           result.stopReason.rawValue, result.decodeTokensPerSecond, result.cacheBytes)
+                           result.stopReason.rawValue, result.decodeTokensPerSecond, result.cacheBytes,
+                           result.peakCacheBytes)
         FileHandle.standardError.write(Data((stats + "\n").utf8))
     }
 }

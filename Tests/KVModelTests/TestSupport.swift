@@ -38,6 +38,15 @@ enum TestSupport {
     static func model(_ mode: ComputeMode) throws -> LlamaModel {
         try cache.model(mode)
     }
+
+    /// The default model with only its first `layers` layers and/or another context length (not
+    /// cached: built from the mapped file each time).
+    static func model(_ mode: ComputeMode, layers: Int? = nil, contextLength: Int? = nil) throws -> LlamaModel {
+        _ = try cache.model(.fast)   // skips or fails like the default model
+        let url = try ModelStore.defaultModelURL()
+        return try LlamaModel(gguf: try GGUFFile(path: url.path), mode: mode, layerLimit: layers,
+                              contextLength: contextLength)
+    }
 }
 
 /// Loads each mode's model once per process.

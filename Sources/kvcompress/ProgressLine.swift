@@ -1,0 +1,32 @@
+import Foundation
+
+/// Progress of a long run on stderr: one line rewritten in place on a terminal, otherwise a line
+/// each time another tenth of the work is done.
+struct ProgressLine {
+    let label: String
+    private let isTerminal = isatty(2) != 0
+    private let start = ContinuousClock.now
+    private var lastTenth = 0
+
+    init(label: String) { self.label = label }
+
+    /// Reports `done` of `total` units (`unit` names them).
+    mutating func update(done: Int, total: Int, unit: String) {
+        let elapsed = (ContinuousClock.now - start).components
+        let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) * 1e-18
+        let rate = Double(done) / max(seconds, 1e-9)
+        let eta = rate > 0 ? Double(total - done) / rate : 0
+        let line = String(format: "%@ %d/%d %@ (%.0f%%), %.0f %@/s, ETA %d:%02d", label, done, total, unit,
+                          100 * Double(done) / Double(max(total, 1)), rate, unit, Int(eta) / 60, Int(eta) % 60)
+        if isTerminal {
+            FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
+            if done >= total { FileHandle.standardError.write(Data("\n".utf8)) }
+        } else {
+            let tenth = done * 10 / max(total, 1)
+            if tenth > lastTenth || done >= total {
+                lastTenth = tenth
+                FileHandle.standardError.write(Data((line + "\n").utf8))
+            }
+        }
+    }
+}

