@@ -111,3 +111,46 @@ final class CrossLayerPolicyTests: XCTestCase {
         }
     }
 }
+
+/// A scorer with a bug: one score too few for every head.
+struct ShortScorer: KVStatelessScorer {
+    func scores(_ context: KVLayerContext) -> KVScores {
+        KVScores(heads: (0..<context.shape.kvHeads).map { [Float](repeating: 1, count: max(0, context.count(head: $0) - 1)) })
+    }
+}
+
+/// A selector with a bug: keeps a row that does not exist.
+struct OutOfRangeSelector: KVSelector {
+    func select(_ scores: KVScores, context: KVLayerContext) -> [[Int]?] {
+        (0..<context.shape.kvHeads).map { [0, context.count(head: $0)] }
+    }
+}
+
+final class CustomPolicyErrorTests: XCTestCase {
+    /// Mistakes in user-written scorers and selectors are typed errors that say what was wrong,
+    /// not traps, and they leave the cache as it was.
+    func testWrongScoreCountsAndRowsAreTypedErrors() throws {
+        let shape = SyntheticPrompt.shape(layers: 2, heads: 4, kvHeads: 2, headDim: 32)
+        let p = SyntheticPrompt(shape: shape, length: 30, seed: 19)
+        let cache = p.makeCache()
+        XCTAssertThrowsError(try p.prefill(ScoredPolicy(scorer: ShortScorer(), selector: UniformSelector(budget: .tokens(8))),
+                                           cache: cache)) { error in
+            guard case KVError.shapeMismatch(let message) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(message.contains("ShortScorer returned 29 scores for KV head 0 of layer 0, which holds 30 entries"), message)
+        }
+        XCTAssertEqual(cache.count(layer: 0, head: 0), 30)
+        let other = p.makeCache()
+        XCTAssertThrowsError(try p.prefill(ScoredPolicy(scorer: KnormScorer(), selector: OutOfRangeSelector()), cache: other)) { error in
+            guard case KVError.invalidParameter(let name, let value, _) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual([name, value], ["row index", "30"])
+        }
+        XCTAssertEqual(other.count(layer: 0, head: 0), 30)
+        XCTAssertThrowsError(try KVSelection.topK(scores: [1, 2, 3], positions: [0, 1], k: 1)) {
+            guard case KVError.shapeMismatch = $0 else { return XCTFail("\($0)") }
+        }
+        XCTAssertThrowsError(try cache.retain(layer: 0, head: 0, indices: [1, 1])) {
+            guard case KVError.invalidParameter = $0 else { return XCTFail("\($0)") }
+        }
+        XCTAssertThrowsError(try cache.remove(layer: 5, head: 0, rows: 0..<1))
+    }
+}
