@@ -36,6 +36,45 @@ extension KVCache {
         frontier[layer] = storage[layer].compactMap(\.lastPosition).max().map { Int($0) + 1 } ?? 0
     }
 
+    /// Overwrites the keys and positions of the rows `rows` of one head with f32 keys given by the
+    /// caller (converted to the cache's key type): what a policy that keeps exact copies of a few
+    /// keys uses to move them without accumulating rounding (StreamingLLM's sinks). Values are
+    /// unchanged. Afterwards the layer's ``nextPosition(layer:)`` is one past the largest position
+    /// of its entries.
+    /// - Parameters:
+    ///   - keys: `rows.count x headDim` floats, row after row.
+    ///   - positions: one per row, so that the head's positions stay strictly increasing.
+    /// - Throws: `KVError.invalidParameter` for a layer, head or row range out of range, counts that
+    ///   do not match, or positions that would not be strictly increasing and non-negative
+    ///   (nothing is changed).
+    public func setKeys(layer: Int, head: Int, rows: Range<Int>, keys: [Float], positions: [Int32]) throws(KVError) {
+        let s = try checkedHead(layer, head)
+        guard rows.lowerBound >= 0 && rows.upperBound <= s.count else {
+            throw .invalidParameter(name: "rows", value: "\(rows)", expected: "a range within layer \(layer) head \(head)'s rows 0..<\(s.count)")
+        }
+        guard keys.count == rows.count * headDim, positions.count == rows.count else {
+            throw .invalidParameter(name: "keys.count / positions.count", value: "\(keys.count) / \(positions.count)",
+                                    expected: "\(rows.count * headDim) / \(rows.count) for \(rows.count) rows")
+        }
+        var previous: Int32 = rows.lowerBound > 0 ? s.positions[rows.lowerBound - 1] : -1
+        for (i, p) in positions.enumerated() {
+            let next: Int32 = i + 1 < positions.count ? positions[i + 1]
+                : (rows.upperBound < s.count ? s.positions[rows.upperBound] : Int32.max)
+            guard p > previous, p < next || (i + 1 == positions.count && rows.upperBound == s.count) else {
+                throw .invalidParameter(name: "positions[\(i)]", value: "\(p)",
+                                        expected: "non-negative and strictly between its neighbours' positions")
+            }
+            previous = p
+        }
+        keys.withUnsafeBufferPointer { k in
+            for (i, r) in rows.enumerated() {
+                s.setKey(r, from: k.baseAddress! + i * headDim, headDim: headDim)
+                s.setPosition(r, positions[i])
+            }
+        }
+        frontier[layer] = storage[layer].compactMap(\.lastPosition).max().map { Int($0) + 1 } ?? 0
+    }
+
     /// Moves every entry of `layer` to consecutive positions ("in-cache" positions): in each KV head
     /// holding `n` entries, entry `j` takes position `end - n + j`, with its key re-rotated (see
     /// ``reposition(layer:head:to:rope:)``), and the layer's next token takes `end`.

@@ -25,8 +25,9 @@
 /// the sinks move, by the number of tokens evicted; when the next position would reach the model's
 /// context length, every entry moves down to start at 0 (one rotation per entry, every
 /// `contextLength - capacity` tokens). The host must take positions from the cache
-/// (``KVCompressor`` does). Each move re-rotates a sink key and rounds it again in an f16/bf16/block
-/// cache (measured drift: see the StreamingLLM article).
+/// (``KVCompressor`` does). The sinks move at every eviction; the policy keeps exact f32 copies of
+/// their keys (``State/sinkKeys``) and rotates each move from those, so an f16 or bf16 sink key is
+/// rounded once, not once per move.
 ///
 /// Paper: Xiao et al., "Efficient Streaming Language Models with Attention Sinks", ICLR 2024
 /// (arXiv 2309.17453). References: mit-han-lab/streaming-llm, NVIDIA/kvpress
@@ -77,18 +78,28 @@ public struct StreamingLLM: KVCachePolicy {
         return nil
     }
 
-    /// Per-sequence state: each head's rolling capacity, once known.
+    /// Per-sequence state: each head's rolling capacity, once known, and with `repositionKeys`
+    /// exact copies of the sink keys.
     public struct State: Sendable {
         /// `capacity[layer][head]` (nil before the first prompt was compressed, for a ratio).
         public var capacity: [[Int?]]
         /// `compressed[layer]`: the first prompt was compressed.
         public var compressed: [Bool]
+        /// `sinkKeys[layer][head]`: f32 copies of the head's sink keys, row after row, as first
+        /// stored (the sinks move at every eviction; moving them from these copies rounds each key
+        /// once instead of once per move, which in an f16 cache would stop the slow RoPE pairs
+        /// from turning at all). `sinks x headDim` floats per head at most.
+        public var sinkKeys: [[[Float]]]
+        /// `sinkOrigins[layer][head]`: the position each copied key was rotated at.
+        public var sinkOrigins: [[[Int32]]]
     }
 
     /// Fresh state.
     public func makeState(shape: KVModelShape) -> State {
-        State(capacity: Array(repeating: Array(repeating: nil, count: shape.kvHeads), count: shape.layers),
-              compressed: Array(repeating: false, count: shape.layers))
+        let empty = Array(repeating: Array(repeating: [Float](), count: shape.kvHeads), count: shape.layers)
+        return State(capacity: Array(repeating: Array(repeating: nil, count: shape.kvHeads), count: shape.layers),
+                     compressed: Array(repeating: false, count: shape.layers), sinkKeys: empty,
+                     sinkOrigins: empty.map { $0.map { _ in [] } })
     }
 
     /// The rows StreamingLLM keeps out of `count` when keeping `keep`: sinks then the most recent
@@ -116,15 +127,40 @@ public struct StreamingLLM: KVCachePolicy {
                 try evict(cache, layer: l, head: m, keep: max(cap - tokenCount, min(sinks, n)))
                 evicted = true
             }
-            if evicted && repositionKeys { try cache.compactPositions(layer: l, rope: shape.requireRoPE(for: "repositionKeys")) }
+            if evicted && repositionKeys { try moveToCachePositions(cache, layer: l, shape: shape, state: &state) }
         }
         if repositionKeys, let limit = shape.contextLength, cache.nextPosition + tokenCount > limit {
-            let rope = try shape.requireRoPE(for: "repositionKeys")
             for l in 0..<shape.layers {
                 let longest = (0..<shape.kvHeads).map { cache.count(layer: l, head: $0) }.max() ?? 0
-                try cache.compactPositions(layer: l, endingAt: longest, rope: rope)
+                try moveToCachePositions(cache, layer: l, endingAt: longest, shape: shape, state: &state)
             }
         }
+    }
+
+    /// Moves layer `l`'s entries to consecutive positions ending just before `end` (default: the
+    /// layer's next position), the sinks from their exact copies.
+    private func moveToCachePositions(_ cache: KVCache, layer l: Int, endingAt end: Int? = nil, shape: KVModelShape,
+                                      state: inout State) throws(KVError) {
+        let rope = try shape.requireRoPE(for: "repositionKeys")
+        let end = end ?? cache.nextPosition(layer: l)
+        let d = shape.headDim
+        for m in 0..<shape.kvHeads {
+            let n = cache.count(layer: l, head: m)
+            let s = min(sinks, n)
+            guard s > 0 else { continue }
+            // Sinks are never evicted, so row j < sinks keeps its token: copy rows not copied yet.
+            let positions = cache.positions(layer: l, head: m)
+            for j in state.sinkOrigins[l][m].count..<s {
+                state.sinkKeys[l][m] += cache.key(layer: l, head: m, row: j)
+                state.sinkOrigins[l][m].append(positions[j])
+            }
+            let targets = (0..<s).map { Int32(end - n + $0) }
+            guard targets != Array(positions[0..<s]) else { continue }
+            var keys = Array(state.sinkKeys[l][m][0..<(s * d)])
+            rope.apply(to: &keys, heads: 1, positions: (0..<s).map { targets[$0] - state.sinkOrigins[l][m][$0] })
+            try cache.setKeys(layer: l, head: m, rows: 0..<s, keys: keys, positions: targets)
+        }
+        try cache.compactPositions(layer: l, endingAt: end, rope: rope)
     }
 
     /// At the end of the first prompt: keeps the budget's count (kvpress parity for a ratio) and
@@ -134,17 +170,21 @@ public struct StreamingLLM: KVCachePolicy {
         let l = context.layer
         if context.isFirstChunk {
             state.compressed[l] = false
-            for m in state.capacity[l].indices { state.capacity[l][m] = nil }
+            for m in state.capacity[l].indices {
+                state.capacity[l][m] = nil
+                state.sinkKeys[l][m] = []
+                state.sinkOrigins[l][m] = []
+            }
         }
         guard context.isLastChunk else {
             // A fixed capacity also holds inside a long prompt.
             if schedule == .prefillAndDecode && budget.fixedCapacity(cache: context.cache) != nil {
-                try enforceCapacity(context, state: state)
+                try enforceCapacity(context, state: &state)
             }
             return
         }
         if state.compressed[l] {
-            if schedule == .prefillAndDecode { try enforceCapacity(context, state: state) }
+            if schedule == .prefillAndDecode { try enforceCapacity(context, state: &state) }
             return
         }
         var evicted = false
@@ -158,19 +198,17 @@ public struct StreamingLLM: KVCachePolicy {
             state.capacity[l][m] = budget.rollingCapacity(kept: keep, cache: context.cache)
         }
         state.compressed[l] = true
-        if evicted && repositionKeys {
-            try context.cache.compactPositions(layer: l, rope: context.shape.requireRoPE(for: "repositionKeys"))
-        }
+        if evicted && repositionKeys { try moveToCachePositions(context.cache, layer: l, shape: context.shape, state: &state) }
     }
 
     /// Cuts heads over capacity back to it (normally nothing: ``makeRoom(forTokens:cache:shape:state:)``
     /// made room before the step).
     public func afterDecode(_ context: KVLayerContext, state: inout State) throws(KVError) {
         guard schedule == .prefillAndDecode else { return }
-        try enforceCapacity(context, state: state)
+        try enforceCapacity(context, state: &state)
     }
 
-    private func enforceCapacity(_ context: KVLayerContext, state: State) throws(KVError) {
+    private func enforceCapacity(_ context: KVLayerContext, state: inout State) throws(KVError) {
         let fixed = budget.fixedCapacity(cache: context.cache)
         var evicted = false
         for m in 0..<context.shape.kvHeads {
@@ -180,7 +218,7 @@ public struct StreamingLLM: KVCachePolicy {
             }
         }
         if evicted && repositionKeys {
-            try context.cache.compactPositions(layer: context.layer, rope: context.shape.requireRoPE(for: "repositionKeys"))
+            try moveToCachePositions(context.cache, layer: context.layer, shape: context.shape, state: &state)
         }
     }
 

@@ -37,8 +37,8 @@ public protocol KVCachePolicy: Sendable {
     /// Called after a layer's attention for one decoded token.
     func afterDecode(_ context: KVLayerContext, state: inout State) throws(KVError)
 
-    /// Called once after the whole prompt went through every layer (the host calls
-    /// ``KVCompressor/finishPrefill(pool:)``): the place for allocators that must see every layer
+    /// Called once after the whole prompt went through every layer (``KVCompressor`` calls it after
+    /// the last layer of the step that ends a prompt): the place for allocators that must see every layer
     /// before deciding (global budgets across layers). Default: nothing.
     func afterPrompt(cache: KVCache, shape: KVModelShape, state: inout State, pool: ThreadPool?) throws(KVError)
 
