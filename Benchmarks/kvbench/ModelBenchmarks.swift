@@ -4,18 +4,13 @@ import KVModel
 
 extension BenchGroup {
     /// `kvbench model`: prefill and decode tokens/s of the default model (fast mode, full f16 cache),
-    /// next to llama.cpp's figures for this machine class (DESIGN.md) or, with KVBENCH_LLAMA_BENCH,
-    /// llama-bench's measured in the same run, and peak RSS.
+    /// with KVBENCH_LLAMA_BENCH llama-bench's figures measured in the same run, RSS, and a long
+    /// StreamingLLM generation's RSS.
     static let model = BenchGroup(
         name: "model",
-        summary: "default model: prefill tok/s at 512/2048/8000, decode tok/s at context 512/2048/8000, RSS",
+        summary: "default model: prefill tok/s at 512/2048/8000, decode tok/s at context 512/2048/8000, RSS, "
+            + "RSS over 20,000 tokens streamed with StreamingLLM",
         run: { ctx in ModelBenchmarks.run(ctx) })
-}
-
-/// llama.cpp figures on this machine class, 2 threads, f16 cache (DESIGN.md: llama-cpp-python rows).
-enum LlamaCppReference {
-    static let prefill: [Int: Double] = [512: 242, 2048: 202, 8000: 125]
-    static let decode: [Int: Double] = [512: 96, 2048: 62, 8000: 25]
 }
 
 enum ModelBenchmarks {
@@ -42,9 +37,8 @@ enum ModelBenchmarks {
                     let t0 = clock.now
                     var logits = try session.prefill(Array(ids[0..<n]))
                     let prefill = (clock.now - t0).benchSeconds
-                    let ref = LlamaCppReference.prefill[n].map { String(format: "llama.cpp 2 thr: %.0f tok/s", $0) }
                     ctx.addValue(group: "model", name: "prefill \(n) tok", threads: threads, value: Double(n) / prefill,
-                                 unit: "tok/s", timing: Timing(min: prefill, median: prefill), note: ref)
+                                 unit: "tok/s", timing: Timing(min: prefill, median: prefill), note: nil)
                     var times: [Double] = []
                     for i in 0..<decodeSteps {
                         _ = logits
@@ -53,10 +47,8 @@ enum ModelBenchmarks {
                         times.append((clock.now - t).benchSeconds)
                     }
                     let timing = Timing(samples: times)
-                    let dref = LlamaCppReference.decode[n].map { String(format: "llama.cpp 2 thr: %.0f tok/s", $0) }
                     ctx.addValue(group: "model", name: "decode at context \(n)", threads: threads, value: 1 / timing.median,
-                                 unit: "tok/s", timing: timing,
-                                 note: [dref, "cache \(session.cache.byteCount / 1_000_000) MB"].compactMap { $0 }.joined(separator: ", "))
+                                 unit: "tok/s", timing: timing, note: "cache \(session.cache.byteCount / 1_000_000) MB")
                     if n == lengths.last, let rss = ProcessMemory.current {
                         // Target: RSS <= model file + cache + 100 MB (weights are mapped, not copied).
                         let budget = fileBytes + session.cache.allocatedByteCount + 100_000_000
@@ -67,6 +59,7 @@ enum ModelBenchmarks {
                     }
                 }
             }
+            try streaming(ctx, model: model, threads: ctx.options.threads.max() ?? 1)
             LlamaBench.run(ctx, modelPath: try ModelStore.defaultModelURL().path, lengths: lengths,
                            decodeSteps: decodeSteps, threads: ctx.options.threads)
             if let peak = ProcessMemory.peak {
@@ -77,6 +70,36 @@ enum ModelBenchmarks {
         } catch {
             FileHandle.standardError.write(Data("kvbench model: \(error)\n".utf8))
         }
+    }
+}
+
+extension ModelBenchmarks {
+    /// Generates 20,000 tokens (1,000 with --quick) past a short prompt with StreamingLLM (4 sinks,
+    /// a window of 1020; 60 with --quick) and re-positioned keys, and reports the process's RSS
+    /// after the first tenth and at the end: a bounded cache keeps it flat, past the model's
+    /// context length too.
+    static func streaming(_ ctx: BenchContext, model: LlamaModel, threads: Int) throws {
+        let total = ctx.options.quick ? 1_000 : 20_000
+        let window = ctx.options.quick ? 60 : 1020
+        let session = try LlamaSession(model: model, policy: StreamingLLM(sinks: 4, window: window, repositionKeys: true),
+                                       chunkSize: 512, pool: ctx.pool(threads))
+        var generated = 0
+        var early: Int?
+        let result = try session.generate(promptTokens: try tokens(model, count: 16), maxTokens: total,
+                                          stopTokens: []) { _ in
+            generated += 1
+            if generated == total / 10 { early = ProcessMemory.current }
+        }
+        guard let rss = ProcessMemory.current, let early else { return }
+        let name = "StreamingLLM 4+\(window), \(total) tok"
+        ctx.addValue(group: "model", name: "streaming decode, " + name, threads: threads, value: result.decodeTokensPerSecond,
+                     unit: "tok/s", timing: Timing(min: result.decodeSeconds, median: result.decodeSeconds),
+                     note: "keys re-positioned; next position \(session.position) (context length "
+                         + "\(model.config.contextLength)), cache \(result.cacheBytes) bytes, peak \(result.peakCacheBytes)")
+        ctx.addValue(group: "model", name: "streaming RSS, " + name, threads: threads, value: Double(rss) / 1e6, unit: "MB",
+                     timing: Timing(min: 0, median: 0),
+                     note: String(format: "after ~%d tokens: %.1f MB; growth since: %+.1f MB", total / 10,
+                                  Double(early) / 1e6, Double(rss - early) / 1e6))
     }
 }
 

@@ -18,6 +18,7 @@ enum GenerateCommand {
       --temperature T       0 = greedy (default 0); --top-k K >= 0 (default 40, 0 = no limit);
                             --top-p P in (0, 1] (default 0.95)
       --seed S              sampling seed, an integer in 0...2^64-1 (default 0)
+      --ignore-eos          do not stop at the end-of-sequence token (for long streaming runs)
     \(SessionOptions.usage)
     """
 
@@ -25,7 +26,7 @@ enum GenerateCommand {
         let o = try CommandLineOptions(
             arguments,
             valued: SessionOptions.valued.union(["--prompt", "--max-tokens", "--temperature", "--top-k", "--top-p", "--seed"]),
-            boolean: SessionOptions.boolean)
+            boolean: SessionOptions.boolean.union(["--ignore-eos"]))
         if o.wantsHelp { print(usage); return }
         guard let prompt = o.string("--prompt") else {
             throw CommandLineOptions.UsageError(description: "generate needs --prompt TEXT")
@@ -40,7 +41,8 @@ enum GenerateCommand {
         let sampling = try SamplingParameters(temperature: Float(temperature), topK: topK, topP: Float(topP),
                                               seed: try o.uint64("--seed", default: 0))
         let session = try SessionOptions(o).makeSession()
-        let result = try session.generate(prompt: prompt, maxTokens: maxTokens, sampling: sampling) { piece in
+        let stops: Set<Int32>? = o.has("--ignore-eos") ? [] : nil
+        let result = try session.generate(prompt: prompt, maxTokens: maxTokens, sampling: sampling, stopTokens: stops) { piece in
             FileHandle.standardOutput.write(Data(piece.utf8))
         }
         print()
