@@ -6,9 +6,10 @@
 /// (post-RoPE at their original positions by default). Element types: `f32` (exact), `f16`
 /// (default), `bf16`, and the block types `q8_0` / `q4_0` (head dimension a multiple of 32).
 ///
-/// A host drives it per layer: ``append(layer:keys:values:positions:count:)`` the new tokens' keys and
-/// values, run attention over ``headViews(layer:)`` (or ``attend(layer:query:heads:output:scale:pool:)``),
-/// then let a policy evict with ``retain(layer:head:indices:)`` (usually through ``KVCompressor``).
+/// A host normally drives it through a ``KVCompressor``, which takes each step's positions from
+/// ``nextPosition`` (the cache owns positions), appends the step's keys and values
+/// (``append(layer:keys:values:positions:count:)``), runs attention over ``headViews(layer:)`` and
+/// lets the policy evict (``retain(layer:head:indices:)``) and re-position keys.
 ///
 /// Memory: ``byteCount`` = ``totalEntries`` x ``bytesPerEntry`` + ``metadataBytes``. After an eviction
 /// leaves a head at half its capacity or less, its storage is reallocated to the kept rows plus a

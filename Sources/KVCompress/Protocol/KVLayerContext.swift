@@ -21,7 +21,8 @@ public struct KVLayerContext {
     public let positions: UnsafePointer<Int32>
     /// Number of tokens just processed (1 during decode).
     public let tokenCount: Int
-    /// Tokens of the sequence processed so far, these included (the next token's original position).
+    /// One past the last position of the tokens just processed: the sequence length at original
+    /// positions (the next token's position; in-cache after a policy re-positioned keys).
     public let totalLength: Int
     /// Whether this chunk starts the sequence (prefill only).
     public let isFirstChunk: Bool
