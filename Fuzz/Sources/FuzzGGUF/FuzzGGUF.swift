@@ -10,6 +10,7 @@ import KVCore
 /// Bytes of f32 output above which a tensor is not dequantized (keeps each input fast).
 let maxDequantizedElements = 1 << 18
 
+/// libFuzzer's entry point: one input, `size` bytes at `data`, as a whole GGUF file.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzGGUF(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     let bytes = UnsafeRawBufferPointer(start: data, count: size)

@@ -16,12 +16,14 @@ import Foundation
 @testable import KVModel
 import KVCore
 
+/// The tokenizer under test and which bytes it can encode.
 struct Loaded: Sendable {
     var tokenizer: Tokenizer
     /// Whether each byte has a byte-level token (bytes without one are dropped when encoding).
     var encodable: [Bool]
 }
 
+/// Loaded once, on first use (from `LLVMFuzzerInitialize`).
 let loaded: Loaded = {
     let path = ProcessInfo.processInfo.environment["KVCOMPRESS_FUZZ_MODEL"]
         ?? ModelStore.cacheDirectory.appendingPathComponent(ModelStore.defaultFileName).path
@@ -45,12 +47,14 @@ let loaded: Loaded = {
     }
 }()
 
+/// libFuzzer's one-time setup: loads the tokenizer before the first input (exit status 2 without it).
 @_cdecl("LLVMFuzzerInitialize")
 public func fuzzInitialize(_ argc: UnsafeMutablePointer<CInt>?, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>?) -> CInt {
     _ = loaded.tokenizer.vocabularySize
     return 0
 }
 
+/// libFuzzer's entry point: one input, `size` bytes at `data`; the first byte picks the mode.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzTokenizer(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     guard size > 0, let data else { return 0 }
