@@ -34,7 +34,7 @@ let loaded: Loaded = {
             package, which caches it), or set KVCOMPRESS_FUZZ_MODEL to a GGUF file with a gpt2 tokenizer.
 
             """.utf8))
-        exit(2)
+        _exit(2)  // not exit(): LeakSanitizer would report the strings of this half-done setup
     }
     do {
         let tokenizer = try Tokenizer(gguf: try GGUFFile(path: path))
@@ -43,7 +43,7 @@ let loaded: Loaded = {
         return Loaded(tokenizer: tokenizer, encodable: encodable)
     } catch {
         FileHandle.standardError.write(Data("FuzzTokenizer: cannot load the tokenizer of \(path): \(error)\n".utf8))
-        exit(2)
+        _exit(2)  // not exit(): LeakSanitizer would report the strings of this half-done setup
     }
 }()
 
