@@ -195,7 +195,6 @@ public final class KVCache {
     /// a policy re-positioned keys (StreamingLLM with `repositionKeys`), and then the in-cache one.
     public var nextPosition: Int { frontier.max() ?? 0 }
 
-
     /// Bytes of one entry: a key row, a value row and an `Int32` position.
     public var bytesPerEntry: Int { storage[0][0].bytesPerEntry }
 
