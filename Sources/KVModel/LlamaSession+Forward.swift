@@ -7,8 +7,10 @@ extension LlamaSession {
     /// Runs `tokens` as one step through every layer: a prompt chunk (`decode` false; `endsPrompt`
     /// marks the chunk that ends a prompt) or a decode step. Positions come from the compressor's
     /// step (the cache owns them); each layer's attention and policy hook run in
-    /// `KVCompressor.attend`. Leaves every token's final hidden state in `scratch.x`.
-    func forward(_ tokens: UnsafeBufferPointer<Int32>, decode: Bool, endsPrompt: Bool) throws(KVError) {
+    /// `KVCompressor.attend`, or in `shared` when other sessions follow this pass. Leaves every
+    /// token's final hidden state in `scratch.x`.
+    func forward(_ tokens: UnsafeBufferPointer<Int32>, decode: Bool, endsPrompt: Bool,
+                 shared: SharedPass? = nil) throws(KVError) {
         let c = model.config
         let n = tokens.count
         precondition(n >= 1 && n <= chunkSize, "forward chunk of \(n) tokens, chunk size \(chunkSize)")
@@ -17,6 +19,7 @@ extension LlamaSession {
         }
         if Task.isCancelled { throw .cancelled }
         let step = decode ? try compressor.beginDecode() : try compressor.beginPrefill(tokenCount: n, endsPrompt: endsPrompt)
+        try shared?.begin(step)
         let s = scratch
         let hidden = c.hidden
         let fast = model.mode == .fast
@@ -44,8 +47,13 @@ extension LlamaSession {
             s.qPre.update(from: s.q, count: n * hidden)
             model.rope.apply(to: s.q, tokens: n, heads: c.heads, positions: s.positions)
             model.rope.apply(to: s.k, tokens: n, heads: c.kvHeads, positions: s.positions)
-            try compressor.attend(layer: l, step: step, queries: s.q, preRoPEQueries: s.qPre, keys: s.k, values: s.v,
-                                  output: s.attn)
+            if let shared {
+                try shared.attend(layer: l, lead: compressor, step: step, queries: s.q, preRoPEQueries: s.qPre,
+                                  keys: s.k, values: s.v, output: s.attn)
+            } else {
+                try compressor.attend(layer: l, step: step, queries: s.q, preRoPEQueries: s.qPre, keys: s.k, values: s.v,
+                                      output: s.attn)
+            }
             project(w.wo, s.attn, quantized: false, into: s.xn)
             kvk_axpy_f32(1, s.xn, s.x, n * hidden)
             // Feed-forward block.
