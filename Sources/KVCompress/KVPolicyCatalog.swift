@@ -13,33 +13,36 @@ public enum KVPolicyCatalog {
         public let kvpressName: String?
         /// One line on what it does.
         public let summary: String
-        /// Builds the policy for a budget.
-        public let make: @Sendable (KVBudget) throws(KVError) -> any KVCachePolicy
+        /// Builds the policy for a budget and a schedule (``KVSchedule/prefill``: compress the first
+        /// prompt only, kvpress's way; ``KVSchedule/prefillAndDecode``: hold the capacity at every
+        /// later step and prompt, which bounds the cache on a stream). Policies that always roll
+        /// (StreamingLLM, H2O) and the full cache ignore the schedule.
+        public let make: @Sendable (KVBudget, KVSchedule) throws(KVError) -> any KVCachePolicy
     }
 
     /// Every named policy, in the order tools list them.
     public static let entries: [Entry] = [
-        Entry(name: "Full", kvpressName: nil, summary: "no compression (reference)") { _ throws(KVError) in FullCache() },
+        Entry(name: "Full", kvpressName: nil, summary: "no compression (reference)") { _, _ throws(KVError) in FullCache() },
         Entry(name: "StreamingLLM", kvpressName: "StreamingLLMPress", summary: "4 sinks + most recent tokens") {
-            b throws(KVError) in try StreamingLLM(budget: b) },
+            b, _ throws(KVError) in try StreamingLLM(budget: b) },
         Entry(name: "SnapKV", kvpressName: "SnapKVPress", summary: "last-64-query window vote, pooled") {
-            b throws(KVError) in try SnapKV(budget: b) },
+            b, s throws(KVError) in try SnapKV(budget: b, schedule: s) },
         Entry(name: "PyramidKV", kvpressName: "PyramidKVPress", summary: "SnapKV scores, budgets decreasing with depth") {
-            b throws(KVError) in try PyramidKV(budget: b) },
+            b, s throws(KVError) in try PyramidKV(budget: b, schedule: s) },
         Entry(name: "H2O", kvpressName: nil, summary: "accumulated attention heavy hitters + recent window") {
-            b throws(KVError) in try H2O(budget: b) },
+            b, _ throws(KVError) in try H2O(budget: b) },
         Entry(name: "ObservedAttention", kvpressName: "ObservedAttentionPress", summary: "mean attention received over the prompt") {
-            b throws(KVError) in try ObservedAttention(budget: b) },
+            b, s throws(KVError) in try ObservedAttention(budget: b, schedule: s) },
         Entry(name: "TOVA", kvpressName: "TOVAPress", summary: "last query's attention, mean over all heads") {
-            b throws(KVError) in try TOVA(budget: b) },
+            b, s throws(KVError) in try TOVA(budget: b, schedule: s) },
         Entry(name: "Knorm", kvpressName: "KnormPress", summary: "keep keys with the smallest L2 norm") {
-            b throws(KVError) in try Knorm(budget: b) },
+            b, s throws(KVError) in try Knorm(budget: b, schedule: s) },
         Entry(name: "ExpectedAttention", kvpressName: "ExpectedAttentionPress", summary: "attention expected from future queries' statistics") {
-            b throws(KVError) in try ExpectedAttention(budget: b) },
+            b, s throws(KVError) in try ExpectedAttention(budget: b, schedule: s) },
         Entry(name: "KeyDiff", kvpressName: "KeyDiffPress", summary: "keep keys least similar to the mean key") {
-            b throws(KVError) in try KeyDiff(budget: b) },
+            b, s throws(KVError) in try KeyDiff(budget: b, schedule: s) },
         Entry(name: "AdaKV", kvpressName: "AdaKVPress", summary: "head-adaptive budgets over SnapKV scores") {
-            b throws(KVError) in try AdaKV(scorer: try SnapKVScorer(), budget: b) },
+            b, s throws(KVError) in try AdaKV(scorer: try SnapKVScorer(), budget: b, schedule: s) },
     ]
 
     /// The entry for `name` (library or kvpress name, case-insensitive).
@@ -54,8 +57,8 @@ public enum KVPolicyCatalog {
                                     + " (kvpress class names such as SnapKVPress are accepted too)")
     }
 
-    /// Builds the policy `name` with `budget`.
-    public static func make(_ name: String, budget: KVBudget) throws(KVError) -> any KVCachePolicy {
-        try entry(named: name).make(budget)
+    /// Builds the policy `name` with `budget` (and `schedule`, default ``KVSchedule/prefill``).
+    public static func make(_ name: String, budget: KVBudget, schedule: KVSchedule = .prefill) throws(KVError) -> any KVCachePolicy {
+        try entry(named: name).make(budget, schedule)
     }
 }

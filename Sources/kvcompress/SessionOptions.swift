@@ -58,7 +58,7 @@ struct SessionOptions {
             if let flag = streamingFlags.first {
                 throw CommandLineOptions.UsageError(description: "\(flag) applies to --policy StreamingLLM only")
             }
-            return (try entry.make(.compressionRatio(ratio)), "\(entry.name) ratio \(ratio)")
+            return (try entry.make(.compressionRatio(ratio), .prefill), "\(entry.name) ratio \(ratio)")
         }
         let sinks = try o.int("--sinks", default: 4, in: 0...Int(Int32.max))
         let reposition = o.has("--reposition")

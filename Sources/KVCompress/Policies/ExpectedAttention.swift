@@ -13,15 +13,18 @@ public struct ExpectedAttention: KVScoredPolicy {
     public let scorer: ExpectedAttentionScorer
     /// Uniform per-head budget.
     public let selector: UniformSelector
+    /// When to evict (``KVSchedule/prefill``: once after the prompt, as kvpress).
+    public let schedule: KVSchedule
 
     /// Creates the policy.
     /// - Throws: `KVError.invalidParameter` for an invalid budget or scorer parameter.
     public init(budget: KVBudget, futurePositions: Int = 512, sinks: Int = 4, useCovariance: Bool = true,
-                useValueNorm: Bool = true, epsilon: Double = 0) throws(KVError) {
+                useValueNorm: Bool = true, epsilon: Double = 0, schedule: KVSchedule = .prefill) throws(KVError) {
         scorer = try ExpectedAttentionScorer(futurePositions: futurePositions, sinks: sinks,
                                              useCovariance: useCovariance, useValueNorm: useValueNorm,
                                              epsilon: epsilon)
         selector = try UniformSelector(budget: budget)
+        self.schedule = schedule
     }
 
     /// Creates the policy with a compression ratio (fraction removed).

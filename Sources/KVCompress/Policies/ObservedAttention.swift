@@ -9,12 +9,15 @@ public struct ObservedAttention: KVScoredPolicy {
     public let scorer: ObservedAttentionScorer
     /// Uniform per-head budget.
     public let selector: UniformSelector
+    /// When to evict (``KVSchedule/prefill``: once after the prompt, as kvpress).
+    public let schedule: KVSchedule
 
     /// Creates the policy.
     /// - Throws: `KVError.invalidParameter` for an invalid budget or block size.
-    public init(budget: KVBudget, blockSize: Int = 64) throws(KVError) {
+    public init(budget: KVBudget, blockSize: Int = 64, schedule: KVSchedule = .prefill) throws(KVError) {
         scorer = try ObservedAttentionScorer(blockSize: blockSize)
         selector = try UniformSelector(budget: budget)
+        self.schedule = schedule
     }
 
     /// Creates the policy with a compression ratio (fraction removed).

@@ -10,12 +10,16 @@ public struct PyramidKV: KVScoredPolicy {
     public let scorer: SnapKVScorer
     /// Pyramid budgets.
     public let selector: PyramidSelector
+    /// When to evict (``KVSchedule/prefill``: once after the prompt, as kvpress).
+    public let schedule: KVSchedule
 
     /// Creates the policy.
     /// - Throws: `KVError.invalidParameter` for an invalid budget, window, kernel or beta.
-    public init(budget: KVBudget, window: Int = 64, kernelSize: Int = 5, beta: Double = 20) throws(KVError) {
+    public init(budget: KVBudget, window: Int = 64, kernelSize: Int = 5, beta: Double = 20,
+                schedule: KVSchedule = .prefill) throws(KVError) {
         scorer = try SnapKVScorer(window: window, kernelSize: kernelSize)
         selector = try PyramidSelector(budget: budget, window: window, beta: beta)
+        self.schedule = schedule
     }
 
     /// Creates the policy with a compression ratio (fraction removed, on average over layers).

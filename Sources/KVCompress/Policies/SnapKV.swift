@@ -11,17 +11,21 @@ public struct SnapKV: KVScoredPolicy {
     public let scorer: SnapKVScorer
     /// Uniform per-head budget.
     public let selector: UniformSelector
+    /// When to evict (``KVSchedule/prefill``: once after the prompt, as kvpress).
+    public let schedule: KVSchedule
 
     /// Creates the policy.
     /// - Throws: `KVError.invalidParameter` for an invalid budget, window or kernel.
-    public init(budget: KVBudget, window: Int = 64, kernelSize: Int = 5) throws(KVError) {
+    public init(budget: KVBudget, window: Int = 64, kernelSize: Int = 5, schedule: KVSchedule = .prefill) throws(KVError) {
         scorer = try SnapKVScorer(window: window, kernelSize: kernelSize)
         selector = try UniformSelector(budget: budget)
+        self.schedule = schedule
     }
 
     /// Creates the policy with a compression ratio (fraction removed).
-    public init(compressionRatio: Double, window: Int = 64, kernelSize: Int = 5) throws(KVError) {
-        try self.init(budget: .compressionRatio(compressionRatio), window: window, kernelSize: kernelSize)
+    public init(compressionRatio: Double, window: Int = 64, kernelSize: Int = 5,
+                schedule: KVSchedule = .prefill) throws(KVError) {
+        try self.init(budget: .compressionRatio(compressionRatio), window: window, kernelSize: kernelSize, schedule: schedule)
     }
 
     /// `"SnapKV"`.
