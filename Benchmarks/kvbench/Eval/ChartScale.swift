@@ -15,11 +15,13 @@ struct ChartScale: Sendable, Equatable {
 
     /// The mapping.
     var kind: Kind
-    /// The data values at the two ends of the pixel interval (`lower < upper`).
+    /// The data value at `start` (less than `upper`).
     var lower: Double
+    /// The data value at `end`.
     var upper: Double
-    /// The pixel positions of `lower` and `upper` (for a y axis, `start` is the bottom).
+    /// The pixel position of `lower` (for a y axis, the bottom).
     var start: Double
+    /// The pixel position of `upper`.
     var end: Double
 
     /// A scale from `domain` onto `start...end` (in either direction). A degenerate or, for a
@@ -72,6 +74,7 @@ struct ChartScale: Sendable, Equatable {
         }
     }
 
+    /// `value` in the scale's linear space: itself, or its logarithm in the scale's base.
     private func transform(_ value: Double) -> Double {
         switch kind {
         case .linear: return value

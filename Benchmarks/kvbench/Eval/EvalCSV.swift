@@ -84,10 +84,12 @@ enum EvalCSV {
         return "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
 
+    /// An optional integer as a field: its digits, or empty.
     private static func int(_ value: Int?) -> String {
         value.map { String($0) } ?? ""
     }
 
+    /// An optional number as a field: Swift's shortest exact form, or empty.
     private static func double(_ value: Double?) -> String {
         value.map { "\($0)" } ?? ""
     }

@@ -35,7 +35,10 @@ struct EvalDigest: Sendable {
     /// The budget the full cache's own cells carry (preferably `full`), nil if it never ran.
     let fullBudget: String?
 
+    /// The cells by task, policy and budget (see ``key(_:_:_:)``).
     private let index: [String: [EvalCell]]
+    /// The budgets at which the full cache has cells.
+    private let fullBudgets: Set<String>
 
     /// Indexes `run`.
     init(_ run: EvalRun) {
@@ -53,10 +56,11 @@ struct EvalDigest: Sendable {
         tasks = Self.ordered(run.settings.tasks, then: run.cells.map(\.task))
         let scored = Set(run.cells.filter { $0.correct != nil }.map(\.task))
         retrievalTasks = tasks.filter { Self.retrievalTaskNames.contains($0) || scored.contains($0) }
-        let fullCells = run.cells.filter { $0.policy == Self.fullPolicy }
-        let fullBudgets = Self.ordered([], then: fullCells.map(\.budget))
-        fullBudget = fullBudgets.first(where: Self.isFullBudget)
-            ?? fullBudgets.max { a, b in fullCells.filter { $0.budget == a }.count < fullCells.filter { $0.budget == b }.count }
+        var fullCounts: [String: Int] = [:]
+        for c in run.cells where c.policy == Self.fullPolicy { fullCounts[c.budget, default: 0] += 1 }
+        let fullOrder = Self.ordered([], then: run.cells.filter { $0.policy == Self.fullPolicy }.map(\.budget))
+        fullBudget = fullOrder.first(where: Self.isFullBudget) ?? fullOrder.max { fullCounts[$0, default: 0] < fullCounts[$1, default: 0] }
+        fullBudgets = Set(fullCounts.keys)
     }
 
     /// Whether `label` names the uncompressed cache (`full`, `100%`, `ratio=1`).
@@ -83,7 +87,7 @@ struct EvalDigest: Sendable {
     /// The budget whose full-cache cells are the baseline at `budget`: `budget` itself when the
     /// full cache has cells there, else ``fullBudget``.
     func baselineBudget(for budget: String) -> String? {
-        run.cells.contains { $0.policy == Self.fullPolicy && $0.budget == budget } ? budget : fullBudget
+        fullBudgets.contains(budget) ? budget : fullBudget
     }
 
     /// The full cache's cells of `task` that are the baseline at `budget`.
@@ -98,7 +102,7 @@ struct EvalDigest: Sendable {
     /// run holds nothing else.
     var groupBudgets: [String] {
         let groups = budgets.filter { b in
-            !rowPolicies(at: b).isEmpty || (b != fullBudget && run.cells.contains { $0.policy == Self.fullPolicy && $0.budget == b })
+            !rowPolicies(at: b).isEmpty || (b != fullBudget && fullBudgets.contains(b))
         }
         if groups.isEmpty, let fullBudget { return [fullBudget] }
         return groups
@@ -208,6 +212,7 @@ struct EvalDigest: Sendable {
 
     // MARK: - Helpers
 
+    /// The index key of a task, policy and budget (joined by a unit separator, which no label holds).
     private static func key(_ task: String, _ policy: String, _ budget: String) -> String {
         task + "\u{1F}" + policy + "\u{1F}" + budget
     }

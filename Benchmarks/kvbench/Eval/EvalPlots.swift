@@ -331,8 +331,7 @@ enum EvalPlots {
             subtitle: "‖o − o_full‖ / ‖o_full‖ for the last prompt token, mean over \(n); lower is better (zeros not drawn)",
             x: .init(label: "layer", domain: -0.5...(Double(max(1, layers)) - 0.5),
                      ticks: ChartScale.linearTicks(0, Double(max(0, layers - 1)), count: 12).filter { $0 == $0.rounded() }),
-            y: .init(label: "relative error (log scale)", kind: .log(base: 10), domain: ChartScale.logDomain(ys),
-                     format: { EvalFormat.significant($0, digits: 2) }))
+            y: .init(label: "relative error (log scale)", kind: .log(base: 10), domain: ChartScale.logDomain(ys)))
         chart.series = series
         return chart.render()
     }

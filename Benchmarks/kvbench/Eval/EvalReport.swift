@@ -55,6 +55,7 @@ enum EvalReport {
 
     // MARK: - Sections
 
+    /// The whole report from a digest and the plots rendered from it.
     private static func markdown(_ d: EvalDigest, plots: [EvalPlots.Plot]) -> String {
         var md = header(d)
         md += settings(d)
@@ -67,6 +68,7 @@ enum EvalReport {
         return md
     }
 
+    /// The title and the run's date, machine, commit, model, text and exact command.
     private static func header(_ d: EvalDigest) -> String {
         let run = d.run, m = run.machine
         let day = run.date.split(separator: "T").first.map(String.init) ?? run.date
@@ -80,6 +82,7 @@ enum EvalReport {
         return md
     }
 
+    /// The grid the run was asked for, and the cells it holds per task.
     private static func settings(_ d: EvalDigest) -> String {
         let s = d.run.settings
         var rows: [[String]] = [
@@ -100,6 +103,7 @@ enum EvalReport {
         return "## Settings\n\n" + table(["Setting", "Value"], rows.map { $0.map(EvalFormat.cell) }) + "\n"
     }
 
+    /// The headline table: per budget, the full cache then every policy, with every task's figure.
     private static func headline(_ d: EvalDigest) -> String {
         let hasPerplexity = d.tasks.contains("perplexity")
         let hasAttention = d.tasks.contains("attention-error")
@@ -171,6 +175,7 @@ enum EvalReport {
         return md + "\n"
     }
 
+    /// The main plots as images and the other decode and attention plots as links.
     private static func plotSection(_ d: EvalDigest, _ plots: [EvalPlots.Plot]) -> String {
         guard !plots.isEmpty else { return "" }
         var md = "## Plots\n\n"
@@ -192,6 +197,8 @@ enum EvalReport {
         return md
     }
 
+    /// A scored task's accuracy per context per policy and budget, the full cache's per depth and
+    /// context, and its heat maps.
     private static func perContext(_ d: EvalDigest, task: String, plots: [EvalPlots.Plot]) -> String {
         let contexts = d.contexts(task)
         let title = EvalFormat.taskTitle(task)
@@ -241,6 +248,8 @@ enum EvalReport {
         return md + "\n"
     }
 
+    /// The attention-output error per policy and budget: mean, smallest, median and largest over
+    /// the layers of the per-layer means over the prompts.
     private static func attentionErrors(_ d: EvalDigest) -> String {
         let task = "attention-error"
         guard d.run.cells.contains(where: { $0.task == task }) || d.tasks.contains(task) else { return "" }
@@ -271,6 +280,7 @@ enum EvalReport {
         return md + "\n"
     }
 
+    /// Perplexity, tokens scored, whether scoring stopped at the context length, and cache bytes.
     private static func perplexityDetails(_ d: EvalDigest) -> String {
         let task = "perplexity"
         guard d.run.cells.contains(where: { $0.task == task }) else { return "" }
@@ -300,6 +310,7 @@ enum EvalReport {
         return md + "\n"
     }
 
+    /// llama-bench's rows next to KVCompress's, with their ratio (nothing without rows).
     private static func llamaBench(_ d: EvalDigest) -> String {
         guard !d.run.llamaBench.isEmpty else { return "" }
         var md = "## llama.cpp in the same run\n\n"
@@ -339,8 +350,10 @@ enum EvalReport {
         return fence + "\n" + text + "\n" + fence + "\n"
     }
 
+    /// The plot's path relative to the output folder.
     private static func path(_ plot: EvalPlots.Plot) -> String { plotsFolder + "/" + plot.file }
 
+    /// A Markdown image of the plot, its caption as alt text.
     private static func image(_ plot: EvalPlots.Plot) -> String {
         "![\(link(plot.caption))](\(path(plot)))"
     }

@@ -49,8 +49,11 @@ struct SVGChart: Sendable {
 
     /// One data point; `filled` false draws the marker hollow (for example a dominated point).
     struct Point: Sendable {
+        /// The value on the x axis.
         var x: Double
+        /// The value on the y axis.
         var y: Double
+        /// Paints the marker in the series' color (else an outline on white).
         var filled = true
         /// Shown when hovering the point in a browser.
         var tooltip: String? = nil
@@ -60,6 +63,7 @@ struct SVGChart: Sendable {
     struct Series: Sendable {
         /// The legend entry.
         var name: String
+        /// Color and marker.
         var style: ChartStyle
         /// Markers, drawn over every line.
         var points: [Point]
@@ -75,9 +79,13 @@ struct SVGChart: Sendable {
     struct Rule: Sendable {
         /// Which axis the value belongs to: a horizontal rule sits at a y value.
         enum Orientation: Sendable { case horizontal, vertical }
+        /// Horizontal (at a y value) or vertical (at an x value).
         var orientation: Orientation
+        /// Where the rule sits, in the axis' data units.
         var value: Double
+        /// A short label: above the plot for a vertical rule, over the line for a horizontal one.
         var label: String
+        /// Line and label color.
         var color = "#888888"
         /// Lists the rule in the legend (a dashed sample and the label) instead of labelling it
         /// on the plot, where the label could cover data.
@@ -88,14 +96,19 @@ struct SVGChart: Sendable {
     var title: String
     /// A second, smaller line under the title (what a point is, what lines mean).
     var subtitle: String? = nil
+    /// The horizontal axis.
     var x: Axis
+    /// The vertical axis.
     var y: Axis
+    /// The data, drawn in order (later series on top) and listed in the legend in order.
     var series: [Series] = []
+    /// Reference lines, drawn under the data.
     var rules: [Rule] = []
     /// A line of small print under the x axis title (caveats, data source).
     var footnote: String? = nil
-    /// Size of the drawing in pixels.
+    /// Width of the drawing in pixels.
     var width = 800.0
+    /// Height of the drawing in pixels.
     var height = 500.0
 
     /// A chart with a title and two axes; add series and rules before rendering.

@@ -19,8 +19,11 @@ struct SVGDocument: Sendable {
     /// The font stack used for all text: common sans-serif faces, then the generic family.
     static let fontFamily = "DejaVu Sans, Helvetica, Arial, sans-serif"
 
+    /// The `<defs>` children (clip paths, gradients), in order.
     private var definitions: [String] = []
+    /// The drawing's elements, in painting order.
     private var elements: [String] = []
+    /// Groups opened and not yet closed.
     private var openGroups = 0
 
     /// An empty document of `width` x `height` user units.
@@ -231,10 +234,12 @@ struct SVGDocument: Sendable {
         return s
     }
 
+    /// `points` as an SVG `points` attribute value: `x,y x,y ...`.
     private static func pointList(_ points: [(x: Double, y: Double)]) -> String {
         points.map { "\(number($0.x)),\(number($0.y))" }.joined(separator: " ")
     }
 
+    /// ` stroke="..." stroke-width="..."`, or nothing without a stroke color.
     private static func strokeAttributes(_ stroke: String?, _ width: Double) -> String {
         guard let stroke else { return "" }
         return " stroke=\"\(escape(stroke))\" stroke-width=\"\(number(width))\""

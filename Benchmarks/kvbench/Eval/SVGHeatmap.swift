@@ -24,12 +24,15 @@ struct SVGHeatmap: Sendable {
     var title: String
     /// A second, smaller line under the title.
     var subtitle: String? = nil
-    /// Axis titles: down the left side, and under the columns.
+    /// The title of the rows, written down the left side.
     var rowAxisLabel: String
+    /// The title of the columns, written under the first row of panels.
     var columnAxisLabel: String
-    /// Labels of the rows (top to bottom) and columns (left to right), shared by all panels.
+    /// Labels of the rows, top to bottom, shared by all panels.
     var rowNames: [String]
+    /// Labels of the columns, left to right, shared by all panels.
     var columnNames: [String]
+    /// The grids, in reading order.
     var panels: [Panel]
     /// What the color key measures, e.g. "passkey accuracy".
     var keyLabel: String
@@ -142,6 +145,7 @@ struct SVGHeatmap: Sendable {
         return 0.299 * r + 0.587 * g + 0.114 * b < 140
     }
 
+    /// The interpolated RGB color (components in `0...255`) for `fraction`.
     private static func rgb(_ fraction: Double) -> (Double, Double, Double) {
         let f = fraction.isFinite ? min(1, max(0, fraction)) : 0
         for (a, b) in zip(stops, stops.dropFirst()) where f <= b.offset {
@@ -151,6 +155,7 @@ struct SVGHeatmap: Sendable {
         return stops[stops.count - 1].rgb
     }
 
+    /// `rgb` as `#rrggbb`.
     private static func hex(_ rgb: (Double, Double, Double)) -> String {
         let c = [rgb.0, rgb.1, rgb.2].map { Int(min(255, max(0, $0.rounded()))) }
         return String(format: "#%02x%02x%02x", c[0], c[1], c[2])
