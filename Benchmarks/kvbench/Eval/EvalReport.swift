@@ -53,6 +53,13 @@ enum EvalReport {
         return markdown(digest, plots: EvalPlots.plots(digest))
     }
 
+    /// A shorter Markdown text for a terminal: the title, the run's machine, commit and command,
+    /// and the headline table (no settings, plots or detail tables).
+    static func summary(_ run: EvalRun) -> String {
+        let digest = EvalDigest(run)
+        return header(digest) + headline(digest)
+    }
+
     // MARK: - Sections
 
     /// The whole report from a digest and the plots rendered from it.
