@@ -7,10 +7,11 @@ enum ChartMarker: CaseIterable, Sendable {
 
     /// Draws the marker centered at (`x`, `y`), `size` being about its diameter. A `filled` marker
     /// is painted in `color` with a white rim (so overlapping markers stay distinct); a hollow one
-    /// is a `color` outline on white. Crosses and pluses are strokes either way.
+    /// is a `color` outline, transparent inside (a marker under it stays visible). Crosses and
+    /// pluses are strokes either way.
     func draw(into document: inout SVGDocument, x: Double, y: Double, size: Double, color: String, filled: Bool) {
         let r = size / 2
-        let fill = filled ? color : "#ffffff"
+        let fill = filled ? color : "none"
         let rim = filled ? "#ffffff" : color
         let rimWidth = filled ? 0.8 : 1.6
         switch self {

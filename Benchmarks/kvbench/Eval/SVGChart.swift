@@ -216,16 +216,20 @@ struct SVGChart: Sendable {
             doc.text(rule.label, x: px, y: plotTop - 8, size: 10.5, anchor: .middle, fill: rule.color)
             lastLabelEnd = px + w / 2
         }
+        // Filled markers first, then the hollow ones over them (a hollow ring over a filled marker
+        // leaves both visible).
         doc.beginGroup(clip: "marks")
-        for s in series {
-            for p in s.points where p.x.isFinite && p.y.isFinite {
-                let px = xScale.position(p.x), py = yScale.position(p.y)
-                if let tip = p.tooltip {
-                    doc.beginGroup()
-                    doc.title(tip)
+        for filledPass in [true, false] {
+            for s in series {
+                for p in s.points where p.filled == filledPass && p.x.isFinite && p.y.isFinite {
+                    let px = xScale.position(p.x), py = yScale.position(p.y)
+                    if let tip = p.tooltip {
+                        doc.beginGroup()
+                        doc.title(tip)
+                    }
+                    s.style.marker.draw(into: &doc, x: px, y: py, size: s.markerSize, color: s.style.color, filled: p.filled)
+                    if p.tooltip != nil { doc.endGroup() }
                 }
-                s.style.marker.draw(into: &doc, x: px, y: py, size: s.markerSize, color: s.style.color, filled: p.filled)
-                if p.tooltip != nil { doc.endGroup() }
             }
         }
         doc.endGroup()
