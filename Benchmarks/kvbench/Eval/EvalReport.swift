@@ -79,8 +79,8 @@ enum EvalReport {
     private static func header(_ d: EvalDigest) -> String {
         let run = d.run, m = run.machine
         let day = run.date.split(separator: "T").first.map(String.init) ?? run.date
-        var md = "# KVCompress evaluation, \(day)\n\n"
-        md += "- **Date:** \(run.date)\n"
+        var md = day.isEmpty ? "# KVCompress evaluation\n\n" : "# KVCompress evaluation, \(day)\n\n"
+        md += "- **Date:** \(run.date.isEmpty ? EvalFormat.missing : run.date)\n"
         md += "- **Machine:** \(m.cpu), \(m.cores) cores, ISA \(m.isa), \(m.os), \(m.threads) threads\n"
         md += "- **Commit:** `\(run.commit)`\n"
         if !run.settings.model.isEmpty { md += "- **Model:** \(run.settings.model)\n" }
