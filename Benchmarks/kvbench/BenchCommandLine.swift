@@ -15,7 +15,9 @@ struct BenchOptions: Sendable {
 /// Argument parsing and group dispatch.
 enum BenchCommandLine {
     static let usage = """
-        usage: kvbench <group> [options]
+        usage: kvbench [eval] [--quick | --full] [eval options]   the evaluation (kvbench eval --help)
+               kvbench report --from DIR/results.json              its report again, from the data
+               kvbench <group> [options]                           performance groups
 
         groups:
         \(BenchGroup.all.map { "  \($0.name.padding(toLength: 10, withPad: " ", startingAt: 0)) \($0.summary)" }.joined(separator: "\n"))
@@ -48,6 +50,12 @@ enum BenchCommandLine {
         """
 
     static func run(arguments: [String]) -> Int32 {
+        // The evaluation is the default command; `eval` and `report` take their own options.
+        if arguments.first == "eval" { return EvalCommand.eval(Array(arguments.dropFirst())) }
+        if arguments.first == "report" { return EvalCommand.report(Array(arguments.dropFirst())) }
+        let namesGroup = arguments.contains { a in BenchGroup.all.contains { $0.name == a } }
+        let wantsHelp = arguments.contains("--help") || arguments.contains("-h")
+        if !namesGroup && !wantsHelp { return EvalCommand.eval(arguments) }
         var options = BenchOptions()
         var groupNames: [String] = []
         var i = 0

@@ -28,6 +28,7 @@ enum ModelBenchmarks {
             let weights = model.weightBytes
             let fileBytes = (try? FileManager.default.attributesOfItem(atPath: try ModelStore.defaultModelURL().path)[.size]
                 as? Int) ?? 0
+            var ours: [String: Double] = [:]
             for threads in ctx.options.threads {
                 let pool = ctx.pool(threads)
                 for n in lengths {
@@ -37,6 +38,7 @@ enum ModelBenchmarks {
                     let t0 = clock.now
                     var logits = try session.prefill(Array(ids[0..<n]))
                     let prefill = (clock.now - t0).benchSeconds
+                    ours[LlamaBench.key("prefill", n, threads)] = Double(n) / prefill
                     ctx.addValue(group: "model", name: "prefill \(n) tok", threads: threads, value: Double(n) / prefill,
                                  unit: "tok/s", timing: Timing(min: prefill, median: prefill), note: nil)
                     var times: [Double] = []
@@ -47,6 +49,7 @@ enum ModelBenchmarks {
                         times.append((clock.now - t).benchSeconds)
                     }
                     let timing = Timing(samples: times)
+                    ours[LlamaBench.key("decode", n, threads)] = 1 / timing.median
                     ctx.addValue(group: "model", name: "decode at context \(n)", threads: threads, value: 1 / timing.median,
                                  unit: "tok/s", timing: timing, note: "cache \(session.cache.byteCount / 1_000_000) MB")
                     if n == lengths.last, let rss = ProcessMemory.current {
@@ -61,7 +64,7 @@ enum ModelBenchmarks {
             }
             try streaming(ctx, model: model, threads: ctx.options.threads.max() ?? 1)
             LlamaBench.run(ctx, modelPath: try ModelStore.defaultModelURL().path, lengths: lengths,
-                           decodeSteps: decodeSteps, threads: ctx.options.threads)
+                           decodeSteps: decodeSteps, threads: ctx.options.threads, ours: ours)
             if let peak = ProcessMemory.peak {
                 ctx.addValue(group: "model", name: "peak RSS", threads: 0, value: Double(peak) / 1e6, unit: "MB",
                              timing: Timing(min: 0, median: 0),

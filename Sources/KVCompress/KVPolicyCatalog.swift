@@ -25,6 +25,9 @@ public enum KVPolicyCatalog {
         Entry(name: "Full", kvpressName: nil, summary: "no compression (reference)") { _, _ throws(KVError) in FullCache() },
         Entry(name: "StreamingLLM", kvpressName: "StreamingLLMPress", summary: "4 sinks + most recent tokens") {
             b, _ throws(KVError) in try StreamingLLM(budget: b) },
+        Entry(name: "StreamingLLMRepositioned", kvpressName: nil,
+              summary: "StreamingLLM, keys at in-cache positions: streams past the context length") {
+            b, _ throws(KVError) in try StreamingLLM(budget: b, repositionKeys: true) },
         Entry(name: "SnapKV", kvpressName: "SnapKVPress", summary: "last-64-query window vote, pooled") {
             b, s throws(KVError) in try SnapKV(budget: b, schedule: s) },
         Entry(name: "PyramidKV", kvpressName: "PyramidKVPress", summary: "SnapKV scores, budgets decreasing with depth") {

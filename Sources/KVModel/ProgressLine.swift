@@ -1,17 +1,20 @@
 import Foundation
 
-/// Progress of a long run on stderr: one line rewritten in place on a terminal, otherwise a line
-/// each time another tenth of the work is done.
-struct ProgressLine {
-    let label: String
+/// Progress of a long run on stderr, for command-line tools: one line with rate and ETA rewritten in
+/// place when stderr is a terminal, otherwise a plain line each time another tenth of the work is
+/// done (so logs stay short).
+public struct ProgressLine {
+    /// What the line starts with.
+    public let label: String
     private let isTerminal = isatty(2) != 0
     private let start = ContinuousClock.now
     private var lastTenth = 0
 
-    init(label: String) { self.label = label }
+    /// A progress line starting with `label`.
+    public init(label: String) { self.label = label }
 
-    /// Reports `done` of `total` units (`unit` names them).
-    mutating func update(done: Int, total: Int, unit: String) {
+    /// Reports `done` of `total` units (`unit` names them, e.g. "tok" or "cells").
+    public mutating func update(done: Int, total: Int, unit: String) {
         let elapsed = (ContinuousClock.now - start).components
         let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) * 1e-18
         let rate = Double(done) / max(seconds, 1e-9)

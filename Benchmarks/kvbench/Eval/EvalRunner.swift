@@ -1,0 +1,217 @@
+import Foundation
+import KVCompress
+import KVModel
+
+/// Runs the evaluation's cells, skipping the ones already measured, and saves `results.json` after
+/// every prompt so that an interrupted run resumes.
+final class EvalRunner {
+    let options: EvalOptions
+    let model: LlamaModel
+    let pool: ThreadPool
+    var run: EvalRun
+    let resultsURL: URL
+    private var done: Set<String>
+    private var progress = ProgressLine(label: "kvbench eval")
+    private let totalCells: Int
+    private var measured = 0
+
+    /// Tokens generated greedily for a retrieval answer (a 5-digit key and its punctuation).
+    static let answerTokens = 8
+
+    init(options: EvalOptions, model: LlamaModel, run: EvalRun, resultsURL: URL) {
+        self.options = options
+        self.model = model
+        self.run = run
+        self.resultsURL = resultsURL
+        pool = options.threads == ThreadPool.shared.threadCount ? .shared : ThreadPool(threads: options.threads)
+        done = Set(run.cells.map(\.key))
+        let variants = options.policies.count * options.budgets.count - (options.budgets.count - 1)
+        let prompts = options.contexts.count * options.depths.count * options.seedCount
+        totalCells = (options.tasks.contains("passkey") ? prompts * variants : 0)
+            + (options.tasks.contains("attention-error") ? prompts * (variants - 1) : 0)
+            + (options.tasks.contains("needle") ? options.needleContexts.count * options.seedCount * variants : 0)
+            + (options.tasks.contains("perplexity")
+               ? options.policies.count * options.perplexityBudgets.count - (options.perplexityBudgets.count - 1) : 0)
+    }
+
+    /// The (policy, budget) pairs a prompt is measured with: the full cache once, every other
+    /// policy at every budget.
+    func variants(_ budgets: [EvalBudget]) -> [(policy: String, budget: EvalBudget)] {
+        options.policies.flatMap { p in p == "Full" ? [(p, EvalBudget.full)] : budgets.map { (p, $0) } }
+    }
+
+    static func key(_ task: String, _ policy: String, _ budget: EvalBudget, context: Int, depth: Double?, seed: Int) -> String {
+        "\(task)|\(policy)|\(budget.label)|\(context)|\(depth.map { String($0) } ?? "-")|\(seed)"
+    }
+
+    /// Runs every task of the options.
+    func runAll() throws {
+        measured = run.cells.count
+        report()
+        let retrieval = ["passkey", "attention-error"].filter(options.tasks.contains)
+        if !retrieval.isEmpty {
+            for context in options.contexts {
+                for seed in options.seeds {
+                    for depth in options.depths {
+                        try retrievalPrompt(task: "passkey", context: context, depth: depth, seed: seed, errors: retrieval.contains("attention-error"),
+                                            answers: retrieval.contains("passkey"))
+                    }
+                }
+            }
+        }
+        if options.tasks.contains("needle") {
+            for context in options.needleContexts {
+                for seed in options.seeds {
+                    try retrievalPrompt(task: "needle", context: context, depth: nil, seed: seed, errors: false, answers: true)
+                }
+            }
+        }
+        if options.tasks.contains("perplexity") { try perplexity() }
+    }
+
+    private func report() {
+        progress.update(done: min(measured, totalCells), total: totalCells, unit: "cells")
+    }
+
+    private func save() throws {
+        run.date = ISO8601DateFormatter().string(from: Date())
+        try EvalRun.encoder.encode(run).write(to: resultsURL, options: .atomic)
+    }
+
+    private func record(_ cell: EvalCell) {
+        run.cells.append(cell)
+        done.insert(cell.key)
+        measured += 1
+    }
+
+    /// One retrieval prompt: one shared prefill pass feeding every (policy, budget) that still
+    /// lacks a cell, then each one's greedy answer and attention error.
+    private func retrievalPrompt(task: String, context: Int, depth: Double?, seed: Int, errors: Bool, answers: Bool) throws {
+        let all = variants(options.budgets)
+        let needed = all.filter { v in
+            (answers && !done.contains(Self.key(task, v.policy, v.budget, context: context, depth: depth, seed: seed)))
+                || (errors && v.policy != "Full"
+                    && !done.contains(Self.key("attention-error", v.policy, v.budget, context: context, depth: depth, seed: seed)))
+        }
+        guard !needed.isEmpty else { return }
+        let tokenizer = model.tokenizer
+        // The answer must fit in the model's context too.
+        let length = min(context, model.config.contextLength - Self.answerTokens)
+        let prompt = task == "needle"
+            ? try RetrievalPrompt.needle(tokenizer: tokenizer, context: length, keys: options.needleKeys, seed: UInt64(seed))
+            : try RetrievalPrompt.passkey(tokenizer: tokenizer, context: length, depth: depth ?? 0, seed: UInt64(seed))
+        let shape = model.shape
+        let lead = try LlamaSession(model: model, chunkSize: prompt.ids.count, pool: pool)
+        var followers: [(policy: String, budget: EvalBudget, bytes: Int?, session: LlamaSession)] = []
+        for v in needed where v.policy != "Full" {
+            let (budget, bytes) = v.budget.resolve(tokens: prompt.ids.count, shape: shape)
+            let policy = try KVPolicyCatalog.make(v.policy, budget: budget)
+            followers.append((v.policy, v.budget, bytes, try LlamaSession(model: model, policy: policy, chunkSize: 1, pool: pool)))
+        }
+        let clock = ContinuousClock()
+        let t0 = clock.now
+        let shared = try lead.prefill(prompt.ids, sharingWith: followers.map(\.session))
+        let prefill = Double(prompt.ids.count) / max((clock.now - t0).benchSeconds, 1e-9)
+        // The last prompt token's attention output over the full cache, per layer.
+        let full = (0..<shape.layers).map { attentionOutput(query: shared.lastQueries[$0], cache: lead.cache, layer: $0) }
+        let first = shared.logits.withUnsafeBufferPointer { Sampler.argmax($0) }
+        let peakRSS = { ProcessMemory.peak }
+        for f in followers {
+            let start = clock.now
+            let bytes = f.session.cache.byteCount, peak = f.session.cache.peakByteCount
+            if errors {
+                let layerErrors = (0..<shape.layers).map { l -> Double in
+                    let out = attentionOutput(query: shared.lastQueries[l], cache: f.session.cache, layer: l)
+                    return relativeError(out, full[l])
+                }
+                let key = Self.key("attention-error", f.policy, f.budget, context: context, depth: depth, seed: seed)
+                if !done.contains(key) {
+                    record(EvalCell(key: key, task: "attention-error", policy: f.policy, budget: f.budget.label, budgetBytes: f.bytes,
+                                    context: context, tokens: prompt.ids.count, depth: depth, seed: seed, layerErrors: layerErrors,
+                                    cacheBytes: bytes, peakCacheBytes: peak, prefillTokensPerSecond: prefill,
+                                    peakRSSBytes: peakRSS(), seconds: (clock.now - start).benchSeconds))
+                }
+            }
+            let key = Self.key(task, f.policy, f.budget, context: context, depth: depth, seed: seed)
+            if answers && !done.contains(key) {
+                let (text, rate) = try answer(f.session, first: first)
+                record(EvalCell(key: key, task: task, policy: f.policy, budget: f.budget.label, budgetBytes: f.bytes,
+                                context: context, tokens: prompt.ids.count, depth: depth, seed: seed,
+                                correct: text.contains(prompt.expected) ? 1 : 0, answer: text, expected: prompt.expected,
+                                cacheBytes: bytes, peakCacheBytes: peak, prefillTokensPerSecond: prefill,
+                                decodeTokensPerSecond: rate, peakRSSBytes: peakRSS(), seconds: (clock.now - start).benchSeconds))
+            }
+        }
+        let fullKey = Self.key(task, "Full", .full, context: context, depth: depth, seed: seed)
+        if answers && options.policies.contains("Full") && !done.contains(fullKey) {
+            let start = clock.now
+            let bytes = lead.cache.byteCount, peak = lead.cache.peakByteCount
+            let (text, rate) = try answer(lead, first: first)
+            record(EvalCell(key: fullKey, task: task, policy: "Full", budget: EvalBudget.full.label, budgetBytes: nil,
+                            context: context, tokens: prompt.ids.count, depth: depth, seed: seed,
+                            correct: text.contains(prompt.expected) ? 1 : 0, answer: text, expected: prompt.expected,
+                            cacheBytes: bytes, peakCacheBytes: peak, prefillTokensPerSecond: prefill,
+                            decodeTokensPerSecond: rate, peakRSSBytes: peakRSS(), seconds: (clock.now - start).benchSeconds))
+        }
+        try save()
+        report()
+    }
+
+    /// The greedy answer after the prompt (first token from the shared prompt pass) and the median
+    /// decode rate of its steps.
+    private func answer(_ session: LlamaSession, first: Int32) throws -> (String, Double) {
+        var tokens = [first]
+        var times: [Double] = []
+        let clock = ContinuousClock()
+        for _ in 1..<Self.answerTokens {
+            let t = clock.now
+            let logits = try session.decode(tokens.last!)
+            times.append((clock.now - t).benchSeconds)
+            tokens.append(logits.withUnsafeBufferPointer { Sampler.argmax($0) })
+        }
+        return (model.tokenizer.decode(tokens), 1 / Timing(samples: times).median)
+    }
+
+    /// Attention output `[heads][headDim]` of one query over one layer of a cache.
+    private func attentionOutput(query: [Float], cache: KVCache, layer: Int) -> [Float] {
+        var out = [Float](repeating: 0, count: query.count)
+        Attention.decode(query: query, heads: model.shape.heads, headDim: model.shape.headDim,
+                         kv: cache.headViews(layer: layer), output: &out, pool: pool)
+        return out
+    }
+
+    private func relativeError(_ a: [Float], _ b: [Float]) -> Double {
+        var diff = 0.0, norm = 0.0
+        for (x, y) in zip(a, b) {
+            diff += Double(x - y) * Double(x - y)
+            norm += Double(y) * Double(y)
+        }
+        return (diff / max(norm, 1e-30)).squareRoot()
+    }
+
+    /// Streaming perplexity: every (policy, budget) scores the text with its cache held at the
+    /// budget (``KVSchedule/prefillAndDecode``), the budget being a share of the full cache at the
+    /// model's context length; a policy that does not re-position keys stops at the context length.
+    private func perplexity() throws {
+        let text = try EvalText.load()
+        var ids = try model.tokenizer.encode(text, parseSpecial: false)
+        if model.tokenizer.addsBOS, ids.first == model.tokenizer.bosTokenID { ids.removeFirst() }
+        let tokens = min(ids.count, options.perplexityTokens)
+        let window = model.config.contextLength
+        for v in variants(options.perplexityBudgets) {
+            let key = Self.key("perplexity", v.policy, v.budget, context: tokens, depth: nil, seed: 0)
+            if done.contains(key) { continue }
+            let (budget, bytes) = v.budget.resolve(tokens: min(tokens, window), shape: model.shape)
+            let policy = try KVPolicyCatalog.make(v.policy, budget: budget, schedule: .prefillAndDecode)
+            let session = try LlamaSession(model: model, policy: policy, chunkSize: 512, pool: pool)
+            let r = try session.perplexity(tokens: Array(ids.prefix(tokens)))
+            record(EvalCell(key: key, task: "perplexity", policy: v.policy, budget: v.budget.label, budgetBytes: bytes,
+                            context: tokens, tokens: r.tokens, depth: nil, seed: 0, perplexity: r.perplexity,
+                            scoredTokens: r.scoredTokens, stoppedAtContextLength: r.stoppedAtContextLength,
+                            cacheBytes: r.finalCacheBytes, peakCacheBytes: r.peakCacheBytes,
+                            prefillTokensPerSecond: r.tokensPerSecond, peakRSSBytes: ProcessMemory.peak, seconds: r.seconds))
+            try save()
+            report()
+        }
+    }
+}
