@@ -12,8 +12,10 @@ final class EvalRunner {
     let resultsURL: URL
     private var done: Set<String>
     private var progress = ProgressLine(label: "kvbench eval")
-    private let totalCells: Int
-    private var measured = 0
+    /// Work in prompt tokens (a prompt's length, or a perplexity run's tokens), the unit of the
+    /// progress line: an 8K prompt takes about eight times a 1K one.
+    private let plannedWork: Int
+    private var doneWork = 0
 
     /// Tokens generated greedily for a retrieval answer (a 5-digit key and its punctuation).
     static let answerTokens = 8
@@ -25,13 +27,11 @@ final class EvalRunner {
         self.resultsURL = resultsURL
         pool = options.threads == ThreadPool.shared.threadCount ? .shared : ThreadPool(threads: options.threads)
         done = Set(run.cells.map(\.key))
-        let variants = options.policies.count * options.budgets.count - (options.budgets.count - 1)
-        let prompts = options.contexts.count * options.depths.count * options.seedCount
-        totalCells = (options.tasks.contains("passkey") ? prompts * variants : 0)
-            + (options.tasks.contains("attention-error") ? prompts * (variants - 1) : 0)
-            + (options.tasks.contains("needle") ? options.needleContexts.count * options.seedCount * variants : 0)
-            + (options.tasks.contains("perplexity")
-               ? options.policies.count * options.perplexityBudgets.count - (options.perplexityBudgets.count - 1) : 0)
+        let passkey = options.tasks.contains("passkey") || options.tasks.contains("attention-error")
+        let runs = options.policies.count * options.perplexityBudgets.count - (options.perplexityBudgets.count - 1)
+        plannedWork = (passkey ? options.contexts.reduce(0, +) * options.depths.count * options.seedCount : 0)
+            + (options.tasks.contains("needle") ? options.needleContexts.reduce(0, +) * options.seedCount : 0)
+            + (options.tasks.contains("perplexity") ? runs * min(options.perplexityTokens, EvalText.tokens) : 0)
     }
 
     /// The (policy, budget) pairs a prompt is measured with: the full cache once, every other
@@ -46,7 +46,6 @@ final class EvalRunner {
 
     /// Runs every task of the options.
     func runAll() throws {
-        measured = run.cells.count
         report()
         let retrieval = ["passkey", "attention-error"].filter(options.tasks.contains)
         if !retrieval.isEmpty {
@@ -69,8 +68,9 @@ final class EvalRunner {
         if options.tasks.contains("perplexity") { try perplexity() }
     }
 
-    private func report() {
-        progress.update(done: min(measured, totalCells), total: totalCells, unit: "cells")
+    private func report(adding work: Int = 0) {
+        doneWork += work
+        progress.update(done: min(doneWork, plannedWork), total: plannedWork, unit: "tok")
     }
 
     private func save() throws {
@@ -81,7 +81,6 @@ final class EvalRunner {
     private func record(_ cell: EvalCell) {
         run.cells.append(cell)
         done.insert(cell.key)
-        measured += 1
     }
 
     /// One retrieval prompt: one shared prefill pass feeding every (policy, budget) that still
@@ -93,7 +92,7 @@ final class EvalRunner {
                 || (errors && v.policy != "Full"
                     && !done.contains(Self.key("attention-error", v.policy, v.budget, context: context, depth: depth, seed: seed)))
         }
-        guard !needed.isEmpty else { return }
+        guard !needed.isEmpty else { return report(adding: context) }
         let tokenizer = model.tokenizer
         // The answer must fit in the model's context too.
         let length = min(context, model.config.contextLength - Self.answerTokens)
@@ -154,7 +153,7 @@ final class EvalRunner {
                             decodeTokensPerSecond: rate, peakRSSBytes: peakRSS(), seconds: (clock.now - start).benchSeconds))
         }
         try save()
-        report()
+        report(adding: context)
     }
 
     /// The greedy answer after the prompt (first token from the shared prompt pass) and the median
@@ -200,7 +199,10 @@ final class EvalRunner {
         let window = model.config.contextLength
         for v in variants(options.perplexityBudgets) {
             let key = Self.key("perplexity", v.policy, v.budget, context: tokens, depth: nil, seed: 0)
-            if done.contains(key) { continue }
+            if done.contains(key) {
+                report(adding: tokens)
+                continue
+            }
             let (budget, bytes) = v.budget.resolve(tokens: min(tokens, window), shape: model.shape)
             let policy = try KVPolicyCatalog.make(v.policy, budget: budget, schedule: .prefillAndDecode)
             let session = try LlamaSession(model: model, policy: policy, chunkSize: 512, pool: pool)
@@ -211,7 +213,7 @@ final class EvalRunner {
                             cacheBytes: r.finalCacheBytes, peakCacheBytes: r.peakCacheBytes,
                             prefillTokensPerSecond: r.tokensPerSecond, peakRSSBytes: ProcessMemory.peak, seconds: r.seconds))
             try save()
-            report()
+            report(adding: tokens)
         }
     }
 }

@@ -15,6 +15,9 @@ enum EvalText {
     static let poolURL = "http://deb.debian.org/debian/pool/main/g/gnu-standards/" + debFile
     static let member = "usr/share/doc/gnu-standards/standards.text.gz"
 
+    /// The text's length in tokens of the default model.
+    static let tokens = 58_662
+
     /// How the report names the text.
     static var label: String { "Debian \(package) \(version) (\(debFile) sha256 \(debSHA256)), \(member)" }
 
