@@ -9,15 +9,20 @@ public struct ProgressLine {
     private let isTerminal = isatty(2) != 0
     private let start = ContinuousClock.now
     private var lastTenth = 0
+    private let alreadyDone: Int
 
-    /// A progress line starting with `label`.
-    public init(label: String) { self.label = label }
+    /// A progress line starting with `label`; `alreadyDone` units were done before (a resumed run),
+    /// so the rate and ETA count only the units done from now on.
+    public init(label: String, alreadyDone: Int = 0) {
+        self.label = label
+        self.alreadyDone = alreadyDone
+    }
 
     /// Reports `done` of `total` units (`unit` names them, e.g. "tok" or "cells").
     public mutating func update(done: Int, total: Int, unit: String) {
         let elapsed = (ContinuousClock.now - start).components
         let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) * 1e-18
-        let rate = Double(done) / max(seconds, 1e-9)
+        let rate = Double(max(done - alreadyDone, 0)) / max(seconds, 1e-9)
         let eta = rate > 0 ? Double(total - done) / rate : 0
         let line = String(format: "%@ %d/%d %@ (%.0f%%), %.0f %@/s, ETA %d:%02d", label, done, total, unit,
                           100 * Double(done) / Double(max(total, 1)), rate, unit, Int(eta) / 60, Int(eta) % 60)

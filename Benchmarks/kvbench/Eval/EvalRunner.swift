@@ -11,7 +11,7 @@ final class EvalRunner {
     var run: EvalRun
     let resultsURL: URL
     private var done: Set<String>
-    private var progress = ProgressLine(label: "kvbench eval")
+    private var progress: ProgressLine
     /// Work in prompt tokens (a prompt's length, or a perplexity run's tokens), the unit of the
     /// progress line: an 8K prompt takes about eight times a 1K one.
     private let plannedWork: Int
@@ -32,6 +32,33 @@ final class EvalRunner {
         plannedWork = (passkey ? options.contexts.reduce(0, +) * options.depths.count * options.seedCount : 0)
             + (options.tasks.contains("needle") ? options.needleContexts.reduce(0, +) * options.seedCount : 0)
             + (options.tasks.contains("perplexity") ? runs * min(options.perplexityTokens, EvalText.tokens) : 0)
+        progress = ProgressLine(label: "kvbench eval")   // every property set: measuredWork() may run
+        progress = ProgressLine(label: "kvbench eval", alreadyDone: measuredWork())
+    }
+
+    /// Work already in the results (prompts and perplexity runs with every cell measured).
+    private func measuredWork() -> Int {
+        func complete(_ task: String, context: Int, depth: Double?, seed: Int, budgets: [EvalBudget]) -> Bool {
+            variants(budgets).allSatisfy { done.contains(Self.key(task, $0.policy, $0.budget, context: context, depth: depth, seed: seed)) }
+        }
+        var work = 0
+        for context in options.contexts {
+            for seed in options.seeds {
+                for depth in options.depths where complete("passkey", context: context, depth: depth, seed: seed, budgets: options.budgets) {
+                    work += context
+                }
+            }
+        }
+        for context in options.needleContexts {
+            for seed in options.seeds where complete("needle", context: context, depth: nil, seed: seed, budgets: options.budgets) {
+                work += context
+            }
+        }
+        let tokens = min(options.perplexityTokens, EvalText.tokens)
+        work += variants(options.perplexityBudgets).filter {
+            done.contains(Self.key("perplexity", $0.policy, $0.budget, context: tokens, depth: nil, seed: 0))
+        }.count * tokens
+        return work
     }
 
     /// The (policy, budget) pairs a prompt is measured with: the full cache once, every other
