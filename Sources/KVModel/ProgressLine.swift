@@ -9,7 +9,8 @@ public struct ProgressLine {
     private let isTerminal = isatty(2) != 0
     private let start = ContinuousClock.now
     private var lastTenth = 0
-    private let alreadyDone: Int
+    /// Units done before this line started (not counted in its rate).
+    public let alreadyDone: Int
 
     /// A progress line starting with `label`; `alreadyDone` units were done before (a resumed run),
     /// so the rate and ETA count only the units done from now on.

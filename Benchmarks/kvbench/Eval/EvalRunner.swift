@@ -95,9 +95,11 @@ final class EvalRunner {
         if options.tasks.contains("perplexity") { try perplexity() }
     }
 
-    private func report(adding work: Int = 0) {
+    /// Counts `work` as done and prints the progress line (not for work measured by an earlier
+    /// run, `measured: false`, which the line already counts as done).
+    private func report(adding work: Int = 0, measured: Bool = true) {
         doneWork += work
-        progress.update(done: min(doneWork, plannedWork), total: plannedWork, unit: "tok")
+        if measured { progress.update(done: min(max(doneWork, progress.alreadyDone), plannedWork), total: plannedWork, unit: "tok") }
     }
 
     private func save() throws {
@@ -119,7 +121,7 @@ final class EvalRunner {
                 || (errors && v.policy != "Full"
                     && !done.contains(Self.key("attention-error", v.policy, v.budget, context: context, depth: depth, seed: seed)))
         }
-        guard !needed.isEmpty else { return report(adding: context) }
+        guard !needed.isEmpty else { return report(adding: context, measured: false) }
         let tokenizer = model.tokenizer
         // The answer must fit in the model's context too.
         let length = min(context, model.config.contextLength - Self.answerTokens)
@@ -227,7 +229,7 @@ final class EvalRunner {
         for v in variants(options.perplexityBudgets) {
             let key = Self.key("perplexity", v.policy, v.budget, context: tokens, depth: nil, seed: 0)
             if done.contains(key) {
-                report(adding: tokens)
+                report(adding: tokens, measured: false)
                 continue
             }
             let (budget, bytes) = v.budget.resolve(tokens: min(tokens, window), shape: model.shape)
