@@ -272,6 +272,21 @@ final class MultiPromptTests: XCTestCase {
         }
     }
 
+    /// PyramidKV with a fixed budget and a rolling schedule holds each layer's pyramid share of the
+    /// budget across later prompts (not what the first chunk happened to keep).
+    func testPyramidKVHoldsItsLayerBudgetsWhenRolling() throws {
+        let p = SyntheticPrompt(shape: SyntheticPrompt.shape(layers: 4, heads: 4, kvHeads: 2, headDim: 32), length: 600, seed: 20)
+        // Mean 200 > beta x window = 160, so the budgets really form a pyramid.
+        let policy = try PyramidKV(budget: .tokens(200), window: 8, schedule: .prefillAndDecode)
+        let cache = p.makeCache()
+        let c = try p.prefill(policy, cache: cache, prompt: 50)   // the first prompt is shorter than the budget
+        try p.prefill(c, chunk: 50, prompt: 600, from: 50)
+        let counts = (0..<4).map { cache.count(layer: $0, head: 0) }
+        XCTAssertEqual(counts, (0..<4).map { policy.selector.layerBudget(layer: $0, layers: 4, length: Int(Int32.max), cache: cache) })
+        XCTAssertGreaterThan(counts[0], counts[3])
+        XCTAssertEqual(Double(counts.reduce(0, +)) / 4, 200, accuracy: 2)
+    }
+
     /// Every rolling policy configured by a ratio holds at least the minimum capacity on a short
     /// prompt.
     func testRollingRatioPoliciesKeepTheMinimumCapacity() throws {

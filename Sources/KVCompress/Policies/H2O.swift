@@ -87,8 +87,10 @@ public struct H2O: KVCachePolicy {
         let recent = min(keep, Int(Double(keep) * recentFraction))
         let older = n - recent
         let scores = positions[0..<older].map { state.attention.value(layer: context.layer, head: m, position: Int($0)) }
-        let heavy = try KVSelection.ranking(scores: scores, positions: Array(positions[0..<older])).prefix(keep - recent)
-        try context.cache.retain(layer: context.layer, head: m, indices: Array(heavy) + Array(older..<n))
+        // topK drops the few worst rows by a linear scan while decoding (one row per step).
+        let heavy = try KVSelection.topK(scores: scores, positions: Array(positions[0..<older]), k: keep - recent)
+            ?? Array(0..<older)
+        try context.cache.retain(layer: context.layer, head: m, indices: heavy + Array(older..<n))
     }
 
     /// `"H2O"`.

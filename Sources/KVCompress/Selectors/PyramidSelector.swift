@@ -53,6 +53,13 @@ public struct PyramidSelector: KVSelector {
         return min(max(n, 1), length)
     }
 
+    /// With a fixed budget (`.tokens`, `.bytes`), the layer's pyramid share of it, held while
+    /// decoding and across later prompts (nil for a ratio: what the prompt kept).
+    public func decodeCapacity(context: KVLayerContext) -> Int? {
+        guard budget.fixedCapacity(cache: context.cache) != nil else { return nil }
+        return layerBudget(layer: context.layer, layers: context.shape.layers, length: Int(Int32.max), cache: context.cache)
+    }
+
     /// Per-head top-k with the layer's pyramid budget.
     public func select(_ scores: KVScores, context: KVLayerContext) throws(KVError) -> [[Int]?] {
         let keep = context.counts.map {
