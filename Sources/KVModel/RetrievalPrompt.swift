@@ -1,4 +1,4 @@
-import KVModel
+import KVCore
 
 /// A retrieval prompt of the evaluation, generated deterministically from a seed: filler
 /// sentences (chosen and ordered by the seed) around one or several "pass keys", then a question
@@ -10,28 +10,32 @@ import KVModel
 ///
 /// The model answers by continuing the question; a trial is correct when the greedy answer
 /// contains the expected digits.
-struct RetrievalPrompt: Sendable {
-    /// Token ids (instruction, filler, keys, question), about the requested context length.
-    let ids: [Int32]
-    /// The expected key.
-    let expected: String
+public struct RetrievalPrompt: Sendable {
+    /// Token ids (instruction, filler, keys, question), at most the requested context length and
+    /// short of it by less than one filler sentence.
+    public let ids: [Int32]
+    /// The expected key (five digits).
+    public let expected: String
     /// Where the asked key sits, as a fraction of the filler (0: start, 1: end).
-    let depth: Double
+    public let depth: Double
 
-    static let instruction = "There is an important info hidden inside a lot of irrelevant text. "
+    /// The instruction that opens every prompt.
+    public static let instruction = "There is an important info hidden inside a lot of irrelevant text. "
         + "Find it and memorize it. I will quiz you about the important information there.\n"
 
     /// The filler vocabulary; the seed picks the sequence.
-    static let fillerSentences = [
+    public static let fillerSentences = [
         "The grass is green.", "The sky is blue.", "The sun is yellow.", "Here we go.", "There and back again.",
         "The river runs to the sea.", "Birds sing in the morning.", "The road is long and quiet.",
         "Clouds drift over the hills.", "The wind moves the trees.", "Rain falls on the town.", "The night is calm.",
     ]
 
-    static let doors = ["red", "blue", "green", "yellow", "white", "black", "silver", "golden"]
+    /// The names of the doors the needle task's keys belong to.
+    public static let doors = ["red", "blue", "green", "yellow", "white", "black", "silver", "golden"]
 
-    /// A single-key prompt of about `context` tokens with the key at `depth`.
-    static func passkey(tokenizer: Tokenizer, context: Int, depth: Double, seed: UInt64) throws -> RetrievalPrompt {
+    /// A single-key prompt of about `context` tokens with the key at `depth` (in `0...1`).
+    /// - Throws: `KVError.tokenization` if the tokenizer fails.
+    public static func passkey(tokenizer: Tokenizer, context: Int, depth: Double, seed: UInt64) throws(KVError) -> RetrievalPrompt {
         var rng = SeededGenerator(seed: seed &* 0x9E37_79B9 &+ UInt64(context))
         let key = String(Int.random(in: 10_000...99_999, using: &rng))
         let needle = "\nThe pass key is \(key). Remember it. \(key) is the pass key.\n"
@@ -40,9 +44,14 @@ struct RetrievalPrompt: Sendable {
                          expected: key, depth: depth, rng: &rng)
     }
 
-    /// A prompt of about `context` tokens with `keys` keys (one per door) at seeded depths; the
-    /// question asks for one of them.
-    static func needle(tokenizer: Tokenizer, context: Int, keys: Int, seed: UInt64) throws -> RetrievalPrompt {
+    /// A prompt of about `context` tokens with `keys` keys (one per door, at most
+    /// `doors.count`) at seeded depths; the question asks for one of them.
+    /// - Throws: `KVError.invalidParameter` for a key count outside `1...doors.count`;
+    ///   `.tokenization` if the tokenizer fails.
+    public static func needle(tokenizer: Tokenizer, context: Int, keys: Int, seed: UInt64) throws(KVError) -> RetrievalPrompt {
+        guard keys >= 1 && keys <= doors.count else {
+            throw .invalidParameter(name: "keys", value: "\(keys)", expected: "1...\(doors.count)")
+        }
         var rng = SeededGenerator(seed: seed &* 0xC2B2_AE35 &+ UInt64(context) &+ 7)
         let doors = Array(Self.doors.shuffled(using: &rng).prefix(keys))
         var values = Set<Int>()
@@ -60,10 +69,12 @@ struct RetrievalPrompt: Sendable {
     /// Instruction, filler with the needles inserted at their depths, question: as many filler
     /// sentences as fit `context` tokens.
     private static func build(tokenizer: Tokenizer, context: Int, needles: [(String, Double)], question: String,
-                              expected: String, depth: Double, rng: inout SeededGenerator) throws -> RetrievalPrompt {
-        func count(_ text: String) throws -> Int { try tokenizer.encode(text, parseSpecial: false).count }
-        let fixed = try count(instruction) + needles.reduce(0) { $0 + (try count($1.0)) } + (try count(question))
-        let sentenceTokens = try fillerSentences.map { try count(" " + $0) }
+                              expected: String, depth: Double, rng: inout SeededGenerator) throws(KVError) -> RetrievalPrompt {
+        func count(_ text: String) throws(KVError) -> Int { try tokenizer.encode(text, parseSpecial: false).count }
+        var fixed = try count(instruction) + (try count(question))
+        for needle in needles { fixed += try count(needle.0) }
+        var sentenceTokens: [Int] = []
+        for sentence in fillerSentences { sentenceTokens.append(try count(" " + sentence)) }
         var filler: [String] = []
         var used = fixed
         var last = -1
