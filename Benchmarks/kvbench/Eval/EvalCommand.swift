@@ -82,8 +82,11 @@ enum EvalCommand {
             try EvalReport.write(run, to: dir)
             print(EvalReport.summary(run))
             return 0
+        } catch let error as DecodingError {
+            FileHandle.standardError.write(Data("kvbench report: \(from) is not a kvbench results file (\(error))\n".utf8))
+            return 1
         } catch {
-            FileHandle.standardError.write(Data("kvbench report: \(from): \(error)\n".utf8))
+            FileHandle.standardError.write(Data("kvbench report: \(from): \(error.localizedDescription)\n".utf8))
             return 1
         }
     }

@@ -28,13 +28,13 @@ struct EvalOptions {
         multi-key needle in a haystack, streaming perplexity over a real text (Debian gnu-standards,
         fetched once and pinned by SHA-256) with each policy's cache bounded, and the per-layer error
         of the attention output against the full cache. Writes DIR/results.json, results.csv,
-        report.md and plots/*.svg; prints the report on stdout, progress on stderr. A rerun with the
+        report.md and plots/*.svg; prints the headline table on stdout, progress on stderr. A rerun with the
         same --out, commit and settings reuses the cells already measured, so an interrupted run
         resumes. Exit status: 0 success, 1 failure, 2 bad arguments.
 
         modes:
           (default)         contexts 1K,2K,4K,8K x 5 depths x 2 seeds, budgets 50%,25%,10%; needle at
-                            2K,4K; perplexity over 10,240 tokens at 25% (within 20 minutes on 2 cores)
+                            2K,4K; perplexity over 10,240 tokens at 25% (about 15 minutes on 2 cores)
           --quick           context 1K x 3 depths x 1 seed at 25%, perplexity over 1,024 tokens (~1 minute)
           --full            5 seeds, 11 depths, budgets 75%..5%, needle at every context, perplexity
                             over the whole text (58,662 tokens) at every budget (hours)
