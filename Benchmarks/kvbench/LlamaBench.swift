@@ -1,25 +1,43 @@
 import Foundation
 
 /// llama.cpp's own `llama-bench` on the same GGUF file, run by `kvbench model` right after its own
-/// rows when `KVBENCH_LLAMA_BENCH` names the binary (`../shared/tools/llama-bench.sh` builds it),
-/// so that both sets of figures come from the same machine in the same hour.
+/// rows and by the evaluation after its tasks when `KVBENCH_LLAMA_BENCH` names the binary
+/// (`../shared/tools/llama-bench.sh` builds it), so that both sets of figures come from the same
+/// machine in the same hour.
 enum LlamaBench {
     /// Environment variable naming the llama-bench binary.
     static let variable = "KVBENCH_LLAMA_BENCH"
 
-    /// Prefill at `lengths` tokens and decode at those context depths (f16 cache, llama.cpp's
-    /// defaults otherwise), `threads` threads, one repetition each, with flash attention on (its
-    /// fastest CPU setting for decoding at long context) and off; adds a row per figure with the
-    /// ratio of KVCompress's figure measured earlier in the same run (`ours`, keyed by
-    /// ``key(_:_:_:)``). Prints a clear message and adds nothing when the binary is missing or fails.
-    static func run(_ ctx: BenchContext, modelPath: String, lengths: [Int], decodeSteps: Int, threads: [Int],
-                    ours: [String: Double]) {
-        guard let binary = ProcessInfo.processInfo.environment[variable], !binary.isEmpty else { return }
+    /// One llama-bench figure.
+    struct Figure {
+        /// `prefill` or `decode`.
+        let kind: String
+        /// Prompt tokens (prefill) or context depth (decode).
+        let tokens: Int
+        let flashAttention: Bool
+        let threads: Int
+        let tokensPerSecond: Double
+    }
+
+    /// The binary `KVBENCH_LLAMA_BENCH` names, nil (with a message when it is set but not
+    /// executable) otherwise.
+    static var binary: String? {
+        guard let binary = ProcessInfo.processInfo.environment[variable], !binary.isEmpty else { return nil }
         guard FileManager.default.isExecutableFile(atPath: binary) else {
-            FileHandle.standardError.write(Data("kvbench model: \(variable)=\(binary) is not an executable file\n".utf8))
-            return
+            FileHandle.standardError.write(Data("kvbench: \(variable)=\(binary) is not an executable file\n".utf8))
+            return nil
         }
+        return binary
+    }
+
+    /// Prefill at `lengths` tokens and decode (`decodeSteps` tokens) at those context depths (f16
+    /// cache, llama.cpp's defaults otherwise), `threads` threads, one repetition each, with flash
+    /// attention on (its fastest CPU setting for decoding at long context) and off. `announce`
+    /// sees each command line before it runs. Empty when the binary fails (with a message).
+    static func measure(binary: String, modelPath: String, lengths: [Int], decodeSteps: Int, threads: [Int],
+                        announce: (String) -> Void = { _ in }) -> [Figure] {
         let list = lengths.map(String.init).joined(separator: ",")
+        var figures: [Figure] = []
         for t in threads {
             for flash in [true, false] {
                 let runs: [(String, [String])] = [
@@ -28,21 +46,33 @@ enum LlamaBench {
                 ]
                 for (kind, args) in runs {
                     let all = ["-m", modelPath, "-t", String(t), "-r", "1", "-fa", flash ? "1" : "0", "-o", "json"] + args
-                    if !ctx.options.json { print("model: llama-bench \(all.joined(separator: " "))") }
-                    guard let results = launch(binary, all) else { continue }
-                    for r in results {
+                    announce("llama-bench " + all.joined(separator: " "))
+                    for r in launch(binary, all) ?? [] {
                         guard let rate = r["avg_ts"] as? Double else { continue }
-                        let prompt = r["n_prompt"] as? Int ?? 0, depth = r["n_depth"] as? Int ?? 0
-                        let n = kind == "prefill" ? prompt : depth
-                        let name = (kind == "prefill" ? "llama.cpp prefill \(n) tok" : "llama.cpp decode at context \(n)")
-                            + (flash ? ", fa on" : ", fa off")
-                        let ratio = ours[key(kind, n, t)].map { String(format: "KVCompress / llama.cpp = %.2fx", $0 / rate) }
-                        ctx.addValue(group: "model", name: name, threads: t, value: rate, unit: "tok/s",
-                                     timing: Timing(min: 1 / rate, median: 1 / rate),
-                                     note: ["llama-bench, same machine and run", ratio].compactMap { $0 }.joined(separator: "; "))
+                        let n = kind == "prefill" ? r["n_prompt"] as? Int ?? 0 : r["n_depth"] as? Int ?? 0
+                        figures.append(Figure(kind: kind, tokens: n, flashAttention: flash, threads: t, tokensPerSecond: rate))
                     }
                 }
             }
+        }
+        return figures
+    }
+
+    /// `kvbench model`'s rows: every figure of ``measure(binary:modelPath:lengths:decodeSteps:threads:announce:)``
+    /// with the ratio of KVCompress's figure measured earlier in the same run (`ours`, keyed by
+    /// ``key(_:_:_:)``). Adds nothing without the binary.
+    static func run(_ ctx: BenchContext, modelPath: String, lengths: [Int], decodeSteps: Int, threads: [Int],
+                    ours: [String: Double]) {
+        guard let binary else { return }
+        let figures = measure(binary: binary, modelPath: modelPath, lengths: lengths, decodeSteps: decodeSteps,
+                              threads: threads) { if !ctx.options.json { print("model: " + $0) } }
+        for f in figures {
+            let name = (f.kind == "prefill" ? "llama.cpp prefill \(f.tokens) tok" : "llama.cpp decode at context \(f.tokens)")
+                + (f.flashAttention ? ", fa on" : ", fa off")
+            let ratio = ours[key(f.kind, f.tokens, f.threads)].map { String(format: "KVCompress / llama.cpp = %.2fx", $0 / f.tokensPerSecond) }
+            ctx.addValue(group: "model", name: name, threads: f.threads, value: f.tokensPerSecond, unit: "tok/s",
+                         timing: Timing(min: 1 / f.tokensPerSecond, median: 1 / f.tokensPerSecond),
+                         note: ["llama-bench, same machine and run", ratio].compactMap { $0 }.joined(separator: "; "))
         }
     }
 
@@ -60,14 +90,14 @@ enum LlamaBench {
         do {
             try process.run()
         } catch {
-            FileHandle.standardError.write(Data("kvbench model: cannot run \(binary): \(error)\n".utf8))
+            FileHandle.standardError.write(Data("kvbench: cannot run \(binary): \(error)\n".utf8))
             return nil
         }
         let data = out.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         guard process.terminationStatus == 0,
               let parsed = try? JSONSerialization.jsonObject(with: data) as? [[String: Any]] else {
-            FileHandle.standardError.write(Data("kvbench model: llama-bench failed (status \(process.terminationStatus))\n".utf8))
+            FileHandle.standardError.write(Data("kvbench: llama-bench failed (status \(process.terminationStatus))\n".utf8))
             return nil
         }
         return parsed

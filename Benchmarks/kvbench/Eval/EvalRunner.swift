@@ -93,6 +93,31 @@ final class EvalRunner {
             }
         }
         if options.tasks.contains("perplexity") { try perplexity() }
+        try llamaBench()
+    }
+
+    /// With `KVBENCH_LLAMA_BENCH`: llama.cpp's prefill and decode at the passkey contexts, flash
+    /// attention on and off, next to the full cache's median figures of this run (once per results
+    /// folder: kept on a rerun).
+    private func llamaBench() throws {
+        guard run.llamaBench.isEmpty, let binary = LlamaBench.binary else { return }
+        let full = run.cells.filter { $0.task == "passkey" && $0.policy == "Full" }
+        var rows: [EvalLlamaRow] = []
+        let figures = LlamaBench.measure(binary: binary, modelPath: try ModelStore.defaultModelURL().path,
+                                         lengths: options.contexts, decodeSteps: Self.answerTokens, threads: [options.threads]) {
+            FileHandle.standardError.write(Data("kvbench: \($0)\n".utf8))
+        }
+        for f in figures {
+            let cells = full.filter { $0.context == f.tokens }
+            let ours = (f.kind == "prefill" ? cells.compactMap(\.prefillTokensPerSecond) : cells.compactMap(\.decodeTokensPerSecond))
+            guard !ours.isEmpty else { continue }
+            rows.append(EvalLlamaRow(test: f.kind == "prefill" ? "prefill \(f.tokens)" : "decode at context \(f.tokens)",
+                                     flashAttention: f.flashAttention, threads: f.threads,
+                                     llamaTokensPerSecond: f.tokensPerSecond,
+                                     kvcompressTokensPerSecond: Timing(samples: ours).median))
+        }
+        run.llamaBench = rows
+        try save()
     }
 
     /// Counts `work` as done and prints the progress line (not for work measured by an earlier
