@@ -54,9 +54,12 @@ public struct RetrievalPrompt: Sendable {
         }
         var rng = SeededGenerator(seed: seed &* 0xC2B2_AE35 &+ UInt64(context) &+ 7)
         let doors = Array(Self.doors.shuffled(using: &rng).prefix(keys))
-        var values = Set<Int>()
-        while values.count < keys { values.insert(Int.random(in: 10_000...99_999, using: &rng)) }
-        let keyValues = values.shuffled(using: &rng).map(String.init)
+        // An array, not a Set: a Set's order changes from process to process.
+        var keyValues: [String] = []
+        while keyValues.count < keys {
+            let key = String(Int.random(in: 10_000...99_999, using: &rng))
+            if !keyValues.contains(key) { keyValues.append(key) }
+        }
         let needles = zip(doors, keyValues).map { door, key in
             ("\nThe pass key for the \(door) door is \(key). Remember it.\n", Double.random(in: 0...1, using: &rng))
         }
