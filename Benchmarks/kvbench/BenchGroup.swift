@@ -14,5 +14,6 @@ struct BenchGroup: Sendable {
         .model,
         .policies,
         .overhead,
+        .quant,
     ]
 }

@@ -30,22 +30,24 @@ enum LlamaBench {
         return binary
     }
 
-    /// Prefill at `lengths` tokens and decode (`decodeSteps` tokens) at those context depths (f16
-    /// cache, llama.cpp's defaults otherwise), `threads` threads, one repetition each, with flash
-    /// attention on (its fastest CPU setting for decoding at long context) and off. `announce`
-    /// sees each command line before it runs. Empty when the binary fails (with a message).
+    /// Prefill at `lengths` tokens (unless `prefill` is false) and decode (`decodeSteps` tokens) at
+    /// those context depths, `threads` threads, one repetition each, with flash attention on (its
+    /// fastest CPU setting for decoding at long context) and off (or the settings in
+    /// `flashAttention`), keys and values cached as `cacheType` (llama.cpp's `-ctk`/`-ctv`), its
+    /// defaults otherwise. `announce` sees each command line before it runs. Empty when the binary
+    /// fails (with a message).
     static func measure(binary: String, modelPath: String, lengths: [Int], decodeSteps: Int, threads: [Int],
+                        flashAttention: [Bool] = [true, false], cacheType: String = "f16", prefill: Bool = true,
                         announce: (String) -> Void = { _ in }) -> [Figure] {
         let list = lengths.map(String.init).joined(separator: ",")
         var figures: [Figure] = []
         for t in threads {
-            for flash in [true, false] {
-                let runs: [(String, [String])] = [
-                    ("prefill", ["-p", list, "-n", "0"]),
-                    ("decode", ["-p", "0", "-n", String(decodeSteps), "-d", list]),
-                ]
+            for flash in flashAttention {
+                let runs: [(String, [String])] = (prefill ? [("prefill", ["-p", list, "-n", "0"])] : [])
+                    + [("decode", ["-p", "0", "-n", String(decodeSteps), "-d", list])]
                 for (kind, args) in runs {
-                    let all = ["-m", modelPath, "-t", String(t), "-r", "1", "-fa", flash ? "1" : "0", "-o", "json"] + args
+                    let all = ["-m", modelPath, "-t", String(t), "-r", "1", "-fa", flash ? "1" : "0", "-ctk", cacheType,
+                               "-ctv", cacheType, "-o", "json"] + args
                     announce("llama-bench " + all.joined(separator: " "))
                     for r in launch(binary, all) ?? [] {
                         guard let rate = r["avg_ts"] as? Double else { continue }

@@ -114,12 +114,50 @@ INL __m512 row16(kvk_type t, const char *row, size_t c) {
     case KVK_BF16:
         return _mm512_castsi512_ps(
             _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)row + c))), 16));
+    case KVK_Q4_0:
+    case KVK_Q4_1: { /* elements 0-15 of a block in the low nibbles, 16-31 in the high ones */
+        const char *b = row + c / KVK_BLOCK * kvk_type_bytes(t, KVK_BLOCK);
+        const __m128i raw = _mm_loadu_si128((const __m128i *)(b + (t == KVK_Q4_0 ? 2 : 4)));
+        const __m128i nib = _mm_and_si128(c % KVK_BLOCK ? _mm_srli_epi16(raw, 4) : raw, _mm_set1_epi8(0x0F));
+        const __m512 x = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(nib));
+        uint16_t dh, mh;
+        memcpy(&dh, b, 2);
+        if (t == KVK_Q4_0) return _mm512_mul_ps(_mm512_sub_ps(x, _mm512_set1_ps(8.0f)), _mm512_set1_ps(_cvtsh_ss(dh)));
+        memcpy(&mh, b + 2, 2);
+        return _mm512_fmadd_ps(x, _mm512_set1_ps(_cvtsh_ss(dh)), _mm512_set1_ps(_cvtsh_ss(mh)));
+    }
     default: { /* KVK_Q8_0 */
         const kvk_block_q8_0 *b = (const kvk_block_q8_0 *)row + c / KVK_BLOCK;
         const __m512 q = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b->qs + c % KVK_BLOCK))));
         return _mm512_mul_ps(q, _mm512_set1_ps(_cvtsh_ss(b->d)));
     }
     }
+}
+
+/* The block types the integer attention paths read: q8_0, q4_0, q4_1 (the same code with the row
+ * loads, the code offset and the zero point of each). */
+INL int is_block_type(kvk_type t) { return t == KVK_Q8_0 || t == KVK_Q4_0 || t == KVK_Q4_1; }
+/* Bytes of one block and the offset of its codes. */
+INL size_t block_bytes(kvk_type t) { return t == KVK_Q8_0 ? sizeof(kvk_block_q8_0) : t == KVK_Q4_0 ? sizeof(kvk_block_q4_0) : sizeof(kvk_block_q4_1); }
+INL size_t code_offset(kvk_type t) { return t == KVK_Q4_1 ? 4 : 2; }
+
+/* The 32 codes of the q4 blocks at r0 and r1 (16 bytes each) as unsigned bytes in element order:
+ * elements 0-31 of r0 in the low 256 bits, of r1 in the high ones. */
+INL __m512i q4_pair(const char *r0, const char *r1) {
+    const __m256i t = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)r0)),
+                                              _mm_loadu_si128((const __m128i *)r1), 1);
+    const __m256i m = _mm256_set1_epi8(0x0F);
+    const __m256i lo = _mm256_and_si256(t, m), hi = _mm256_and_si256(_mm256_srli_epi16(t, 4), m);
+    const __m512i x = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); /* lo0 lo1 hi0 hi1 */
+    return _mm512_shuffle_i64x2(x, x, _MM_SHUFFLE(3, 1, 2, 0));               /* lo0 hi0 lo1 hi1 */
+}
+
+/* The 32 elements of the block at `codes` as 16-bit integers: q8_0 codes, q4_0 codes - 8, q4_1 codes. */
+INL __m512i block_i16(kvk_type t, const char *codes) {
+    if (t == KVK_Q8_0) return _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)codes));
+    const __m128i raw = _mm_loadu_si128((const __m128i *)codes), m = _mm_set1_epi8(0x0F);
+    const __m256i x = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m), _mm_and_si128(raw, m));
+    return t == KVK_Q4_0 ? _mm512_sub_epi16(_mm512_cvtepu8_epi16(x), _mm512_set1_epi16(8)) : _mm512_cvtepu8_epi16(x);
 }
 
 /* Prefetches `bytes` bytes at base + offset (one hint per cache line). The address may lie past the
@@ -274,11 +312,13 @@ INL void scores_group(kvk_type t, const float *q, size_t q_stride, int M, const 
 
 typedef struct q8_query {
     int32_t hi[Q8_MAX_BLOCKS][4][16], lo[Q8_MAX_BLOCKS][4][16]; /* per block and column: lane patterns */
-    int32_t bias[Q8_MAX_BLOCKS][16]; /* -128 sum(q16) over the block, in the lanes of columns 0-3 */
+    int32_t bias[Q8_MAX_BLOCKS][16]; /* -zero sum(q16) over the block, in the lanes of columns 0-3 */
+    float qsum[Q8_MAX_BLOCKS];       /* sum(q) over the block (q4_1's minimum term) */
     float s;                         /* q ~= s q16 */
 } q8_query;
 
-static TGT512 void q8_prepare(const float *q, size_t d, q8_query *p) {
+/* `zero`: the code of the value 0 once the codes are unsigned bytes (q8_0 128, q4_0 8, q4_1 0). */
+static TGT512 void q8_prepare(const float *q, size_t d, int zero, q8_query *p) {
     __m512 iq;
     p->s = kvk_q16_scale(q, d, &iq);
     /* lane l of column pattern c takes dword c (chunks 0, 2) or c + 4 (chunks 1, 3) of the block */
@@ -287,6 +327,7 @@ static TGT512 void q8_prepare(const float *q, size_t d, q8_query *p) {
         __m512i v[2], hi[2], lo[2];
         for (int k = 0; k < 2; k++) kvk_q16_split(q + b * KVK_BLOCK + 16 * k, iq, &v[k], &hi[k], &lo[k]);
         const int32_t sum = _mm512_reduce_add_epi32(_mm512_add_epi32(v[0], v[1]));
+        p->qsum[b] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_loadu_ps(q + b * KVK_BLOCK), _mm512_loadu_ps(q + b * KVK_BLOCK + 16)));
         /* the block's 32 bytes as 8 dwords in lanes 0-7 */
         const __m512i hd = _mm512_castsi256_si512(_mm256_set_m128i(_mm512_cvtepi32_epi8(hi[1]), _mm512_cvtepi32_epi8(hi[0])));
         const __m512i ld = _mm512_castsi256_si512(_mm256_set_m128i(_mm512_cvtepi32_epi8(lo[1]), _mm512_cvtepi32_epi8(lo[0])));
@@ -295,7 +336,7 @@ static TGT512 void q8_prepare(const float *q, size_t d, q8_query *p) {
             _mm512_storeu_si512(p->hi[b][c], _mm512_permutexvar_epi32(idx, hd));
             _mm512_storeu_si512(p->lo[b][c], _mm512_permutexvar_epi32(idx, ld));
         }
-        _mm512_storeu_si512(p->bias[b], _mm512_maskz_set1_epi32(0x0F0F, -128 * sum));
+        _mm512_storeu_si512(p->bias[b], _mm512_maskz_set1_epi32(0x0F0F, -zero * sum));
     }
 }
 
@@ -306,11 +347,13 @@ INL __m512i q8_fold(__m512i a, __m512i b) {
     return _mm512_mask_add_epi32(_mm512_add_epi32(t, a), 0xF0F0, t, b);
 }
 
-INL void scores_q8_group(const float *q, size_t q_stride, int M, const char *keys, size_t key_stride, size_t n16,
-                         size_t d, float scale, float *out, size_t out_stride) {
+/* The same for q4_0 / q4_1 keys: their nibbles are the unsigned bytes (no xor), zero point 8 / 0;
+ * q4_1's minimum adds m sum(q) per block, in f32. */
+INL void scores_q8_group(kvk_type T, const float *q, size_t q_stride, int M, const char *keys, size_t key_stride,
+                         size_t n16, size_t d, float scale, float *out, size_t out_stride) {
     q8_query qp[4];
-    for (int h = 0; h < M; h++) q8_prepare(q + h * q_stride, d, &qp[h]);
-    const size_t nb = d / KVK_BLOCK;
+    for (int h = 0; h < M; h++) q8_prepare(q + h * q_stride, d, T == KVK_Q8_0 ? 128 : T == KVK_Q4_0 ? 8 : 0, &qp[h]);
+    const size_t nb = d / KVK_BLOCK, bs = block_bytes(T), co = code_offset(T);
     const __m512i flip = _mm512_set1_epi8((char)0x80);
     const __m512i rows = lane_offsets(key_stride);
     for (size_t j = 0; j < n16; j += 16) {
@@ -318,18 +361,22 @@ INL void scores_q8_group(const float *q, size_t q_stride, int M, const char *key
         /* the 16 rows 64 rows ahead (~4 KB at d = 64; 32/96/128 rows measured slower): the
          * column-wise reads do not keep the hardware prefetcher ahead on their own */
         prefetch_bytes(base, 64 * key_stride, 16 * key_stride);
-        __m512 res[4];
-        for (int h = 0; h < M; h++) res[h] = _mm512_setzero_ps();
+        __m512 res[4], mres[4];
+        for (int h = 0; h < M; h++) res[h] = mres[h] = _mm512_setzero_ps();
         for (size_t b = 0; b < nb; b++) {
-            const char *blk = base + b * sizeof(kvk_block_q8_0);
+            const char *blk = base + b * bs;
             const __m512 dk = q8_block_scales(blk, rows, 0xFFFF);
             __m512i x[8], a[8], v[2][4];
             KVK_UNROLL for (int i = 0; i < 8; i++) {
-                const char *r0 = blk + 2 + (size_t)i * key_stride, *r1 = blk + 2 + (size_t)(i + 8) * key_stride;
-                x[i] = _mm512_xor_si512(
+                const char *r0 = blk + co + (size_t)i * key_stride, *r1 = blk + co + (size_t)(i + 8) * key_stride;
+                x[i] = T == KVK_Q8_0 ? _mm512_xor_si512(
                     _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)r0)),
                                        _mm256_loadu_si256((const __m256i *)r1), 1),
-                    flip);
+                    flip) : q4_pair(r0, r1);
+            }
+            if (T == KVK_Q4_1) {
+                const __m512 mk = q8_block_scales(blk + 2, rows, 0xFFFF);
+                for (int h = 0; h < M; h++) mres[h] = _mm512_fmadd_ps(mk, _mm512_set1_ps(qp[h].qsum[b]), mres[h]);
             }
             KVK_UNROLL for (int i = 0; i < 4; i++) {
                 a[2 * i] = _mm512_unpacklo_epi32(x[2 * i], x[2 * i + 1]);
@@ -355,7 +402,8 @@ INL void scores_q8_group(const float *q, size_t q_stride, int M, const char *key
             }
         }
         for (int h = 0; h < M; h++)
-            _mm512_storeu_ps(out + h * out_stride + j, _mm512_mul_ps(_mm512_set1_ps(scale * qp[h].s), res[h]));
+            _mm512_storeu_ps(out + h * out_stride + j,
+                             _mm512_fmadd_ps(_mm512_set1_ps(scale * qp[h].s), res[h], _mm512_mul_ps(_mm512_set1_ps(scale), mres[h])));
     }
 }
 
@@ -367,9 +415,9 @@ typedef void (*scores_group_fn)(const float *q, size_t q_stride, const char *key
     static TGT512 __attribute__((noinline)) void scores_group_##T##_##M(                                     \
         const float *q, size_t q_stride, const char *keys, size_t key_stride, size_t n16, size_t d, float scale, \
         float *out, size_t out_stride) {                                                                      \
-        if (T == KVK_Q8_0 && d == 64) scores_q8_group(q, q_stride, M, keys, key_stride, n16, 64, scale, out, out_stride); \
-        else if (T == KVK_Q8_0 && d <= KVK_WIDE_MAX_D)                                                         \
-            scores_q8_group(q, q_stride, M, keys, key_stride, n16, d, scale, out, out_stride);                  \
+        if (is_block_type(T) && d == 64) scores_q8_group(T, q, q_stride, M, keys, key_stride, n16, 64, scale, out, out_stride); \
+        else if (is_block_type(T) && d <= KVK_WIDE_MAX_D)                                                      \
+            scores_q8_group(T, q, q_stride, M, keys, key_stride, n16, d, scale, out, out_stride);               \
         else if (d == 64) scores_group(T, q, q_stride, M, keys, key_stride, n16, 64, scale, out, out_stride);   \
         else scores_group(T, q, q_stride, M, keys, key_stride, n16, d, scale, out, out_stride);                 \
     }
@@ -378,12 +426,21 @@ SCORES_GROUP_FNS(KVK_F32)
 SCORES_GROUP_FNS(KVK_F16)
 SCORES_GROUP_FNS(KVK_BF16)
 SCORES_GROUP_FNS(KVK_Q8_0)
+SCORES_GROUP_FNS(KVK_Q4_0)
+SCORES_GROUP_FNS(KVK_Q4_1)
 #define SCORES_GROUP_ROW(T) {scores_group_##T##_1, scores_group_##T##_2, scores_group_##T##_3, scores_group_##T##_4}
-static const scores_group_fn scores_group_fns[4][4] = {SCORES_GROUP_ROW(KVK_F32), SCORES_GROUP_ROW(KVK_F16),
-                                                       SCORES_GROUP_ROW(KVK_BF16), SCORES_GROUP_ROW(KVK_Q8_0)};
+static const scores_group_fn scores_group_fns[6][4] = {SCORES_GROUP_ROW(KVK_F32), SCORES_GROUP_ROW(KVK_F16),
+                                                       SCORES_GROUP_ROW(KVK_BF16), SCORES_GROUP_ROW(KVK_Q8_0),
+                                                       SCORES_GROUP_ROW(KVK_Q4_0), SCORES_GROUP_ROW(KVK_Q4_1)};
 
-/* Index of a row type in the per-type tables (f32, f16, bf16, q8_0). */
-static inline int type_slot(kvk_type t) { return t == KVK_F32 ? 0 : t == KVK_F16 ? 1 : t == KVK_BF16 ? 2 : 3; }
+/* Index of a row type in the per-type tables (f32, f16, bf16, q8_0, q4_0, q4_1). */
+static inline int type_slot(kvk_type t) {
+    return t == KVK_F32 ? 0 : t == KVK_F16 ? 1 : t == KVK_BF16 ? 2 : t == KVK_Q8_0 ? 3 : t == KVK_Q4_0 ? 4 : 5;
+}
+/* The row types the AVX-512 attention kernels read. */
+static inline int avx512_row_type(kvk_type t) {
+    return t == KVK_F32 || t == KVK_F16 || t == KVK_BF16 || t == KVK_Q8_0 || t == KVK_Q4_0 || t == KVK_Q4_1;
+}
 
 /* Many queries (prefill tiles): the keys of a 32-key block are converted and transposed once into
  * kt[c][32] (f32), then every query row runs a plain register-blocked product over them (6 rows x 32
@@ -446,12 +503,14 @@ INL void scores_wide(kvk_type t, const float *q, size_t q_stride, size_t m, cons
 static TGT512 void avx512_scores_multi(kvk_type t, const float *q, size_t q_stride, size_t m, const void *keys,
                                        size_t key_stride, size_t n, size_t d, float scale, float *out,
                                        size_t out_stride) {
-    const int supported = (t == KVK_F32 || t == KVK_F16 || t == KVK_BF16 || t == KVK_Q8_0) && d % 16 == 0 && d > 0;
+    const int supported = avx512_row_type(t) && d % 16 == 0 && d > 0;
     if (supported && m >= KVK_WIDE_MIN_M && d <= KVK_WIDE_MAX_D) {
         switch (t) { /* instantiated per type so the row conversion is inlined */
         case KVK_F32: scores_wide(KVK_F32, q, q_stride, m, (const char *)keys, key_stride, n, d, scale, out, out_stride); break;
         case KVK_F16: scores_wide(KVK_F16, q, q_stride, m, (const char *)keys, key_stride, n, d, scale, out, out_stride); break;
         case KVK_BF16: scores_wide(KVK_BF16, q, q_stride, m, (const char *)keys, key_stride, n, d, scale, out, out_stride); break;
+        case KVK_Q4_0: scores_wide(KVK_Q4_0, q, q_stride, m, (const char *)keys, key_stride, n, d, scale, out, out_stride); break;
+        case KVK_Q4_1: scores_wide(KVK_Q4_1, q, q_stride, m, (const char *)keys, key_stride, n, d, scale, out, out_stride); break;
         default: scores_wide(KVK_Q8_0, q, q_stride, m, (const char *)keys, key_stride, n, d, scale, out, out_stride); break;
         }
         return;
@@ -537,12 +596,14 @@ INL __m512 max4(__m512 a, __m512 b, __m512 c, __m512 d) {
     return _mm512_max_ps(m, _mm512_permute_ps(m, _MM_SHUFFLE(2, 3, 0, 1)));
 }
 
-/* The block scales of rows [0, nr) (nr <= 32) at base, as f32 per block and 16 rows (0 past nr). */
-INL void wsum_q8_scales(const char *base, size_t stride, __m512i rows, size_t nr, int NB, float (*dk)[2][16]) {
+/* The block scales of rows [0, nr) (nr <= 32) at base, as f32 per block and 16 rows (0 past nr);
+ * `bs` bytes per block, the scale at `offset` in it (q4_1's minimum: offset 2). */
+INL void wsum_q8_scales(const char *base, size_t stride, size_t bs, size_t offset, __m512i rows, size_t nr, int NB,
+                        float (*dk)[2][16]) {
     const __mmask16 m[2] = {live_lanes(nr), live_lanes_from(nr, 16)};
     for (int b = 0; b < NB; b++)
         for (int k = 0; k < 2; k++)
-            _mm512_store_ps(dk[b][k], q8_block_scales(base + 16 * k * stride + b * sizeof(kvk_block_q8_0), rows, m[k]));
+            _mm512_store_ps(dk[b][k], q8_block_scales(base + 16 * k * stride + b * bs + offset, rows, m[k]));
 }
 
 INL void wsum_q8_weights(const float *w, size_t w_stride, int M, float (*dks)[2][16], size_t nr, int NB, q8_weights *g) {
@@ -570,7 +631,9 @@ INL void wsum_q8_weights(const float *w, size_t w_stride, int M, float (*dks)[2]
     }
 }
 
-INL void wsum_q8_chunk(const float *w, size_t w_stride, int M, const char *values, size_t stride, size_t n,
+/* For q4_0 / q4_1 rows the same, over their codes as 16-bit integers (q4_0 minus its zero point 8);
+ * q4_1's minimum adds sum_j w_h[j] m_j,b to every column of block b, in f32. */
+INL void wsum_q8_chunk(kvk_type T, const float *w, size_t w_stride, int M, const char *values, size_t stride, size_t n,
                        size_t b0, int NB, int prefetch, float *out, size_t out_stride) {
     /* accumulator k of (head, block) holds columns 8c + 4k + (0..3) in its 128-bit chunk c: the
      * order the 16-bit interleaves leave */
@@ -580,20 +643,33 @@ INL void wsum_q8_chunk(const float *w, size_t w_stride, int M, const char *value
     for (int h = 0; h < M; h++)
         for (int b = 0; b < NB; b++) acc[h][b][0] = acc[h][b][1] = _mm512_setzero_ps();
     const __m512i rows = lane_offsets(stride);
-    const size_t pd = prefetch_rows(stride, 16), rb = (size_t)NB * sizeof(kvk_block_q8_0);
-    const size_t first = b0 * sizeof(kvk_block_q8_0);
+    const size_t bs = block_bytes(T), co = code_offset(T);
+    const size_t pd = prefetch_rows(stride, 16), rb = (size_t)NB * bs;
+    const size_t first = b0 * bs;
+    __m512 macc[4][2]; /* q4_1: sum_j w_h[j] m_j,b in lanes */
+    for (int h = 0; h < M; h++) macc[h][0] = macc[h][1] = _mm512_setzero_ps();
     if (n > 0) {
-        wsum_q8_scales(values + first, stride, rows, n, NB, dk[0]);
+        wsum_q8_scales(values + first, stride, bs, 0, rows, n, NB, dk[0]);
         wsum_q8_weights(w, w_stride, M, dk[0], n, NB, &g[0]);
     }
-    if (n > 32) wsum_q8_scales(values + 32 * stride + first, stride, rows, n - 32, NB, dk[1]);
+    if (n > 32) wsum_q8_scales(values + 32 * stride + first, stride, bs, 0, rows, n - 32, NB, dk[1]);
     for (size_t j0 = 0, cur = 0; j0 < n; j0 += 32, cur ^= 1) {
         const size_t nr = n - j0 < 32 ? n - j0 : 32;
         const char *base = values + j0 * stride + first;
         /* the next group's weights and the scales of the one after: the gathers' latency and the
          * weights' dependency chain overlap this group's rows */
+        if (T == KVK_Q4_1) {
+            float mk[2][2][16] __attribute__((aligned(64)));
+            wsum_q8_scales(base, stride, bs, 2, rows, nr, NB, mk);
+            const __mmask16 live[2] = {live_lanes(nr), live_lanes_from(nr, 16)};
+            for (int h = 0; h < M; h++)
+                for (int b = 0; b < NB; b++)
+                    for (int k = 0; k < 2; k++)
+                        macc[h][b] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(live[k], w + h * w_stride + j0 + 16 * k),
+                                                     _mm512_load_ps(mk[b][k]), macc[h][b]);
+        }
         if (j0 + 32 < n) wsum_q8_weights(w + j0 + 32, w_stride, M, dk[cur ^ 1], n - j0 - 32, NB, &g[cur ^ 1]);
-        if (j0 + 64 < n) wsum_q8_scales(base + 64 * stride, stride, rows, n - j0 - 64, NB, dk[cur]);
+        if (j0 + 64 < n) wsum_q8_scales(base + 64 * stride, stride, bs, 0, rows, n - j0 - 64, NB, dk[cur]);
         __m512i isum[4][2][2];
         for (int h = 0; h < M; h++)
             for (int b = 0; b < NB; b++) isum[h][b][0] = isum[h][b][1] = _mm512_setzero_si512();
@@ -605,9 +681,8 @@ INL void wsum_q8_chunk(const float *w, size_t w_stride, int M, const char *value
             }
             const size_t slot = q8_pair_slot(p);
             KVK_UNROLL for (int b = 0; b < NB; b++) {
-                const size_t off = b * sizeof(kvk_block_q8_0) + 2;
-                const __m512i x0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(r0 + off)));
-                const __m512i x1 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(r1 + off)));
+                const size_t off = b * bs + co;
+                const __m512i x0 = block_i16(T, r0 + off), x1 = block_i16(T, r1 + off);
                 const __m512i lo = _mm512_unpacklo_epi16(x0, x1), hi = _mm512_unpackhi_epi16(x0, x1);
                 for (int h = 0; h < M; h++) {
                     const __m512i wv = _mm512_set1_epi32(g[cur].w[h][b][slot]);
@@ -628,8 +703,11 @@ INL void wsum_q8_chunk(const float *w, size_t w_stride, int M, const char *value
     for (int h = 0; h < M; h++)
         for (int b = 0; b < NB; b++) {
             float *o = out + h * out_stride + 32 * (b0 + b);
-            _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), _mm512_permutex2var_ps(acc[h][b][0], i0, acc[h][b][1])));
-            _mm512_storeu_ps(o + 16, _mm512_add_ps(_mm512_loadu_ps(o + 16), _mm512_permutex2var_ps(acc[h][b][0], i1, acc[h][b][1])));
+            const __m512 mv = _mm512_set1_ps(T == KVK_Q4_1 ? _mm512_reduce_add_ps(macc[h][b]) : 0.0f);
+            _mm512_storeu_ps(o, _mm512_add_ps(_mm512_add_ps(_mm512_loadu_ps(o), mv),
+                                              _mm512_permutex2var_ps(acc[h][b][0], i0, acc[h][b][1])));
+            _mm512_storeu_ps(o + 16, _mm512_add_ps(_mm512_add_ps(_mm512_loadu_ps(o + 16), mv),
+                                                   _mm512_permutex2var_ps(acc[h][b][0], i1, acc[h][b][1])));
         }
 }
 
@@ -637,7 +715,7 @@ INL void wsum_q8_chunk(const float *w, size_t w_stride, int M, const char *value
 INL void wsum_group(kvk_type t, const float *w, size_t w_stride, int M, const char *values, size_t stride, size_t n,
                     size_t d, float *out, size_t out_stride) {
     if (d == 64) { /* one pass with every accumulator in registers, prefetching ahead */
-        if (t == KVK_Q8_0) wsum_q8_chunk(w, w_stride, M, values, stride, n, 0, 2, 1, out, out_stride);
+        if (is_block_type(t)) wsum_q8_chunk(t, w, w_stride, M, values, stride, n, 0, 2, 1, out, out_stride);
         else wsum_chunk(t, w, w_stride, M, values, stride, n, 0, 4, 1, out, out_stride);
         return;
     }
@@ -646,9 +724,9 @@ INL void wsum_group(kvk_type t, const float *w, size_t w_stride, int M, const ch
         const size_t rows = n - j0 < group ? n - j0 : group;
         const char *v = values + j0 * stride;
         size_t c = 0;
-        if (t == KVK_Q8_0) { /* d % 32 == 0: two blocks per pass, then the odd one */
-            for (; c + 64 <= d; c += 64) wsum_q8_chunk(w + j0, w_stride, M, v, stride, rows, c / 32, 2, 0, out, out_stride);
-            if (c < d) wsum_q8_chunk(w + j0, w_stride, M, v, stride, rows, c / 32, 1, 0, out, out_stride);
+        if (is_block_type(t)) { /* d % 32 == 0: two blocks per pass, then the odd one */
+            for (; c + 64 <= d; c += 64) wsum_q8_chunk(t, w + j0, w_stride, M, v, stride, rows, c / 32, 2, 0, out, out_stride);
+            if (c < d) wsum_q8_chunk(t, w + j0, w_stride, M, v, stride, rows, c / 32, 1, 0, out, out_stride);
             continue;
         }
         for (; c + 64 <= d; c += 64) wsum_chunk(t, w + j0, w_stride, M, v, stride, rows, c, 4, 0, out, out_stride);
@@ -659,7 +737,7 @@ INL void wsum_group(kvk_type t, const float *w, size_t w_stride, int M, const ch
 static TGT512 void avx512_weighted_sum_multi(kvk_type t, const float *w, size_t w_stride, size_t m,
                                              const void *values, size_t value_stride, size_t n, size_t d, float *out,
                                              size_t out_stride) {
-    const int supported = (t == KVK_F32 || t == KVK_F16 || t == KVK_BF16 || t == KVK_Q8_0) && d % 16 == 0;
+    const int supported = avx512_row_type(t) && d % 16 == 0;
     if (!supported) {
         kvk_ops_avx2.weighted_sum_multi(t, w, w_stride, m, values, value_stride, n, d, out, out_stride);
         return;
@@ -693,6 +771,8 @@ static TGT512 void avx512_weighted_sum_multi(kvk_type t, const float *w, size_t 
         case KVK_F32: WS_M(KVK_F32) break;
         case KVK_F16: WS_M(KVK_F16) break;
         case KVK_BF16: WS_M(KVK_BF16) break;
+        case KVK_Q4_0: WS_M(KVK_Q4_0) break;
+        case KVK_Q4_1: WS_M(KVK_Q4_1) break;
         default: WS_M(KVK_Q8_0) break;
         }
 #undef WS_M

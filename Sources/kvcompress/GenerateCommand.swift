@@ -40,16 +40,17 @@ enum GenerateCommand {
         let topP = try o.double("--top-p", default: 0.95, expected: "a number in (0, 1]") { $0 > 0 && $0 <= 1 }
         let sampling = try SamplingParameters(temperature: Float(temperature), topK: topK, topP: Float(topP),
                                               seed: try o.uint64("--seed", default: 0))
-        let session = try SessionOptions(o).makeSession()
+        let options = try SessionOptions(o)
+        let session = try options.makeSession()
         let stops: Set<Int32>? = o.has("--ignore-eos") ? [] : nil
         let result = try session.generate(prompt: prompt, maxTokens: maxTokens, sampling: sampling, stopTokens: stops) { piece in
             FileHandle.standardOutput.write(Data(piece.utf8))
         }
         print()
-        let stats = String(format: "[prompt %d tok, prefill %.1f tok/s | generated %d tok (%@), decode %.1f tok/s | cache %d bytes, peak %d bytes]",
+        let stats = String(format: "[prompt %d tok, prefill %.1f tok/s | generated %d tok (%@), decode %.1f tok/s | cache %d bytes, peak %d bytes | %@]",
                            result.promptTokens, result.prefillTokensPerSecond, result.tokens.count,
                            result.stopReason.rawValue, result.decodeTokensPerSecond, result.cacheBytes,
-                           result.peakCacheBytes)
+                           result.peakCacheBytes, options.policyDescription)
         FileHandle.standardError.write(Data((stats + "\n").utf8))
     }
 }

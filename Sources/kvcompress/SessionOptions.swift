@@ -3,7 +3,8 @@ import KVModel
 
 /// The options `generate` and `perplexity` share: the model, how it computes, and the cache policy.
 struct SessionOptions {
-    static let valued: Set<String> = ["--model", "--threads", "--chunk", "--policy", "--ratio", "--sinks", "--window"]
+    static let valued: Set<String> = ["--model", "--threads", "--chunk", "--policy", "--ratio", "--sinks", "--window",
+                                      "--cache", "--keys", "--values"]
     static let boolean: Set<String> = ["--exact", "--reposition"]
 
     /// Their usage text.
@@ -20,14 +21,24 @@ struct SessionOptions {
                                 at most S + W entries per head at any moment (instead of --ratio)
           --reposition          StreamingLLM: kept keys take in-cache positions, so a bounded cache runs past
                                 the model's context length
+          --cache FORMAT        element type of cached keys and values: \(formatNames) (default: f16,
+                                f32 with --exact); combines with any --policy
+          --keys FORMAT         the keys' format alone (overrides --cache for the keys)
+          --values FORMAT       the values' format alone (overrides --cache for the values)
     """
+
+    /// The cache formats the CLI accepts, by their lowercase GGML names.
+    static let formatNames = KVCache.supportedTypes.map { $0.description.lowercased() }.joined(separator: ", ")
 
     let modelPath: String
     let exact: Bool
     let threads: Int
     let chunk: Int
     let policy: any KVCachePolicy
-    /// How the policy was configured, for the summary lines.
+    /// The keys' and values' element types (nil: the mode's default).
+    let keyType: ElementType?
+    let valueType: ElementType?
+    /// How the policy and the cache were configured, for the summary lines.
     let policyDescription: String
 
     init(_ o: CommandLineOptions) throws {
@@ -35,7 +46,24 @@ struct SessionOptions {
         exact = o.has("--exact")
         threads = try o.int("--threads", default: ThreadPool.shared.threadCount, in: 1...4096)
         chunk = try o.int("--chunk", default: 512, in: 1...65536)
-        (policy, policyDescription) = try Self.policy(o)
+        let (policy, described) = try Self.policy(o)
+        self.policy = policy
+        let cache = try Self.format(o, "--cache")
+        keyType = try Self.format(o, "--keys") ?? cache
+        valueType = try Self.format(o, "--values") ?? cache
+        let defaultType = exact ? "f32" : "f16"
+        let k = keyType.map { $0.description.lowercased() } ?? defaultType
+        let v = valueType.map { $0.description.lowercased() } ?? defaultType
+        policyDescription = described + (k == v ? ", \(k) cache" : ", keys \(k), values \(v)")
+    }
+
+    /// The element type `flag` names, nil when absent.
+    private static func format(_ o: CommandLineOptions, _ flag: String) throws -> ElementType? {
+        guard let name = o.string(flag) else { return nil }
+        guard let type = KVCache.supportedTypes.first(where: { $0.description.lowercased() == name.lowercased() }) else {
+            throw CommandLineOptions.UsageError(description: "\(flag): unknown cache format '\(name)'; known: \(formatNames)")
+        }
+        return type
     }
 
     private static func policy(_ o: CommandLineOptions) throws -> (any KVCachePolicy, String) {
@@ -80,6 +108,7 @@ struct SessionOptions {
     func makeSession() throws -> LlamaSession {
         let model = try LlamaModel(path: modelPath, mode: exact ? .exact : .fast)
         let pool = threads == ThreadPool.shared.threadCount ? ThreadPool.shared : ThreadPool(threads: threads)
-        return try LlamaSession(model: model, policy: policy, chunkSize: chunk, pool: pool)
+        return try LlamaSession(model: model, policy: policy, keyType: keyType, valueType: valueType, chunkSize: chunk,
+                                pool: pool)
     }
 }

@@ -86,7 +86,8 @@ final class KVCacheTests: XCTestCase {
         XCTAssertThrowsError(try KVCache(layers: 0, kvHeads: 1, headDim: 32))
         XCTAssertThrowsError(try KVCache(layers: 1, kvHeads: 1, headDim: 48, elementType: .q8_0))
         XCTAssertNoThrow(try KVCache(layers: 1, kvHeads: 1, headDim: 48, elementType: .f16))
-        XCTAssertThrowsError(try KVCache(layers: 1, kvHeads: 1, headDim: 64, elementType: .q4_1))
+        XCTAssertThrowsError(try KVCache(layers: 1, kvHeads: 1, headDim: 48, elementType: .q4_1))
+        XCTAssertNoThrow(try KVCache(layers: 1, kvHeads: 1, headDim: 64, elementType: .q4_1))
         XCTAssertNoThrow(try KVCache(layers: 1, kvHeads: 1, headDim: 64, keyType: .q8_0, valueType: .q4_0))
         XCTAssertThrowsError(try KVModelShape(layers: 1, heads: 9, kvHeads: 2, headDim: 64))
         XCTAssertThrowsError(try KVModelShape(layers: 1, heads: 4, kvHeads: 2, headDim: 64,

@@ -11,7 +11,7 @@ import XCTest
 /// own quantization error), and for block-quantized values the 16-bit fixed-point rounding of the
 /// weights times block scales that the SIMD weighted sums may use (`weightRoundingBound`).
 final class KernelAttentionTests: XCTestCase {
-    let cacheTypes: [ElementType] = [.f32, .f16, .bf16, .q8_0, .q4_0]
+    let cacheTypes: [ElementType] = [.f32, .f16, .bf16, .q8_0, .q4_0, .q4_1]
 
     private func dims(_ t: ElementType) -> [Int] {
         t.isBlockQuantized ? [32, 64, 96, 128, 256] : [1, 7, 17, 64, 80, 96, 128, 256]
@@ -32,13 +32,15 @@ final class KernelAttentionTests: XCTestCase {
     /// Double-precision scores of `q` against decoded keys, and their tolerances: gamma_(d+2) *
     /// sum|terms|, plus for block-quantized keys the 16-bit fixed-point rounding of the query that the
     /// SIMD paths may use (|error| <= max|q| / 65278 per element; bound taken with a factor ~2).
-    private func expectedScores(_ keys: [[Double]], _ q: [Float], scale: Float, blockQuantized: Bool) -> (ref: [Double], tol: [Double]) {
+    /// `integerParts`: for block-quantized keys, |scale x integer code| per element (`integerMagnitudes`),
+    /// what the fixed-point query multiplies; nil for the other types.
+    private func expectedScores(_ keys: [[Double]], _ q: [Float], scale: Float, integerParts: [[Double]]?) -> (ref: [Double], tol: [Double]) {
         let qmax = Double(q.map { abs($0) }.max() ?? 0)
         var ref = [Double](), tol = [Double]()
-        for k in keys {
+        for (j, k) in keys.enumerated() {
             let terms = (0..<q.count).map { k[$0] * Double(q[$0]) }
             ref.append(Double(scale) * terms.reduce(0, +))
-            let qRounding = blockQuantized ? k.reduce(0) { $0 + abs($1) } * qmax / 32767 : 0
+            let qRounding = integerParts.map { $0[j].reduce(0, +) * qmax / 32767 } ?? 0
             tol.append(Double(scale) * (summationBound(q.count + 2, terms.reduce(0) { $0 + abs($1) }) + qRounding))
         }
         return (ref, tol)
@@ -58,7 +60,10 @@ final class KernelAttentionTests: XCTestCase {
                         let keys: [[Double]] = bytes.withUnsafeBytes { p in
                             (0..<n).map { referenceDecode(t, p.baseAddress! + $0 * stride, d) }
                         }
-                        let (ref, tol) = expectedScores(keys, q, scale: scale, blockQuantized: t.isBlockQuantized)
+                        let ints: [[Double]] = bytes.withUnsafeBytes { p in
+                            (0..<n).map { integerMagnitudes(t, p.baseAddress! + $0 * stride, d) }
+                        }
+                        let (ref, tol) = expectedScores(keys, q, scale: scale, integerParts: t.isBlockQuantized ? ints : nil)
                         assertClose(out, ref, tolerance: tol, "\(path) scores \(t) d=\(d) n=\(n)")
                     }
                 }
@@ -98,27 +103,32 @@ final class KernelAttentionTests: XCTestCase {
         }
     }
 
-    /// Long q8_0 key runs, the shape of decode attention over a q8_0 cache (the AMX path starts at
-    /// 256 keys with head dim 64): scores of 1 to 7 query heads against the double reference, with
+    /// Long block-quantized key runs (q8_0, q4_0, q4_1), the shape of decode attention over such a
+    /// cache (the AMX path starts at 256 q8_0 keys with head dim 64): scores of 1 to 7 query heads against the double reference, with
     /// padded rows and a key count that leaves a tail for the fallback.
-    func testLongQ8Scores() {
+    func testLongBlockScores() {
         var rng = SeededRNG(seed: 34)
         forEachKernelPath { path in
-            for d in [64, 128] {
-                for (m, n) in [(1, 512), (3, 1043), (4, 600), (7, 529)] {
-                    let (bytes, stride) = makeRows(.q8_0, n: n, d: d, pad: n % 2 == 0 ? 0 : 12, rng: &rng)
-                    let q = rng.floats(m * d, in: -3...3)
-                    let outStride = n + 1
-                    var out = [Float](repeating: .nan, count: m * outStride)
-                    bytes.withUnsafeBytes {
-                        kvk_scores_multi(ElementType.q8_0.kernelType, q, d, m, $0.baseAddress!, stride, n, d, 0.125, &out, outStride)
-                    }
-                    let keys: [[Double]] = bytes.withUnsafeBytes { p in (0..<n).map { referenceDecode(.q8_0, p.baseAddress! + $0 * stride, d) } }
-                    for h in 0..<m {
-                        let (ref, tol) = expectedScores(keys, Array(q[(h * d)..<(h * d + d)]), scale: 0.125, blockQuantized: true)
-                        assertClose(Array(out[(h * outStride)..<(h * outStride + n)]), ref, tolerance: tol,
-                                    "\(path) long q8_0 scores d=\(d) m=\(m) n=\(n) head \(h)")
-                        XCTAssertTrue(out[h * outStride + n].isNaN, "padding")
+            for t in [ElementType.q8_0, .q4_0, .q4_1] {
+                for d in [64, 128] {
+                    for (m, n) in [(1, 512), (3, 1043), (4, 600), (7, 529)] {
+                        let (bytes, stride) = makeRows(t, n: n, d: d, pad: n % 2 == 0 ? 0 : 12, rng: &rng)
+                        let q = rng.floats(m * d, in: -3...3)
+                        let outStride = n + 1
+                        var out = [Float](repeating: .nan, count: m * outStride)
+                        bytes.withUnsafeBytes {
+                            kvk_scores_multi(t.kernelType, q, d, m, $0.baseAddress!, stride, n, d, 0.125, &out, outStride)
+                        }
+                        let keys: [[Double]] = bytes.withUnsafeBytes { p in (0..<n).map { referenceDecode(t, p.baseAddress! + $0 * stride, d) } }
+                        let ints: [[Double]] = bytes.withUnsafeBytes { p in
+                            (0..<n).map { integerMagnitudes(t, p.baseAddress! + $0 * stride, d) }
+                        }
+                        for h in 0..<m {
+                            let (ref, tol) = expectedScores(keys, Array(q[(h * d)..<(h * d + d)]), scale: 0.125, integerParts: ints)
+                            assertClose(Array(out[(h * outStride)..<(h * outStride + n)]), ref, tolerance: tol,
+                                        "\(path) long \(t) scores d=\(d) m=\(m) n=\(n) head \(h)")
+                            XCTAssertTrue(out[h * outStride + n].isNaN, "padding")
+                        }
                     }
                 }
             }
@@ -139,6 +149,9 @@ final class KernelAttentionTests: XCTestCase {
                             let decoded: [[Double]] = bytes.withUnsafeBytes { p in
                                 (0..<n).map { referenceDecode(t, p.baseAddress! + $0 * stride, d) }
                             }
+                            let ints: [[Double]] = bytes.withUnsafeBytes { p in
+                                (0..<n).map { integerMagnitudes(t, p.baseAddress! + $0 * stride, d) }
+                            }
                             // scores
                             let qStride = d + 3, outStride = n + 2
                             let q = rng.floats(m * qStride)
@@ -148,7 +161,7 @@ final class KernelAttentionTests: XCTestCase {
                             }
                             for h in 0..<m {
                                 let qh = Array(q[(h * qStride)..<(h * qStride + d)])
-                                let (ref, tol) = expectedScores(decoded, qh, scale: 0.5, blockQuantized: t.isBlockQuantized)
+                                let (ref, tol) = expectedScores(decoded, qh, scale: 0.5, integerParts: t.isBlockQuantized ? ints : nil)
                                 assertClose(Array(out[(h * outStride)..<(h * outStride + n)]), ref, tolerance: tol,
                                             "\(path) scores_multi \(t) d=\(d) m=\(m) n=\(n) head \(h)")
                                 XCTAssertTrue(out[h * outStride + n].isNaN && out[h * outStride + n + 1].isNaN, "padding")

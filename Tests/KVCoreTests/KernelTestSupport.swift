@@ -94,6 +94,15 @@ func referenceDecode(_ t: ElementType, _ p: UnsafeRawPointer, _ n: Int) -> [Doub
     return out
 }
 
+/// |block scale x integer code| per element of a block-quantized row (q8_0: the code, q4_0: the code
+/// minus 8, q4_1: the code without the block minimum), the part of each element that the SIMD paths'
+/// fixed-point roundings multiply; |element| for the other types.
+func integerMagnitudes(_ t: ElementType, _ p: UnsafeRawPointer, _ n: Int) -> [Double] {
+    let decoded = referenceDecode(t, p, n)
+    guard t == .q4_1 else { return decoded.map(abs) }
+    return (0..<n).map { abs(decoded[$0] - halfToDouble(readU16(p, $0 / 32 * 20 + 2))) }
+}
+
 /// For block-quantized value rows: the bound, per output element, on what the SIMD weighted sums'
 /// 16-bit fixed-point rounding of the weights (w_j times each block scale, at most max|w_j d_j,b| / 65534
 /// per weight) may add: sum_j |integer element_j,i| * max|w d| / 32767 (a factor 2 above that).
@@ -106,10 +115,10 @@ func weightRoundingBound(_ t: ElementType, _ rows: UnsafeRawPointer, stride: Int
     var ints = [[Double]]()
     for j in 0..<n {
         let row = rows + j * stride
-        let decoded = referenceDecode(t, row, d)
+        let parts = integerMagnitudes(t, row, d)
         let scales = (0..<(d / 32)).map { halfToDouble(readU16(row, $0 * blockBytes)) }
         wdMax = max(wdMax, scales.map { abs(Double(w[j]) * $0) }.max() ?? 0)
-        ints.append((0..<d).map { scales[$0 / 32] == 0 ? 0 : abs(decoded[$0] / scales[$0 / 32]) })
+        ints.append((0..<d).map { scales[$0 / 32] == 0 ? 0 : parts[$0] / abs(scales[$0 / 32]) })
     }
     for j in 0..<n { for i in 0..<d { bound[i] += ints[j][i] * wdMax / 32767 } }
     return bound

@@ -36,14 +36,14 @@ public final class KVCache {
     private var peakEntries = 0
 
     /// Element types the attention kernels read from a cache.
-    public static let supportedTypes: [ElementType] = [.f32, .f16, .bf16, .q8_0, .q4_0]
+    public static let supportedTypes: [ElementType] = [.f32, .f16, .bf16, .q8_0, .q4_0, .q4_1]
 
     /// Bookkeeping bytes charged per (layer, KV head) in ``byteCount``.
     public static let metadataBytesPerHead = 64
 
     /// Creates an empty cache whose keys and values use one element type.
     /// - Throws: `KVError.invalidParameter` for a non-positive shape, a type outside
-    ///   ``supportedTypes``, or a block type (`q8_0`, `q4_0`) with `headDim` not a multiple of 32.
+    ///   ``supportedTypes``, or a block type (`q8_0`, `q4_0`, `q4_1`) with `headDim` not a multiple of 32.
     public convenience init(layers: Int, kvHeads: Int, headDim: Int,
                             elementType: ElementType = .f16) throws(KVError) {
         try self.init(layers: layers, kvHeads: kvHeads, headDim: headDim, keyType: elementType,
