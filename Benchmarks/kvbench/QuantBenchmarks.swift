@@ -102,7 +102,8 @@ enum QuantBenchmarks {
 
     /// Model decode tok/s at context 8000 (256 with --quick; after 2 untimed steps) per format, and llama.cpp's decode at
     /// the same depth with its f16, q8_0 and q4_0 caches (flash attention on, which a quantized V
-    /// cache needs) when KVBENCH_LLAMA_BENCH names llama-bench.
+    /// cache needs; with the largest thread count only, as its runs prefill the context first and
+    /// take minutes each) when KVBENCH_LLAMA_BENCH names llama-bench.
     static func decode(_ ctx: BenchContext, model: LlamaModel) throws {
         let context = ctx.options.quick ? 256 : 8000
         let steps = ctx.options.quick ? 4 : 16
@@ -134,7 +135,8 @@ enum QuantBenchmarks {
         guard let binary = LlamaBench.binary else { return }
         for cacheType in ["f16", "q8_0", "q4_0"] {
             let figures = LlamaBench.measure(binary: binary, modelPath: try ModelStore.defaultModelURL().path,
-                                             lengths: [context], decodeSteps: steps, threads: ctx.options.threads,
+                                             lengths: [context], decodeSteps: steps,
+                                             threads: [ctx.options.threads.max() ?? 1],
                                              flashAttention: [true], cacheType: cacheType, prefill: false) {
                 if !ctx.options.json { print("quant: " + $0) }
             }

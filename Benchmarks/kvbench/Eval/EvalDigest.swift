@@ -110,13 +110,14 @@ struct EvalDigest: Sendable {
 
     /// The policies other than the full cache with a row at `budget`: those with cells there, and
     /// those the settings asked for at a budget that is not the full cache's (shown as "—" when
-    /// they have no cells, so a missing measurement is visible).
+    /// they have no cells, so a missing measurement is visible), except the full cache over another
+    /// format (`Full+q8_0`), which runs at its own size only.
     func rowPolicies(at budget: String) -> [String] {
         let asked = run.settings.budgets.contains(budget) && !Self.isFullBudget(budget)
         return policies.filter { p in
             guard !Self.isFull(p) else { return false }
             if !cells(policy: p, budget: budget).isEmpty { return true }
-            return asked && run.settings.policies.contains(p)
+            return asked && run.settings.policies.contains(p) && !EvalPolicyName(label: p).isFull
         }
     }
 

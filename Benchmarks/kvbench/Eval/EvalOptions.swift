@@ -37,10 +37,13 @@ struct EvalOptions {
                             2K,4K; perplexity over 10,240 tokens at 25% (about 15 minutes on 2 cores)
           --quick           context 1K x 3 depths x 1 seed at 25%, perplexity over 1,024 tokens (~1 minute)
           --full            5 seeds, 11 depths, budgets 75%..5%, needle at every context, perplexity
-                            over the whole text (58,662 tokens) at every budget (hours)
+                            over the whole text (58,662 tokens) at every budget, every policy also over
+                            q8_0 and q4_0 caches (hours)
 
         options:
-          --policies LIST   catalog names (default: all); the full cache is always the baseline
+          --policies LIST   catalog names (default: all), each optionally +FORMAT for a quantized cache
+                            (q8_0, q4_0, q4_1, bf16, f32; e.g. Full+q4_0,SnapKV+q8_0): at a byte budget
+                            smaller entries let a policy keep more; the f16 full cache is always the baseline
           --budgets LIST    full, N% (of the full f16 cache's bytes at that context), ratio=R,
                             NMB / NKB / NB (whole cache), Ntok (entries per KV head)
           --contexts LIST   prompt lengths in tokens, e.g. 1K,2K,4K,8K or 1024,3000
@@ -77,12 +80,7 @@ struct EvalOptions {
             case "--quick": quick = true
             case "--full": full = true
             case "--policies":
-                policies = try list(a).map { name throws(EvalUsageError) in
-                    do { return try KVPolicyCatalog.entry(named: name).name } catch {
-                        throw EvalUsageError("--policies: unknown policy '\(name)'; known: "
-                            + KVPolicyCatalog.entries.map(\.name).joined(separator: ", "))
-                    }
-                }
+                policies = try list(a).map { name throws(EvalUsageError) in try EvalPolicyName(parsing: name).label }
             case "--budgets":
                 var parsed: [EvalBudget] = []
                 for b in try list(a) { parsed.append(try EvalBudget(parsing: b)) }
@@ -133,6 +131,9 @@ struct EvalOptions {
             o.needleContexts = o.contexts
             o.perplexityTokens = Int.max
             o.perplexityBudgets = o.budgets
+            o.policies += [ElementType.q8_0, .q4_0].flatMap { f in
+                KVPolicyCatalog.entries.map { EvalPolicyName(policy: $0.name, format: f).label }
+            }
         }
         if let policies { o.policies = policies }
         if let budgets {

@@ -64,7 +64,7 @@ final class EvalRunner {
     /// The (policy, budget) pairs a prompt is measured with: the full cache once, every other
     /// policy at every budget.
     func variants(_ budgets: [EvalBudget]) -> [(policy: String, budget: EvalBudget)] {
-        options.policies.flatMap { p in p == "Full" ? [(p, EvalBudget.full)] : budgets.map { (p, $0) } }
+        options.policies.flatMap { p in EvalPolicyName(label: p).isFull ? [(p, EvalBudget.full)] : budgets.map { (p, $0) } }
     }
 
     static func key(_ task: String, _ policy: String, _ budget: EvalBudget, context: Int, depth: Double?, seed: Int) -> String {
@@ -137,14 +137,15 @@ final class EvalRunner {
         done.insert(cell.key)
     }
 
-    /// One retrieval prompt: one shared prefill pass feeding every (policy, budget) that still
-    /// lacks a cell, then each one's greedy answer and attention error.
+    /// One retrieval prompt: per cache format, one shared prefill pass feeding every (policy,
+    /// budget) of that format that still lacks a cell, then each one's greedy answer and attention
+    /// error (against the f16 full cache's attention output).
     private func retrievalPrompt(task: String, context: Int, depth: Double?, seed: Int, errors: Bool, answers: Bool) throws {
-        let all = variants(options.budgets)
-        let needed = all.filter { v in
-            (answers && !done.contains(Self.key(task, v.policy, v.budget, context: context, depth: depth, seed: seed)))
-                || (errors && v.policy != "Full"
-                    && !done.contains(Self.key("attention-error", v.policy, v.budget, context: context, depth: depth, seed: seed)))
+        func missing(_ task: String, _ v: (policy: String, budget: EvalBudget)) -> Bool {
+            !done.contains(Self.key(task, v.policy, v.budget, context: context, depth: depth, seed: seed))
+        }
+        let needed = variants(options.budgets).filter { v in
+            (answers && missing(task, v)) || (errors && v.policy != EvalDigest.fullPolicy && missing("attention-error", v))
         }
         guard !needed.isEmpty else { return report(adding: context, measured: false) }
         let tokenizer = model.tokenizer
@@ -154,57 +155,61 @@ final class EvalRunner {
             ? try RetrievalPrompt.needle(tokenizer: tokenizer, context: length, keys: options.needleKeys, seed: UInt64(seed))
             : try RetrievalPrompt.passkey(tokenizer: tokenizer, context: length, depth: depth ?? 0, seed: UInt64(seed))
         let shape = model.shape
-        let lead = try LlamaSession(model: model, chunkSize: prompt.ids.count, pool: pool)
-        var followers: [(policy: String, budget: EvalBudget, bytes: Int?, session: LlamaSession)] = []
-        for v in needed where v.policy != "Full" {
-            let (budget, bytes) = v.budget.resolve(tokens: prompt.ids.count, shape: shape)
-            let policy = try KVPolicyCatalog.make(v.policy, budget: budget)
-            followers.append((v.policy, v.budget, bytes, try LlamaSession(model: model, policy: policy, chunkSize: 1, pool: pool)))
+        // The f16 group first: its full cache's attention outputs are every group's reference.
+        var formats: [ElementType?] = [nil]
+        for v in needed {
+            let f = EvalPolicyName(label: v.policy).format
+            if !formats.contains(f) { formats.append(f) }
         }
-        let clock = ContinuousClock()
-        let t0 = clock.now
-        let shared = try lead.prefill(prompt.ids, sharingWith: followers.map(\.session))
-        let prefill = Double(prompt.ids.count) / max((clock.now - t0).benchSeconds, 1e-9)
-        // The last prompt token's attention output over the full cache, per layer.
-        let full = (0..<shape.layers).map { attentionOutput(query: shared.lastQueries[$0], cache: lead.cache, layer: $0) }
-        let first = shared.logits.withUnsafeBufferPointer { Sampler.argmax($0) }
-        let peakRSS = { ProcessMemory.peak }
-        for f in followers {
-            let start = clock.now
-            let bytes = f.session.cache.byteCount, peak = f.session.cache.peakByteCount
-            if errors {
-                let layerErrors = (0..<shape.layers).map { l -> Double in
-                    let out = attentionOutput(query: shared.lastQueries[l], cache: f.session.cache, layer: l)
-                    return relativeError(out, full[l])
-                }
+        var reference: [[Float]] = []
+        for format in formats {
+            let group = needed.filter { EvalPolicyName(label: $0.policy).format == format }
+            guard !group.isEmpty || (format == nil && errors) else { continue }
+            let lead = try LlamaSession(model: model, keyType: format, valueType: format, chunkSize: prompt.ids.count, pool: pool)
+            var followers: [(policy: String, budget: EvalBudget, bytes: Int?, session: LlamaSession)] = []
+            for v in group where !EvalPolicyName(label: v.policy).isFull {
+                let (budget, bytes) = v.budget.resolve(tokens: prompt.ids.count, shape: shape)
+                let policy = try KVPolicyCatalog.make(EvalPolicyName(label: v.policy).policy, budget: budget)
+                followers.append((v.policy, v.budget, bytes, try LlamaSession(model: model, policy: policy, keyType: format,
+                                                                              valueType: format, chunkSize: 1, pool: pool)))
+            }
+            let clock = ContinuousClock()
+            let t0 = clock.now
+            let shared = try lead.prefill(prompt.ids, sharingWith: followers.map(\.session))
+            let prefill = Double(prompt.ids.count) / max((clock.now - t0).benchSeconds, 1e-9)
+            // The last prompt token's attention output over the full cache, per layer.
+            if format == nil {
+                reference = (0..<shape.layers).map { attentionOutput(query: shared.lastQueries[$0], cache: lead.cache, layer: $0) }
+            }
+            let first = shared.logits.withUnsafeBufferPointer { Sampler.argmax($0) }
+            // The group's full cache measures itself like a follower (a quantized full cache has an
+            // attention error too); the f16 one is the reference and has none.
+            let fullLabel = EvalPolicyName(policy: EvalDigest.fullPolicy, format: format).label
+            let measured = followers + (group.contains { $0.policy == fullLabel } ? [(fullLabel, EvalBudget.full, nil, lead)] : [])
+            for f in measured {
+                let start = clock.now
+                let bytes = f.session.cache.byteCount, peak = f.session.cache.peakByteCount
                 let key = Self.key("attention-error", f.policy, f.budget, context: context, depth: depth, seed: seed)
-                if !done.contains(key) {
+                if errors && f.policy != EvalDigest.fullPolicy, !done.contains(key) {
+                    let layerErrors = (0..<shape.layers).map { l -> Double in
+                        relativeError(attentionOutput(query: shared.lastQueries[l], cache: f.session.cache, layer: l), reference[l])
+                    }
                     record(EvalCell(key: key, task: "attention-error", policy: f.policy, budget: f.budget.label, budgetBytes: f.bytes,
                                     context: context, tokens: prompt.ids.count, depth: depth, seed: seed, layerErrors: layerErrors,
                                     cacheBytes: bytes, peakCacheBytes: peak, prefillTokensPerSecond: prefill,
-                                    peakRSSBytes: peakRSS(), seconds: (clock.now - start).benchSeconds))
+                                    peakRSSBytes: ProcessMemory.peak, seconds: (clock.now - start).benchSeconds))
+                }
+                let answerKey = Self.key(task, f.policy, f.budget, context: context, depth: depth, seed: seed)
+                if answers && !done.contains(answerKey) {
+                    let (text, rate) = try answer(f.session, first: first)
+                    record(EvalCell(key: answerKey, task: task, policy: f.policy, budget: f.budget.label, budgetBytes: f.bytes,
+                                    context: context, tokens: prompt.ids.count, depth: depth, seed: seed,
+                                    correct: text.contains(prompt.expected) ? 1 : 0, answer: text, expected: prompt.expected,
+                                    cacheBytes: bytes, peakCacheBytes: peak, prefillTokensPerSecond: prefill,
+                                    decodeTokensPerSecond: rate, peakRSSBytes: ProcessMemory.peak,
+                                    seconds: (clock.now - start).benchSeconds))
                 }
             }
-            let key = Self.key(task, f.policy, f.budget, context: context, depth: depth, seed: seed)
-            if answers && !done.contains(key) {
-                let (text, rate) = try answer(f.session, first: first)
-                record(EvalCell(key: key, task: task, policy: f.policy, budget: f.budget.label, budgetBytes: f.bytes,
-                                context: context, tokens: prompt.ids.count, depth: depth, seed: seed,
-                                correct: text.contains(prompt.expected) ? 1 : 0, answer: text, expected: prompt.expected,
-                                cacheBytes: bytes, peakCacheBytes: peak, prefillTokensPerSecond: prefill,
-                                decodeTokensPerSecond: rate, peakRSSBytes: peakRSS(), seconds: (clock.now - start).benchSeconds))
-            }
-        }
-        let fullKey = Self.key(task, "Full", .full, context: context, depth: depth, seed: seed)
-        if answers && options.policies.contains("Full") && !done.contains(fullKey) {
-            let start = clock.now
-            let bytes = lead.cache.byteCount, peak = lead.cache.peakByteCount
-            let (text, rate) = try answer(lead, first: first)
-            record(EvalCell(key: fullKey, task: task, policy: "Full", budget: EvalBudget.full.label, budgetBytes: nil,
-                            context: context, tokens: prompt.ids.count, depth: depth, seed: seed,
-                            correct: text.contains(prompt.expected) ? 1 : 0, answer: text, expected: prompt.expected,
-                            cacheBytes: bytes, peakCacheBytes: peak, prefillTokensPerSecond: prefill,
-                            decodeTokensPerSecond: rate, peakRSSBytes: peakRSS(), seconds: (clock.now - start).benchSeconds))
         }
         try save()
         report(adding: context)
@@ -258,8 +263,10 @@ final class EvalRunner {
                 continue
             }
             let (budget, bytes) = v.budget.resolve(tokens: min(tokens, window), shape: model.shape)
-            let policy = try KVPolicyCatalog.make(v.policy, budget: budget, schedule: .prefillAndDecode)
-            let session = try LlamaSession(model: model, policy: policy, chunkSize: 512, pool: pool)
+            let name = EvalPolicyName(label: v.policy)
+            let policy = try KVPolicyCatalog.make(name.policy, budget: budget, schedule: .prefillAndDecode)
+            let session = try LlamaSession(model: model, policy: policy, keyType: name.format, valueType: name.format,
+                                           chunkSize: 512, pool: pool)
             let r = try session.perplexity(tokens: Array(ids.prefix(tokens)))
             record(EvalCell(key: key, task: "perplexity", policy: v.policy, budget: v.budget.label, budgetBytes: bytes,
                             context: tokens, tokens: r.tokens, depth: nil, seed: 0, perplexity: r.perplexity,
