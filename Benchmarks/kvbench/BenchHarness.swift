@@ -8,6 +8,8 @@ final class BenchContext: @unchecked Sendable {
     let options: BenchOptions
     let report = BenchReport()
     private var pools: [Int: ThreadPool] = [:]
+    /// Read bandwidths measured so far, by thread count (`readBandwidth(threads:)`).
+    var bandwidths: [Int: Double] = [:]
 
     init(options: BenchOptions) { self.options = options }
 

@@ -50,8 +50,8 @@ enum ModelBenchmarks {
                     }
                     let timing = Timing(samples: times)
                     ours[LlamaBench.key("decode", n, threads)] = 1 / timing.median
-                    ctx.addValue(group: "model", name: "decode at context \(n)", threads: threads, value: 1 / timing.median,
-                                 unit: "tok/s", timing: timing, note: "cache \(session.cache.byteCount / 1_000_000) MB")
+                    ctx.addDecode(group: "model", name: "decode at context \(n)", threads: threads, timing: timing,
+                                  weightBytes: weights, cacheBytes: session.cache.byteCount)
                     if n == lengths.last, let rss = ProcessMemory.current {
                         // Target: RSS <= model file + cache + 100 MB (weights are mapped, not copied).
                         let budget = fileBytes + session.cache.allocatedByteCount + 100_000_000

@@ -135,11 +135,10 @@ enum PolicyBenchmarks {
         }
         let fullTiming = Timing(samples: fullTimes), keptTiming = Timing(samples: keptTimes)
         let fullRate = 1 / fullTiming.median, keptRate = 1 / keptTiming.median
-        ctx.addValue(group: "policies", name: "decode ctx \(context), full cache", threads: threads, value: fullRate,
-                     unit: "tok/s", timing: fullTiming, note: "cache \(full.cache.byteCount / 1000) kB")
-        ctx.addValue(group: "policies", name: "decode ctx \(context), \(kept) kept/layer", threads: threads,
-                     value: keptRate, unit: "tok/s", timing: keptTiming,
-                     note: String(format: "%.2fx full (target >= 2.5x; medians of %d steps in alternating blocks), cache %d kB",
-                                  keptRate / fullRate, steps, cache.byteCount / 1000))
+        ctx.addDecode(group: "policies", name: "decode ctx \(context), full cache", threads: threads, timing: fullTiming,
+                      weightBytes: model.weightBytes, cacheBytes: full.cache.byteCount)
+        ctx.addDecode(group: "policies", name: "decode ctx \(context), \(kept) kept/layer", threads: threads,
+                      timing: keptTiming, weightBytes: model.weightBytes, cacheBytes: cache.byteCount,
+                      note: String(format: "%.2fx full (medians of %d steps in alternating blocks)", keptRate / fullRate, steps))
     }
 }

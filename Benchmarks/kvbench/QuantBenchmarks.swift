@@ -126,10 +126,10 @@ enum QuantBenchmarks {
                 let timing = Timing(samples: times)
                 let name = type.description.lowercased()
                 ours["\(name)|\(threads)"] = 1 / timing.median
-                let f16 = ours["f16|\(threads)"].map { String(format: "%.2fx f16; ", 1 / timing.median / $0) } ?? ""
-                ctx.addValue(group: "quant", name: "model decode at context \(context), \(name) cache", threads: threads,
-                             value: 1 / timing.median, unit: "tok/s", timing: timing,
-                             note: f16 + "cache \(session.cache.byteCount / 1_000_000) MB")
+                let f16 = ours["f16|\(threads)"].map { String(format: "%.2fx f16", 1 / timing.median / $0) }
+                ctx.addDecode(group: "quant", name: "model decode at context \(context), \(name) cache", threads: threads,
+                              timing: timing, weightBytes: model.weightBytes, cacheBytes: session.cache.byteCount,
+                              note: f16)
             }
         }
         guard let binary = LlamaBench.binary else { return }
