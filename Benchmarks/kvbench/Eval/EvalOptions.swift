@@ -38,12 +38,13 @@ struct EvalOptions {
           --quick           context 1K x 3 depths x 1 seed at 25%, perplexity over 1,024 tokens (~1 minute)
           --full            5 seeds, 11 depths, budgets 75%..5%, needle at every context, perplexity
                             over the whole text (58,662 tokens) at every budget, every policy also over
-                            q8_0 and q4_0 caches (hours)
+                            q8_0, q8_0/q4_1 and q4_0 caches (hours)
 
         options:
-          --policies LIST   catalog names (default: all), each optionally +FORMAT for a quantized cache
-                            (q8_0, q4_0, q4_1, bf16, f32; e.g. Full+q4_0,SnapKV+q8_0): at a byte budget
-                            smaller entries let a policy keep more; the f16 full cache is always the baseline
+          --policies LIST   catalog names (default: all), each optionally +FORMAT or +KEYS/VALUES for a
+                            quantized cache (q8_0, q4_0, q4_1, bf16, f32; e.g. Full+q4_0,TOVA+q8_0/q4_1):
+                            at a byte budget smaller entries let a policy keep more; the f16 full cache is
+                            always the baseline
           --budgets LIST    full, N% (of the full f16 cache's bytes at that context), ratio=R,
                             NMB / NKB / NB (whole cache), Ntok (entries per KV head)
           --contexts LIST   prompt lengths in tokens, e.g. 1K,2K,4K,8K or 1024,3000
@@ -131,8 +132,8 @@ struct EvalOptions {
             o.needleContexts = o.contexts
             o.perplexityTokens = Int.max
             o.perplexityBudgets = o.budgets
-            o.policies += [ElementType.q8_0, .q4_0].flatMap { f in
-                KVPolicyCatalog.entries.map { EvalPolicyName(policy: $0.name, format: f).label }
+            o.policies += [(ElementType.q8_0, ElementType.q8_0), (.q8_0, .q4_1), (.q4_0, .q4_0)].flatMap { k, v in
+                KVPolicyCatalog.entries.map { EvalPolicyName(policy: $0.name, keyFormat: k, valueFormat: v).label }
             }
         }
         if let policies { o.policies = policies }

@@ -1,51 +1,72 @@
 import KVCompress
 import KVCore
 
-/// A policy of the evaluation: a catalog policy, optionally over a quantized cache format, named
-/// `POLICY` (f16 cache) or `POLICY+FORMAT` (`SnapKV+q4_0`, `Full+q8_0`). At a byte budget the
-/// format's smaller entries let the policy keep more of them, so eviction, quantization and both
-/// together compare at equal memory.
+/// A policy of the evaluation: a catalog policy, optionally over a quantized cache, named `POLICY`
+/// (f16 cache), `POLICY+FORMAT` (`SnapKV+q4_0`, `Full+q8_0`) or `POLICY+KEYS/VALUES`
+/// (`TOVA+q8_0/q4_1`: keys and values apart). At a byte budget smaller entries let the policy keep
+/// more of them, so eviction, quantization and both together compare at equal memory.
 struct EvalPolicyName: Hashable {
     /// The catalog name (`Full` for the full cache).
     let policy: String
-    /// The keys' and values' format; nil for the default f16 cache.
-    let format: ElementType?
+    /// The keys' and values' formats; nil for the default f16 cache.
+    let keyFormat: ElementType?
+    let valueFormat: ElementType?
 
-    /// The name in tables and results: `POLICY` or `POLICY+format`.
-    var label: String { format.map { "\(policy)+\($0.description.lowercased())" } ?? policy }
+    /// The name in tables and results: `POLICY`, `POLICY+format` or `POLICY+keys/values`.
+    var label: String {
+        guard keyFormat != nil || valueFormat != nil else { return policy }
+        let k = Self.name(keyFormat), v = Self.name(valueFormat)
+        return policy + "+" + (k == v ? k : "\(k)/\(v)")
+    }
 
     /// Whether it keeps every entry (the full cache, in any format).
     var isFull: Bool { policy == EvalDigest.fullPolicy }
 
-    init(policy: String, format: ElementType? = nil) {
+    /// The group of runs that can share one prefill pass: the same cache formats.
+    var formats: [ElementType?] { [keyFormat, valueFormat] }
+
+    init(policy: String, keyFormat: ElementType? = nil, valueFormat: ElementType? = nil) {
         self.policy = policy
-        self.format = format == .f16 ? nil : format
+        self.keyFormat = keyFormat == .f16 ? nil : keyFormat
+        self.valueFormat = valueFormat == .f16 ? nil : valueFormat
     }
 
-    /// Parses `POLICY` or `POLICY+FORMAT` (catalog or kvpress names; formats as `kvcompress --cache`
-    /// takes them).
+    /// Parses `POLICY`, `POLICY+FORMAT` or `POLICY+KEYS/VALUES` (catalog or kvpress names; formats as
+    /// `kvcompress --cache` takes them).
     init(parsing text: String) throws(EvalUsageError) {
         let parts = text.split(separator: "+", maxSplits: 1).map(String.init)
         let name: String
         do { name = try KVPolicyCatalog.entry(named: parts.first ?? "").name } catch {
             throw EvalUsageError("--policies: unknown policy '\(parts.first ?? "")'; known: "
-                + KVPolicyCatalog.entries.map(\.name).joined(separator: ", ") + " (each optionally +FORMAT)")
+                + KVPolicyCatalog.entries.map(\.name).joined(separator: ", ") + " (each optionally +FORMAT or +KEYS/VALUES)")
         }
-        var format: ElementType?
-        if parts.count == 2 {
-            guard let f = KVCache.supportedTypes.first(where: { $0.description.lowercased() == parts[1].lowercased() }) else {
+        guard parts.count == 2 else {
+            self.init(policy: name)
+            return
+        }
+        let formats = parts[1].split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        var parsed: [ElementType] = []
+        for f in formats {
+            guard formats.count <= 2, let t = Self.format(f) else {
                 throw EvalUsageError("--policies: unknown cache format '\(parts[1])' in '\(text)'; formats: "
-                    + KVCache.supportedTypes.map { $0.description.lowercased() }.joined(separator: ", "))
+                    + KVCache.supportedTypes.map { $0.description.lowercased() }.joined(separator: ", ")
+                    + " (one for keys and values, or KEYS/VALUES)")
             }
-            format = f
+            parsed.append(t)
         }
-        self.init(policy: name, format: format)
+        self.init(policy: name, keyFormat: parsed[0], valueFormat: parsed.last)
     }
 
     /// The label's parts again (for names read back from a results file).
     init(label: String) {
         let parts = label.split(separator: "+", maxSplits: 1).map(String.init)
-        let format = parts.count == 2 ? KVCache.supportedTypes.first { $0.description.lowercased() == parts[1] } : nil
-        self.init(policy: parts.first ?? label, format: format)
+        let formats = parts.count == 2 ? parts[1].split(separator: "/").map { Self.format(String($0)) } : []
+        self.init(policy: parts.first ?? label, keyFormat: formats.first ?? nil, valueFormat: formats.last ?? nil)
     }
+
+    private static func format(_ name: String) -> ElementType? {
+        KVCache.supportedTypes.first { $0.description.lowercased() == name.lowercased() }
+    }
+
+    private static func name(_ format: ElementType?) -> String { (format ?? .f16).description.lowercased() }
 }

@@ -156,35 +156,37 @@ final class EvalRunner {
             : try RetrievalPrompt.passkey(tokenizer: tokenizer, context: length, depth: depth ?? 0, seed: UInt64(seed))
         let shape = model.shape
         // The f16 group first: its full cache's attention outputs are every group's reference.
-        var formats: [ElementType?] = [nil]
+        var formats: [[ElementType?]] = [[nil, nil]]
         for v in needed {
-            let f = EvalPolicyName(label: v.policy).format
+            let f = EvalPolicyName(label: v.policy).formats
             if !formats.contains(f) { formats.append(f) }
         }
         var reference: [[Float]] = []
         for format in formats {
-            let group = needed.filter { EvalPolicyName(label: $0.policy).format == format }
-            guard !group.isEmpty || (format == nil && errors) else { continue }
-            let lead = try LlamaSession(model: model, keyType: format, valueType: format, chunkSize: prompt.ids.count, pool: pool)
+            let group = needed.filter { EvalPolicyName(label: $0.policy).formats == format }
+            let f16 = format == [nil, nil]
+            guard !group.isEmpty || (f16 && errors) else { continue }
+            let lead = try LlamaSession(model: model, keyType: format[0], valueType: format[1], chunkSize: prompt.ids.count,
+                                        pool: pool)
             var followers: [(policy: String, budget: EvalBudget, bytes: Int?, session: LlamaSession)] = []
             for v in group where !EvalPolicyName(label: v.policy).isFull {
                 let (budget, bytes) = v.budget.resolve(tokens: prompt.ids.count, shape: shape)
                 let policy = try KVPolicyCatalog.make(EvalPolicyName(label: v.policy).policy, budget: budget)
-                followers.append((v.policy, v.budget, bytes, try LlamaSession(model: model, policy: policy, keyType: format,
-                                                                              valueType: format, chunkSize: 1, pool: pool)))
+                followers.append((v.policy, v.budget, bytes, try LlamaSession(model: model, policy: policy, keyType: format[0],
+                                                                              valueType: format[1], chunkSize: 1, pool: pool)))
             }
             let clock = ContinuousClock()
             let t0 = clock.now
             let shared = try lead.prefill(prompt.ids, sharingWith: followers.map(\.session))
             let prefill = Double(prompt.ids.count) / max((clock.now - t0).benchSeconds, 1e-9)
             // The last prompt token's attention output over the full cache, per layer.
-            if format == nil {
+            if f16 {
                 reference = (0..<shape.layers).map { attentionOutput(query: shared.lastQueries[$0], cache: lead.cache, layer: $0) }
             }
             let first = shared.logits.withUnsafeBufferPointer { Sampler.argmax($0) }
             // The group's full cache measures itself like a follower (a quantized full cache has an
             // attention error too); the f16 one is the reference and has none.
-            let fullLabel = EvalPolicyName(policy: EvalDigest.fullPolicy, format: format).label
+            let fullLabel = EvalPolicyName(policy: EvalDigest.fullPolicy, keyFormat: format[0], valueFormat: format[1]).label
             let measured = followers + (group.contains { $0.policy == fullLabel } ? [(fullLabel, EvalBudget.full, nil, lead)] : [])
             for f in measured {
                 let start = clock.now
@@ -265,7 +267,7 @@ final class EvalRunner {
             let (budget, bytes) = v.budget.resolve(tokens: min(tokens, window), shape: model.shape)
             let name = EvalPolicyName(label: v.policy)
             let policy = try KVPolicyCatalog.make(name.policy, budget: budget, schedule: .prefillAndDecode)
-            let session = try LlamaSession(model: model, policy: policy, keyType: name.format, valueType: name.format,
+            let session = try LlamaSession(model: model, policy: policy, keyType: name.keyFormat, valueType: name.valueFormat,
                                            chunkSize: 512, pool: pool)
             let r = try session.perplexity(tokens: Array(ids.prefix(tokens)))
             record(EvalCell(key: key, task: "perplexity", policy: v.policy, budget: v.budget.label, budgetBytes: bytes,
