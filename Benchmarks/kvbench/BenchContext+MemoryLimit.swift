@@ -1,4 +1,3 @@
-import CKVKernels
 import Foundation
 import KVCore
 
@@ -13,25 +12,15 @@ extension BenchContext {
     /// thread count in a run.
     func readBandwidth(threads: Int) -> Double {
         if let known = bandwidths[threads] { return known }
-        let n = (options.quick ? Self.bandwidthBytes / 8 : Self.bandwidthBytes) / 4
-        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: n)
-        defer { buffer.deallocate() }
-        for i in 0..<n { buffer[i] = Float(i & 7) }
-        let pool = self.pool(threads)
-        let chunks = threads == 1 ? 1 : threads * 4
-        let sink = UnsafeMutablePointer<Float>.allocate(capacity: chunks)
-        defer { sink.deallocate() }
+        let reference = ReadReference(bytes: options.quick ? Self.bandwidthBytes / 8 : Self.bandwidthBytes, pool: pool(threads))
         let clock = ContinuousClock()
         var best = Double.infinity
         for _ in 0..<5 {
             let t = clock.now
-            pool.parallelFor(chunks) { c in
-                let lo = n * c / chunks, hi = n * (c + 1) / chunks
-                sink[c] = kvk_sum_f32(buffer + lo, hi - lo)
-            }
+            reference.run()
             best = min(best, (clock.now - t).benchSeconds)
         }
-        let gbps = Double(n * 4) / best / 1e9
+        let gbps = Double(reference.bytes) / best / 1e9
         bandwidths[threads] = gbps
         return gbps
     }

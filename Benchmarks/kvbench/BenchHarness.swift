@@ -94,22 +94,10 @@ final class BenchContext: @unchecked Sendable {
     /// given the GB/s and the ratio, may add to the note (e.g. whether a target was met).
     func addThroughput(group: String, name: String, threads: Int, bytes: Int, note: String? = nil,
                        verdict: ((_ gbps: Double, _ ratio: Double) -> String?)? = nil, _ body: () -> Void) {
-        let n = max(8, bytes / 4)
-        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: n)
-        defer { buffer.deallocate() }
-        for i in 0..<n { buffer[i] = Float(i & 7) }
-        let pool = self.pool(threads)
-        let chunks = threads == 1 ? 1 : threads * 4
-        let sink = UnsafeMutablePointer<Float>.allocate(capacity: chunks)
-        defer { sink.deallocate() }
-        let (timing, readTiming) = measure(body, alternatingWith: {
-            pool.parallelFor(chunks) { c in
-                let lo = n * c / chunks, hi = n * (c + 1) / chunks
-                sink[c] = kvk_sum_f32(buffer + lo, hi - lo)
-            }
-        })
+        let reference = ReadReference(bytes: bytes, pool: pool(threads))
+        let (timing, readTiming) = measure(body, alternatingWith: reference.run)
         let gbps = Double(bytes) / timing.min / 1e9
-        let read = Double(n * 4) / readTiming.min / 1e9
+        let read = Double(reference.bytes) / readTiming.min / 1e9
         let notes = [note, verdict?(gbps, gbps / read)].compactMap { $0 }
         report.add(BenchRow(group: group, name: name, threads: threads, value: gbps, unit: "GB/s",
                             minSeconds: timing.min, medianSeconds: timing.median, readGBps: read,
