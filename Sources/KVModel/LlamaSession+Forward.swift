@@ -28,11 +28,11 @@ extension LlamaSession {
             s.positions[t] = step.positions[t]
         }
 
-        func project(_ w: WeightMatrix, _ input: UnsafeMutablePointer<Float>, quantized: Bool,
-                     into out: UnsafeMutablePointer<Float>) {
-            let useQ = fast && w.usesQuantizedActivations
-            if useQ && !quantized { kvk_quantize_act(input, s.xq, n * w.cols) }
-            w.apply(x: input, xq: useQ ? UnsafePointer(s.xq) : nil, n: n, y: out, ldy: w.rows, pool: pool)
+        // Matrices over the same input in one parallel region; the input quantized once.
+        func project(_ input: UnsafeMutablePointer<Float>, _ jobs: [(matrix: WeightMatrix, y: UnsafeMutablePointer<Float>)]) {
+            let useQ = fast && jobs.contains { $0.matrix.usesQuantizedActivations }
+            if useQ { kvk_quantize_act(input, s.xq, n * jobs[0].matrix.cols) }
+            WeightMatrix.apply(jobs, x: input, xq: useQ ? UnsafePointer(s.xq) : nil, n: n, pool: pool)
         }
 
         for (l, w) in model.layers.enumerated() {
@@ -41,9 +41,7 @@ extension LlamaSession {
             for t in 0..<n {
                 kvk_rmsnorm(s.x + t * hidden, w.attnNorm, s.xn + t * hidden, hidden, c.rmsEps)
             }
-            project(w.wq, s.xn, quantized: false, into: s.q)
-            project(w.wk, s.xn, quantized: true, into: s.k)
-            project(w.wv, s.xn, quantized: true, into: s.v)
+            project(s.xn, [(w.wq, s.q), (w.wk, s.k), (w.wv, s.v)])
             s.qPre.update(from: s.q, count: n * hidden)
             model.rope.apply(to: s.q, tokens: n, heads: c.heads, positions: s.positions)
             model.rope.apply(to: s.k, tokens: n, heads: c.kvHeads, positions: s.positions)
@@ -54,16 +52,15 @@ extension LlamaSession {
                 try compressor.attend(layer: l, step: step, queries: s.q, preRoPEQueries: s.qPre, keys: s.k, values: s.v,
                                       output: s.attn)
             }
-            project(w.wo, s.attn, quantized: false, into: s.xn)
+            project(s.attn, [(w.wo, s.xn)])
             kvk_axpy_f32(1, s.xn, s.x, n * hidden)
             // Feed-forward block.
             for t in 0..<n {
                 kvk_rmsnorm(s.x + t * hidden, w.ffnNorm, s.xn + t * hidden, hidden, c.rmsEps)
             }
-            project(w.gate, s.xn, quantized: false, into: s.gate)
-            project(w.up, s.xn, quantized: true, into: s.up)
+            project(s.xn, [(w.gate, s.gate), (w.up, s.up)])
             kvk_silu_mul(s.gate, s.up, s.gate, n * c.ffn)
-            project(w.down, s.gate, quantized: false, into: s.xn)
+            project(s.gate, [(w.down, s.xn)])
             kvk_axpy_f32(1, s.xn, s.x, n * hidden)
         }
     }
@@ -81,9 +78,9 @@ extension LlamaSession {
         let out = model.output
         if model.mode == .fast && out.usesQuantizedActivations {
             kvk_quantize_act(s.xn, s.xq, rows.count * hidden)
-            out.apply(x: s.xn, xq: s.xq, n: rows.count, y: s.logits, ldy: out.rows, pool: pool)
+            WeightMatrix.apply([(out, s.logits)], x: s.xn, xq: s.xq, n: rows.count, pool: pool)
         } else {
-            out.apply(x: s.xn, xq: nil, n: rows.count, y: s.logits, ldy: out.rows, pool: pool)
+            WeightMatrix.apply([(out, s.logits)], x: s.xn, xq: nil, n: rows.count, pool: pool)
         }
     }
 

@@ -20,34 +20,37 @@ struct WeightMatrix: @unchecked Sendable {
         type == .q8_0 || type == .q4_0 || type == .q4_1
     }
 
-    /// `Y[i] = W X[i]` for `n` rows of `X` (`n x cols`, contiguous); `Y` has row stride `ldy`.
-    /// `xq` holds the activations already quantized to q8_act blocks when
-    /// ``usesQuantizedActivations`` (one row of `cols / 32` blocks per input row).
-    /// Rows of `W` are split across the pool's threads.
-    func apply(x: UnsafePointer<Float>, xq: UnsafePointer<kvk_block_q8_act>?, n: Int,
-               y: UnsafeMutablePointer<Float>, ldy: Int, pool: ThreadPool) {
+    /// `Y_k[i] = W_k X[i]` for several matrices over the same `n` rows of `X` (`n x cols`,
+    /// contiguous), each `Y_k` with row stride `W_k.rows`. `xq` holds the activations already
+    /// quantized to q8_act blocks (one row of `cols / 32` blocks per input row), which the matrices
+    /// with ``usesQuantizedActivations`` use. Rows are split into chunks that go to the pool's
+    /// threads in one parallel region, so a small matrix (a layer's K or V projection) costs no
+    /// hand-off of its own.
+    static func apply(_ jobs: [(matrix: WeightMatrix, y: UnsafeMutablePointer<Float>)], x: UnsafePointer<Float>,
+                      xq: UnsafePointer<kvk_block_q8_act>?, n: Int, pool: ThreadPool) {
         let threads = pool.threadCount
         // Chunks a multiple of 16 rows so every thread gets whole SIMD tiles.
-        let perChunk = max(16, ((rows + threads * 2 - 1) / (threads * 2) + 15) / 16 * 16)
-        let chunks = (rows + perChunk - 1) / perChunk
-        let rb = rowBytes
-        let cols = cols
-        let kt = type.kernelType
-        let base = data
-        pool.parallelFor(chunks) { c in
-            let r0 = c * perChunk
-            let r1 = min(rows, r0 + perChunk)
-            let w = base + r0 * rb
-            if let xq {
+        var chunks: [(job: Int, r0: Int, r1: Int)] = []
+        for (j, job) in jobs.enumerated() {
+            let rows = job.matrix.rows
+            let perChunk = max(16, ((rows + threads * 2 - 1) / (threads * 2) + 15) / 16 * 16)
+            for r0 in stride(from: 0, to: rows, by: perChunk) { chunks.append((j, r0, min(rows, r0 + perChunk))) }
+        }
+        pool.parallelFor(chunks.count) { c in
+            let (j, r0, r1) = chunks[c]
+            let (m, y) = jobs[j]
+            let w = m.data + r0 * m.rowBytes
+            let kt = m.type.kernelType
+            if let xq, m.usesQuantizedActivations {
                 if n == 1 {
-                    kvk_matvec_q8act(kt, w, r1 - r0, cols, xq, y + r0)
+                    kvk_matvec_q8act(kt, w, r1 - r0, m.cols, xq, y + r0)
                 } else {
-                    kvk_matmul_q8act(kt, w, r1 - r0, cols, xq, n, y + r0, ldy)
+                    kvk_matmul_q8act(kt, w, r1 - r0, m.cols, xq, n, y + r0, m.rows)
                 }
             } else if n == 1 {
-                kvk_matvec(kt, w, r1 - r0, cols, x, y + r0)
+                kvk_matvec(kt, w, r1 - r0, m.cols, x, y + r0)
             } else {
-                kvk_matmul(kt, w, r1 - r0, cols, x, n, y + r0, ldy)
+                kvk_matmul(kt, w, r1 - r0, m.cols, x, n, y + r0, m.rows)
             }
         }
     }
