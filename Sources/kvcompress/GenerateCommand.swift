@@ -50,7 +50,7 @@ enum GenerateCommand {
         let stats = String(format: "[prompt %d tok, prefill %.1f tok/s | generated %d tok (%@), decode %.1f tok/s | cache %d bytes, peak %d bytes | %@]",
                            result.promptTokens, result.prefillTokensPerSecond, result.tokens.count,
                            result.stopReason.rawValue, result.decodeTokensPerSecond, result.cacheBytes,
-                           result.peakCacheBytes, options.policyDescription)
+                           result.peakCacheBytes, options.description(of: session))
         FileHandle.standardError.write(Data((stats + "\n").utf8))
     }
 }

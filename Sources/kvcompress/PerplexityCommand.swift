@@ -48,7 +48,7 @@ enum PerplexityCommand {
         }
         print(String(format: "perplexity %.4f | mean NLL %.5f nats | tokens %d (%d scored) | peak cache %d bytes | final cache %d bytes | %.1f tok/s | %@",
                      r.perplexity, r.meanNegativeLogLikelihood, r.tokens, r.scoredTokens, r.peakCacheBytes,
-                     r.finalCacheBytes, r.tokensPerSecond, options.policyDescription))
+                     r.finalCacheBytes, r.tokensPerSecond, options.description(of: session)))
     }
 
     /// The file's text; not empty, valid UTF-8.

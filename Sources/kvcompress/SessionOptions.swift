@@ -28,7 +28,7 @@ struct SessionOptions {
     """
 
     /// The cache formats the CLI accepts, by their lowercase GGML names.
-    static let formatNames = KVCache.supportedTypes.map { $0.description.lowercased() }.joined(separator: ", ")
+    static let formatNames = KVCache.supportedTypeNames.joined(separator: ", ")
 
     let modelPath: String
     let exact: Bool
@@ -38,7 +38,7 @@ struct SessionOptions {
     /// The keys' and values' element types (nil: the mode's default).
     let keyType: ElementType?
     let valueType: ElementType?
-    /// How the policy and the cache were configured, for the summary lines.
+    /// How the policy was configured, for the summary lines (see ``description(of:)``).
     let policyDescription: String
 
     init(_ o: CommandLineOptions) throws {
@@ -46,21 +46,22 @@ struct SessionOptions {
         exact = o.has("--exact")
         threads = try o.int("--threads", default: ThreadPool.shared.threadCount, in: 1...4096)
         chunk = try o.int("--chunk", default: 512, in: 1...65536)
-        let (policy, described) = try Self.policy(o)
-        self.policy = policy
+        (policy, policyDescription) = try Self.policy(o)
         let cache = try Self.format(o, "--cache")
         keyType = try Self.format(o, "--keys") ?? cache
         valueType = try Self.format(o, "--values") ?? cache
-        let defaultType = exact ? "f32" : "f16"
-        let k = keyType.map { $0.description.lowercased() } ?? defaultType
-        let v = valueType.map { $0.description.lowercased() } ?? defaultType
-        policyDescription = described + (k == v ? ", \(k) cache" : ", keys \(k), values \(v)")
+    }
+
+    /// The policy and the formats of `session`'s cache, for the summary lines.
+    func description(of session: LlamaSession) -> String {
+        let k = session.cache.keyType.description.lowercased(), v = session.cache.valueType.description.lowercased()
+        return policyDescription + (k == v ? ", \(k) cache" : ", keys \(k), values \(v)")
     }
 
     /// The element type `flag` names, nil when absent.
     private static func format(_ o: CommandLineOptions, _ flag: String) throws -> ElementType? {
         guard let name = o.string(flag) else { return nil }
-        guard let type = KVCache.supportedTypes.first(where: { $0.description.lowercased() == name.lowercased() }) else {
+        guard let type = KVCache.supportedType(named: name) else {
             throw CommandLineOptions.UsageError(description: "\(flag): unknown cache format '\(name)'; known: \(formatNames)")
         }
         return type

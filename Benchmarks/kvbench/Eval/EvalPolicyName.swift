@@ -47,9 +47,9 @@ struct EvalPolicyName: Hashable {
         let formats = parts[1].split(separator: "/", omittingEmptySubsequences: false).map(String.init)
         var parsed: [ElementType] = []
         for f in formats {
-            guard formats.count <= 2, let t = Self.format(f) else {
+            guard formats.count <= 2, let t = KVCache.supportedType(named: f) else {
                 throw EvalUsageError("--policies: unknown cache format '\(parts[1])' in '\(text)'; formats: "
-                    + KVCache.supportedTypes.map { $0.description.lowercased() }.joined(separator: ", ")
+                    + KVCache.supportedTypeNames.joined(separator: ", ")
                     + " (one for keys and values, or KEYS/VALUES)")
             }
             parsed.append(t)
@@ -60,12 +60,8 @@ struct EvalPolicyName: Hashable {
     /// The label's parts again (for names read back from a results file).
     init(label: String) {
         let parts = label.split(separator: "+", maxSplits: 1).map(String.init)
-        let formats = parts.count == 2 ? parts[1].split(separator: "/").map { Self.format(String($0)) } : []
+        let formats = parts.count == 2 ? parts[1].split(separator: "/").map { KVCache.supportedType(named: String($0)) } : []
         self.init(policy: parts.first ?? label, keyFormat: formats.first ?? nil, valueFormat: formats.last ?? nil)
-    }
-
-    private static func format(_ name: String) -> ElementType? {
-        KVCache.supportedTypes.first { $0.description.lowercased() == name.lowercased() }
     }
 
     private static func name(_ format: ElementType?) -> String { (format ?? .f16).description.lowercased() }

@@ -38,6 +38,14 @@ public final class KVCache {
     /// Element types the attention kernels read from a cache.
     public static let supportedTypes: [ElementType] = [.f32, .f16, .bf16, .q8_0, .q4_0, .q4_1]
 
+    /// The names of ``supportedTypes`` as command lines write them: lowercase GGML names (`q8_0`).
+    public static var supportedTypeNames: [String] { supportedTypes.map { $0.description.lowercased() } }
+
+    /// The supported type `name` names (a GGML name in any case, e.g. `q8_0` or `Q8_0`), nil if none.
+    public static func supportedType(named name: String) -> ElementType? {
+        supportedTypes.first { $0.description.lowercased() == name.lowercased() }
+    }
+
     /// Bookkeeping bytes charged per (layer, KV head) in ``byteCount``.
     public static let metadataBytesPerHead = 64
 
