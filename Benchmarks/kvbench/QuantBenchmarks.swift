@@ -17,51 +17,80 @@ extension BenchGroup {
 /// The rows of `kvbench quant`.
 enum QuantBenchmarks {
     /// Every cache format, f16 (the reference of the ratios) first.
-    static let formats: [ElementType] = [.f16] + KVCache.supportedTypes.filter { $0 != .f16 }
+    static let formats: [KVEntryFormat] = [.rows(.f16)] + KVEntryFormat.supported.filter { $0 != .rows(.f16) }
 
     /// The targets of the quantized-cache issue: decode attention tokens/s at 32K over f16.
-    static let targets: [ElementType: Double] = [.q8_0: 1.5, .q4_0: 2]
+    static let targets: [KVEntryFormat: Double] = [.rows(.q8_0): 1.5, .rows(.q4_0): 2, .kivi(bits: 2): 3]
 
     static func run(_ ctx: BenchContext) {
         do {
             let model = try LlamaModel(path: "default", mode: .fast)
-            bytesPerToken(ctx, shape: model.shape)
-            attention(ctx, shape: model.shape)
+            try bytesPerToken(ctx, shape: model.shape)
+            try attention(ctx, shape: model.shape)
             try decode(ctx, model: model)
         } catch {
             FileHandle.standardError.write(Data("kvbench quant: \(error)\n".utf8))
         }
     }
 
-    /// `KVCache.byteCount` per token of a cache holding 256 tokens in every layer and KV head, next to
-    /// what the format's layout says it must be.
-    static func bytesPerToken(_ ctx: BenchContext, shape: KVModelShape) {
-        let tokens = 256
+    /// A cache of `format` holding `tokens` random entries in every layer and KV head (KIVI: its
+    /// residual compacted, as after a prompt).
+    static func filledCache(shape: KVModelShape, layers: Int, format: KVEntryFormat, tokens: Int) throws -> KVCache {
+        let cache = try KVCache(layers: layers, kvHeads: shape.kvHeads, headDim: shape.headDim, keys: format, values: format)
         let width = shape.kvHeads * shape.headDim
         var rng = SplitMix(seed: 11)
-        let data = (0..<(tokens * width)).map { _ in rng.nextFloat() * 2 - 1 }
-        let positions = (0..<tokens).map(Int32.init)
-        for type in formats {
-            guard let cache = try? KVCache(shape: shape, elementType: type) else { continue }
-            for layer in 0..<shape.layers {
-                try? cache.append(layer: layer, keys: data, values: data, positions: positions)
-            }
+        let chunk = 1024
+        var start = 0
+        while start < tokens {
+            let n = min(chunk, tokens - start)
+            let keys = (0..<(n * width)).map { _ in rng.nextFloat() * 2 - 1 }
+            let values = (0..<(n * width)).map { _ in rng.nextFloat() * 2 - 1 }
+            let positions = (start..<(start + n)).map(Int32.init)
+            for layer in 0..<layers { try cache.append(layer: layer, keys: keys, values: values, positions: positions) }
+            start += n
+        }
+        for layer in 0..<layers { cache.compactResidual(layer: layer) }
+        return cache
+    }
+
+    /// `KVCache.byteCount` per token of a cache holding 4096 tokens in every layer and KV head, next
+    /// to what the format's layout says it must be (KIVI: groups of quantized entries with their
+    /// parameters, plus the f16 residual).
+    static func bytesPerToken(_ ctx: BenchContext, shape: KVModelShape) throws {
+        let tokens = 4096
+        let d = shape.headDim
+        for format in formats {
+            let cache = try filledCache(shape: shape, layers: shape.layers, format: format, tokens: tokens)
             let perToken = Double(cache.byteCount - cache.metadataBytes) / Double(tokens)
-            let row = type.byteCount(elements: shape.headDim)
-            let layout = shape.layers * shape.kvHeads * (2 * row + MemoryLayout<Int32>.size)
-            ctx.addValue(group: "quant", name: "bytes per token \(type.description.lowercased())", threads: 0,
+            let heads = shape.layers * shape.kvHeads
+            let layout: Int
+            let detail: String
+            if format.isKIVI, case .kivi(let bits) = format {
+                let residual = cache.residualLength + (tokens - cache.residualLength) % KVCache.kiviGroupSize
+                let packed = tokens - residual, groups = packed / KVCache.kiviGroupSize
+                let code = d * bits / 8, value = (bits == 2 ? ElementType.q2_1 : .q4_1).byteCount(elements: d)
+                let f16 = ElementType.f16.byteCount(elements: d)
+                layout = heads * (packed * (code + value + 4) + groups * (4 * d + 4) + residual * (2 * f16 + 4))
+                detail = "\(heads) heads x (\(packed) x (K codes \(code) + V \(value) + position 4) + \(groups) groups x "
+                    + "\(4 * d + 4) + residual \(residual) x \(2 * f16 + 4))"
+            } else {
+                let row = format.benchRowType.byteCount(elements: d)
+                layout = heads * tokens * (2 * row + 4)
+                detail = "\(heads) heads x \(tokens) x (K \(row) + V \(row) + position 4)"
+            }
+            ctx.addValue(group: "quant", name: "bytes per token \(format)", threads: 0,
                          value: perToken, unit: "B/tok", timing: Timing(min: 0, median: 0),
-                         note: String(format: "%.2fx f16's bytes; %d layers x %d KV heads x (K %d + V %d + position 4) = %d%@",
-                                      perToken / Double(shape.layers * shape.kvHeads * (4 * shape.headDim + 4)),
-                                      shape.layers, shape.kvHeads, row, row, layout,
-                                      Double(layout) == perToken ? "" : " MISMATCH"))
+                         note: String(format: "%.3fx f16's bytes; %@ = %d%@",
+                                      perToken / Double(heads * (4 * d + 4)), detail, layout,
+                                      Double(layout) == perToken * Double(tokens) ? "" : " MISMATCH"))
         }
     }
 
     /// Decode attention of one token over every layer's cache at 8K and 32K tokens (the caches
     /// together far exceed the CPU caches, as in a real decode step), each format alternating with
-    /// f16 so that their ratio comes from the same minutes.
-    static func attention(_ ctx: BenchContext, shape: KVModelShape) {
+    /// f16 so that their ratio comes from the same minutes. The caches are real `KVCache`s (KIVI:
+    /// its quantized part and residual, merged by the attention).
+    static func attention(_ ctx: BenchContext, shape: KVModelShape) throws {
         let heads = shape.heads, d = shape.headDim
         let lengths = ctx.options.quick ? [1024] : [8192, 32768]
         let layers = ctx.options.quick ? 2 : shape.layers
@@ -73,27 +102,27 @@ enum QuantBenchmarks {
         defer { output.deallocate() }
         let scale = 1 / Float(d).squareRoot()
         for n in lengths {
-            let make = { (t: ElementType) in (0..<layers).map { _ in SyntheticHeads(kvHeads: shape.kvHeads, count: n, headDim: d, type: t) } }
-            let reference = make(.f16)
+            let reference = try filledCache(shape: shape, layers: layers, format: .rows(.f16), tokens: n)
             for threads in ctx.options.threads {
                 let pool = threads > 1 ? ctx.pool(threads) : nil
-                let step = { (caches: [SyntheticHeads]) in
-                    for c in caches {
-                        Attention.decode(query: query, heads: heads, headDim: d, kv: c.views, scale: scale, output: output,
-                                         pool: pool)
+                let step = { (cache: KVCache) in
+                    for l in 0..<layers {
+                        Attention.decode(query: query, heads: heads, headDim: d, parts: cache.headParts(layer: l),
+                                         scale: scale, output: output, pool: pool)
                     }
                 }
-                for type in formats {
-                    let caches = type == .f16 ? reference : make(type)
-                    let (t, f16) = ctx.measure({ step(caches) }, alternatingWith: { step(reference) })
+                for format in formats {
+                    let cache = format == .rows(.f16) ? reference
+                        : try filledCache(shape: shape, layers: layers, format: format, tokens: n)
+                    let (t, f16) = ctx.measure({ step(cache) }, alternatingWith: { step(reference) })
                     let speedup = f16.min / t.min
-                    let bytes = caches.reduce(0) { $0 + $1.bytes }
+                    let bytes = cache.byteCount - cache.metadataBytes
                     var note = String(format: "%.2fx f16 (f16 %.0f tok/s in alternation); %.1f GB/s of K+V over %d layers",
                                       speedup, Double(n) / f16.min, Double(bytes) / t.min / 1e9, layers)
-                    if n == 32768, let least = targets[type] {
+                    if n == 32768, let least = targets[format] {
                         note += "; " + BenchContext.target(String(format: ">= %.1fx f16", least), met: speedup >= least)
                     }
-                    ctx.addValue(group: "quant", name: "decode attention \(type.description.lowercased()) \(n / 1024)K tok",
+                    ctx.addValue(group: "quant", name: "decode attention \(format) \(n / 1024)K tok",
                                  threads: threads, value: Double(n) / t.min, unit: "tok/s", timing: t, note: note)
                 }
             }
@@ -112,7 +141,7 @@ enum QuantBenchmarks {
         var ours: [String: Double] = [:]
         for threads in ctx.options.threads {
             for type in formats {
-                let session = try LlamaSession(model: model, keyType: type, valueType: type, chunkSize: 512,
+                let session = try LlamaSession(model: model, keys: type, values: type, chunkSize: 512,
                                                pool: ctx.pool(threads))
                 _ = try session.prefill(Array(ids[0..<context]))
                 for i in 0..<warmUp { _ = try session.decode(ids[context + i]) }  // untimed: first touches
@@ -124,7 +153,7 @@ enum QuantBenchmarks {
                     times.append((clock.now - t0).benchSeconds)
                 }
                 let timing = Timing(samples: times)
-                let name = type.description.lowercased()
+                let name = type.description
                 ours["\(name)|\(threads)"] = 1 / timing.median
                 let f16 = ours["f16|\(threads)"].map { String(format: "%.2fx f16", 1 / timing.median / $0) }
                 ctx.addDecode(group: "quant", name: "model decode at context \(context), \(name) cache", threads: threads,
@@ -148,5 +177,13 @@ enum QuantBenchmarks {
                              note: "llama-bench, same machine and run" + ratio)
             }
         }
+    }
+}
+
+extension KVEntryFormat {
+    /// The element type of a row format's rows (f16 for KIVI, whose layout the benchmark spells out).
+    var benchRowType: ElementType {
+        if case .rows(let t) = self { return t }
+        return .f16
     }
 }

@@ -1190,6 +1190,96 @@ static TGT void avx2_rope(float *x, size_t rows, size_t heads, size_t d, size_t 
     }
 }
 
+/* ------------------------------------------------------------ KIVI keys and q2_1 values */
+
+/* The 8 codes of channels 8k .. 8k + 7 of 8 packed code bytes (shift = k * bits), as floats. */
+INL __m256 codes8(__m128i raw, int shift, __m128i mask) {
+    const __m128i t = _mm_and_si128(_mm_srl_epi16(raw, _mm_cvtsi32_si128(shift)), mask);
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(t));
+}
+
+/* Scores against one KIVI group: q' = scale * q * scale_vec (one pass over the parameters per call),
+ * then per row dot(q', codes) + scale * dot(q, min_vec). Up to 4 query heads share each unpacked row. */
+static TGT void avx2_kivi_scores_multi(int bits, const float *q, size_t q_stride, size_t m, const void *codes,
+                                       size_t code_stride, const uint16_t *params, size_t n, size_t d, float scale,
+                                       float *out, size_t out_stride) {
+    if (d > 256 || d % KVK_BLOCK != 0 || (bits != 2 && bits != 4)) {
+        kvk_scalar_kivi_scores_multi(bits, q, q_stride, m, codes, code_stride, params, n, d, scale, out, out_stride);
+        return;
+    }
+    float qs[4 * 256] __attribute__((aligned(32)));
+    const size_t chunk_bytes = 4 * (size_t)bits, per_byte = 8 / (size_t)bits;
+    const __m128i mask = _mm_set1_epi8((char)((1 << bits) - 1));
+    for (size_t h0 = 0; h0 < m; h0 += 4) {
+        const size_t hc = m - h0 < 4 ? m - h0 : 4;
+        float bias[4] = {0, 0, 0, 0};
+        for (size_t h = 0; h < hc; h++) {
+            const float *qh = q + (h0 + h) * q_stride;
+            __m256 b = _mm256_setzero_ps();
+            for (size_t c = 0; c < d; c += 8) {
+                const __m256 x = _mm256_mul_ps(_mm256_loadu_ps(qh + c), _mm256_set1_ps(scale));
+                _mm256_store_ps(qs + h * d + c, _mm256_mul_ps(x, load_f16x8(params + c)));
+                b = _mm256_fmadd_ps(x, load_f16x8(params + d + c), b);
+            }
+            bias[h] = hsum8(b);
+        }
+        for (size_t j = 0; j < n; j++) {
+            const uint8_t *row = (const uint8_t *)codes + j * code_stride;
+            __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+            for (size_t c0 = 0; c0 < d; c0 += KVK_BLOCK) {
+                const uint8_t *cb = row + c0 / KVK_BLOCK * chunk_bytes;
+                for (size_t s8 = 0; s8 < chunk_bytes / 8; s8++) {
+                    const __m128i raw = _mm_loadl_epi64((const __m128i *)(cb + s8 * 8));
+                    for (size_t k = 0; k < per_byte; k++) {
+                        const __m256 f = codes8(raw, (int)(k * (size_t)bits), mask);
+                        const float *qc = qs + c0 + k * chunk_bytes + s8 * 8;
+                        for (size_t h = 0; h < hc; h++) acc[h] = _mm256_fmadd_ps(f, _mm256_load_ps(qc + h * d), acc[h]);
+                    }
+                }
+            }
+            for (size_t h = 0; h < hc; h++) out[(h0 + h) * out_stride + j] = hsum8(acc[h]) + bias[h];
+        }
+    }
+}
+
+/* q2_1 value rows, one 32-channel block at a time over all rows (up to 3 heads: 12 accumulators plus
+ * the 4 unpacked code vectors fit the 16 registers); the min terms add up as scalars. */
+static TGT void avx2_q2_1_weighted_sum_multi(const float *w, size_t w_stride, size_t m, const void *values,
+                                             size_t value_stride, size_t n, size_t d, float *out, size_t out_stride) {
+    const __m128i mask = _mm_set1_epi8(3);
+    for (size_t h0 = 0; h0 < m; h0 += 3) {
+        const size_t hc = m - h0 < 3 ? m - h0 : 3;
+        for (size_t b = 0; b < d / KVK_BLOCK; b++) {
+            __m256 acc[3][4];
+            float msum[3] = {0, 0, 0};
+            for (size_t h = 0; h < 3; h++)
+                for (int k = 0; k < 4; k++) acc[h][k] = _mm256_setzero_ps();
+            for (size_t j = 0; j < n; j++) {
+                const kvk_block_q2_1 *blk = (const kvk_block_q2_1 *)((const char *)values + j * value_stride) + b;
+                const float dd = h2f(blk->d), mm = h2f(blk->m);
+                const __m128i raw = _mm_loadl_epi64((const __m128i *)blk->qs);
+                const __m256 f0 = codes8(raw, 0, mask), f1 = codes8(raw, 2, mask);
+                const __m256 f2 = codes8(raw, 4, mask), f3 = codes8(raw, 6, mask);
+                for (size_t h = 0; h < hc; h++) {
+                    const float wj = w[(h0 + h) * w_stride + j];
+                    const __m256 a = _mm256_set1_ps(wj * dd);
+                    acc[h][0] = _mm256_fmadd_ps(a, f0, acc[h][0]);
+                    acc[h][1] = _mm256_fmadd_ps(a, f1, acc[h][1]);
+                    acc[h][2] = _mm256_fmadd_ps(a, f2, acc[h][2]);
+                    acc[h][3] = _mm256_fmadd_ps(a, f3, acc[h][3]);
+                    msum[h] += wj * mm;
+                }
+            }
+            for (size_t h = 0; h < hc; h++) {
+                float *o = out + (h0 + h) * out_stride + b * KVK_BLOCK;
+                const __m256 ms = _mm256_set1_ps(msum[h]);
+                for (int k = 0; k < 4; k++)
+                    _mm256_storeu_ps(o + 8 * k, _mm256_add_ps(_mm256_loadu_ps(o + 8 * k), _mm256_add_ps(acc[h][k], ms)));
+            }
+        }
+    }
+}
+
 const kvk_ops kvk_ops_avx2 = {
     .isa = KVK_ISA_AVX2,
     .dot_f32 = avx2_dot_f32,
@@ -1206,6 +1296,8 @@ const kvk_ops kvk_ops_avx2 = {
     .weighted_sum = avx2_weighted_sum,
     .scores_multi = avx2_scores_multi,
     .weighted_sum_multi = avx2_weighted_sum_multi,
+    .kivi_scores_multi = avx2_kivi_scores_multi,
+    .q2_1_weighted_sum_multi = avx2_q2_1_weighted_sum_multi,
     .matvec = avx2_matvec,
     .matmul = avx2_matmul,
     .quantize_act = avx2_quantize_act,

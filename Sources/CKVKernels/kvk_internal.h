@@ -33,6 +33,10 @@ typedef struct kvk_ops {
     int (*scores_weighted_sum_multi)(size_t, size_t, kvk_type, const float *, size_t, const void *, size_t, size_t, float,
                                      float *, size_t, kvk_type, const float *, size_t, const void *, size_t, size_t,
                                      float *, size_t);
+    /* kvk_kivi_scores_multi, and kvk_weighted_sum_multi for q2_1 rows (which the generic entries do not take). */
+    void (*kivi_scores_multi)(int, const float *, size_t, size_t, const void *, size_t, const uint16_t *, size_t, size_t,
+                              float, float *, size_t);
+    void (*q2_1_weighted_sum_multi)(const float *, size_t, size_t, const void *, size_t, size_t, size_t, float *, size_t);
     void (*matvec)(kvk_type, const void *, size_t, size_t, const float *, float *);
     void (*matmul)(kvk_type, const void *, size_t, size_t, const float *, size_t, float *, size_t);
     void (*quantize_act)(const float *, kvk_block_q8_act *, size_t);
@@ -82,6 +86,11 @@ void kvk_scalar_scores_multi(kvk_type t, const float *q, size_t q_stride, size_t
                              size_t key_stride, size_t n, size_t d, float scale, float *out, size_t out_stride);
 void kvk_scalar_weighted_sum_multi(kvk_type t, const float *w, size_t w_stride, size_t m, const void *values,
                                    size_t value_stride, size_t n, size_t d, float *out, size_t out_stride);
+void kvk_scalar_kivi_scores_multi(int bits, const float *q, size_t q_stride, size_t m, const void *codes,
+                                  size_t code_stride, const uint16_t *params, size_t n, size_t d, float scale,
+                                  float *out, size_t out_stride);
+void kvk_scalar_q2_1_weighted_sum_multi(const float *w, size_t w_stride, size_t m, const void *values,
+                                        size_t value_stride, size_t n, size_t d, float *out, size_t out_stride);
 void kvk_scalar_matvec(kvk_type wt, const void *w, size_t rows, size_t cols, const float *x, float *y);
 void kvk_scalar_matmul(kvk_type wt, const void *w, size_t rows, size_t cols, const float *x, size_t n,
                        float *y, size_t ldy);
@@ -100,6 +109,13 @@ void kvk_scalar_rope(float *x, size_t rows, size_t heads, size_t d, size_t row_s
 void kvk_ref_quantize_q8_0(const float *x, kvk_block_q8_0 *y, size_t n);
 void kvk_ref_quantize_q4_0(const float *x, kvk_block_q4_0 *y, size_t n);
 void kvk_ref_quantize_q4_1(const float *x, kvk_block_q4_1 *y, size_t n);
+void kvk_ref_quantize_q2_1(const float *x, kvk_block_q2_1 *y, size_t n);
+
+/* Code c (0 .. 2^bits - 1) of channel i of a KIVI code row / q2_1 / q4_1 block (see CKVKernels.h). */
+static inline unsigned kvk_code_at(const uint8_t *codes, int bits, size_t i) {
+    const size_t chunk_bytes = 4 * (size_t)bits, base = i / KVK_BLOCK * chunk_bytes, e = i % KVK_BLOCK;
+    return (codes[base + e % chunk_bytes] >> (bits * (e / chunk_bytes))) & ((1u << bits) - 1u);
+}
 
 /* kvk_row_bytes inline, so that a constant type folds to a constant (hot loops use this one). */
 static inline size_t kvk_type_bytes(kvk_type t, size_t n) {
@@ -110,6 +126,7 @@ static inline size_t kvk_type_bytes(kvk_type t, size_t n) {
     case KVK_Q8_0: return n / KVK_BLOCK * sizeof(kvk_block_q8_0);
     case KVK_Q4_0: return n / KVK_BLOCK * sizeof(kvk_block_q4_0);
     case KVK_Q4_1: return n / KVK_BLOCK * sizeof(kvk_block_q4_1);
+    case KVK_Q2_1: return n / KVK_BLOCK * sizeof(kvk_block_q2_1);
     }
     return 0;
 }

@@ -49,6 +49,7 @@ void kvk_scalar_quantize(kvk_type t, const float *src, void *dst, size_t n) {
     case KVK_Q8_0: kvk_ref_quantize_q8_0(src, (kvk_block_q8_0 *)dst, n); break;
     case KVK_Q4_0: kvk_ref_quantize_q4_0(src, (kvk_block_q4_0 *)dst, n); break;
     case KVK_Q4_1: kvk_ref_quantize_q4_1(src, (kvk_block_q4_1 *)dst, n); break;
+    case KVK_Q2_1: kvk_ref_quantize_q2_1(src, (kvk_block_q2_1 *)dst, n); break;
     }
 }
 
@@ -84,6 +85,14 @@ void kvk_scalar_dequantize(kvk_type t, const void *src, float *dst, size_t n) {
                 dst[k * KVK_BLOCK + j] = d * (float)(b[k].qs[j] & 0x0f) + m;
                 dst[k * KVK_BLOCK + j + 16] = d * (float)(b[k].qs[j] >> 4) + m;
             }
+        }
+        break;
+    }
+    case KVK_Q2_1: {
+        const kvk_block_q2_1 *b = (const kvk_block_q2_1 *)src;
+        for (size_t k = 0; k < n / KVK_BLOCK; k++) {
+            const float d = kvk_h2f(b[k].d), m = kvk_h2f(b[k].m);
+            for (int j = 0; j < KVK_BLOCK; j++) dst[k * KVK_BLOCK + j] = d * (float)kvk_code_at(b[k].qs, 2, (size_t)j) + m;
         }
         break;
     }
@@ -139,6 +148,18 @@ static float row_dot(kvk_type t, const void *row, const float *x, size_t n) {
         }
         return s;
     }
+    case KVK_Q2_1: {
+        const kvk_block_q2_1 *b = (const kvk_block_q2_1 *)row;
+        for (size_t k = 0; k < n / KVK_BLOCK; k++, x += KVK_BLOCK) {
+            float p = 0.0f, sx = 0.0f;
+            for (int j = 0; j < KVK_BLOCK; j++) {
+                p += (float)kvk_code_at(b[k].qs, 2, (size_t)j) * x[j];
+                sx += x[j];
+            }
+            s += kvk_h2f(b[k].d) * p + kvk_h2f(b[k].m) * sx;
+        }
+        return s;
+    }
     }
     return 0.0f;
 }
@@ -187,6 +208,14 @@ static void row_axpy(kvk_type t, float a, const void *row, float *y, size_t n) {
         }
         return;
     }
+    case KVK_Q2_1: {
+        const kvk_block_q2_1 *b = (const kvk_block_q2_1 *)row;
+        for (size_t k = 0; k < n / KVK_BLOCK; k++, y += KVK_BLOCK) {
+            const float ad = a * kvk_h2f(b[k].d), am = a * kvk_h2f(b[k].m);
+            for (int j = 0; j < KVK_BLOCK; j++) y[j] += ad * (float)kvk_code_at(b[k].qs, 2, (size_t)j) + am;
+        }
+        return;
+    }
     }
 }
 
@@ -213,6 +242,28 @@ void kvk_scalar_weighted_sum_multi(kvk_type t, const float *w, size_t w_stride, 
                                    size_t value_stride, size_t n, size_t d, float *out, size_t out_stride) {
     for (size_t h = 0; h < m; h++)
         kvk_scalar_weighted_sum(t, w + h * w_stride, values, value_stride, n, d, out + h * out_stride);
+}
+
+void kvk_scalar_q2_1_weighted_sum_multi(const float *w, size_t w_stride, size_t m, const void *values,
+                                        size_t value_stride, size_t n, size_t d, float *out, size_t out_stride) {
+    kvk_scalar_weighted_sum_multi(KVK_Q2_1, w, w_stride, m, values, value_stride, n, d, out, out_stride);
+}
+
+/* KIVI keys: with q' = q * scale_vec and b = dot(q, min_vec), a score is dot(q', codes) + b. */
+void kvk_scalar_kivi_scores_multi(int bits, const float *q, size_t q_stride, size_t m, const void *codes,
+                                  size_t code_stride, const uint16_t *params, size_t n, size_t d, float scale,
+                                  float *out, size_t out_stride) {
+    for (size_t h = 0; h < m; h++) {
+        const float *qh = q + h * q_stride;
+        float bias = 0.0f;
+        for (size_t c = 0; c < d; c++) bias += qh[c] * kvk_h2f(params[d + c]);
+        for (size_t j = 0; j < n; j++) {
+            const uint8_t *row = (const uint8_t *)codes + j * code_stride;
+            float s = 0.0f;
+            for (size_t c = 0; c < d; c++) s += qh[c] * kvk_h2f(params[c]) * (float)kvk_code_at(row, bits, c);
+            out[h * out_stride + j] = scale * (s + bias);
+        }
+    }
 }
 
 /* ------------------------------------------------------------ matrix products */
@@ -379,6 +430,8 @@ const kvk_ops kvk_ops_scalar = {
     .weighted_sum = kvk_scalar_weighted_sum,
     .scores_multi = kvk_scalar_scores_multi,
     .weighted_sum_multi = kvk_scalar_weighted_sum_multi,
+    .kivi_scores_multi = kvk_scalar_kivi_scores_multi,
+    .q2_1_weighted_sum_multi = kvk_scalar_q2_1_weighted_sum_multi,
     .matvec = kvk_scalar_matvec,
     .matmul = kvk_scalar_matmul,
     .quantize_act = kvk_scalar_quantize_act,

@@ -25,22 +25,40 @@ extension Attention {
                               scale: Float? = nil, output: UnsafeMutablePointer<Float>,
                               columnSums: UnsafeMutablePointer<Float>? = nil, columnSumStride: Int = 0,
                               pool: ThreadPool? = nil) {
-        check(heads: heads, headDim: headDim, kv: kv)
+        decode(query: query, heads: heads, headDim: headDim, parts: kv.map { [$0] }, scale: scale, output: output,
+               columnSums: columnSums, columnSumStride: columnSumStride, pool: pool)
+    }
+
+    /// ``decode(query:heads:headDim:kv:scale:output:columnSums:columnSumStride:pool:)`` over KV heads
+    /// whose entries live in several parts: `parts[m]` lists head `m`'s parts, and its rows are their
+    /// concatenation (row `j` of part `p` is head row `j` plus the rows of parts `0 ..< p`; column
+    /// sums use that numbering). Each part's rows are read in place and the partial softmaxes of all
+    /// parts and chunks are merged exactly (log-sum-exp).
+    public static func decode(query: UnsafePointer<Float>, heads: Int, headDim: Int, parts: [[KVHeadView]],
+                              scale: Float? = nil, output: UnsafeMutablePointer<Float>,
+                              columnSums: UnsafeMutablePointer<Float>? = nil, columnSumStride: Int = 0,
+                              pool: ThreadPool? = nil) {
+        check(heads: heads, headDim: headDim, parts: parts)
         let scale = scale ?? defaultScale(headDim: headDim)
+        let headRows = parts.map { $0.reduce(0) { $0 + $1.count } }
         if columnSums != nil {
-            precondition(columnSumStride >= (kv.map(\.count).max() ?? 0), "column-sum stride smaller than a head's rows")
+            precondition(columnSumStride >= (headRows.max() ?? 0), "column-sum stride smaller than a head's rows")
         }
-        let g = heads / kv.count
+        let g = heads / parts.count
         let d = headDim
-        // Work items: (kv head, chunk of rows).
-        var items: [(m: Int, start: Int, end: Int)] = []
-        for (m, v) in kv.enumerated() {
-            var s = 0
-            repeat {
-                let e = min(v.count, s + decodeChunk)
-                items.append((m, s, e))
-                s = e
-            } while s < v.count
+        // Work items: (kv head, part, chunk of the part's rows, the part's first head row).
+        var items: [(m: Int, part: Int, start: Int, end: Int, offset: Int)] = []
+        for (m, head) in parts.enumerated() {
+            var offset = 0
+            for (p, v) in head.enumerated() where v.count > 0 || (p == head.count - 1 && offset == 0) {
+                var s = 0
+                repeat {
+                    let e = min(v.count, s + decodeChunk)
+                    items.append((m, p, s, e, offset))
+                    s = e
+                } while s < v.count
+                offset += v.count
+            }
         }
         // Per item and query head: max, sum, accumulator[d].
         let partStride = d + 2
@@ -53,18 +71,24 @@ extension Attention {
         func pass(scoresOf i: Int?, sumsOf p: Int?) {
             var keys: UnsafeRawPointer?, keyStride = 0, keyCount = 0, keyType = KVK_F32, keyHead = 0
             if let i {
-                let item = items[i], v = kv[item.m]
-                keys = UnsafeRawPointer(v.keys + item.start * v.keyStride)
-                (keyStride, keyCount, keyType, keyHead) = (v.keyStride, item.end - item.start, v.keyType.kernelType, item.m)
+                let item = items[i], v = parts[item.m][item.part]
+                if v.keyGroups != nil {  // KIVI codes: their own kernel, then the sums alone below
+                    v.scores(query + item.m * g * d, queryStride: d, count: g, rows: item.start, item.end - item.start,
+                             headDim: d, scale: scale, out: scores + i * g * decodeChunk, outStride: decodeChunk)
+                } else {
+                    keys = UnsafeRawPointer(v.keys + item.start * v.keyStride)
+                    (keyStride, keyCount, keyType) = (v.keyStride, item.end - item.start, v.keyType.kernelType)
+                }
+                keyHead = item.m
             }
             var values: UnsafeRawPointer?, valueStride = 0, valueCount = 0, valueType = KVK_F32
             if let p {
-                let item = items[p], v = kv[item.m]
+                let item = items[p], v = parts[item.m][item.part]
                 values = UnsafeRawPointer(v.values + item.start * v.valueStride)
                 (valueStride, valueCount, valueType) = (v.valueStride, item.end - item.start, v.valueType.kernelType)
             }
             kvk_scores_weighted_sum_multi(g, d, keyType, query + keyHead * g * d, d, keys, keyStride, keyCount, scale,
-                                          i.map { scores + $0 * g * decodeChunk }, decodeChunk,
+                                          keyCount > 0 ? i.map { scores + $0 * g * decodeChunk } : nil, decodeChunk,
                                           valueType, p.map { scores + $0 * g * decodeChunk }, decodeChunk, values,
                                           valueStride, valueCount, p.map { partials + $0 * g * partStride + 2 }, partStride)
         }
@@ -105,11 +129,11 @@ extension Attention {
         if let pool, threads > 1 { pool.parallelFor(threads, run) } else { run(0) }
         // Merge the chunks of each KV head.
         var first = 0
-        for m in 0..<kv.count {
+        for m in 0..<parts.count {
             var last = first
             while last < items.count && items[last].m == m { last += 1 }
             let sums = columnSums.map { $0 + m * columnSumStride }
-            sums?.initialize(repeating: 0, count: kv[m].count)
+            sums?.initialize(repeating: 0, count: headRows[m])
             for h in 0..<g {
                 let out = output + (m * g + h) * d
                 var globalMax = -Float.infinity
@@ -131,7 +155,7 @@ extension Attention {
                     let p = partials + (i * g + h) * partStride
                     guard p[0] > -.infinity else { continue }
                     kvk_axpy_f32(expf(p[0] - globalMax) / total, scores + (i * g + h) * decodeChunk,
-                                 sums + items[i].start, items[i].end - items[i].start)
+                                 sums + items[i].offset + items[i].start, items[i].end - items[i].start)
                 }
             }
             first = last

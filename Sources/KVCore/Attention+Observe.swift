@@ -12,25 +12,39 @@ extension Attention {
                                queryPositions: UnsafePointer<Int32>, heads: Int, headDim: Int,
                                kv: [KVHeadView], scale: Float? = nil, output: UnsafeMutablePointer<Float>,
                                outputKeyStride: Int, pool: ThreadPool? = nil) {
-        check(heads: heads, headDim: headDim, kv: kv)
+        observe(queries: queries, queryCount: queryCount, queryTokenStride: queryTokenStride,
+                queryPositions: queryPositions, heads: heads, headDim: headDim, parts: kv.map { [$0] }, scale: scale,
+                output: output, outputKeyStride: outputKeyStride, pool: pool)
+    }
+
+    /// ``observe(queries:queryCount:queryTokenStride:queryPositions:heads:headDim:kv:scale:output:outputKeyStride:pool:)``
+    /// over KV heads whose entries live in several parts (`parts[m]`: head `m`'s parts; its rows are
+    /// their concatenation).
+    public static func observe(queries: UnsafePointer<Float>, queryCount: Int, queryTokenStride: Int,
+                               queryPositions: UnsafePointer<Int32>, heads: Int, headDim: Int,
+                               parts: [[KVHeadView]], scale: Float? = nil, output: UnsafeMutablePointer<Float>,
+                               outputKeyStride: Int, pool: ThreadPool? = nil) {
+        check(heads: heads, headDim: headDim, parts: parts)
         let scale = scale ?? defaultScale(headDim: headDim)
-        precondition(outputKeyStride >= (kv.map(\.count).max() ?? 0), "output key stride smaller than a head's rows")
+        let headRows = parts.map { $0.reduce(0) { $0 + $1.count } }
+        precondition(outputKeyStride >= (headRows.max() ?? 0), "output key stride smaller than a head's rows")
         guard queryCount > 0 else { return }
-        let g = heads / kv.count
+        let g = heads / parts.count
         let d = headDim
         let run = { (item: Int) in
             let h = item / queryCount
             let t = item % queryCount
-            let v = kv[h / g]
             let row = output + (h * queryCount + t) * outputKeyStride
-            guard v.count > 0 else { return }
-            let visible = v.visibleCount(upTo: queryPositions[t])
-            if visible > 0 {
-                kvk_scores(v.keyType.kernelType, queries + t * queryTokenStride + h * d, v.keys, v.keyStride,
-                           visible, d, scale, row)
-                _ = kvk_softmax(row, visible)
+            var offset = 0
+            for v in parts[h / g] {
+                // invisible rows get -inf, so that the softmax gives them exactly 0
+                let visible = v.visibleCount(upTo: queryPositions[t])
+                v.scores(queries + t * queryTokenStride + h * d, queryStride: d, count: 1, rows: 0, visible, headDim: d,
+                         scale: scale, out: row + offset, outStride: 0)
+                (row + offset + visible).initialize(repeating: -.infinity, count: v.count - visible)
+                offset += v.count
             }
-            (row + visible).initialize(repeating: 0, count: v.count - visible)
+            if offset > 0 { _ = kvk_softmax(row, offset) }
         }
         let items = heads * queryCount
         if let pool, items > 1 { pool.parallelFor(items, run) } else { for i in 0..<items { run(i) } }

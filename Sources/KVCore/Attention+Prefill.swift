@@ -33,40 +33,67 @@ extension Attention {
                                kv: [KVHeadView], scale: Float? = nil, output: UnsafeMutablePointer<Float>,
                                columnSums: UnsafeMutablePointer<Float>? = nil, columnSumStride: Int = 0,
                                pool: ThreadPool? = nil) {
-        check(heads: heads, headDim: headDim, kv: kv)
+        prefill(queries: queries, queryCount: queryCount, queryTokenStride: queryTokenStride,
+                queryPositions: queryPositions, heads: heads, headDim: headDim, parts: kv.map { [$0] }, scale: scale,
+                output: output, columnSums: columnSums, columnSumStride: columnSumStride, pool: pool)
+    }
+
+    /// ``prefill(queries:queryCount:queryTokenStride:queryPositions:heads:headDim:kv:scale:output:columnSums:columnSumStride:pool:)``
+    /// over KV heads whose entries live in several parts: `parts[m]` lists head `m`'s parts, its rows
+    /// are their concatenation (column sums use that numbering), each part's rows ascend by
+    /// position and are read in place, and one online softmax runs over all parts.
+    public static func prefill(queries: UnsafePointer<Float>, queryCount: Int, queryTokenStride: Int,
+                               queryPositions: UnsafePointer<Int32>, heads: Int, headDim: Int,
+                               parts: [[KVHeadView]], scale: Float? = nil, output: UnsafeMutablePointer<Float>,
+                               columnSums: UnsafeMutablePointer<Float>? = nil, columnSumStride: Int = 0,
+                               pool: ThreadPool? = nil) {
+        check(heads: heads, headDim: headDim, parts: parts)
         let scale = scale ?? defaultScale(headDim: headDim)
         precondition(queryTokenStride >= heads * headDim, "query token stride \(queryTokenStride) < heads x headDim")
-        let maxRows = kv.map(\.count).max() ?? 0
+        let headRows = parts.map { $0.reduce(0) { $0 + $1.count } }
+        let maxRows = headRows.max() ?? 0
         if columnSums != nil {
             precondition(columnSumStride >= maxRows, "column-sum stride \(columnSumStride) smaller than a head's rows")
         }
         guard queryCount > 0 else {
             if let columnSums {
-                for (m, v) in kv.enumerated() { (columnSums + m * columnSumStride).initialize(repeating: 0, count: v.count) }
+                for (m, n) in headRows.enumerated() { (columnSums + m * columnSumStride).initialize(repeating: 0, count: n) }
             }
             return
         }
-        let g = heads / kv.count
+        let kvCount = parts.count
+        let g = heads / kvCount
         let d = headDim
         let tq = queryTile
         let tk = keyTile
         let tiles = (queryCount + tq - 1) / tq
-        let partials = columnSums.map { _ in FixedPointColumnSums(heads: kv.count, columns: maxRows, bound: queryCount * g) }
+        let partials = columnSums.map { _ in FixedPointColumnSums(heads: kvCount, columns: maxRows, bound: queryCount * g) }
         let run = { (item: Int) in
             // Later query tiles first: they have the most keys, which balances the threads.
-            let m = item % kv.count
-            let tile = tiles - 1 - item / kv.count
+            let m = item % kvCount
+            let tile = tiles - 1 - item / kvCount
             let t0 = tile * tq
             let nt = min(tq, queryCount - t0)
             let rows = g * nt  // row r = h * nt + t
-            let v = kv[m]
             let firstPos = queryPositions[t0]
             let lastPos = queryPositions[t0 + nt - 1]
-            let visible = v.visibleCount(upTo: lastPos)
+            // Key tiles: (part, first row in the part, rows, first head row); none straddles two parts.
+            var keyTileList: [(part: Int, k0: Int, nk: Int, column: Int)] = []
+            var offset = 0
+            for (p, v) in parts[m].enumerated() {
+                let visible = v.visibleCount(upTo: lastPos)
+                var k0 = 0
+                while k0 < visible {
+                    let nk = min(tk, visible - k0)
+                    keyTileList.append((p, k0, nk, offset + k0))
+                    k0 += nk
+                }
+                offset += v.count
+            }
             // With column sums, every key tile's probabilities stay (tile kt at probs + kt * rows * tk)
             // with the running max they were taken at (tileMax + kt * rows), and a partial sum row.
-            let keyTiles = partials == nil ? 1 : max(1, (visible + tk - 1) / tk)
-            let extra = partials == nil ? 0 : keyTiles * rows + keyTiles * tk
+            let keyTiles = partials == nil ? 1 : max(1, keyTileList.count)
+            let extra = partials == nil ? 0 : keyTiles * rows + headRows[m]
             let buffer = UnsafeMutablePointer<Float>.allocate(capacity: rows * (2 * d + keyTiles * tk + 2) + extra)
             defer { buffer.deallocate() }
             let q = buffer
@@ -83,16 +110,15 @@ extension Attention {
             acc.initialize(repeating: 0, count: rows * d)
             runMax.initialize(repeating: -.infinity, count: rows)
             runSum.initialize(repeating: 0, count: rows)
-            var k0 = 0
-            while k0 < visible {
-                let nk = min(tk, visible - k0)
-                let s = partials == nil ? probs : probs + (k0 / tk) * rows * tk
-                kvk_scores_multi(v.keyType.kernelType, q, d, rows, v.keys + k0 * v.keyStride, v.keyStride, nk, d,
-                                 scale, s, tk)
+            for (kt, tile) in keyTileList.enumerated() {
+                let v = parts[m][tile.part]
+                let (k0, nk) = (tile.k0, tile.nk)
+                let s = partials == nil ? probs : probs + kt * rows * tk
+                v.scores(q, queryStride: d, count: rows, rows: k0, nk, headDim: d, scale: scale, out: s, outStride: tk)
                 if v.positions[k0 + nk - 1] > firstPos {
                     for t in 0..<nt {
                         let p = queryPositions[t0 + t]
-                        let cut = k0 + nk > 0 ? max(0, v.visibleCount(upTo: p) - k0) : 0
+                        let cut = max(0, v.visibleCount(upTo: p) - k0)
                         guard cut < nk else { continue }
                         for h in 0..<g {
                             (s + (h * nt + t) * tk + cut).initialize(repeating: -.infinity, count: nk - cut)
@@ -114,24 +140,20 @@ extension Attention {
                 }
                 kvk_weighted_sum_multi(v.valueType.kernelType, s, tk, rows, v.values + k0 * v.valueStride,
                                        v.valueStride, nk, d, acc, d)
-                if partials != nil { (tileMax + (k0 / tk) * rows).update(from: runMax, count: rows) }
-                k0 += nk
+                if partials != nil { (tileMax + kt * rows).update(from: runMax, count: rows) }
             }
             if let partials {
-                // Probability of row r, key kt * tk + j: probs[kt][r][j] * exp(tileMax[kt][r] - runMax[r]) / runSum[r].
+                // Probability of row r, key j of tile kt: probs[kt][r][j] * exp(tileMax[kt][r] - runMax[r]) / runSum[r].
                 let sum = tileMax + keyTiles * rows
-                sum.initialize(repeating: 0, count: visible)
-                var k0 = 0
-                while k0 < visible {
-                    let kt = k0 / tk
-                    let nk = min(tk, visible - k0)
+                let columns = keyTileList.last.map { $0.column + $0.nk } ?? 0
+                sum.initialize(repeating: 0, count: columns)
+                for (kt, tile) in keyTileList.enumerated() {
                     for r in 0..<rows where runSum[r] > 0 {
                         let w = expf(tileMax[kt * rows + r] - runMax[r]) / runSum[r]
-                        kvk_axpy_f32(w, probs + (kt * rows + r) * tk, sum + k0, nk)
+                        kvk_axpy_f32(w, probs + (kt * rows + r) * tk, sum + tile.column, tile.nk)
                     }
-                    k0 += nk
                 }
-                partials.add(head: m, sum, count: visible)
+                partials.add(head: m, sum, count: columns)
             }
             for h in 0..<g {
                 for t in 0..<nt {
@@ -145,12 +167,12 @@ extension Attention {
                 }
             }
         }
-        let items = tiles * kv.count
+        let items = tiles * kvCount
         if let pool, items > 1 { pool.parallelFor(items, run) } else { for i in 0..<items { run(i) } }
         if let columnSums, let partials {
-            for (m, v) in kv.enumerated() {
+            for (m, n) in headRows.enumerated() {
                 let out = columnSums + m * columnSumStride
-                for j in 0..<v.count { out[j] = partials.value(head: m, column: j) }
+                for j in 0..<n { out[j] = partials.value(head: m, column: j) }
             }
         }
     }

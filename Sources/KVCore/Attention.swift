@@ -23,13 +23,16 @@ public enum Attention {
     /// The softmax scale used when none is given: `1 / sqrt(headDim)`.
     public static func defaultScale(headDim: Int) -> Float { 1 / Float(headDim).squareRoot() }
 
-    static func check(heads: Int, headDim: Int, kv: [KVHeadView]) {
-        precondition(!kv.isEmpty && heads >= kv.count && heads % kv.count == 0,
-                     "\(heads) query heads cannot share \(kv.count) KV heads")
+    static func check(heads: Int, headDim: Int, parts: [[KVHeadView]]) {
+        precondition(!parts.isEmpty && heads >= parts.count && heads % parts.count == 0,
+                     "\(heads) query heads cannot share \(parts.count) KV heads")
         precondition(headDim > 0, "head dimension must be positive")
-        for v in kv {
-            precondition(headDim % v.keyType.blockSize == 0 && headDim % v.valueType.blockSize == 0,
-                         "head dimension \(headDim) is not a multiple of the \(v.keyType)/\(v.valueType) block")
+        for head in parts {
+            for v in head {
+                let keyBlock = v.keyGroups == nil ? v.keyType.blockSize : 32
+                precondition(headDim % keyBlock == 0 && headDim % v.valueType.blockSize == 0,
+                             "head dimension \(headDim) is not a multiple of the \(v.keyType)/\(v.valueType) block")
+            }
         }
     }
 }

@@ -2,7 +2,7 @@ import CKVKernels
 
 /// Element types of tensors, KV-cache entries and model weights.
 ///
-/// Block types (`q8_0`, `q4_0`, `q4_1`) store 32 elements per block in the GGUF byte layout, so a
+/// Block types (`q8_0`, `q4_0`, `q4_1`, and this library's `q2_1`) store 32 elements per block in the GGUF byte layout, so a
 /// row of `n` elements needs `n` to be a multiple of ``blockSize``.
 public enum ElementType: UInt32, Sendable, CaseIterable, CustomStringConvertible {
     /// IEEE 754 single precision.
@@ -17,12 +17,16 @@ public enum ElementType: UInt32, Sendable, CaseIterable, CustomStringConvertible
     case q8_0 = 8
     /// bfloat16 (the top half of an f32).
     case bf16 = 30
+    /// This library's 2-bit block, not a GGML type (KIVI-2's values): 32 elements per 12-byte
+    /// block, f16 scale `d` and min `m`, `x = d * q + m` with `q` in 0...3. A cache type only:
+    /// attention reads it, model weights cannot use it.
+    case q2_1 = 1002
 
     /// Elements per block (1 for scalar types).
     public var blockSize: Int {
         switch self {
         case .f32, .f16, .bf16: return 1
-        case .q4_0, .q4_1, .q8_0: return Int(KVK_BLOCK)
+        case .q4_0, .q4_1, .q8_0, .q2_1: return Int(KVK_BLOCK)
         }
     }
 
@@ -34,6 +38,7 @@ public enum ElementType: UInt32, Sendable, CaseIterable, CustomStringConvertible
         case .q4_0: return 18
         case .q4_1: return 20
         case .q8_0: return 34
+        case .q2_1: return 12
         }
     }
 
@@ -60,6 +65,7 @@ public enum ElementType: UInt32, Sendable, CaseIterable, CustomStringConvertible
         case .q4_0: return "Q4_0"
         case .q4_1: return "Q4_1"
         case .q8_0: return "Q8_0"
+        case .q2_1: return "Q2_1"
         }
     }
 }

@@ -1,5 +1,10 @@
-/// One KV head's stored entries, as attention reads them: `count` rows of keys and values in an
-/// element type, each with its original position (ascending).
+/// One KV head's stored entries (or one part of them), as attention reads them: `count` rows of
+/// keys and values, each with its original position (ascending).
+///
+/// Keys are rows of ``keyType``, or, with ``keyGroups``, KIVI code rows whose per-channel scale
+/// and min are shared by groups of consecutive rows. A head whose entries live in several
+/// representations at once is a list of views (its parts); the `Attention` functions that take
+/// `parts:` merge them exactly.
 ///
 /// A view borrows memory owned elsewhere (a KVCompress `KVCache` head, a tensor): it is valid only while
 /// that storage is alive and unchanged.
@@ -12,7 +17,7 @@ public struct KVHeadView: @unchecked Sendable {
     public var positions: UnsafePointer<Int32>
     /// Number of rows.
     public var count: Int
-    /// Key element type (f32, f16, bf16, q8_0, q4_0).
+    /// Key element type (f32, f16, bf16, q8_0, q4_0, q4_1, q2_1); not used with ``keyGroups``.
     public var keyType: ElementType
     /// Value element type (same choices).
     public var valueType: ElementType
@@ -20,11 +25,16 @@ public struct KVHeadView: @unchecked Sendable {
     public var keyStride: Int
     /// Bytes between consecutive values.
     public var valueStride: Int
+    /// nil: keys are rows of ``keyType``. Otherwise keys are KIVI code rows (`keyStride` bytes
+    /// apart) in these groups.
+    public var keyGroups: KVKeyGroups?
 
     /// Creates a view.
     public init(keys: UnsafeRawPointer, values: UnsafeRawPointer, positions: UnsafePointer<Int32>, count: Int,
-                keyType: ElementType, valueType: ElementType, keyStride: Int, valueStride: Int) {
+                keyType: ElementType, valueType: ElementType, keyStride: Int, valueStride: Int,
+                keyGroups: KVKeyGroups? = nil) {
         precondition(count >= 0, "negative row count")
+        self.keyGroups = keyGroups
         self.keys = keys
         self.values = values
         self.positions = positions

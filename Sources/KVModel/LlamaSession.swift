@@ -36,15 +36,15 @@ public final class LlamaSession {
     /// Creates a session with an empty cache.
     /// - Parameters:
     ///   - policy: the cache policy (default `FullCache`: nothing evicted).
-    ///   - keyType: element type of cached keys (default: f32 in exact mode, f16 in fast mode; any of
-    ///     `KVCache.supportedTypes`).
-    ///   - valueType: element type of cached values (same default and choices).
+    ///   - keys: how the cache stores keys (default: f32 rows in exact mode, f16 rows in fast mode;
+    ///     any of `KVEntryFormat.supported`, e.g. `.rows(.q8_0)` or `.kivi(bits: 2)`).
+    ///   - values: how it stores values (same default and choices).
     ///   - chunkSize: prefill chunk size in tokens (>= 1).
     ///   - pool: threads for the forward pass (default: every core).
-    /// - Throws: `KVError.invalidParameter` for a chunk size below 1 or a cache type the attention
+    /// - Throws: `KVError.invalidParameter` for a chunk size below 1 or a cache format the attention
     ///   cannot read.
-    public init(model: LlamaModel, policy: any KVCachePolicy = FullCache(), keyType: ElementType? = nil,
-                valueType: ElementType? = nil,
+    public init(model: LlamaModel, policy: any KVCachePolicy = FullCache(), keys: KVEntryFormat? = nil,
+                values: KVEntryFormat? = nil,
                 chunkSize: Int = 512, pool: ThreadPool = .shared) throws(KVError) {
         guard chunkSize >= 1 else {
             throw .invalidParameter(name: "chunkSize", value: "\(chunkSize)", expected: ">= 1")
@@ -53,10 +53,10 @@ public final class LlamaSession {
         self.model = model
         self.chunkSize = chunkSize
         self.pool = pool
-        let defaultType: ElementType = model.mode == .exact ? .f32 : .f16
+        let defaultFormat = KVEntryFormat.rows(model.mode == .exact ? .f32 : .f16)
         let shape = model.shape
         let cache = try KVCache(layers: shape.layers, kvHeads: shape.kvHeads, headDim: shape.headDim,
-                                keyType: keyType ?? defaultType, valueType: valueType ?? defaultType)
+                                keys: keys ?? defaultFormat, values: values ?? defaultFormat)
         self.scratch = Scratch(config: c, chunk: chunkSize)
         self.compressor = try KVCompressor(policy: policy, cache: cache, shape: model.shape, pool: pool)
     }

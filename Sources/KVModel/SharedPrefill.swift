@@ -45,22 +45,23 @@ final class SharedPass {
                 output: UnsafeMutablePointer<Float>) throws(KVError) {
         try lead.append(layer: l, step: step, keys: keys, values: values)
         for (f, s) in zip(followers, steps) { try f.append(layer: l, step: s, keys: keys, values: values) }
-        let views = lead.cache.headViews(layer: l)
-        let stride = views.map(\.count).max() ?? 0
+        let parts = lead.cache.headParts(layer: l)
+        let counts = parts.map { $0.reduce(0) { $0 + $1.count } }
+        let stride = counts.max() ?? 0
         let needSums = lead.needsAttentionColumnSums || followers.contains { $0.needsAttentionColumnSums }
-        var flat = [Float](repeating: 0, count: needSums ? max(views.count * stride, 1) : 0)
+        var flat = [Float](repeating: 0, count: needSums ? max(counts.count * stride, 1) : 0)
         let n = step.tokenCount
         let width = shape.heads * shape.headDim
         flat.withUnsafeMutableBufferPointer { f in
             let sums = needSums ? f.baseAddress : nil
             step.positions.withUnsafeBufferPointer { p in
                 Attention.prefill(queries: queries, queryCount: n, queryTokenStride: width, queryPositions: p.baseAddress!,
-                                  heads: shape.heads, headDim: shape.headDim, kv: views, output: output,
+                                  heads: shape.heads, headDim: shape.headDim, parts: parts, output: output,
                                   columnSums: sums, columnSumStride: stride, pool: lead.pool)
             }
         }
         let sums: [[Float]]? = needSums
-            ? views.indices.map { m in Array(flat[(m * stride)..<(m * stride + views[m].count)]) } : nil
+            ? counts.indices.map { m in Array(flat[(m * stride)..<(m * stride + counts[m])]) } : nil
         try lead.afterAttention(layer: l, step: step, queries: queries, preRoPEQueries: preRoPEQueries,
                                 attentionColumnSums: lead.needsAttentionColumnSums ? sums : nil)
         for (f, s) in zip(followers, steps) {

@@ -21,23 +21,24 @@ struct SessionOptions {
                                 at most S + W entries per head at any moment (instead of --ratio)
           --reposition          StreamingLLM: kept keys take in-cache positions, so a bounded cache runs past
                                 the model's context length
-          --cache FORMAT        element type of cached keys and values: \(formatNames) (default: f16,
-                                f32 with --exact); combines with any --policy
+          --cache FORMAT        how the cache stores keys and values: \(formatNames) (default: f16,
+                                f32 with --exact; kivi2/kivi4: KIVI with a 128-entry f16 residual); combines
+                                with any --policy
           --keys FORMAT         the keys' format alone (overrides --cache for the keys)
           --values FORMAT       the values' format alone (overrides --cache for the values)
     """
 
-    /// The cache formats the CLI accepts, by their lowercase GGML names.
-    static let formatNames = KVCache.supportedTypeNames.joined(separator: ", ")
+    /// The cache formats the CLI accepts, by name.
+    static let formatNames = KVEntryFormat.supportedNames.joined(separator: ", ")
 
     let modelPath: String
     let exact: Bool
     let threads: Int
     let chunk: Int
     let policy: any KVCachePolicy
-    /// The keys' and values' element types (nil: the mode's default).
-    let keyType: ElementType?
-    let valueType: ElementType?
+    /// The keys' and values' formats (nil: the mode's default).
+    let keyFormat: KVEntryFormat?
+    let valueFormat: KVEntryFormat?
     /// How the policy was configured, for the summary lines (see ``description(of:)``).
     let policyDescription: String
 
@@ -48,20 +49,20 @@ struct SessionOptions {
         chunk = try o.int("--chunk", default: 512, in: 1...65536)
         (policy, policyDescription) = try Self.policy(o)
         let cache = try Self.format(o, "--cache")
-        keyType = try Self.format(o, "--keys") ?? cache
-        valueType = try Self.format(o, "--values") ?? cache
+        keyFormat = try Self.format(o, "--keys") ?? cache
+        valueFormat = try Self.format(o, "--values") ?? cache
     }
 
     /// The policy and the formats of `session`'s cache, for the summary lines.
     func description(of session: LlamaSession) -> String {
-        let k = session.cache.keyType.description.lowercased(), v = session.cache.valueType.description.lowercased()
+        let k = session.cache.keyFormat.description, v = session.cache.valueFormat.description
         return policyDescription + (k == v ? ", \(k) cache" : ", keys \(k), values \(v)")
     }
 
-    /// The element type `flag` names, nil when absent.
-    private static func format(_ o: CommandLineOptions, _ flag: String) throws -> ElementType? {
+    /// The format `flag` names, nil when absent.
+    private static func format(_ o: CommandLineOptions, _ flag: String) throws -> KVEntryFormat? {
         guard let name = o.string(flag) else { return nil }
-        guard let type = KVCache.supportedType(named: name) else {
+        guard let type = KVEntryFormat(name: name) else {
             throw CommandLineOptions.UsageError(description: "\(flag): unknown cache format '\(name)'; known: \(formatNames)")
         }
         return type
@@ -109,7 +110,7 @@ struct SessionOptions {
     func makeSession() throws -> LlamaSession {
         let model = try LlamaModel(path: modelPath, mode: exact ? .exact : .fast)
         let pool = threads == ThreadPool.shared.threadCount ? ThreadPool.shared : ThreadPool(threads: threads)
-        return try LlamaSession(model: model, policy: policy, keyType: keyType, valueType: valueType, chunkSize: chunk,
+        return try LlamaSession(model: model, policy: policy, keys: keyFormat, values: valueFormat, chunkSize: chunk,
                                 pool: pool)
     }
 }

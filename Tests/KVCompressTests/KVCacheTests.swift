@@ -62,7 +62,7 @@ final class KVCacheTests: XCTestCase {
                 XCTAssertEqual(cache.key(layer: 0, head: 0, row: 3).map(Double.init), p.key(0, 30, 0))
                 XCTAssertEqual(cache.value(layer: 0, head: 1, row: 0).map(Double.init), p.value(0, 100, 1))
             }
-            let views = cache.headViews(layer: 0)
+            let views = cache.headParts(layer: 0).map { $0[0] }
             XCTAssertEqual(views.map(\.count), [30, 200])
             XCTAssertEqual(views[0].positions[29], 290)
             // Appending continues after the largest position.
@@ -202,7 +202,7 @@ final class KVCacheStressTests: XCTestCase {
             for j in Set([0, model.count / 2, model.count - 1]) where j >= 0 && j < model.count {
                 XCTAssertEqual(cache.key(layer: 0, head: 0, row: j), model[j].key)
                 XCTAssertEqual(cache.value(layer: 0, head: 0, row: j), model[j].value)
-                XCTAssertEqual(cache.headViews(layer: 0)[0].positions[j], model[j].pos)
+                XCTAssertEqual(cache.headParts(layer: 0)[0][0].positions[j], model[j].pos)
             }
         }
     }

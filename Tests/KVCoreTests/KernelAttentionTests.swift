@@ -11,7 +11,7 @@ import XCTest
 /// own quantization error), and for block-quantized values the 16-bit fixed-point rounding of the
 /// weights times block scales that the SIMD weighted sums may use (`weightRoundingBound`).
 final class KernelAttentionTests: XCTestCase {
-    let cacheTypes: [ElementType] = [.f32, .f16, .bf16, .q8_0, .q4_0, .q4_1]
+    let cacheTypes: [ElementType] = [.f32, .f16, .bf16, .q8_0, .q4_0, .q4_1, .q2_1]
 
     private func dims(_ t: ElementType) -> [Int] {
         t.isBlockQuantized ? [32, 64, 96, 128, 256] : [1, 7, 17, 64, 80, 96, 128, 256]

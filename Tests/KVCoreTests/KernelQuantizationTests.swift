@@ -164,6 +164,7 @@ final class KernelQuantizationTests: XCTestCase {
                     case .q8_0: bound = amax / 127 * 0.5 + amax * 0x1p-10
                     case .q4_0: bound = amax / 8 * 1.0 + amax * 0x1p-9 // -8..7 grid: top value clips by one step
                     case .q4_1: bound = range / 15 * 0.5 + (range + amax) * 0x1p-10
+                    case .q2_1: bound = range / 3 * 0.5 + (range + amax) * 0x1p-10
                     }
                     for j in blk.indices {
                         let err = abs(Double(back[j]) - Double(x[j]))

@@ -90,6 +90,15 @@ func referenceDecode(_ t: ElementType, _ p: UnsafeRawPointer, _ n: Int) -> [Doub
                 out[b * 32 + j + 16] = d * Double(byte >> 4) + m
             }
         }
+    case .q2_1:
+        for b in 0..<(n / 32) {
+            let base = b * 12
+            let d = halfToDouble(readU16(p, base)), m = halfToDouble(readU16(p, base + 2))
+            for j in 0..<32 {
+                let byte = p.load(fromByteOffset: base + 4 + j % 8, as: UInt8.self)
+                out[b * 32 + j] = d * Double((byte >> (2 * (j / 8))) & 3) + m
+            }
+        }
     }
     return out
 }
@@ -99,8 +108,9 @@ func referenceDecode(_ t: ElementType, _ p: UnsafeRawPointer, _ n: Int) -> [Doub
 /// fixed-point roundings multiply; |element| for the other types.
 func integerMagnitudes(_ t: ElementType, _ p: UnsafeRawPointer, _ n: Int) -> [Double] {
     let decoded = referenceDecode(t, p, n)
-    guard t == .q4_1 else { return decoded.map(abs) }
-    return (0..<n).map { abs(decoded[$0] - halfToDouble(readU16(p, $0 / 32 * 20 + 2))) }
+    guard t == .q4_1 || t == .q2_1 else { return decoded.map(abs) }
+    let blockBytes = t.bytesPerBlock
+    return (0..<n).map { abs(decoded[$0] - halfToDouble(readU16(p, $0 / 32 * blockBytes + 2))) }
 }
 
 /// For block-quantized value rows: the bound, per output element, on what the SIMD weighted sums'

@@ -18,6 +18,7 @@ final class TensorTests: XCTestCase {
             case .q8_0: 2.0 / 127 * 0.51 + 0.002
             case .q4_0: 2.0 / 8 + 0.01  // GGML maps the signed max to -8: the far end clamps at +7
             case .q4_1: 4.0 / 15 * 0.51 + 0.01
+            case .q2_1: 4.0 / 3 * 0.51 + 0.01
             }
             for (a, b) in zip(values, back) { XCTAssertLessThanOrEqual(abs(a - b), bound, "\(type)") }
         }

@@ -132,7 +132,10 @@ struct EvalOptions {
             o.needleContexts = o.contexts
             o.perplexityTokens = Int.max
             o.perplexityBudgets = o.budgets
-            o.policies += [(ElementType.q8_0, ElementType.q8_0), (.q8_0, .q4_1), (.q4_0, .q4_0)].flatMap { k, v in
+            let formats: [(KVEntryFormat, KVEntryFormat)] = [(.rows(.q8_0), .rows(.q8_0)), (.rows(.q8_0), .rows(.q4_1)),
+                                                             (.rows(.q4_0), .rows(.q4_0)), (.kivi(bits: 4), .kivi(bits: 4)),
+                                                             (.kivi(bits: 2), .kivi(bits: 2))]
+            o.policies += formats.flatMap { k, v in
                 KVPolicyCatalog.entries.map { EvalPolicyName(policy: $0.name, keyFormat: k, valueFormat: v).label }
             }
         }

@@ -9,8 +9,8 @@ struct EvalPolicyName: Hashable {
     /// The catalog name (`Full` for the full cache).
     let policy: String
     /// The keys' and values' formats; nil for the default f16 cache.
-    let keyFormat: ElementType?
-    let valueFormat: ElementType?
+    let keyFormat: KVEntryFormat?
+    let valueFormat: KVEntryFormat?
 
     /// The name in tables and results: `POLICY`, `POLICY+format` or `POLICY+keys/values`.
     var label: String {
@@ -23,12 +23,12 @@ struct EvalPolicyName: Hashable {
     var isFull: Bool { policy == EvalDigest.fullPolicy }
 
     /// The group of runs that can share one prefill pass: the same cache formats.
-    var formats: [ElementType?] { [keyFormat, valueFormat] }
+    var formats: [KVEntryFormat?] { [keyFormat, valueFormat] }
 
-    init(policy: String, keyFormat: ElementType? = nil, valueFormat: ElementType? = nil) {
+    init(policy: String, keyFormat: KVEntryFormat? = nil, valueFormat: KVEntryFormat? = nil) {
         self.policy = policy
-        self.keyFormat = keyFormat == .f16 ? nil : keyFormat
-        self.valueFormat = valueFormat == .f16 ? nil : valueFormat
+        self.keyFormat = keyFormat == .rows(.f16) ? nil : keyFormat
+        self.valueFormat = valueFormat == .rows(.f16) ? nil : valueFormat
     }
 
     /// Parses `POLICY`, `POLICY+FORMAT` or `POLICY+KEYS/VALUES` (catalog or kvpress names; formats as
@@ -45,11 +45,11 @@ struct EvalPolicyName: Hashable {
             return
         }
         let formats = parts[1].split(separator: "/", omittingEmptySubsequences: false).map(String.init)
-        var parsed: [ElementType] = []
+        var parsed: [KVEntryFormat] = []
         for f in formats {
-            guard formats.count <= 2, let t = KVCache.supportedType(named: f) else {
+            guard formats.count <= 2, let t = KVEntryFormat(name: f) else {
                 throw EvalUsageError("--policies: unknown cache format '\(parts[1])' in '\(text)'; formats: "
-                    + KVCache.supportedTypeNames.joined(separator: ", ")
+                    + KVEntryFormat.supportedNames.joined(separator: ", ")
                     + " (one for keys and values, or KEYS/VALUES)")
             }
             parsed.append(t)
@@ -60,9 +60,9 @@ struct EvalPolicyName: Hashable {
     /// The label's parts again (for names read back from a results file).
     init(label: String) {
         let parts = label.split(separator: "+", maxSplits: 1).map(String.init)
-        let formats = parts.count == 2 ? parts[1].split(separator: "/").map { KVCache.supportedType(named: String($0)) } : []
+        let formats = parts.count == 2 ? parts[1].split(separator: "/").map { KVEntryFormat(name: String($0)) } : []
         self.init(policy: parts.first ?? label, keyFormat: formats.first ?? nil, valueFormat: formats.last ?? nil)
     }
 
-    private static func name(_ format: ElementType?) -> String { (format ?? .f16).description.lowercased() }
+    private static func name(_ format: KVEntryFormat?) -> String { (format ?? .rows(.f16)).description }
 }

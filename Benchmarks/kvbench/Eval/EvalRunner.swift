@@ -156,7 +156,7 @@ final class EvalRunner {
             : try RetrievalPrompt.passkey(tokenizer: tokenizer, context: length, depth: depth ?? 0, seed: UInt64(seed))
         let shape = model.shape
         // The f16 group first: its full cache's attention outputs are every group's reference.
-        var formats: [[ElementType?]] = [[nil, nil]]
+        var formats: [[KVEntryFormat?]] = [[nil, nil]]
         for v in needed {
             let f = EvalPolicyName(label: v.policy).formats
             if !formats.contains(f) { formats.append(f) }
@@ -166,14 +166,14 @@ final class EvalRunner {
             let group = needed.filter { EvalPolicyName(label: $0.policy).formats == format }
             let f16 = format == [nil, nil]
             guard !group.isEmpty || (f16 && errors) else { continue }
-            let lead = try LlamaSession(model: model, keyType: format[0], valueType: format[1], chunkSize: prompt.ids.count,
+            let lead = try LlamaSession(model: model, keys: format[0], values: format[1], chunkSize: prompt.ids.count,
                                         pool: pool)
             var followers: [(policy: String, budget: EvalBudget, bytes: Int?, session: LlamaSession)] = []
             for v in group where !EvalPolicyName(label: v.policy).isFull {
                 let (budget, bytes) = v.budget.resolve(tokens: prompt.ids.count, shape: shape)
                 let policy = try KVPolicyCatalog.make(EvalPolicyName(label: v.policy).policy, budget: budget)
-                followers.append((v.policy, v.budget, bytes, try LlamaSession(model: model, policy: policy, keyType: format[0],
-                                                                              valueType: format[1], chunkSize: 1, pool: pool)))
+                followers.append((v.policy, v.budget, bytes, try LlamaSession(model: model, policy: policy, keys: format[0],
+                                                                              values: format[1], chunkSize: 1, pool: pool)))
             }
             let clock = ContinuousClock()
             let t0 = clock.now
@@ -236,7 +236,7 @@ final class EvalRunner {
     private func attentionOutput(query: [Float], cache: KVCache, layer: Int) -> [Float] {
         var out = [Float](repeating: 0, count: query.count)
         Attention.decode(query: query, heads: model.shape.heads, headDim: model.shape.headDim,
-                         kv: cache.headViews(layer: layer), output: &out, pool: pool)
+                         parts: cache.headParts(layer: layer), output: &out, pool: pool)
         return out
     }
 
@@ -267,7 +267,7 @@ final class EvalRunner {
             let (budget, bytes) = v.budget.resolve(tokens: min(tokens, window), shape: model.shape)
             let name = EvalPolicyName(label: v.policy)
             let policy = try KVPolicyCatalog.make(name.policy, budget: budget, schedule: .prefillAndDecode)
-            let session = try LlamaSession(model: model, policy: policy, keyType: name.keyFormat, valueType: name.valueFormat,
+            let session = try LlamaSession(model: model, policy: policy, keys: name.keyFormat, values: name.valueFormat,
                                            chunkSize: 512, pool: pool)
             let r = try session.perplexity(tokens: Array(ids.prefix(tokens)))
             record(EvalCell(key: key, task: "perplexity", policy: v.policy, budget: v.budget.label, budgetBytes: bytes,

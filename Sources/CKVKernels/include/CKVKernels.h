@@ -5,7 +5,9 @@
  *  - no allocation, no threads, no global state besides the once-chosen ISA;
  *  - pointers may be unaligned; n == 0 is valid and does nothing (dot returns 0);
  *  - block formats (q8_0, q4_0, q4_1) use the GGUF byte layout and 32-element blocks; element counts
- *    handed to block kernels must be multiples of KVK_BLOCK (callers check, kernels assume);
+ *    handed to block kernels must be multiples of KVK_BLOCK (callers check, kernels assume); q2_1
+ *    (this library's, below) is a cache type only: the attention kernels, quantize and dequantize
+ *    take it, the matrix products do not;
  *  - the implementation is chosen once at first use: on x86_64 AVX-512 (F, BW, VL, DQ, VNNI)
  *    when the CPU has it, else AVX2+FMA+F16C; NEON on arm64; portable scalar C everywhere else.
  *    Setting the environment variable KVK_FORCE_SCALAR=1 (or KVK_ISA=scalar|avx2|avx512|amx|neon) before
@@ -59,7 +61,8 @@ typedef enum kvk_type {
     KVK_Q4_0 = 2,
     KVK_Q4_1 = 3,
     KVK_Q8_0 = 8,
-    KVK_BF16 = 30
+    KVK_BF16 = 30,
+    KVK_Q2_1 = 1002 /* not a GGML type: this library's 2-bit block with a min (KIVI-2 values) */
 } kvk_type;
 
 #define KVK_BLOCK 32
@@ -71,6 +74,12 @@ typedef struct kvk_block_q8_0 { uint16_t d; int8_t qs[KVK_BLOCK]; } kvk_block_q8
 typedef struct kvk_block_q4_0 { uint16_t d; uint8_t qs[KVK_BLOCK / 2]; } kvk_block_q4_0;
 /** GGUF block_q4_1: fp16 scale d and min m, nibbles as q4_0; x = d * q + m. 20 bytes. */
 typedef struct kvk_block_q4_1 { uint16_t d; uint16_t m; uint8_t qs[KVK_BLOCK / 2]; } kvk_block_q4_1;
+
+/** This library's 2-bit block (not a GGML type; KIVI-2's per-token values in groups of 32 channels):
+ *  fp16 scale d and min m, 8 bytes of 2-bit codes; element i is bits 2*(i / 8) .. 2*(i / 8) + 1 of
+ *  qs[i % 8]; x = d * q + m. 12 bytes. The quantizer rounds as q4_1's: d = (max - min) / 3,
+ *  q = min(3, (int)((x - min) / d + 0.5)), a constant block gets d = 0 and q = 0. */
+typedef struct kvk_block_q2_1 { uint16_t d; uint16_t m; uint8_t qs[KVK_BLOCK / 4]; } kvk_block_q2_1;
 
 /** Bytes used by n elements of type t (n a multiple of KVK_BLOCK for block types). */
 size_t kvk_row_bytes(kvk_type t, size_t n);
@@ -141,6 +150,29 @@ void kvk_scores_weighted_sum_multi(size_t m, size_t d, kvk_type key_type, const 
                                    size_t scores_stride, kvk_type value_type, const float *w, size_t w_stride,
                                    const void *values, size_t value_stride, size_t n_values, float *out,
                                    size_t out_stride);
+
+/* ---------------------------------------------------------------- KIVI keys (per channel over a token group) */
+
+/* A KIVI key group: n <= 2^31 rows of d unsigned codes of `bits` bits (2 or 4; d % 32 == 0), packed
+ * per 32 channels into 4 * bits bytes like q2_1 / q4_1 codes (channel i of a 32-channel chunk is
+ * the bits-wide field at bit bits * (i / (4 * bits)) of byte i % (4 * bits)), and one parameter row of 2 * d fp16 values:
+ * scale[0..d) then min[d..2d); key_jc = scale_c * code_jc + min_c. Code rows are code_stride bytes
+ * apart (at least d * bits / 8). */
+
+/** Quantizes n f32 rows (row r at src + r * src_stride floats) into one KIVI group: per channel
+ *  min and max over the n rows, scale = (max - min) / (2^bits - 1) and min stored as fp16, codes
+ *  round((x - min) / scale) clamped to 0 .. 2^bits - 1, computed against the stored fp16 values. A
+ *  constant channel gets scale 0 and codes 0 (no division by zero). n == 0 writes nothing. */
+void kvk_kivi_quantize_keys(int bits, const float *src, size_t src_stride, size_t n, size_t d, void *codes,
+                            size_t code_stride, uint16_t *params);
+/** Row `codes` of a KIVI group with parameters `params`, as d f32 values. */
+void kvk_kivi_dequantize_key(int bits, const void *codes, const uint16_t *params, size_t d, float *out);
+/** Scores of m queries against n code rows of one KIVI group, without dequantizing the rows:
+ *  out[h * out_stride + j] = scale * (dot(q_h * scale_vec, code_j) + dot(q_h, min_vec)), q_h at
+ *  q + h * q_stride floats (the same as kvk_scores_multi over the dequantized keys up to f32
+ *  rounding). */
+void kvk_kivi_scores_multi(int bits, const float *q, size_t q_stride, size_t m, const void *codes, size_t code_stride,
+                           const uint16_t *params, size_t n, size_t d, float scale, float *out, size_t out_stride);
 
 /* ---------------------------------------------------------------- matrix products */
 

@@ -23,7 +23,7 @@ extension KVCache {
                        scale: Float? = nil, columnSums: UnsafeMutablePointer<Float>? = nil, columnSumStride: Int = 0,
                        pool: ThreadPool? = nil) {
         precondition(heads >= kvHeads && heads % kvHeads == 0, "heads must be a multiple of kvHeads")
-        Attention.decode(query: query, heads: heads, headDim: headDim, kv: headViews(layer: layer),
+        Attention.decode(query: query, heads: heads, headDim: headDim, parts: headParts(layer: layer),
                          scale: scale ?? defaultAttentionScale, output: output, columnSums: columnSums,
                          columnSumStride: columnSumStride, pool: pool)
     }
@@ -56,7 +56,7 @@ extension KVCache {
         precondition(heads >= kvHeads && heads % kvHeads == 0, "heads must be a multiple of kvHeads")
         Attention.prefill(queries: queries, queryCount: queryCount, queryTokenStride: queryTokenStride,
                           queryPositions: queryPositions, heads: heads, headDim: headDim,
-                          kv: headViews(layer: layer), scale: scale ?? defaultAttentionScale,
+                          parts: headParts(layer: layer), scale: scale ?? defaultAttentionScale,
                           output: output, columnSums: columnSums, columnSumStride: columnSumStride, pool: pool)
     }
 
@@ -71,7 +71,7 @@ extension KVCache {
         precondition(heads >= kvHeads && heads % kvHeads == 0, "heads must be a multiple of kvHeads")
         Attention.observe(queries: queries, queryCount: queryCount, queryTokenStride: queryTokenStride,
                           queryPositions: queryPositions, heads: heads, headDim: headDim,
-                          kv: headViews(layer: layer), scale: scale ?? defaultAttentionScale, output: output,
+                          parts: headParts(layer: layer), scale: scale ?? defaultAttentionScale, output: output,
                           outputKeyStride: outputKeyStride, pool: pool)
     }
 }

@@ -17,10 +17,11 @@ extension KVCache {
     ///   - rope: the host's RoPE (the one its keys were rotated with).
     /// - Throws: `KVError.invalidParameter` for a layer or head out of range, a position count that
     ///   is not the head's entry count, positions that are negative or not increasing, or a RoPE of
-    ///   another head dimension (nothing is changed).
+    ///   another head dimension (nothing is changed); `KVError.invalidState` when the head holds
+    ///   KIVI-quantized entries.
     /// - Complexity: O(moved entries x headDim).
     public func reposition(layer: Int, head: Int, to newPositions: [Int32], rope: RoPE) throws(KVError) {
-        let s = try checkedHead(layer, head)
+        let s = try rowHead(layer, head)
         guard newPositions.count == s.count else {
             throw .invalidParameter(name: "newPositions.count", value: "\(newPositions.count)",
                                     expected: "one per entry of layer \(layer) head \(head) (\(s.count))")
@@ -46,9 +47,9 @@ extension KVCache {
     ///   - positions: one per row, so that the head's positions stay strictly increasing.
     /// - Throws: `KVError.invalidParameter` for a layer, head or row range out of range, counts that
     ///   do not match, or positions that would not be strictly increasing and non-negative
-    ///   (nothing is changed).
+    ///   (nothing is changed); `KVError.invalidState` when the head holds KIVI-quantized entries.
     public func setKeys(layer: Int, head: Int, rows: Range<Int>, keys: [Float], positions: [Int32]) throws(KVError) {
-        let s = try checkedHead(layer, head)
+        let s = try rowHead(layer, head)
         guard rows.lowerBound >= 0 && rows.upperBound <= s.count else {
             throw .invalidParameter(name: "rows", value: "\(rows)", expected: "a range within layer \(layer) head \(head)'s rows 0..<\(s.count)")
         }
@@ -88,7 +89,8 @@ extension KVCache {
     /// an endless stream.
     ///
     /// - Throws: `KVError.invalidParameter` for a layer out of range, an `end` smaller than a
-    ///   head's entry count, or a RoPE of another head dimension.
+    ///   head's entry count, or a RoPE of another head dimension; `KVError.invalidState` when a head
+    ///   holds KIVI-quantized entries (nothing is changed).
     /// - Complexity: O(moved entries x headDim).
     public func compactPositions(layer: Int, endingAt end: Int? = nil, rope: RoPE) throws(KVError) {
         try checkLayer(layer)
@@ -101,7 +103,8 @@ extension KVCache {
         guard rope.headDim == headDim else {
             throw .invalidParameter(name: "rope.headDim", value: "\(rope.headDim)", expected: "the cache's headDim \(headDim)")
         }
-        for s in storage[layer] {
+        let heads = try (0..<kvHeads).map { (m: Int) throws(KVError) in try rowHead(layer, m) }
+        for s in heads {
             let n = s.count
             moveKeys(s, to: (0..<n).map { Int32(end - n + $0) }, rope: rope)
         }
@@ -110,6 +113,19 @@ extension KVCache {
 
     /// Rotates and re-labels one head's keys; runs of entries that move by the same offset are
     /// rotated together.
+    /// The rows of a head that holds no quantized KIVI entries (all of its entries).
+    /// - Throws: `KVError.invalidState` when it does: KIVI keys share per-channel parameters with
+    ///   their group and cannot be rotated without quantizing them again.
+    private func rowHead(_ layer: Int, _ head: Int) throws(KVError) -> KVHeadStorage {
+        let s = try checkedHead(layer, head)
+        guard s.packedCount == 0 else {
+            throw .invalidState("layer \(layer) head \(head) holds \(s.packedCount) KIVI-quantized entries, whose keys "
+                + "share per-channel parameters with their group and cannot be re-rotated without quantizing them "
+                + "again: re-position keys only in row formats (for KIVI, use StreamingLLM without repositionKeys)")
+        }
+        return s.rows
+    }
+
     private func moveKeys(_ s: KVHeadStorage, to newPositions: [Int32], rope: RoPE) {
         var buffer = [Float](repeating: 0, count: 64 * headDim)
         var j = 0

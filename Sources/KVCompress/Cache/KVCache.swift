@@ -3,15 +3,19 @@
 /// tokens and evicting an entry really frees its memory.
 ///
 /// Rows are stored in ascending position order. Keys are stored as the host produced them
-/// (post-RoPE at their original positions by default). Element types: `f32` (exact), `f16`
-/// (default), `bf16`, and the block types `q8_0` / `q4_0` (head dimension a multiple of 32).
+/// (post-RoPE at their original positions by default). Formats (``KVEntryFormat``, chosen
+/// separately for keys and values): rows of `f32` (exact), `f16` (default), `bf16`, the block types
+/// `q8_0` / `q4_0` / `q4_1` / `q2_1` (head dimension a multiple of 32), or KIVI (`kivi2`, `kivi4`),
+/// whose heads hold a quantized part and a full-precision residual at once (attention reads both in
+/// place and merges them exactly).
 ///
 /// A host normally drives it through a ``KVCompressor``, which takes each step's positions from
 /// ``nextPosition`` (the cache owns positions), appends the step's keys and values
 /// (``append(layer:keys:values:positions:count:)``), runs attention over ``headViews(layer:)`` and
 /// lets the policy evict (``retain(layer:head:indices:)``) and re-position keys.
 ///
-/// Memory: ``byteCount`` = ``totalEntries`` x ``bytesPerEntry`` + ``metadataBytes``. After an eviction
+/// Memory: ``byteCount`` is exact: every entry's key and value bytes (codes, scales and mins
+/// included) and its position, KIVI's per-group parameters, plus ``metadataBytes``. After an eviction
 /// leaves a head at half its capacity or less, its storage is reallocated to the kept rows plus a
 /// small headroom, so ``allocatedByteCount`` drops too.
 ///
@@ -23,28 +27,32 @@ public final class KVCache {
     public let kvHeads: Int
     /// Dimension of one head vector.
     public let headDim: Int
-    /// Element type of stored keys.
+    /// Element type of key rows (for KIVI keys: of the f16 residual).
     public let keyType: ElementType
-    /// Element type of stored values.
+    /// Element type of value rows (for KIVI values: of the f16 residual).
     public let valueType: ElementType
+    /// How keys are stored.
+    public let keyFormat: KVEntryFormat
+    /// How values are stored.
+    public let valueFormat: KVEntryFormat
+    /// Entries a KIVI cache keeps in full precision at least (the residual `R`; 0 for row formats).
+    public let residualLength: Int
+    /// Consecutive entries that share KIVI key parameters (the group size `G`).
+    public static let kiviGroupSize = 32
+    /// The default ``residualLength`` of KIVI caches (KIVI's paper setting).
+    public static let defaultResidualLength = 128
 
-    let storage: [[KVHeadStorage]]
+    let storage: [[KVHead]]
+    /// Bytes held by every head (``byteCount`` without the metadata), kept up to date by every mutation.
+    private var heldBytes = 0
+    private var peakHeldBytes = 0
     /// `frontier[l]`: the position layer `l`'s next token takes (larger than every stored position).
     var frontier: [Int]
     /// Entries held by every head of every layer, kept up to date by every mutation.
     public private(set) var totalEntries = 0
-    private var peakEntries = 0
 
-    /// Element types the attention kernels read from a cache.
-    public static let supportedTypes: [ElementType] = [.f32, .f16, .bf16, .q8_0, .q4_0, .q4_1]
-
-    /// The names of ``supportedTypes`` as command lines write them: lowercase GGML names (`q8_0`).
-    public static var supportedTypeNames: [String] { supportedTypes.map { $0.description.lowercased() } }
-
-    /// The supported type `name` names (a GGML name in any case, e.g. `q8_0` or `Q8_0`), nil if none.
-    public static func supportedType(named name: String) -> ElementType? {
-        supportedTypes.first { $0.description.lowercased() == name.lowercased() }
-    }
+    /// Element types the attention kernels read from a cache's rows.
+    public static let supportedTypes: [ElementType] = [.f32, .f16, .bf16, .q8_0, .q4_0, .q4_1, .q2_1]
 
     /// Bookkeeping bytes charged per (layer, KV head) in ``byteCount``.
     public static let metadataBytesPerHead = 64
@@ -67,34 +75,57 @@ public final class KVCache {
 
     /// Creates an empty cache with separate key and value element types.
     /// - Throws: `KVError.invalidParameter` as ``init(layers:kvHeads:headDim:elementType:)``.
-    public init(layers: Int, kvHeads: Int, headDim: Int, keyType: ElementType,
-                valueType: ElementType) throws(KVError) {
+    public convenience init(layers: Int, kvHeads: Int, headDim: Int, keyType: ElementType,
+                            valueType: ElementType) throws(KVError) {
+        for (name, t) in [("keyType", keyType), ("valueType", valueType)] where !Self.supportedTypes.contains(t) {
+            throw .invalidParameter(name: name, value: "\(t)",
+                                    expected: "one of " + Self.supportedTypes.map(\.description).joined(separator: ", "))
+        }
+        try self.init(layers: layers, kvHeads: kvHeads, headDim: headDim, keys: .rows(keyType), values: .rows(valueType))
+    }
+
+    /// Creates an empty cache with a storage format for keys and one for values.
+    /// - Parameters:
+    ///   - keys: how keys are stored (one of ``KVEntryFormat/supported``).
+    ///   - values: how values are stored.
+    ///   - residualLength: with a KIVI side, the entries kept in full precision at least (default
+    ///     ``defaultResidualLength``); ignored otherwise.
+    /// - Throws: `KVError.invalidParameter` for a non-positive shape, a format outside
+    ///   ``KVEntryFormat/supported``, a block type or KIVI with `headDim` not a multiple of 32, or a
+    ///   negative residual length.
+    public init(layers: Int, kvHeads: Int, headDim: Int, keys: KVEntryFormat, values: KVEntryFormat,
+                residualLength: Int = KVCache.defaultResidualLength) throws(KVError) {
         guard layers >= 1 else { throw .invalidParameter(name: "layers", value: "\(layers)", expected: ">= 1") }
         guard kvHeads >= 1 else { throw .invalidParameter(name: "kvHeads", value: "\(kvHeads)", expected: ">= 1") }
         guard headDim >= 1 else { throw .invalidParameter(name: "headDim", value: "\(headDim)", expected: ">= 1") }
-        for (name, t) in [("keyType", keyType), ("valueType", valueType)] {
-            guard Self.supportedTypes.contains(t) else {
-                throw .invalidParameter(name: name, value: "\(t)",
-                                        expected: "one of " + Self.supportedTypes.map(\.description).joined(separator: ", "))
+        for (name, f) in [("keys", keys), ("values", values)] {
+            guard KVEntryFormat.supported.contains(f) else {
+                throw .invalidParameter(name: name, value: "\(f)", expected: "one of " + KVEntryFormat.supportedNames.joined(separator: ", "))
             }
-            guard headDim % t.blockSize == 0 else {
-                throw .invalidParameter(name: name, value: "\(t)",
-                                        expected: "a type whose block size (\(t.blockSize)) divides headDim \(headDim)")
+            let block = f.isKIVI ? Self.kiviGroupSize : f.rowType.blockSize
+            guard headDim % block == 0 else {
+                throw .invalidParameter(name: name, value: "\(f)",
+                                        expected: "a format whose block size (\(block)) divides headDim \(headDim)")
             }
+        }
+        let kivi = keys.isKIVI || values.isKIVI
+        guard residualLength >= 0 else {
+            throw .invalidParameter(name: "residualLength", value: "\(residualLength)", expected: ">= 0")
         }
         self.layers = layers
         self.kvHeads = kvHeads
         self.headDim = headDim
-        self.keyType = keyType
-        self.valueType = valueType
-        storage = (0..<layers).map { _ in
-            (0..<kvHeads).map { _ in KVHeadStorage(keyType: keyType, valueType: valueType, headDim: headDim) }
-        }
+        self.keyFormat = keys
+        self.valueFormat = values
+        self.keyType = keys.rowType
+        self.valueType = values.rowType
+        self.residualLength = kivi ? residualLength : 0
+        storage = (0..<layers).map { _ in (0..<kvHeads).map { _ in KVHead(keys: keys, values: values, headDim: headDim) } }
         frontier = Array(repeating: 0, count: layers)
     }
 
     @inline(__always)
-    func head(_ layer: Int, _ head: Int) -> KVHeadStorage {
+    func head(_ layer: Int, _ head: Int) -> KVHead {
         precondition(layer >= 0 && layer < layers, "layer \(layer) out of 0..<\(layers)")
         precondition(head >= 0 && head < kvHeads, "KV head \(head) out of 0..<\(kvHeads)")
         return storage[layer][head]
@@ -130,17 +161,35 @@ public final class KVCache {
             next = Int(positions[t]) + 1
         }
         frontier[layer] = next
+        compactResidual(layer: layer)
         let tokenStride = kvHeads * headDim
         for m in 0..<kvHeads {
-            let s = storage[layer][m]
+            let s = storage[layer][m].rows
             s.reserve(count)
             for t in 0..<count {
                 let off = t * tokenStride + m * headDim
                 s.append(key: keys + off, value: values + off, position: positions[t], headDim: headDim)
             }
+            heldBytes += count * s.bytesPerEntry
         }
         totalEntries += count * kvHeads
-        peakEntries = max(peakEntries, totalEntries)
+        peakHeldBytes = max(peakHeldBytes, heldBytes)
+    }
+
+    /// Moves a KIVI cache's oldest full-precision entries of `layer` into its quantized part, a group
+    /// of ``kiviGroupSize`` at a time, while a head's residual holds at least ``residualLength`` +
+    /// ``kiviGroupSize`` entries; does nothing for row formats. ``append(layer:keys:values:positions:count:)``
+    /// calls it before appending (so a step's own entries are attended in full precision) and
+    /// ``KVCompressor`` after each layer's policy hook (so the bytes held after a prompt are the
+    /// quantized ones). Already quantized entries are never quantized again.
+    public func compactResidual(layer: Int) {
+        precondition(layer >= 0 && layer < layers, "layer \(layer) out of 0..<\(layers)")
+        guard keyFormat.isKIVI || valueFormat.isKIVI else { return }
+        for s in storage[layer] where s.packed != nil {
+            let before = s.byteCount
+            s.compactResidual(residual: residualLength, group: Self.kiviGroupSize)
+            heldBytes += s.byteCount - before
+        }
     }
 
     /// Array convenience for ``append(layer:keys:values:positions:count:)``.
@@ -165,13 +214,15 @@ public final class KVCache {
 
     // MARK: - Views and queries
 
-    /// Views of every KV head of `layer`, for the `Attention` kernels.
+    /// The parts of every KV head of `layer`, for the `Attention` functions that take `parts:`:
+    /// one KVCore `KVHeadView` per part (a KIVI head: its quantized entries, then its residual),
+    /// whose concatenation is the head's rows.
     ///
-    /// Each view is a KVCore `KVHeadView` for the `Attention` kernels. The views point into the cache's storage: they are valid only until the next mutation of
-    /// this cache (append, retain, reposition, removeAll) and while the cache is alive.
-    public func headViews(layer: Int) -> [KVHeadView] {
+    /// The views point into the cache's storage: they are valid only until the next mutation of
+    /// this cache (append, retain, reposition, compactResidual, removeAll) and while the cache is alive.
+    public func headParts(layer: Int) -> [[KVHeadView]] {
         precondition(layer >= 0 && layer < layers, "layer \(layer) out of 0..<\(layers)")
-        return storage[layer].map { $0.view() }
+        return storage[layer].map { $0.views() }
     }
 
     /// Number of entries held by one KV head of one layer.
@@ -180,7 +231,7 @@ public final class KVCache {
     /// The original positions of one head's entries, ascending.
     public func positions(layer: Int, head: Int) -> [Int32] {
         let s = self.head(layer, head)
-        return Array(UnsafeBufferPointer(start: s.positions, count: s.count))
+        return (0..<s.count).map { s.position($0) }
     }
 
     /// Kept positions of every KV head of `layer` (ascending), the form parity fixtures use.
@@ -203,22 +254,31 @@ public final class KVCache {
     /// a policy re-positioned keys (StreamingLLM with `repositionKeys`), and then the in-cache one.
     public var nextPosition: Int { frontier.max() ?? 0 }
 
-    /// Bytes of one entry: a key row, a value row and an `Int32` position.
-    public var bytesPerEntry: Int { storage[0][0].bytesPerEntry }
+    /// Bytes of one entry: a key row, a value row and an `Int32` position; for KIVI, an entry of the
+    /// quantized part with its share of its group's parameters (rounded up), what long sequences
+    /// approach (the residual's entries are f16 rows).
+    public var bytesPerEntry: Int {
+        let s = storage[0][0]
+        guard let packed = s.packed else { return s.rows.bytesPerEntry }
+        let group = Self.kiviGroupSize
+        let groupBytes = packed.keyBits == nil ? 0 : 4 * headDim + 4
+        return packed.keyRowBytes + packed.valueRowBytes + 4 + (groupBytes + group - 1) / group
+    }
 
     /// Fixed bookkeeping bytes: ``metadataBytesPerHead`` per (layer, KV head).
     public var metadataBytes: Int { layers * kvHeads * Self.metadataBytesPerHead }
 
-    /// Exact bytes of the cached entries plus bookkeeping:
-    /// `totalEntries * bytesPerEntry + metadataBytes`.
-    public var byteCount: Int { totalEntries * bytesPerEntry + metadataBytes }
+    /// Exact bytes of the cached entries plus bookkeeping: every head's key and value bytes (codes,
+    /// scales and mins included) and positions, KIVI's group parameters, and ``metadataBytes``; for
+    /// row formats `totalEntries * bytesPerEntry + metadataBytes`.
+    public var byteCount: Int { heldBytes + metadataBytes }
 
     /// The largest ``byteCount`` since the cache was created or ``resetPeakByteCount()`` was
     /// called (entries are counted right after each append, before any policy evicts).
-    public var peakByteCount: Int { peakEntries * bytesPerEntry + metadataBytes }
+    public var peakByteCount: Int { peakHeldBytes + metadataBytes }
 
     /// Starts measuring ``peakByteCount`` again from the current size.
-    public func resetPeakByteCount() { peakEntries = totalEntries }
+    public func resetPeakByteCount() { peakHeldBytes = heldBytes }
 
     /// Bytes actually allocated for rows (capacity including growth headroom) plus bookkeeping.
     public var allocatedByteCount: Int {
@@ -266,7 +326,9 @@ public final class KVCache {
         }
         if sorted.count == s.count { return }
         totalEntries -= s.count - sorted.count
+        let before = s.byteCount
         s.retain(sortedIndices: sorted)
+        heldBytes += s.byteCount - before
     }
 
     /// Evicts the contiguous rows `rows` of one head (e.g. the oldest non-sink entries of a rolling
@@ -280,7 +342,9 @@ public final class KVCache {
             throw .invalidParameter(name: "rows", value: "\(rows)", expected: "a range within layer \(layer) head \(head)'s rows 0..<\(s.count)")
         }
         totalEntries -= rows.count
+        let before = s.byteCount
         s.remove(rows)
+        heldBytes += s.byteCount - before
     }
 
     /// Drops every entry of every layer (a new sequence: positions start again at 0), returning
@@ -289,6 +353,7 @@ public final class KVCache {
         for layer in storage { for s in layer { s.removeAll() } }
         frontier = Array(repeating: 0, count: layers)
         totalEntries = 0
+        heldBytes = 0
     }
 
     func checkLayer(_ layer: Int) throws(KVError) {
@@ -297,7 +362,7 @@ public final class KVCache {
         }
     }
 
-    func checkedHead(_ layer: Int, _ head: Int) throws(KVError) -> KVHeadStorage {
+    func checkedHead(_ layer: Int, _ head: Int) throws(KVError) -> KVHead {
         try checkLayer(layer)
         guard head >= 0 && head < kvHeads else {
             throw .invalidParameter(name: "head", value: "\(head)", expected: "a KV head in 0..<\(kvHeads)")

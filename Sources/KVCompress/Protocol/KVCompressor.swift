@@ -177,22 +177,23 @@ public final class KVCompressor {
                        keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
                        output: UnsafeMutablePointer<Float>) throws(KVError) {
         try append(layer: layer, step: step, keys: keys, values: values)
-        let views = cache.headViews(layer: layer)
-        let stride = views.map(\.count).max() ?? 0
-        let sums = needsAttentionColumnSums ? columnSumBuffer(count: views.count * stride) : nil
+        let parts = cache.headParts(layer: layer)
+        let counts = parts.map { $0.reduce(0) { $0 + $1.count } }
+        let stride = counts.max() ?? 0
+        let sums = needsAttentionColumnSums ? columnSumBuffer(count: parts.count * stride) : nil
         let n = step.tokenCount
         if n == 1 {
-            Attention.decode(query: queries, heads: shape.heads, headDim: shape.headDim, kv: views, output: output,
+            Attention.decode(query: queries, heads: shape.heads, headDim: shape.headDim, parts: parts, output: output,
                              columnSums: sums, columnSumStride: stride, pool: pool)
         } else {
             step.positions.withUnsafeBufferPointer { p in
                 Attention.prefill(queries: queries, queryCount: n, queryTokenStride: shape.heads * shape.headDim,
-                                  queryPositions: p.baseAddress!, heads: shape.heads, headDim: shape.headDim, kv: views,
+                                  queryPositions: p.baseAddress!, heads: shape.heads, headDim: shape.headDim, parts: parts,
                                   output: output, columnSums: sums, columnSumStride: stride, pool: pool)
             }
         }
         let columnSumArrays = sums.map { f in
-            views.indices.map { m in Array(UnsafeBufferPointer(start: f + m * stride, count: views[m].count)) }
+            counts.indices.map { m in Array(UnsafeBufferPointer(start: f + m * stride, count: counts[m])) }
         }
         try afterAttention(layer: layer, step: step, queries: queries, preRoPEQueries: preRoPEQueries,
                            attentionColumnSums: columnSumArrays)
@@ -247,6 +248,7 @@ public final class KVCompressor {
             case .decode: try runner.decode(context)
             }
         }
+        cache.compactResidual(layer: layer)
         nextLayer += 1
         layerAppended = false
         if nextLayer == shape.layers {

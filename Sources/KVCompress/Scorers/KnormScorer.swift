@@ -40,7 +40,7 @@ public struct KnormScorer: KVScorer {
             }
             return state.byPosition[l][m].withUnsafeMutableBufferPointer { memo in
                 (0..<s.count).map { j in
-                    let p = Int(s.positions[j])
+                    let p = Int(s.position(j))
                     if memo[p].isNaN {
                         s.key(j, into: buf, headDim: d)
                         memo[p] = -kvk_dot_f32(buf, buf, d).squareRoot()

@@ -186,7 +186,7 @@ struct GGUFParser {
             }
             let typeAt = offset
             let rawType = try read(UInt32.self, field + " type")
-            guard let type = ElementType(rawValue: rawType) else {
+            guard let type = ElementType(rawValue: rawType), type != .q2_1 else {
                 throw .unsupportedTensorType(tensor: name, type: rawType)
             }
             _ = typeAt
