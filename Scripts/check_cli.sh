@@ -38,7 +38,8 @@ expect 2 "kvcompress: unknown argument '--bogus'" -- generate --prompt hi --bogu
 expect 2 "kvcompress: --prompt needs a value" -- generate --prompt
 expect 2 "kvcompress: --prompt is empty: give the text to continue" -- generate --prompt ""
 expect 2 "kvcompress: --ratio expects a fraction in [0, 1), got '1.5'" -- generate --prompt hi --policy SnapKV --ratio 1.5
-expect 2 "kvcompress: --cache: unknown cache format 'q3_k'; known: f32, f16, bf16, q8_0, q4_0, q4_1" -- generate --prompt hi --cache q3_k
+expect 2 "kvcompress: --cache: unknown cache format 'q3_k'; known: f32, f16, bf16, q8_0, q4_0, q4_1, q2_1, kivi2, kivi4" -- generate --prompt hi --cache q3_k
+expect 2 "kvcompress: --reposition re-rotates cached keys" -- generate --prompt hi --policy StreamingLLM --reposition --keys kivi4
 expect 2 "kvcompress: --values: unknown cache format 'int4'" -- perplexity --text "$tmp/latin.txt" --values int4
 expect 2 "kvcompress: --ratio needs --policy NAME" -- generate --prompt hi --ratio 0.5
 expect 2 "kvcompress: --max-tokens expects an integer in 1...2147483647, got '0'" -- generate --prompt hi --max-tokens 0

@@ -51,6 +51,10 @@ struct SessionOptions {
         let cache = try Self.format(o, "--cache")
         keyFormat = try Self.format(o, "--keys") ?? cache
         valueFormat = try Self.format(o, "--values") ?? cache
+        if o.has("--reposition"), keyFormat?.isKIVI == true || valueFormat?.isKIVI == true {
+            throw CommandLineOptions.UsageError(description: "--reposition re-rotates cached keys, which KIVI's quantized "
+                + "groups cannot take without quantizing them again: use a row format (e.g. --cache f16 or q8_0)")
+        }
     }
 
     /// The policy and the formats of `session`'s cache, for the summary lines.
