@@ -379,6 +379,7 @@ INL __m128 dot4(kvk_type t, const char *base, size_t stride, const float *x, siz
     case KVK_Q8_0: return dot4_q8_0(base, stride, x, d);
     case KVK_Q4_0: return dot4_q4(base, stride, x, d, 0);
     case KVK_Q4_1: return dot4_q4(base, stride, x, d, 1);
+    case KVK_Q2_1: break; /* not reached: the entry points route q2_1 elsewhere */
     }
     return _mm_setzero_ps();
 }
@@ -392,6 +393,7 @@ INL __m128 dot4(kvk_type t, const char *base, size_t stride, const float *x, siz
     case KVK_Q8_0: { BODY(dot4_q8_0(base, stride, x, d)) break; }                                     \
     case KVK_Q4_0: { BODY(dot4_q4(base, stride, x, d, 0)) break; }                                    \
     case KVK_Q4_1: { BODY(dot4_q4(base, stride, x, d, 1)) break; }                                    \
+    case KVK_Q2_1: break; /* not reached: the entry points route q2_1 elsewhere */                  \
     }
 
 /* out[j] = scale * dot(row_j, x) for j < n; leftover rows (n % 4) use the scalar row dot */
@@ -455,8 +457,14 @@ static TGT void rows_dot(kvk_type t, const void *rows, size_t stride, size_t n, 
 
 /* ------------------------------------------------------------ attention building blocks */
 
+static TGT void avx2_q2_1_weighted_sum_multi(const float *w, size_t w_stride, size_t m, const void *values,
+                                             size_t value_stride, size_t n, size_t d, float *out, size_t out_stride);
+
+/* q2_1 rows (this library's type, a cache format only): scores take the scalar path, weighted sums
+ * their own kernel (below). */
 static TGT void avx2_scores(kvk_type t, const float *q, const void *keys, size_t key_stride, size_t n, size_t d,
                             float scale, float *out) {
+    if (t == KVK_Q2_1) { kvk_scalar_scores(t, q, keys, key_stride, n, d, scale, out); return; }
     rows_dot(t, keys, key_stride, n, d, q, scale, out, 1);
 }
 
@@ -520,6 +528,7 @@ INL void ws_chunk(kvk_type t, const float *w, const char *values, size_t stride,
         }
         break;
     }
+    case KVK_Q2_1: break; /* not reached: the entry points route q2_1 elsewhere */
     }
     for (int v = 0; v < nv; v++) _mm256_storeu_ps(out + c0 + 8 * v, acc[v]);
 }
@@ -550,6 +559,7 @@ INL void ws_rows(kvk_type t, const float *w, const char *v, size_t value_stride,
 
 static TGT void avx2_weighted_sum(kvk_type t, const float *w, const void *values, size_t value_stride, size_t n,
                                   size_t d, float *out) {
+    if (t == KVK_Q2_1) { avx2_q2_1_weighted_sum_multi(w, n, 1, values, value_stride, n, d, out, d); return; }
     /* rows in groups of 32 so that a row group is re-read from L1 for every 64-element chunk */
     const size_t group = 32;
     const size_t row_bytes = kvk_row_bytes(t, d), pd = prefetch_rows(value_stride, group);
@@ -791,6 +801,7 @@ INL void wsm_group(kvk_type t, const float *w, size_t w_stride, int M, const voi
 
 static TGT void avx2_weighted_sum_multi(kvk_type t, const float *w, size_t w_stride, size_t m, const void *values,
                                         size_t value_stride, size_t n, size_t d, float *out, size_t out_stride) {
+    if (t == KVK_Q2_1) { avx2_q2_1_weighted_sum_multi(w, w_stride, m, values, value_stride, n, d, out, out_stride); return; }
     if (t == KVK_Q8_0 || t == KVK_Q4_0) {
         for (size_t h0 = 0; h0 < m; h0 += 3) {
             const size_t g = m - h0 < 3 ? m - h0 : 3;
@@ -1297,7 +1308,6 @@ const kvk_ops kvk_ops_avx2 = {
     .scores_multi = avx2_scores_multi,
     .weighted_sum_multi = avx2_weighted_sum_multi,
     .kivi_scores_multi = avx2_kivi_scores_multi,
-    .q2_1_weighted_sum_multi = avx2_q2_1_weighted_sum_multi,
     .matvec = avx2_matvec,
     .matmul = avx2_matmul,
     .quantize_act = avx2_quantize_act,

@@ -105,6 +105,15 @@ static TGT512 float avx512_softmax_unnormalized(float *x, size_t n, float *shift
 
 /* ------------------------------------------------------------ rows as f32 vectors */
 
+/* The 32 2-bit codes of a q2_1 block (or a KIVI-2 code chunk) at p, 8 bytes, as 32 unsigned bytes in
+ * element order: qword k holds the bytes shifted right by 2k, masked to their low 2 bits. */
+INL __m256i q2_codes(const char *p) {
+    uint64_t u;
+    memcpy(&u, p, 8);
+    return _mm256_and_si256(_mm256_srlv_epi64(_mm256_set1_epi64x((long long)u), _mm256_setr_epi64x(0, 2, 4, 6)),
+                            _mm256_set1_epi8(3));
+}
+
 /* Elements [c, c + 16) of a row stored as t, as 16 f32 (c % 16 == 0; for q8_0 the block scale is
  * applied). */
 INL __m512 row16(kvk_type t, const char *row, size_t c) {
@@ -114,6 +123,16 @@ INL __m512 row16(kvk_type t, const char *row, size_t c) {
     case KVK_BF16:
         return _mm512_castsi512_ps(
             _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)row + c))), 16));
+    case KVK_Q2_1: { /* elements 0-15 of a block are the codes at shifts 0 and 2, 16-31 at 4 and 6 */
+        const char *b = row + c / KVK_BLOCK * sizeof(kvk_block_q2_1);
+        const __m256i codes = q2_codes(b + 4);
+        const __m128i part = c % KVK_BLOCK ? _mm256_extracti128_si256(codes, 1) : _mm256_castsi256_si128(codes);
+        uint16_t dh, mh;
+        memcpy(&dh, b, 2);
+        memcpy(&mh, b + 2, 2);
+        return _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(part)), _mm512_set1_ps(_cvtsh_ss(dh)),
+                               _mm512_set1_ps(_cvtsh_ss(mh)));
+    }
     case KVK_Q4_0:
     case KVK_Q4_1: { /* elements 0-15 of a block in the low nibbles, 16-31 in the high ones */
         const char *b = row + c / KVK_BLOCK * kvk_type_bytes(t, KVK_BLOCK);
@@ -134,12 +153,17 @@ INL __m512 row16(kvk_type t, const char *row, size_t c) {
     }
 }
 
-/* The block types the integer attention paths read: q8_0, q4_0, q4_1 (the same code with the row
- * loads, the code offset and the zero point of each). */
-INL int is_block_type(kvk_type t) { return t == KVK_Q8_0 || t == KVK_Q4_0 || t == KVK_Q4_1; }
+/* The block types the integer attention paths read: q8_0, q4_0, q4_1, q2_1 (the same code with the
+ * row loads, the code offset and the zero point of each). */
+INL int is_block_type(kvk_type t) { return t == KVK_Q8_0 || t == KVK_Q4_0 || t == KVK_Q4_1 || t == KVK_Q2_1; }
 /* Bytes of one block and the offset of its codes. */
-INL size_t block_bytes(kvk_type t) { return t == KVK_Q8_0 ? sizeof(kvk_block_q8_0) : t == KVK_Q4_0 ? sizeof(kvk_block_q4_0) : sizeof(kvk_block_q4_1); }
-INL size_t code_offset(kvk_type t) { return t == KVK_Q4_1 ? 4 : 2; }
+INL size_t block_bytes(kvk_type t) {
+    return t == KVK_Q8_0 ? sizeof(kvk_block_q8_0) : t == KVK_Q4_0 ? sizeof(kvk_block_q4_0)
+         : t == KVK_Q2_1 ? sizeof(kvk_block_q2_1) : sizeof(kvk_block_q4_1);
+}
+INL size_t code_offset(kvk_type t) { return t == KVK_Q4_1 || t == KVK_Q2_1 ? 4 : 2; }
+/* Whether a block holds a minimum besides its scale (x = d q + m). */
+INL int has_min(kvk_type t) { return t == KVK_Q4_1 || t == KVK_Q2_1; }
 
 /* The 32 codes of the q4 blocks at r0 and r1 (16 bytes each) as unsigned bytes in element order:
  * elements 0-31 of r0 in the low 256 bits, of r1 in the high ones. */
@@ -152,9 +176,11 @@ INL __m512i q4_pair(const char *r0, const char *r1) {
     return _mm512_shuffle_i64x2(x, x, _MM_SHUFFLE(3, 1, 2, 0));               /* lo0 hi0 lo1 hi1 */
 }
 
-/* The 32 elements of the block at `codes` as 16-bit integers: q8_0 codes, q4_0 codes - 8, q4_1 codes. */
+/* The 32 elements of the block at `codes` as 16-bit integers: q8_0 codes, q4_0 codes - 8, q4_1 and
+ * q2_1 codes. */
 INL __m512i block_i16(kvk_type t, const char *codes) {
     if (t == KVK_Q8_0) return _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)codes));
+    if (t == KVK_Q2_1) return _mm512_cvtepu8_epi16(q2_codes(codes));
     const __m128i raw = _mm_loadu_si128((const __m128i *)codes), m = _mm_set1_epi8(0x0F);
     const __m256i x = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m), _mm_and_si128(raw, m));
     return t == KVK_Q4_0 ? _mm512_sub_epi16(_mm512_cvtepu8_epi16(x), _mm512_set1_epi16(8)) : _mm512_cvtepu8_epi16(x);
@@ -347,13 +373,15 @@ INL __m512i q8_fold(__m512i a, __m512i b) {
     return _mm512_mask_add_epi32(_mm512_add_epi32(t, a), 0xF0F0, t, b);
 }
 
-/* The same for q4_0 / q4_1 keys: their nibbles are the unsigned bytes (no xor), zero point 8 / 0;
- * q4_1's minimum adds m sum(q) per block, in f32. */
-INL void scores_q8_group(kvk_type T, const float *q, size_t q_stride, int M, const char *keys, size_t key_stride,
+/* The same for q4_0 / q4_1 / q2_1 keys: their codes are the unsigned bytes (no xor), zero point 8 /
+ * 0 / 0; the minimum of q4_1 and q2_1 adds m sum(q) per block, in f32. KIVI (constant): rows of bare
+ * codes (4 bits for T = q4_1, 2 for q2_1) with no per-row scale or minimum; the caller folds the
+ * group's channel scales into q and adds its minimums' share. */
+INL void scores_q8_group(kvk_type T, int KIVI, const float *q, size_t q_stride, int M, const char *keys, size_t key_stride,
                          size_t n16, size_t d, float scale, float *out, size_t out_stride) {
     q8_query qp[4];
     for (int h = 0; h < M; h++) q8_prepare(q + h * q_stride, d, T == KVK_Q8_0 ? 128 : T == KVK_Q4_0 ? 8 : 0, &qp[h]);
-    const size_t nb = d / KVK_BLOCK, bs = block_bytes(T), co = code_offset(T);
+    const size_t nb = d / KVK_BLOCK, bs = KIVI ? (T == KVK_Q2_1 ? 8 : 16) : block_bytes(T), co = KIVI ? 0 : code_offset(T);
     const __m512i flip = _mm512_set1_epi8((char)0x80);
     const __m512i rows = lane_offsets(key_stride);
     for (size_t j = 0; j < n16; j += 16) {
@@ -365,16 +393,17 @@ INL void scores_q8_group(kvk_type T, const float *q, size_t q_stride, int M, con
         for (int h = 0; h < M; h++) res[h] = mres[h] = _mm512_setzero_ps();
         for (size_t b = 0; b < nb; b++) {
             const char *blk = base + b * bs;
-            const __m512 dk = q8_block_scales(blk, rows, 0xFFFF);
+            const __m512 dk = KIVI ? _mm512_set1_ps(1.0f) : q8_block_scales(blk, rows, 0xFFFF);
             __m512i x[8], a[8], v[2][4];
             KVK_UNROLL for (int i = 0; i < 8; i++) {
                 const char *r0 = blk + co + (size_t)i * key_stride, *r1 = blk + co + (size_t)(i + 8) * key_stride;
                 x[i] = T == KVK_Q8_0 ? _mm512_xor_si512(
                     _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)r0)),
                                        _mm256_loadu_si256((const __m256i *)r1), 1),
-                    flip) : q4_pair(r0, r1);
+                    flip) : T == KVK_Q2_1 ? _mm512_inserti64x4(_mm512_castsi256_si512(q2_codes(r0)), q2_codes(r1), 1)
+                          : q4_pair(r0, r1);
             }
-            if (T == KVK_Q4_1) {
+            if (has_min(T) && !KIVI) {
                 const __m512 mk = q8_block_scales(blk + 2, rows, 0xFFFF);
                 for (int h = 0; h < M; h++) mres[h] = _mm512_fmadd_ps(mk, _mm512_set1_ps(qp[h].qsum[b]), mres[h]);
             }
@@ -415,9 +444,9 @@ typedef void (*scores_group_fn)(const float *q, size_t q_stride, const char *key
     static TGT512 __attribute__((noinline)) void scores_group_##T##_##M(                                     \
         const float *q, size_t q_stride, const char *keys, size_t key_stride, size_t n16, size_t d, float scale, \
         float *out, size_t out_stride) {                                                                      \
-        if (is_block_type(T) && d == 64) scores_q8_group(T, q, q_stride, M, keys, key_stride, n16, 64, scale, out, out_stride); \
+        if (is_block_type(T) && d == 64) scores_q8_group(T, 0, q, q_stride, M, keys, key_stride, n16, 64, scale, out, out_stride); \
         else if (is_block_type(T) && d <= KVK_WIDE_MAX_D)                                                      \
-            scores_q8_group(T, q, q_stride, M, keys, key_stride, n16, d, scale, out, out_stride);               \
+            scores_q8_group(T, 0, q, q_stride, M, keys, key_stride, n16, d, scale, out, out_stride);            \
         else if (d == 64) scores_group(T, q, q_stride, M, keys, key_stride, n16, 64, scale, out, out_stride);   \
         else scores_group(T, q, q_stride, M, keys, key_stride, n16, d, scale, out, out_stride);                 \
     }
@@ -428,18 +457,75 @@ SCORES_GROUP_FNS(KVK_BF16)
 SCORES_GROUP_FNS(KVK_Q8_0)
 SCORES_GROUP_FNS(KVK_Q4_0)
 SCORES_GROUP_FNS(KVK_Q4_1)
+SCORES_GROUP_FNS(KVK_Q2_1)
 #define SCORES_GROUP_ROW(T) {scores_group_##T##_1, scores_group_##T##_2, scores_group_##T##_3, scores_group_##T##_4}
-static const scores_group_fn scores_group_fns[6][4] = {SCORES_GROUP_ROW(KVK_F32), SCORES_GROUP_ROW(KVK_F16),
+static const scores_group_fn scores_group_fns[7][4] = {SCORES_GROUP_ROW(KVK_F32), SCORES_GROUP_ROW(KVK_F16),
                                                        SCORES_GROUP_ROW(KVK_BF16), SCORES_GROUP_ROW(KVK_Q8_0),
-                                                       SCORES_GROUP_ROW(KVK_Q4_0), SCORES_GROUP_ROW(KVK_Q4_1)};
+                                                       SCORES_GROUP_ROW(KVK_Q4_0), SCORES_GROUP_ROW(KVK_Q4_1),
+                                                       SCORES_GROUP_ROW(KVK_Q2_1)};
 
-/* Index of a row type in the per-type tables (f32, f16, bf16, q8_0, q4_0, q4_1). */
+/* Index of a row type in the per-type tables (f32, f16, bf16, q8_0, q4_0, q4_1, q2_1). */
 static inline int type_slot(kvk_type t) {
-    return t == KVK_F32 ? 0 : t == KVK_F16 ? 1 : t == KVK_BF16 ? 2 : t == KVK_Q8_0 ? 3 : t == KVK_Q4_0 ? 4 : 5;
+    return t == KVK_F32 ? 0 : t == KVK_F16 ? 1 : t == KVK_BF16 ? 2 : t == KVK_Q8_0 ? 3 : t == KVK_Q4_0 ? 4
+         : t == KVK_Q4_1 ? 5 : 6;
 }
 /* The row types the AVX-512 attention kernels read. */
 static inline int avx512_row_type(kvk_type t) {
-    return t == KVK_F32 || t == KVK_F16 || t == KVK_BF16 || t == KVK_Q8_0 || t == KVK_Q4_0 || t == KVK_Q4_1;
+    return t == KVK_F32 || t == KVK_F16 || t == KVK_BF16 || t == KVK_Q8_0 || t == KVK_Q4_0 || t == KVK_Q4_1 ||
+           t == KVK_Q2_1;
+}
+
+/* KIVI key groups: the group's channel scales folded into the queries (q' = q scale_c), integer
+ * scores of q' against the bare codes, then the minimums' share scale dot(q, min) added. One
+ * out-of-line instance per (bits, head count). */
+typedef void (*kivi_group_fn)(const float *q, size_t q_stride, const char *codes, size_t code_stride, size_t n16,
+                              size_t d, float scale, float *out, size_t out_stride);
+#define KIVI_GROUP_FN(T, M)                                                                                     \
+    static TGT512 __attribute__((noinline)) void kivi_group_##T##_##M(                                        \
+        const float *q, size_t q_stride, const char *codes, size_t code_stride, size_t n16, size_t d, float scale, \
+        float *out, size_t out_stride) {                                                                      \
+        if (d == 64) scores_q8_group(T, 1, q, q_stride, M, codes, code_stride, n16, 64, scale, out, out_stride);   \
+        else scores_q8_group(T, 1, q, q_stride, M, codes, code_stride, n16, d, scale, out, out_stride);            \
+    }
+KIVI_GROUP_FN(KVK_Q2_1, 1) KIVI_GROUP_FN(KVK_Q2_1, 2) KIVI_GROUP_FN(KVK_Q2_1, 3) KIVI_GROUP_FN(KVK_Q2_1, 4)
+KIVI_GROUP_FN(KVK_Q4_1, 1) KIVI_GROUP_FN(KVK_Q4_1, 2) KIVI_GROUP_FN(KVK_Q4_1, 3) KIVI_GROUP_FN(KVK_Q4_1, 4)
+static const kivi_group_fn kivi_group_fns[2][4] = {
+    {kivi_group_KVK_Q2_1_1, kivi_group_KVK_Q2_1_2, kivi_group_KVK_Q2_1_3, kivi_group_KVK_Q2_1_4},
+    {kivi_group_KVK_Q4_1_1, kivi_group_KVK_Q4_1_2, kivi_group_KVK_Q4_1_3, kivi_group_KVK_Q4_1_4}};
+
+static TGT512 void avx512_kivi_scores_multi(int bits, const float *q, size_t q_stride, size_t m, const void *codes,
+                                            size_t code_stride, const uint16_t *params, size_t n, size_t d, float scale,
+                                            float *out, size_t out_stride) {
+    const size_t n16 = n & ~(size_t)15;
+    if (n16 == 0 || d % KVK_BLOCK != 0 || d > KVK_WIDE_MAX_D || (bits != 2 && bits != 4)) {
+        kvk_ops_avx2.kivi_scores_multi(bits, q, q_stride, m, codes, code_stride, params, n, d, scale, out, out_stride);
+        return;
+    }
+    float qs[4 * KVK_WIDE_MAX_D] __attribute__((aligned(64)));
+    for (size_t h0 = 0; h0 < m; h0 += 4) {
+        const int g = m - h0 < 4 ? (int)(m - h0) : 4;
+        float bias[4];
+        for (int h = 0; h < g; h++) {
+            const float *qh = q + (h0 + h) * q_stride;
+            __m512 b = _mm512_setzero_ps();
+            for (size_t c = 0; c < d; c += 16) {
+                const __m512 x = _mm512_loadu_ps(qh + c);
+                _mm512_store_ps(qs + h * d + c,
+                                _mm512_mul_ps(x, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(params + c)))));
+                b = _mm512_fmadd_ps(x, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(params + d + c))), b);
+            }
+            bias[h] = scale * _mm512_reduce_add_ps(b);
+        }
+        float *og = out + h0 * out_stride;
+        kivi_group_fns[bits == 2 ? 0 : 1][g - 1](qs, d, (const char *)codes, code_stride, n16, d, scale, og, out_stride);
+        for (int h = 0; h < g; h++)
+            for (size_t j = 0; j < n16; j += 16)
+                _mm512_storeu_ps(og + h * out_stride + j, _mm512_add_ps(_mm512_loadu_ps(og + h * out_stride + j),
+                                                                        _mm512_set1_ps(bias[h])));
+    }
+    if (n16 < n)
+        kvk_ops_avx2.kivi_scores_multi(bits, q, q_stride, m, (const char *)codes + n16 * code_stride, code_stride, params,
+                                       n - n16, d, scale, out + n16, out_stride);
 }
 
 /* Many queries (prefill tiles): the keys of a 32-key block are converted and transposed once into
@@ -511,6 +597,7 @@ static TGT512 void avx512_scores_multi(kvk_type t, const float *q, size_t q_stri
         case KVK_BF16: scores_wide(KVK_BF16, q, q_stride, m, (const char *)keys, key_stride, n, d, scale, out, out_stride); break;
         case KVK_Q4_0: scores_wide(KVK_Q4_0, q, q_stride, m, (const char *)keys, key_stride, n, d, scale, out, out_stride); break;
         case KVK_Q4_1: scores_wide(KVK_Q4_1, q, q_stride, m, (const char *)keys, key_stride, n, d, scale, out, out_stride); break;
+        case KVK_Q2_1: scores_wide(KVK_Q2_1, q, q_stride, m, (const char *)keys, key_stride, n, d, scale, out, out_stride); break;
         default: scores_wide(KVK_Q8_0, q, q_stride, m, (const char *)keys, key_stride, n, d, scale, out, out_stride); break;
         }
         return;
@@ -658,7 +745,7 @@ INL void wsum_q8_chunk(kvk_type T, const float *w, size_t w_stride, int M, const
         const char *base = values + j0 * stride + first;
         /* the next group's weights and the scales of the one after: the gathers' latency and the
          * weights' dependency chain overlap this group's rows */
-        if (T == KVK_Q4_1) {
+        if (has_min(T)) {
             float mk[2][2][16] __attribute__((aligned(64)));
             wsum_q8_scales(base, stride, bs, 2, rows, nr, NB, mk);
             const __mmask16 live[2] = {live_lanes(nr), live_lanes_from(nr, 16)};
@@ -703,7 +790,7 @@ INL void wsum_q8_chunk(kvk_type T, const float *w, size_t w_stride, int M, const
     for (int h = 0; h < M; h++)
         for (int b = 0; b < NB; b++) {
             float *o = out + h * out_stride + 32 * (b0 + b);
-            const __m512 mv = _mm512_set1_ps(T == KVK_Q4_1 ? _mm512_reduce_add_ps(macc[h][b]) : 0.0f);
+            const __m512 mv = _mm512_set1_ps(has_min(T) ? _mm512_reduce_add_ps(macc[h][b]) : 0.0f);
             _mm512_storeu_ps(o, _mm512_add_ps(_mm512_add_ps(_mm512_loadu_ps(o), mv),
                                               _mm512_permutex2var_ps(acc[h][b][0], i0, acc[h][b][1])));
             _mm512_storeu_ps(o + 16, _mm512_add_ps(_mm512_add_ps(_mm512_loadu_ps(o + 16), mv),
@@ -773,6 +860,7 @@ static TGT512 void avx512_weighted_sum_multi(kvk_type t, const float *w, size_t 
         case KVK_BF16: WS_M(KVK_BF16) break;
         case KVK_Q4_0: WS_M(KVK_Q4_0) break;
         case KVK_Q4_1: WS_M(KVK_Q4_1) break;
+        case KVK_Q2_1: WS_M(KVK_Q2_1) break;
         default: WS_M(KVK_Q8_0) break;
         }
 #undef WS_M
@@ -1029,6 +1117,7 @@ void kvk_avx512_override(kvk_ops *o) {
     o->scores_multi = avx512_scores_multi;
     o->weighted_sum_multi = avx512_weighted_sum_multi;
     o->scores_weighted_sum_multi = avx512_scores_weighted_sum_multi;
+    o->kivi_scores_multi = avx512_kivi_scores_multi;
     o->matvec_q8act = avx512_matvec_q8act;
     o->matmul_q8act = avx512_matmul_q8act;
 }

@@ -138,27 +138,21 @@ void kvk_f32_to_bf16(const float *src, uint16_t *dst, size_t n) { ops()->f32_to_
 void kvk_quantize(kvk_type t, const float *src, void *dst, size_t n) { ops()->quantize(t, src, dst, n); }
 void kvk_dequantize(kvk_type t, const void *src, float *dst, size_t n) { ops()->dequantize(t, src, dst, n); }
 
-/* q2_1 rows go to their own entries (the generic ones cover the GGML types); q2_1 keys only ever
- * take the scalar path (KIVI keys are kvk_kivi_scores_multi's; q2_1 keys are a test case). */
 void kvk_scores(kvk_type t, const float *q, const void *keys, size_t key_stride, size_t n, size_t d,
                 float scale, float *out) {
-    if (t == KVK_Q2_1) { kvk_scalar_scores(t, q, keys, key_stride, n, d, scale, out); return; }
     ops()->scores(t, q, keys, key_stride, n, d, scale, out);
 }
 void kvk_weighted_sum(kvk_type t, const float *w, const void *values, size_t value_stride, size_t n,
                       size_t d, float *out) {
-    if (t == KVK_Q2_1) { ops()->q2_1_weighted_sum_multi(w, n, 1, values, value_stride, n, d, out, d); return; }
     ops()->weighted_sum(t, w, values, value_stride, n, d, out);
 }
 
 void kvk_scores_multi(kvk_type t, const float *q, size_t q_stride, size_t m, const void *keys, size_t key_stride,
                       size_t n, size_t d, float scale, float *out, size_t out_stride) {
-    if (t == KVK_Q2_1) { kvk_scalar_scores_multi(t, q, q_stride, m, keys, key_stride, n, d, scale, out, out_stride); return; }
     ops()->scores_multi(t, q, q_stride, m, keys, key_stride, n, d, scale, out, out_stride);
 }
 void kvk_weighted_sum_multi(kvk_type t, const float *w, size_t w_stride, size_t m, const void *values,
                             size_t value_stride, size_t n, size_t d, float *out, size_t out_stride) {
-    if (t == KVK_Q2_1) { ops()->q2_1_weighted_sum_multi(w, w_stride, m, values, value_stride, n, d, out, out_stride); return; }
     ops()->weighted_sum_multi(t, w, w_stride, m, values, value_stride, n, d, out, out_stride);
 }
 void kvk_kivi_scores_multi(int bits, const float *q, size_t q_stride, size_t m, const void *codes, size_t code_stride,
@@ -172,11 +166,6 @@ void kvk_scores_weighted_sum_multi(size_t m, size_t d, kvk_type key_type, const 
                                    const void *values, size_t value_stride, size_t n_values, float *out,
                                    size_t out_stride) {
     const kvk_ops *o = ops();
-    if (key_type == KVK_Q2_1 || value_type == KVK_Q2_1) {
-        if (n_keys > 0) kvk_scores_multi(key_type, q, q_stride, m, keys, key_stride, n_keys, d, scale, scores, scores_stride);
-        if (n_values > 0) kvk_weighted_sum_multi(value_type, w, w_stride, m, values, value_stride, n_values, d, out, out_stride);
-        return;
-    }
     if (o->scores_weighted_sum_multi &&
         o->scores_weighted_sum_multi(m, d, key_type, q, q_stride, keys, key_stride, n_keys, scale, scores, scores_stride,
                                      value_type, w, w_stride, values, value_stride, n_values, out, out_stride))

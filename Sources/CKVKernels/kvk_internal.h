@@ -33,10 +33,8 @@ typedef struct kvk_ops {
     int (*scores_weighted_sum_multi)(size_t, size_t, kvk_type, const float *, size_t, const void *, size_t, size_t, float,
                                      float *, size_t, kvk_type, const float *, size_t, const void *, size_t, size_t,
                                      float *, size_t);
-    /* kvk_kivi_scores_multi, and kvk_weighted_sum_multi for q2_1 rows (which the generic entries do not take). */
     void (*kivi_scores_multi)(int, const float *, size_t, size_t, const void *, size_t, const uint16_t *, size_t, size_t,
                               float, float *, size_t);
-    void (*q2_1_weighted_sum_multi)(const float *, size_t, size_t, const void *, size_t, size_t, size_t, float *, size_t);
     void (*matvec)(kvk_type, const void *, size_t, size_t, const float *, float *);
     void (*matmul)(kvk_type, const void *, size_t, size_t, const float *, size_t, float *, size_t);
     void (*quantize_act)(const float *, kvk_block_q8_act *, size_t);
@@ -89,8 +87,6 @@ void kvk_scalar_weighted_sum_multi(kvk_type t, const float *w, size_t w_stride, 
 void kvk_scalar_kivi_scores_multi(int bits, const float *q, size_t q_stride, size_t m, const void *codes,
                                   size_t code_stride, const uint16_t *params, size_t n, size_t d, float scale,
                                   float *out, size_t out_stride);
-void kvk_scalar_q2_1_weighted_sum_multi(const float *w, size_t w_stride, size_t m, const void *values,
-                                        size_t value_stride, size_t n, size_t d, float *out, size_t out_stride);
 void kvk_scalar_matvec(kvk_type wt, const void *w, size_t rows, size_t cols, const float *x, float *y);
 void kvk_scalar_matmul(kvk_type wt, const void *w, size_t rows, size_t cols, const float *x, size_t n,
                        float *y, size_t ldy);

@@ -212,7 +212,6 @@ const kvk_ops kvk_ops_neon = {
     .scores_multi = neon_scores_multi,
     .weighted_sum_multi = neon_weighted_sum_multi,
     .kivi_scores_multi = kvk_scalar_kivi_scores_multi,
-    .q2_1_weighted_sum_multi = kvk_scalar_q2_1_weighted_sum_multi,
     .matvec = neon_matvec,
     .matmul = neon_matmul,
     .quantize_act = kvk_scalar_quantize_act,

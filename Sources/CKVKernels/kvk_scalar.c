@@ -244,11 +244,6 @@ void kvk_scalar_weighted_sum_multi(kvk_type t, const float *w, size_t w_stride, 
         kvk_scalar_weighted_sum(t, w + h * w_stride, values, value_stride, n, d, out + h * out_stride);
 }
 
-void kvk_scalar_q2_1_weighted_sum_multi(const float *w, size_t w_stride, size_t m, const void *values,
-                                        size_t value_stride, size_t n, size_t d, float *out, size_t out_stride) {
-    kvk_scalar_weighted_sum_multi(KVK_Q2_1, w, w_stride, m, values, value_stride, n, d, out, out_stride);
-}
-
 /* KIVI keys: with q' = q * scale_vec and b = dot(q, min_vec), a score is dot(q', codes) + b. */
 void kvk_scalar_kivi_scores_multi(int bits, const float *q, size_t q_stride, size_t m, const void *codes,
                                   size_t code_stride, const uint16_t *params, size_t n, size_t d, float scale,
@@ -431,7 +426,6 @@ const kvk_ops kvk_ops_scalar = {
     .scores_multi = kvk_scalar_scores_multi,
     .weighted_sum_multi = kvk_scalar_weighted_sum_multi,
     .kivi_scores_multi = kvk_scalar_kivi_scores_multi,
-    .q2_1_weighted_sum_multi = kvk_scalar_q2_1_weighted_sum_multi,
     .matvec = kvk_scalar_matvec,
     .matmul = kvk_scalar_matmul,
     .quantize_act = kvk_scalar_quantize_act,

@@ -169,8 +169,9 @@ void kvk_kivi_quantize_keys(int bits, const float *src, size_t src_stride, size_
 void kvk_kivi_dequantize_key(int bits, const void *codes, const uint16_t *params, size_t d, float *out);
 /** Scores of m queries against n code rows of one KIVI group, without dequantizing the rows:
  *  out[h * out_stride + j] = scale * (dot(q_h * scale_vec, code_j) + dot(q_h, min_vec)), q_h at
- *  q + h * q_stride floats (the same as kvk_scores_multi over the dequantized keys up to f32
- *  rounding). */
+ *  q + h * q_stride floats. A SIMD path may round q' = q_h * scale_vec to 16-bit fixed point (per-call
+ *  scale max|q'| / 32639, error <= max|q'| / 65278 per element, far below the codes' own
+ *  quantization error) so that the code dots are exact integers, as kvk_scores does for block keys. */
 void kvk_kivi_scores_multi(int bits, const float *q, size_t q_stride, size_t m, const void *codes, size_t code_stride,
                            const uint16_t *params, size_t n, size_t d, float scale, float *out, size_t out_stride);
 
