@@ -1,0 +1,611 @@
+#!/usr/bin/env python3
+"""Kept sets that NVIDIA kvpress 0.5.5 (on Hugging Face transformers, float32, CPU) gives the default
+model (its GGUF dequantized to float32 by transformers' GGUF loader) for many presses and compression
+ratios, for the kvpress parity tests of KVModelTests (Tests/KVModelTests/Fixtures/kvpress_kept_more.json).
+
+Every run prefills all the prompt ids in ONE forward pass inside `with press(model):` on a fresh
+DynamicCache (kvpress's normal hook: the press compresses each layer right after its attention), exactly
+as the shared fixture kvpress_kept_r050.json was made. The kept positions are then recovered:
+  * token-evicting presses gather the kept rows out of the cache: each kept key row is matched exactly
+    against the layer's keys from an uncompressed run (same attention implementation); the values must
+    match too (except MergingPress, which rewrites values);
+  * presses that re-rotate the kept keys (KeyRerotationPress, FinchPress) report the indices they pass
+    to KeyRerotationPress.rerotate_keys (the values are still checked);
+  * presses that only mask (AdaKV, CriticalAdaKV, KVzip, KVgrad, KVCompose unstructured) leave
+    `masked_key_indices` on each attention module: kept = the positions not masked;
+  * ThinKPress zeroes key channels: kept_channels = the channels that are not all zero.
+After the compressed prefill the greedy answer is decoded like kvpress's pipeline does ("whole" mode of
+kvpress_answers_r050.json: first token from the prefill logits, then one token per step at the original
+positions; at the cache length for the presses that re-rotate keys).
+
+Install (kvpress 0.5.5 pins transformers < 5.3; the shared fixtures were made with transformers 5.2.0):
+
+    python3 -m venv /tmp/kvp && /tmp/kvp/bin/pip install torch gguf numpy accelerate \\
+        transformers==5.2.0 "fire<0.7" "cachetools<6" && /tmp/kvp/bin/pip install --no-deps kvpress==0.5.5
+    # kvpress imports `datasets` at module level (only DuoAttention/ExpectedAttentionStats use it); either
+    # pip install datasets, or put a stub package `datasets` with a load_dataset() that raises on the path.
+    # A `kernels` package newer than transformers 5.2.0 knows breaks `import transformers`: uninstall it.
+
+Run (about 11 minutes on one CPU thread; 3 GB of memory):
+
+    /tmp/kvp/bin/python Scripts/kvpress_reference.py --gguf ~/.cache/kvcompress/SmolLM2-135M-Instruct.Q4_1.gguf \\
+        --ids ../shared/reference/fixtures/passkey_prompt.json \\
+        --out Tests/KVModelTests/Fixtures/kvpress_kept_more.json \\
+        [--check ../shared/reference/fixtures/kvpress_kept_r050.json] [--presses SnapKVPress,TOVAPress] [--ratios 0.5,0.8]
+
+It writes one JSON file (layout in its "layout" key): per press and ratio the kept positions of every
+[layer][kv_head] as a hex bitset, the constructor arguments, the near-tie indicator (score gap at the
+kept/evicted boundary, where the press ranks each head by one score), the greedy answer, and the list of
+kvpress presses skipped with the reason. --check compares the kept sets with an older fixture in the
+kvpress_kept_r050.json layout and prints the differences.
+"""
+import argparse, contextlib, dataclasses, json, os, sys, time
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+import torch
+
+torch.set_num_threads(1)
+
+import transformers
+from tokenizers import pre_tokenizers
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+
+import kvpress
+from kvpress import (AdaKVPress, BlockPress, CapPress, ChunkKVPress, ChunkPress, CompactorPress, CriticalAdaKVPress,
+                     CriticalKVPress, CURPress, EntropyGatedChunkKVPress, ExpectedAttentionPress, FinchPress,
+                     KeyDiffPress, KeyRerotationPress, KnormPress, KVComposePress, KVgradPress, KVzipPress,
+                     LagKVPress, LeverageScorePress, MergingPress, NonCausalAttnPress, ObservedAttentionPress,
+                     PyramidKVPress, RandomPress, SimLayerKVPress, SnapKVPress, StreamingLLMPress, ThinKPress,
+                     TOVAPress)
+import kvpress.presses.kvzip_press as kvzip_module
+
+KVPRESS_VERSION = getattr(kvpress, "__version__", None)
+if KVPRESS_VERSION is None:
+    from importlib.metadata import version as _version
+    KVPRESS_VERSION = _version("kvpress")
+
+# --------------------------------------------------------------------------------------------------
+# Presses. Each entry: name -> (factory(ratio) -> press, attention implementation, options).
+#   kind: "tokens" (default) | "channels" (ThinK) | "lazy" (SimLayerKV: no ratio, a threshold)
+#   rng: the press draws from torch's global RNG (runs are seeded with torch.manual_seed(seed))
+# --------------------------------------------------------------------------------------------------
+
+EA_NO_VNORM = dict(use_vnorm=False)  # kvpress warns that CriticalKV/CriticalAdaKV need use_vnorm=False
+
+
+def _spec(factory, attn="sdpa", **options):
+    return dict(factory=factory, attn=attn, **options)
+
+
+PRESSES = {
+    "SnapKVPress": _spec(lambda r: SnapKVPress(compression_ratio=r)),
+    "SnapKVPress[eager-attn]": _spec(lambda r: SnapKVPress(compression_ratio=r), attn="eager"),
+    "TOVAPress": _spec(lambda r: TOVAPress(compression_ratio=r)),
+    "KnormPress": _spec(lambda r: KnormPress(compression_ratio=r)),
+    "StreamingLLMPress": _spec(lambda r: StreamingLLMPress(compression_ratio=r)),
+    "ExpectedAttentionPress": _spec(lambda r: ExpectedAttentionPress(compression_ratio=r)),
+    "ObservedAttentionPress": _spec(lambda r: ObservedAttentionPress(compression_ratio=r), attn="eager"),
+    "PyramidKVPress": _spec(lambda r: PyramidKVPress(compression_ratio=r)),
+    "KeyDiffPress": _spec(lambda r: KeyDiffPress(compression_ratio=r)),
+    "LagKVPress": _spec(lambda r: LagKVPress(compression_ratio=r)),
+    "CURPress": _spec(lambda r: CURPress(compression_ratio=r)),
+    "NonCausalAttnPress": _spec(lambda r: NonCausalAttnPress(compression_ratio=r)),
+    "CapPress": _spec(lambda r: CapPress(compression_ratio=r)),
+    "RandomPress(seed=0)": _spec(lambda r: RandomPress(compression_ratio=r, seed=0)),
+    "RandomPress": _spec(lambda r: RandomPress(compression_ratio=r), rng=True),
+    "LeverageScorePress": _spec(lambda r: LeverageScorePress(compression_ratio=r), rng=True),
+    "CompactorPress": _spec(lambda r: CompactorPress(compression_ratio=r), rng=True),
+    "ThinKPress": _spec(lambda r: ThinKPress(key_channel_compression_ratio=r), kind="channels"),
+    "AdaKVPress(SnapKVPress)": _spec(lambda r: AdaKVPress(SnapKVPress(compression_ratio=r))),
+    "AdaKVPress(ExpectedAttentionPress)": _spec(lambda r: AdaKVPress(ExpectedAttentionPress(compression_ratio=r))),
+    "CriticalKVPress(SnapKVPress)": _spec(lambda r: CriticalKVPress(SnapKVPress(compression_ratio=r))),
+    "CriticalKVPress(ExpectedAttentionPress)": _spec(
+        lambda r: CriticalKVPress(ExpectedAttentionPress(compression_ratio=r, **EA_NO_VNORM))),
+    "CriticalAdaKVPress(SnapKVPress)": _spec(lambda r: CriticalAdaKVPress(SnapKVPress(compression_ratio=r))),
+    "CriticalAdaKVPress(ExpectedAttentionPress)": _spec(
+        lambda r: CriticalAdaKVPress(ExpectedAttentionPress(compression_ratio=r, **EA_NO_VNORM))),
+    "ChunkKVPress(SnapKVPress)": _spec(lambda r: ChunkKVPress(SnapKVPress(compression_ratio=r))),
+    "EntropyGatedChunkKVPress(SnapKVPress)": _spec(
+        lambda r: EntropyGatedChunkKVPress(SnapKVPress(compression_ratio=r))),
+    "ChunkPress(SnapKVPress)": _spec(lambda r: ChunkPress(SnapKVPress(compression_ratio=r))),
+    "BlockPress(SnapKVPress)": _spec(lambda r: BlockPress(SnapKVPress(compression_ratio=r))),
+    "BlockPress(KeyDiffPress)": _spec(lambda r: BlockPress(KeyDiffPress(compression_ratio=r))),
+    "KeyRerotationPress(SnapKVPress)": _spec(lambda r: KeyRerotationPress(SnapKVPress(compression_ratio=r))),
+    "MergingPress(SnapKVPress)": _spec(lambda r: MergingPress(SnapKVPress(compression_ratio=r))),
+    "FinchPress": _spec(lambda r: FinchPress(compression_ratio=r), finch=True),
+    "KVzipPress": _spec(lambda r: KVzipPress(compression_ratio=r)),
+    # KVComposePress switches the model to eager attention for its whole prefill (and the replay).
+    "KVComposePress": _spec(lambda r: KVComposePress(compression_ratio=r), ref_attn="eager"),
+    "KVComposePress(structured=False)": _spec(lambda r: KVComposePress(compression_ratio=r, structured=False),
+                                              ref_attn="eager"),
+    "KVgradPress": _spec(lambda r: KVgradPress(compression_ratio=r)),
+    "SimLayerKVPress": _spec(lambda t: SimLayerKVPress(lazy_threshold=t), kind="lazy"),
+}
+# Not run by default (to keep the fixture small; pass them with --presses): RandomPress without a seed
+# draws from torch's global RNG (reproducible only through torch.manual_seed and torch's generator);
+# KVComposePress(structured=False) leaves its replayed copy of the context in the cache (2L entries,
+# only the first L masked); BlockPress(KeyDiffPress) is the KeyDiff paper protocol, not needed for parity.
+OPTIONAL = {"RandomPress", "KVComposePress(structured=False)", "BlockPress(KeyDiffPress)"}
+# SimLayerKV has no compression ratio (its default lazy_threshold=1.0 is a no-op): it runs at a lazy
+# threshold instead (kvpress docs: Llama3 0.9, Llama2 0.65, Mistral 0.8, Qwen 0.85); --simlayerkv-thresholds.
+SIMLAYERKV_THRESHOLDS = "0.9"
+
+# kvpress behaviours a reimplementation must copy (checked on this prompt where marked).
+QUIRKS = {
+    "n_kept": "compute_n_kept(L, r) = max(1, int(L * (1 - r))) in float64: L=1510 gives 755 at 0.5 and "
+              "int(301.99999999999994) = 301 at 0.8",
+    "ties": "torch.topk (CPU) does not break ties by position (it partially sorts; for 2000 equal values and "
+            "k=1000 it returns the upper half, for 20 equal values and k=5 indices 11..15): where score_gap is 0 the "
+            "kept set among the tied positions is torch's choice (boundary_ties lists those heads)",
+    "PyramidKVPress": "per-layer budget round(max_num - layer * (max_num - min_num) / (n_layers - 1)) with "
+                      "Python round (half to even); when min_num < window_size (here at 0.8) it falls back to "
+                      "max(1, round(L * (1 - r))) = 302, not compute_n_kept's 301",
+    "ChunkKVPress": "budget in chunks: n_chunks = ceil(L / 20) (the 10-token tail is a chunk), keep "
+                    "max(1, int(n_chunks * (1 - r))) chunks ranked by the mean over the chunk of the head-summed "
+                    "scores, so 750 (0.5) and 290 (0.8) tokens here; same positions for every head",
+    "ChunkPress": "int(len_chunk * (1 - r)) per 1024-token chunk: 512 + 243 (0.5), 204 + 97 (0.8)",
+    "LagKVPress": "scores are within-partition ranks / 128 (identical value sets in every partition), so every "
+                  "head has a tie at the boundary; sinks [0, 4) and the last 128 + (L - 4) % 128 = 226 "
+                  "positions score 1",
+    "RandomPress": "with seed: a fresh torch.Generator seeded the same for every layer, so every layer keeps the "
+                   "same positions (heads differ); without seed: torch's global RNG (different per layer)",
+    "LeverageScorePress": "random Gaussian sketch from torch's global RNG each call (unseeded); "
+                          "other_seeds gives the fraction of kept entries shared with another seed",
+    "CompactorPress": "leverage part random as in LeverageScorePress; blending defaults to the compression "
+                      "ratio; first 8 and last 4 positions always kept",
+    "KVzipPress": "the chat-template prefix length (24 tokens for this GGUF's template, which adds a default "
+                  "system prompt) is subtracted from the context even though this prompt has no template: "
+                  "positions 4..23 are never scored (score 0) and are evicted in every layer and head; sinks "
+                  "[0, 4) get max + 1; global bottom-k over all layers and heads (masking, cache length unchanged)",
+    "KVgradPress": "same prefix quirk as KVzipPress",
+    "KVComposePress": "the whole prefill (and a replay of the context) runs with eager attention; structured "
+                      "mode keeps the same count in every head of a layer, counts differ per layer",
+    "FinchPress": "needs context + delimiter + question in one prefill; the delimiter (any id absent from the "
+                  "prompt) was put before the last 11 ids (the question), so the window is the 11 question "
+                  "tokens; keys are re-rotated to positions 0..n_kept-1 and decoding continues at n_kept",
+    "KeyRerotationPress": "kept set = inner press's; keys re-rotated, decoding continues at n_kept",
+    "MergingPress": "kept set = inner press's; evicted values are merged into kept values (not checked here)",
+    "AdaKVPress": "head budgets vary, their sum per layer is n_heads * n_kept; masking only",
+    "SimLayerKVPress": "lazy layers keep [0, n_initial) and the last n_recent - n_last = 1023 positions; the "
+                       "lazy test sums the last query's attention (over keys 0..L-2) on the first 4 and last 1024 "
+                       "of those keys",
+    "ThinKPress": "zeroes the int(64 * r) lowest channels of every key of a head (32 at 0.5, 51 at 0.8)",
+}
+
+SKIPPED = {
+    "QFilterPress": "needs trained filters downloaded from the HF hub (nthngdy/<model>_qfilt); none for SmolLM2",
+    "ExpectedAttentionStatsPress": "needs precomputed query statistics from the HF hub (or a booksum dataset run)",
+    "DuoAttentionPress": "needs a downloaded DuoAttention head pattern (or on-the-fly scoring on the booksum dataset)",
+    "KVzapPress": "needs a trained KVzap surrogate model from the HF hub",
+    "FastKVzipPress": "needs trained gates from the HF hub (Jang-Hyun/Fast-KVzip)",
+    "RestoreKVPress": "needs a trained LoRA adapter and restore embeddings from the HF hub",
+    "LUKVPress": "needs a downloaded per-layer/per-head pruning curve (only Llama-3.1-8B shipped)",
+    "DMSPress": "threshold-based (no compression ratio); meant to wrap KVzapPress (trained surrogate)",
+    "DecodingPress": "decoding-time compression only (prefill untouched)",
+    "CompressionRatioDecodingPress": "decoding-time compression only",
+    "PrefillDecodingPress": "dispatcher: its prefill half is the wrapped prefill press, its decoding half decoding-only",
+    "CAMPress": "decoding-time press that merges evicted values (Bernoulli-sampled)",
+    "PerLayerCompressionPress": "experimental, flash-attention only (per its docstring); = inner press with per-layer ratios",
+    "ComposedPress": "composition of other presses (each runs its own hook on the already compressed cache)",
+    "ScorerPress": "abstract base class",
+    "BasePress": "abstract base class",
+    "KVPressTextGenerationPipeline": "not a press (the pipeline)",
+}
+
+# --------------------------------------------------------------------------------------------------
+
+
+def bitset_hex(positions, length):
+    data = bytearray((length + 7) // 8)
+    for p in positions:
+        data[p >> 3] |= 1 << (p & 7)
+    return data.hex()
+
+
+def set_attn(model, impl):
+    if model.config._attn_implementation == impl:
+        return
+    if hasattr(model, "set_attn_implementation"):
+        model.set_attn_implementation(impl)
+    else:
+        model.config._attn_implementation = impl
+    assert model.config._attn_implementation == impl
+
+
+class ScoreCapture:
+    """Wraps a ScorerPress's `score` to keep, per layer, the full-length score tensor it returned."""
+
+    def __init__(self, press, length):
+        self.press, self.length, self.scores = press, length, {}
+        original = press.score
+
+        def score(module, hidden_states, keys, values, attentions, kwargs):
+            s = original(module, hidden_states, keys, values, attentions, kwargs)
+            if keys.shape[2] == self.length and int(module.layer_idx) not in self.scores:
+                self.scores[int(module.layer_idx)] = s.detach().float().clone()
+            return s
+
+        press.score = score
+
+
+@contextlib.contextmanager
+def capture_rerotation():
+    """Records the (sorted) indices that KeyRerotationPress.rerotate_keys receives, per layer."""
+    captured = {}
+    original = KeyRerotationPress.rerotate_keys
+
+    def rerotate_keys(module, indices, keys):
+        captured[int(module.layer_idx)] = indices.detach().clone()
+        return original(module, indices, keys)
+
+    KeyRerotationPress.rerotate_keys = staticmethod(rerotate_keys)
+    try:
+        yield captured
+    finally:
+        KeyRerotationPress.rerotate_keys = staticmethod(original)
+
+
+def constructor_args(press):
+    """The press's constructor arguments (dataclass init fields; CriticalKVPress has a plain __init__)."""
+    names = [f.name for f in dataclasses.fields(press) if f.init] if dataclasses.is_dataclass(press) else []
+    if isinstance(press, CriticalKVPress):
+        names += ["epsilon", "first_stage_ratio"]
+    args = {}
+    for n in names:
+        v = getattr(press, n, None)
+        if isinstance(v, (int, float, str, bool, type(None))):
+            args[n] = v
+    return args
+
+
+def scorer_of(press):
+    """The ScorerPress whose score ranks the tokens (the press itself or the wrapped one)."""
+    from kvpress.presses.scorer_press import ScorerPress
+    if isinstance(press, ScorerPress):
+        return press
+    inner = getattr(press, "press", None)
+    return inner if isinstance(inner, ScorerPress) else None
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--gguf", help="the default model's GGUF file")
+    parser.add_argument("--ids", help="JSON token ids (an array, or an object with 'prompt_ids')")
+    parser.add_argument("--out", help="output JSON")
+    parser.add_argument("--presses", default=None, help="comma-separated press names (default: all but " + ", ".join(sorted(OPTIONAL)) + "); see --list")
+    parser.add_argument("--ratios", default="0.5,0.8", help="compression ratios (default 0.5,0.8)")
+    parser.add_argument("--answer-ratios", default="0.5", help="ratios for which the greedy answer is decoded")
+    parser.add_argument("--answer-tokens", type=int, default=8, help="new tokens per answer (default 8)")
+    parser.add_argument("--seeds", default="0,1",
+                        help="torch.manual_seed values for presses drawing from torch's global RNG: the first "
+                             "gives the stored kept sets, the others only the overlap statistic")
+    parser.add_argument("--question-tokens", type=int, default=None,
+                        help="FinchPress: the last N ids are the question (default: the prompt file's "
+                             "n_question_tokens)")
+    parser.add_argument("--simlayerkv-thresholds", default=SIMLAYERKV_THRESHOLDS,
+                        help=f"SimLayerKVPress lazy thresholds, used instead of --ratios (default {SIMLAYERKV_THRESHOLDS})")
+    parser.add_argument("--check", default=None, help="compare with a fixture in the kvpress_kept_r050.json layout")
+    parser.add_argument("--list", action="store_true", help="list the press names and exit")
+    args = parser.parse_args()
+
+    if args.list:
+        print("\n".join(PRESSES))
+        return
+    if not (args.gguf and args.ids and args.out):
+        parser.error("--gguf, --ids and --out are required")
+    names = [n for n in PRESSES if n not in OPTIONAL] if not args.presses else [n.strip() for n in args.presses.split(",") if n.strip()]
+    for n in names:
+        if n not in PRESSES:
+            sys.exit(f"unknown press {n!r}; --list shows the names")
+    ratios = [float(r) for r in args.ratios.split(",")]
+    answer_ratios = {float(r) for r in args.answer_ratios.split(",")} if args.answer_ratios else set()
+    seeds = [int(s) for s in args.seeds.split(",")]
+
+    directory, name = os.path.split(os.path.abspath(os.path.expanduser(args.gguf)))
+    data = json.load(open(args.ids))
+    ids = data["prompt_ids"] if isinstance(data, dict) else data
+    n_question = args.question_tokens or (data.get("n_question_tokens") if isinstance(data, dict) else None)
+    L = len(ids)
+    input_ids = torch.tensor([ids])
+
+    t0 = time.time()
+    tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=name)
+    tokenizer.backend_tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=name, dtype=torch.float32,
+                                                 attn_implementation="sdpa").eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    cfg = model.config
+    n_layers, n_kv, head_dim = cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim \
+        if getattr(cfg, "head_dim", None) else cfg.hidden_size // cfg.num_attention_heads
+    # KVzip/KVgrad load a tokenizer from model.config.name_or_path (a GGUF directory here): hand them ours.
+    kvzip_module.AutoTokenizer = type("GGUFTokenizer", (), {"from_pretrained": staticmethod(lambda *a, **k: tokenizer)})
+    eos = model.generation_config.eos_token_id
+    eos = set(eos if isinstance(eos, list) else [eos])
+    print(f"model loaded in {time.time() - t0:.1f}s: {n_layers} layers, {n_kv} KV heads, head dim {head_dim}",
+          flush=True)
+
+    def decode(cache, first_logits, start_position, n_tokens):
+        out = [int(first_logits[0, -1].argmax())]
+        position = start_position
+        while len(out) < n_tokens and out[-1] not in eos:
+            logits = model(input_ids=torch.tensor([[out[-1]]]), past_key_values=cache,
+                           position_ids=torch.tensor([[position]])).logits
+            out.append(int(logits[0, -1].argmax()))
+            position += 1
+        return out
+
+    # Uncompressed reference keys/values (and the full-cache answer) per attention implementation.
+    reference = {}
+
+    def reference_kv(impl):
+        if impl not in reference:
+            set_attn(model, impl)
+            cache = DynamicCache()
+            with torch.no_grad():
+                logits = model(input_ids=input_ids, past_key_values=cache, logits_to_keep=1).logits
+                keys = [cache.layers[l].keys[0].clone() for l in range(n_layers)]
+                values = [cache.layers[l].values[0].clone() for l in range(n_layers)]
+                answer = decode(cache, logits, L, args.answer_tokens)
+            lookup = []
+            for l in range(n_layers):
+                per_head = []
+                for h in range(n_kv):
+                    rows = {}
+                    for p, row in enumerate(keys[l][h].numpy()):
+                        rows.setdefault(row.tobytes(), []).append(p)
+                    per_head.append(rows)
+                lookup.append(per_head)
+            reference[impl] = dict(keys=keys, values=values, lookup=lookup, answer=answer)
+        return reference[impl]
+
+    def recover_tokens(press, cache, ref, rerotated, check_values=True):
+        kept, notes = [], set()
+        for l in range(n_layers):
+            module = model.model.layers[l].self_attn
+            masked = getattr(module, "masked_key_indices", None)
+            keys_l, values_l = cache.layers[l].keys[0], cache.layers[l].values[0]
+            layer = []
+            if masked is not None:
+                notes.add("masked_key_indices")
+                if keys_l.shape[1] != L:  # KVComposePress(structured=False) leaves its replay in the cache
+                    notes.add(f"cache holds {keys_l.shape[1]} entries; kept set over the first {L}")
+                _, heads, seqs = masked
+                for h in range(n_kv):
+                    drop = set(seqs[heads == h].tolist())
+                    layer.append([p for p in range(L) if p not in drop])
+            elif l in rerotated:
+                notes.add("rerotate_keys indices")
+                idx = rerotated[l][0]
+                for h in range(n_kv):
+                    layer.append(sorted(idx[h].tolist()))
+            else:
+                notes.add("exact key-row match")
+                for h in range(n_kv):
+                    positions = []
+                    for i, row in enumerate(keys_l[h].numpy()):
+                        candidates = ref["lookup"][l][h].get(row.tobytes())
+                        if candidates is None:
+                            raise RuntimeError(f"layer {l} head {h} row {i}: no exact key match")
+                        if len(candidates) > 1:  # identical key rows: disambiguate by the value row
+                            candidates = [p for p in candidates if torch.equal(ref["values"][l][h, p], values_l[h, i])]
+                        positions.append(candidates[0])
+                    if len(set(positions)) != len(positions):
+                        raise RuntimeError(f"layer {l} head {h}: duplicate positions")
+                    layer.append(sorted(positions))
+                    if check_values and masked is None:
+                        order = torch.tensor(positions)
+                        assert torch.equal(ref["values"][l][h, order], values_l[h]), f"value mismatch layer {l}"
+            if l in rerotated and check_values:
+                for h in range(n_kv):
+                    assert torch.equal(ref["values"][l][h, torch.tensor(layer[h])], values_l[h]), \
+                        f"value mismatch (rerotated) layer {l}"
+            kept.append(layer)
+        return kept, sorted(notes)
+
+    def score_gaps(capture, kept):
+        """min kept score - max evicted score per [layer][head]; None where the press does not keep the
+        per-head top-n of the captured score (then the score is not what ranks the tokens)."""
+        if capture is None or len(capture.scores) != n_layers:
+            return None, None
+        gaps, ties = [], []
+        for l in range(n_layers):
+            s = capture.scores[l][0]
+            row = []
+            for h in range(n_kv):
+                mask = torch.zeros(L, dtype=torch.bool)
+                mask[torch.tensor(kept[l][h], dtype=torch.long)] = True
+                if mask.all():
+                    row.append(None)
+                    continue
+                low = s[h][mask].min()
+                gap = (low - s[h][~mask].max()).item()
+                if gap < 0:
+                    return None, None
+                if gap == 0:
+                    tied = s[h] == low
+                    ties.append([l, h, int(tied.sum()), int((tied & mask).sum())])
+                row.append(float(f"{gap:.4g}"))
+            gaps.append(row)
+        return gaps, ties
+
+    def run(press_name, spec, ratio, seed=None, want_answer=False):
+        ref = reference_kv(spec.get("ref_attn", spec["attn"]))
+        set_attn(model, spec["attn"])
+        press = spec["factory"](ratio)
+        params = constructor_args(press)
+        inner = getattr(press, "press", None)
+        if inner is not None:
+            params["press"] = {"class": type(inner).__name__, **constructor_args(inner)}
+        scorer = scorer_of(press)
+        capture = ScoreCapture(scorer, L) if scorer is not None else None
+        run_ids, window_note = input_ids, None
+        if spec.get("finch"):
+            # FinchPress needs `context + delimiter + question` in one prefill; its embedding hook drops the
+            # delimiter, so the cache covers exactly the L prompt ids. Any id absent from the prompt works as
+            # the delimiter (its embedding is removed), so the model is not resized.
+            if not n_question:
+                raise RuntimeError("FinchPress needs --question-tokens (or n_question_tokens in --ids)")
+            delimiter = next(t for t in range(cfg.vocab_size) if t not in set(ids))
+            press.delimiter_token, press.delimiter_token_id = tokenizer.convert_ids_to_tokens(delimiter), delimiter
+            run_ids = torch.tensor([ids[:L - n_question] + [delimiter] + ids[L - n_question:]])
+            window_note = f"delimiter inserted before the last {n_question} ids (the question); window = {n_question}"
+        prefix_seen = {}
+        if isinstance(press, KVzipPress):  # record the chat-template prefix/suffix KVzip derives (reset on exit)
+            original_prepare = press.prepare
+
+            def prepare(*a, **k):
+                prefix_seen["prefix_length"] = int(press.prefix_length)
+                prefix_seen["suffix_ids"] = press._suffix_ids[0].tolist()
+                return original_prepare(*a, **k)
+
+            press.prepare = prepare
+        if seed is not None:
+            torch.manual_seed(seed)
+        cache = DynamicCache()
+        t = time.time()
+        grad_ctx = torch.no_grad() if not isinstance(press, KVgradPress) else contextlib.nullcontext()
+        with grad_ctx, capture_rerotation() as rerotated:
+            with press(model):
+                logits = model(input_ids=run_ids, past_key_values=cache, logits_to_keep=1).logits.detach()
+            lengths = [cache.layers[l].keys.shape[2] for l in range(n_layers)]
+            result = dict(params=params, attn_implementation=spec.get("ref_attn", spec["attn"]))
+            if spec.get("kind") == "channels":
+                channels = []
+                for l in range(n_layers):
+                    k = cache.layers[l].keys[0]
+                    channels.append([[c for c in range(head_dim) if bool(k[h, :, c].ne(0).any())]
+                                     for h in range(n_kv)])
+                result["kept_channels"] = channels
+                result["n_pruned_channels"] = head_dim - len(channels[0][0])
+            else:
+                kept, notes = recover_tokens(press, cache, ref, rerotated,
+                                             check_values=not isinstance(press, MergingPress))
+                result["kept_sets"] = kept
+                result["recovered_by"] = notes
+                counts = [[len(h) for h in layer] for layer in kept]
+                flat = sorted({c for layer in counts for c in layer})
+                result["n_kept"] = flat[0] if len(flat) == 1 else counts
+                result["cache_lengths"] = lengths if len(set(lengths)) > 1 else lengths[0]
+                gaps, ties = score_gaps(capture, kept)
+                if gaps is not None:
+                    result["score_gap"] = gaps
+                    result["boundary_ties"] = ties
+            if window_note:
+                result["finch_window"] = window_note
+            if isinstance(press, SimLayerKVPress):
+                result["layer_ratios"] = [round(x, 6) for x in press.compression_ratios]
+                result["lazy_layers"] = [i for i, x in enumerate(press.compression_ratios) if x > 0]
+            if isinstance(press, KVzipPress):
+                result["kvzip_prefix_length"] = prefix_seen.get("prefix_length")
+                result["kvzip_suffix_ids"] = prefix_seen.get("suffix_ids")
+            if want_answer:
+                start = L
+                if isinstance(press, KeyRerotationPress) or (isinstance(press, FinchPress) and press.rerotate_keys):
+                    start = cache.get_seq_length()
+                with torch.no_grad():
+                    answer = decode(cache, logits, start, args.answer_tokens)
+                result["answer_ids"] = answer
+                result["answer"] = tokenizer.decode(answer)
+                result["answer_start_position"] = start
+        result["seconds"] = round(time.time() - t, 2)  # printed, not stored (keeps the file reproducible)
+        for l in range(n_layers):  # masks must not leak into the next run
+            model.model.layers[l].self_attn.masked_key_indices = None
+        return result
+
+    out = dict(
+        layout=("kept[press][ratio] = {kept: [layer][kv_head] -> hex string of the membership bitset over the "
+                f"{L} prompt positions (bit p set iff original position p is kept; byte i = hex chars 2i..2i+1 "
+                "holds positions 8i..8i+7, least-significant bit = position 8i), or same_as: another press name "
+                "whose kept sets at this ratio are identical; params: constructor arguments (press: the wrapped "
+                "press); n_kept: per-head count (one number when uniform, else [layer][kv_head]); score_gap "
+                "(where the press keeps each head's top-n of one score): [layer][kv_head] smallest kept score "
+                "minus largest evicted score (0 = tie at the boundary), boundary_ties: [layer, kv_head, number of positions "
+                "scoring exactly the boundary score, how many of them kept] for each head with score_gap 0; "
+                "answer_ids/answer: greedy continuation "
+                "decoded after the compressed prefill}. kept_channels[press][ratio] = [layer][kv_head] -> sorted "
+                "key channels ThinKPress keeps (the others are zeroed). For SimLayerKVPress the 'ratio' key is "
+                "the lazy_threshold. quirks: kvpress behaviours a reimplementation must copy; skipped: presses not run."),
+        prompt=(os.path.basename(args.ids) + f" ({L} ids prefilled in one pass, press applied to each layer "
+                "right after its attention, float32 CPU, GGUF dequantized to float32)"),
+        kvpress_version=KVPRESS_VERSION,
+        transformers_version=transformers.__version__,
+        torch_version=torch.__version__,
+        model=name,
+        n_positions=L,
+        kept={}, kept_channels={}, skipped=SKIPPED, quirks=QUIRKS, notes={},
+    )
+    t_all = time.time()
+    print("reference (no press): sdpa", flush=True)
+    out["full_cache_answer_ids"] = reference_kv("sdpa")["answer"]
+    out["full_cache_answer"] = tokenizer.decode(out["full_cache_answer_ids"])
+
+    raw = {}  # name -> ratio -> kept lists (for same_as and --check)
+    for press_name in names:
+        spec = PRESSES[press_name]
+        press_ratios = [float(t) for t in args.simlayerkv_thresholds.split(",")] if spec.get("kind") == "lazy" \
+            else ratios
+        for ratio in press_ratios:
+            key = f"{ratio:g}"
+            print(f"{press_name} @ {key} ...", end=" ", flush=True)
+            try:
+                use_seeds = seeds if spec.get("rng") else [None]
+                result = run(press_name, spec, ratio, seed=use_seeds[0],
+                             want_answer=ratio in answer_ratios or spec.get("kind") == "lazy")
+                if use_seeds[0] is not None:
+                    result["torch_manual_seed"] = use_seeds[0]
+                    overlaps = []
+                    for other in use_seeds[1:]:
+                        r2 = run(press_name, spec, ratio, seed=other)
+                        inter = sum(len(set(a) & set(b)) for la, lb in zip(result["kept_sets"], r2["kept_sets"])
+                                    for a, b in zip(la, lb))
+                        total = sum(len(a) for la in result["kept_sets"] for a in la)
+                        overlaps.append({"seed": other, "shared_fraction": round(inter / total, 4)})
+                    result["other_seeds"] = overlaps
+            except Exception as error:  # keep going: record the failure
+                import traceback
+                traceback.print_exc()
+                out["notes"].setdefault("failed", {})[f"{press_name}@{key}"] = f"{type(error).__name__}: {error}"
+                print("FAILED", flush=True)
+                continue
+            if "kept_channels" in result:
+                out["kept_channels"].setdefault(press_name, {})[key] = result
+            else:
+                kept = result.pop("kept_sets")
+                raw.setdefault(press_name, {})[key] = kept
+                same = next((n for n in raw if n != press_name and raw[n].get(key) == kept), None)
+                result["kept"] = {"same_as": same} if same else \
+                    [[bitset_hex(h, L) for h in layer] for layer in kept]
+                out["kept"].setdefault(press_name, {})[key] = result
+            seconds = result.pop("seconds")
+            print(f"{seconds}s" + (f" answer {result.get('answer')!r}" if "answer" in result else ""),
+                  flush=True)
+
+    if args.check:
+        old = json.load(open(args.check))
+        report = {}
+        for press_name, per_ratio in old["kept"].items():
+            for key, kept_old in per_ratio.items():
+                mine = raw.get(press_name, {}).get(key)
+                if mine is None:
+                    continue
+                diff = sum(len(set(a) ^ set(b)) for la, lb in zip(kept_old, mine) for a, b in zip(la, lb))
+                heads = sum(1 for la, lb in zip(kept_old, mine) for a, b in zip(la, lb) if sorted(a) != sorted(b))
+                report[f"{press_name}@{key}"] = {"identical": diff == 0, "heads_differing": heads,
+                                                 "positions_differing": diff}
+                print(f"check {press_name}@{key}: {'identical' if diff == 0 else f'{heads} heads differ, {diff} positions'}")
+        out["check_against"] = {"file": os.path.basename(args.check), "result": report}
+
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(out, f, separators=(",", ":"))
+    print(f"wrote {args.out} ({os.path.getsize(args.out)} bytes) in {time.time() - t0:.0f}s")
+
+
+if __name__ == "__main__":
+    main()
