@@ -1,0 +1,86 @@
+import Foundation
+import KVCompress
+import XCTest
+@testable import KVModel
+
+/// Parity of every catalog policy that has a kvpress press with kvpress 0.5.5 at compression ratios
+/// 0.5 and 0.8, against `Fixtures/kvpress_kept_more.json` (made by `Scripts/kvpress_reference.py`):
+/// exact mode, all 1510 passkey ids prefilled in one pass (one shared pass per ratio), each layer
+/// compressed right after its attention. A head counts as equal when its kept set is exactly
+/// kvpress's, or when the sets differ only among positions that tie exactly at kvpress's boundary
+/// (the fixture's `boundary_ties`: torch's top-k breaks exact ties in no defined order); and the
+/// greedy answer after the compressed prefill equals kvpress's (recorded at ratio 0.5).
+final class KVPressRatioParityTests: XCTestCase {
+    /// (catalog name, the fixture's press name).
+    static let presses = [("SnapKV", "SnapKVPress"), ("StreamingLLM", "StreamingLLMPress"), ("Knorm", "KnormPress"),
+                          ("TOVA", "TOVAPress"), ("ExpectedAttention", "ExpectedAttentionPress"),
+                          ("ObservedAttention", "ObservedAttentionPress"), ("PyramidKV", "PyramidKVPress"),
+                          ("KeyDiff", "KeyDiffPress"), ("AdaKV", "AdaKVPress(SnapKVPress)")]
+
+    /// The kept positions a fixture bitset (hex, least-significant bit first) holds.
+    static func positions(hex: String) -> Set<Int> {
+        var kept = Set<Int>()
+        let bytes = Array(hex.utf8)
+        for i in stride(from: 0, to: bytes.count - 1, by: 2) {
+            guard let byte = UInt8(String(decoding: bytes[i...(i + 1)], as: UTF8.self), radix: 16) else { continue }
+            for bit in 0..<8 where byte & (1 << bit) != 0 { kept.insert(i / 2 * 8 + bit) }
+        }
+        return kept
+    }
+
+    func testCatalogPoliciesAtRatios05And08() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/kvpress_kept_more.json")
+        let fixture = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+        let kept = try XCTUnwrap(fixture["kept"] as? [String: Any])
+        let model = try TestSupport.model(.exact)
+        let ids = try TestSupport.ids("passkey_prompt.json", key: "prompt_ids")
+        for ratio in ["0.5", "0.8"] {
+            let sessions = try Self.presses.map { name, _ in
+                try LlamaSession(model: model, policy: try KVPolicyCatalog.make(name, budget: .compressionRatio(Double(ratio)!)),
+                                 chunkSize: ids.count)
+            }
+            let shared = try sessions[0].prefill(ids, sharingWith: Array(sessions.dropFirst()))
+            for ((name, press), session) in zip(Self.presses, sessions) {
+                var entry = try XCTUnwrap((kept[press] as? [String: Any])?[ratio] as? [String: Any], "\(press) \(ratio)")
+                if let same = entry["same_as"] as? String {
+                    entry = try XCTUnwrap((kept[same] as? [String: Any])?[ratio] as? [String: Any])
+                }
+                let reference = try XCTUnwrap(entry["kept"] as? [[String]])
+                var ties = Set<[Int]>()
+                for t in entry["boundary_ties"] as? [[Int]] ?? [] { ties.insert([t[0], t[1]]) }
+                var exact = 0, tied = 0, total = 0
+                var firstDifference: String?
+                for (l, heads) in reference.enumerated() {
+                    let ours = session.cache.keptPositions(layer: l)
+                    for (m, hex) in heads.enumerated() {
+                        total += 1
+                        let theirs = Self.positions(hex: hex), mine = Set(ours[m])
+                        if mine == theirs {
+                            exact += 1
+                        } else if mine.count == theirs.count && ties.contains([l, m]) {
+                            tied += 1
+                        } else if firstDifference == nil {
+                            firstDifference = "layer \(l) head \(m): \(mine.count) vs \(theirs.count) kept, "
+                                + "only ours \(mine.subtracting(theirs).sorted().prefix(6)), only kvpress \(theirs.subtracting(mine).sorted().prefix(6))"
+                        }
+                    }
+                }
+                let fraction = Double(exact + tied) / Double(total)
+                print(String(format: "parity %@ (%@) at %@: %d/%d heads exactly equal, %d more differ only among exact ties (%.1f%%)%@",
+                             name, press, ratio, exact, total, tied, 100 * fraction, firstDifference.map { "; first difference: " + $0 } ?? ""))
+                XCTAssertGreaterThanOrEqual(fraction, 0.99, "\(name) at \(ratio)")
+                // The greedy answer after the compressed prefill (recorded at 0.5), decoding at original positions.
+                if let expected = (entry["answer_ids"] as? [Int])?.map(Int32.init) {
+                    var logits = shared.logits  // the prompt pass is shared: the same last logits
+                    var answer: [Int32] = []
+                    while answer.count < expected.count {
+                        answer.append(logits.withUnsafeBufferPointer { Sampler.argmax($0) })
+                        logits = try session.decode(answer.last!)
+                    }
+                    print("parity \(name) at \(ratio): answer \(model.tokenizer.decode(answer).debugDescription)")
+                    XCTAssertEqual(answer, expected, "\(name) at \(ratio): greedy answer")
+                }
+            }
+        }
+    }
+}
