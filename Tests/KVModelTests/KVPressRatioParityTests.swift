@@ -15,7 +15,8 @@ final class KVPressRatioParityTests: XCTestCase {
     static let presses = [("SnapKV", "SnapKVPress"), ("StreamingLLM", "StreamingLLMPress"), ("Knorm", "KnormPress"),
                           ("TOVA", "TOVAPress"), ("ExpectedAttention", "ExpectedAttentionPress"),
                           ("ObservedAttention", "ObservedAttentionPress"), ("PyramidKV", "PyramidKVPress"),
-                          ("KeyDiff", "KeyDiffPress"), ("AdaKV", "AdaKVPress(SnapKVPress)")]
+                          ("KeyDiff", "KeyDiffPress"), ("AdaKV", "AdaKVPress(SnapKVPress)"),
+                          ("ChunkKV", "ChunkKVPress(SnapKVPress)")]
 
     /// The kept positions a fixture bitset (hex, least-significant bit first) holds.
     static func positions(hex: String) -> Set<Int> {
