@@ -46,6 +46,8 @@ public enum KVPolicyCatalog {
             b, s throws(KVError) in try KeyDiff(budget: b, schedule: s) },
         Entry(name: "AdaKV", kvpressName: "AdaKVPress", summary: "head-adaptive budgets over SnapKV scores") {
             b, s throws(KVError) in try AdaKV(scorer: try SnapKVScorer(), budget: b, schedule: s) },
+        Entry(name: "CUR", kvpressName: "CURPress", summary: "keep entries with the largest key x value leverage") {
+            b, s throws(KVError) in try CUR(budget: b, schedule: s) },
         Entry(name: "ChunkKV", kvpressName: "ChunkKVPress", summary: "SnapKV scores, whole 20-token chunks kept or evicted") {
             b, s throws(KVError) in try ChunkKV(scorer: try SnapKVScorer(), budget: b, schedule: s) },
     ]
