@@ -48,6 +48,9 @@ public enum KVPolicyCatalog {
             b, s throws(KVError) in try AdaKV(scorer: try SnapKVScorer(), budget: b, schedule: s) },
         Entry(name: "CUR", kvpressName: "CURPress", summary: "keep entries with the largest key x value leverage") {
             b, s throws(KVError) in try CUR(budget: b, schedule: s) },
+        Entry(name: "NonCausalAttention", kvpressName: "NonCausalAttnPress",
+              summary: "prompt attention both ways inside 256-token tiles, times value norms") {
+            b, s throws(KVError) in try NonCausalAttention(budget: b, schedule: s) },
         Entry(name: "ChunkKV", kvpressName: "ChunkKVPress", summary: "SnapKV scores, whole 20-token chunks kept or evicted") {
             b, s throws(KVError) in try ChunkKV(scorer: try SnapKVScorer(), budget: b, schedule: s) },
     ]

@@ -190,6 +190,65 @@ final class ScorerTests: XCTestCase {
         }
     }
 
+    // MARK: NonCausalAttention
+
+    /// The scorer's formula in double precision: unscaled dots inside tiles, the last tile padded
+    /// (padded keys at -1e-9, padded queries with logits 0 over the real keys), group mean, value
+    /// norm, mean of 3 with zero padding, z-score over the layer.
+    func nonCausalReference(_ p: SyntheticPrompt, _ l: Int, tile: Int) -> [[Double]] {
+        let n = p.length, g = shape.groupSize
+        var raw = [[Double]](repeating: [Double](repeating: 0, count: n), count: shape.kvHeads)
+        for start in stride(from: 0, to: n, by: tile) {
+            let rows = min(tile, n - start)
+            for h in 0..<shape.heads {
+                let m = h / g
+                var logits = [[Double]](repeating: [], count: tile)
+                for t in 0..<tile {
+                    logits[t] = (0..<tile).map { j in
+                        j >= rows ? -1e-9 : (t >= rows ? 0 : dot(p.query(l, start + t, h), p.key(l, start + j, m)))
+                    }
+                }
+                for row in logits {
+                    let mx = row.max()!
+                    let e = row.map { exp($0 - mx) }
+                    let sum = e.reduce(0, +)
+                    for j in 0..<rows { raw[m][start + j] += e[j] / sum / Double(g) }
+                }
+            }
+        }
+        var pooled = raw.indices.map { m in
+            (0..<n).map { j in raw[m][j] * norm(p.value(l, j, m)) }
+        }
+        pooled = pooled.map { r in (0..<n).map { j in ((j > 0 ? r[j - 1] : 0) + r[j] + (j + 1 < n ? r[j + 1] : 0)) / 3 } }
+        let all = pooled.joined()
+        let mean = all.reduce(0, +) / Double(all.count)
+        let std = (all.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(all.count - 1)).squareRoot()
+        return pooled.map { $0.map { ($0 - mean) / std } }
+    }
+
+    func testNonCausalAttention() throws {
+        let p = prompt(70, seed: 13)  // tiles of 16: four whole ones and a padded one of 6
+        let cache = p.makeCache()
+        p.append(0..<p.length, to: cache)
+        let scorer = try NonCausalAttentionScorer(tile: 16)
+        for l in 0..<shape.layers {
+            var state = scorer.makeState(shape: shape)
+            let got = try withContext(p, cache: cache, layer: l) { ctx in
+                try scorer.observe(ctx, state: &state)
+                return try scorer.scores(ctx, state: &state)
+            }
+            assertScores(got, nonCausalReference(p, l, tile: 16), rel: 1e-4, abs: 1e-5)
+        }
+        try checkKept(NonCausalAttention(budget: .compressionRatio(0.5), tile: 16), p, keep: 35) {
+            nonCausalReference(p, $0, tile: 16)
+        }
+        // Chunks that cut tiles (13 tokens) give the same kept sets as one pass.
+        let a = p.makeCache(), b = p.makeCache()
+        try p.prefill(NonCausalAttention(budget: .compressionRatio(0.5), tile: 16), cache: a)
+        try p.prefill(NonCausalAttention(budget: .compressionRatio(0.5), tile: 16), cache: b, chunk: 13)
+        for l in 0..<shape.layers { XCTAssertEqual(a.keptPositions(layer: l), b.keptPositions(layer: l)) }
+    }
+
     // MARK: ExpectedAttention
 
     /// Explicit d x d matrices: R(p) = cos-diagonal + pair-rotation sines, averaged over p.

@@ -18,12 +18,14 @@ final class KVPressRatioParityTests: XCTestCase {
                           ("TOVA", "TOVAPress"), ("ExpectedAttention", "ExpectedAttentionPress"),
                           ("ObservedAttention", "ObservedAttentionPress"), ("PyramidKV", "PyramidKVPress"),
                           ("KeyDiff", "KeyDiffPress"), ("AdaKV", "AdaKVPress(SnapKVPress)"),
-                          ("ChunkKV", "ChunkKVPress(SnapKVPress)"), ("CUR", "CURPress")]
+                          ("ChunkKV", "ChunkKVPress(SnapKVPress)"), ("CUR", "CURPress"),
+                          ("NonCausalAttention", "NonCausalAttnPress")]
 
     /// Scorers whose scores of the uncompressed prompt decide near ties (`[layer][head][position]`).
     static func scores(of name: String, model: LlamaModel, ids: [Int32]) throws -> [[[Float]]]? {
         switch name {
         case "CUR": return try recordedScores(try CURScorer(), model: model, ids: ids)
+        case "NonCausalAttention": return try recordedScores(try NonCausalAttentionScorer(), model: model, ids: ids)
         default: return nil
         }
     }
