@@ -48,6 +48,7 @@ expect 2 "kvcompress: --temperature expects a number >= 0 (0 = greedy), got '-1'
 expect 2 "kvcompress: --top-p expects a number in (0, 1], got '0'" -- generate --prompt hi --top-p 0
 expect 2 "kvcompress: --threads expects an integer in 1...4096, got '0'" -- generate --prompt hi --threads 0
 expect 2 "kvcompress: --policy: unknown policy 'Nope'" -- generate --prompt hi --policy Nope
+expect 2 "kvcompress: --policy: unknown policy 'AdaKV:Nope'" -- generate --prompt hi --policy AdaKV:Nope
 expect 2 "kvcompress: --window applies to --policy StreamingLLM only" -- generate --prompt hi --policy SnapKV --window 100
 expect 2 "kvcompress: --ratio and --window exclude each other" -- generate --prompt hi --policy StreamingLLM --window 100 --ratio 0.5
 expect 2 "kvcompress: --window expects an integer in 1...2147483647, got '0'" -- generate --prompt hi --policy StreamingLLM --window 0
@@ -65,8 +66,9 @@ expect 1 "kvcompress: malformed file $tmp/latin.txt: field 'text' at byte offset
 expect 2 "kvcompress: --max-tokens expects an integer >= 2, got '1'" -- perplexity --text "$tmp/latin.txt" --max-tokens 1
 expect 1 "kvcompress: malformed file $tmp/model.gguf" -- generate --prompt hi --model "$tmp/model.gguf"
 
-# The policy list is a table: every column starts at the same offset on every line.
-"$bin" kept --policy list > "$tmp/list"
+# The policy list is a table (up to its first blank line; the wrappers follow in prose): every
+# column starts at the same offset on every line.
+"$bin" kept --policy list | awk 'NF == 0 { exit } { print }' > "$tmp/list"
 header=$(head -1 "$tmp/list")
 col2=$(awk -v h="$header" 'BEGIN { print index(h, "KVPRESS CLASS") }')
 col3=$(awk -v h="$header" 'BEGIN { print index(h, "WHAT IT KEEPS") }')

@@ -3,7 +3,8 @@
 /// Names are case-insensitive and accept both the library's names and kvpress's class names
 /// (`SnapKVPress`, `StreamingLLMPress`, `KnormPress`, `TOVAPress`, `ExpectedAttentionPress`,
 /// `ObservedAttentionPress`, `PyramidKVPress`, `KeyDiffPress`, `AdaKVPress` — the last meaning
-/// AdaKV over SnapKV scores).
+/// AdaKV over SnapKV scores), and wrappers around any scorer as `WRAPPER:INNER`
+/// (`AdaKV:ExpectedAttention`, `ChunkKVPress:TOVAPress`; see ``wrappers`` and ``scorers``).
 public enum KVPolicyCatalog {
     /// One catalog entry.
     public struct Entry: Sendable {
@@ -55,16 +56,19 @@ public enum KVPolicyCatalog {
             b, s throws(KVError) in try ChunkKV(scorer: try SnapKVScorer(), budget: b, schedule: s) },
     ]
 
-    /// The entry for `name` (library or kvpress name, case-insensitive).
+    /// The entry for `name` (library or kvpress name, case-insensitive), or for a wrapper around
+    /// any scorer, `WRAPPER:INNER` (``wrappers`` and ``scorers``; `AdaKVPress:ExpectedAttentionPress`).
     /// - Throws: `KVError.invalidParameter` listing the known names.
     public static func entry(named name: String) throws(KVError) -> Entry {
+        if let wrapped = try wrappedEntry(named: name) { return wrapped }
         let key = name.lowercased()
         if let e = entries.first(where: { $0.name.lowercased() == key || $0.kvpressName?.lowercased() == key }) {
             return e
         }
         throw .invalidParameter(name: "policy", value: name,
                                 expected: "one of " + entries.map(\.name).joined(separator: ", ")
-                                    + " (kvpress class names such as SnapKVPress are accepted too)")
+                                    + " (kvpress class names such as SnapKVPress are accepted too), or WRAPPER:INNER "
+                                    + "(e.g. AdaKV:ExpectedAttention)")
     }
 
     /// Builds the policy `name` with `budget` (and `schedule`, default ``KVSchedule/prefill``).

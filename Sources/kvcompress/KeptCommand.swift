@@ -71,6 +71,9 @@ enum KeptCommand {
             print(r.0.padding(toLength: w0 + 2, withPad: " ", startingAt: 0)
                 + r.1.padding(toLength: w1 + 2, withPad: " ", startingAt: 0) + r.2)
         }
+        print("\nWRAPPER:INNER (e.g. AdaKV:ExpectedAttention, ChunkKVPress:TOVAPress): "
+            + KVPolicyCatalog.wrappers.map(\.name).joined(separator: ", ") + " around any of "
+            + KVPolicyCatalog.scorers.map(\.name).joined(separator: ", "))
     }
 
     /// Fails before any work when `path` cannot be written: its directory must exist and be

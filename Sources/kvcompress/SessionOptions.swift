@@ -85,7 +85,9 @@ struct SessionOptions {
             entry = try KVPolicyCatalog.entry(named: name)
         } catch {
             throw CommandLineOptions.UsageError(description: "--policy: unknown policy '\(name)'; known: "
-                + KVPolicyCatalog.entries.map(\.name).joined(separator: ", ") + " (or a kvpress class name, e.g. SnapKVPress)")
+                + KVPolicyCatalog.entries.map(\.name).joined(separator: ", ") + " (or a kvpress class name, e.g. SnapKVPress), "
+                + "or WRAPPER:INNER with WRAPPER one of " + KVPolicyCatalog.wrappers.map(\.name).joined(separator: ", ")
+                + " and INNER one of " + KVPolicyCatalog.scorers.map(\.name).joined(separator: ", "))
         }
         let ratio = try o.double("--ratio", default: 0.5, expected: "a fraction in [0, 1)") { $0 >= 0 && $0 < 1 }
         guard entry.name == "StreamingLLM" else {

@@ -167,6 +167,27 @@ final class PolicyTests: XCTestCase {
         }
     }
 
+    /// `WRAPPER:INNER` names build a wrapper around any scorer, by library or kvpress names.
+    func testCatalogWrapsAnyScorer() throws {
+        let e = try KVPolicyCatalog.entry(named: "chunkkvpress:tovapress")
+        XCTAssertEqual(e.name, "ChunkKV:TOVA")
+        XCTAssertEqual(e.kvpressName, "ChunkKVPress(TOVAPress)")
+        XCTAssertEqual(String(describing: type(of: try e.make(.compressionRatio(0.5), .prefill))), "ChunkKV<TOVAScorer>")
+        XCTAssertEqual(String(describing: type(of: try KVPolicyCatalog.make("AdaKV:ExpectedAttention", budget: .compressionRatio(0.5)))),
+                       "AdaKV<ExpectedAttentionScorer>")
+        for wrapper in KVPolicyCatalog.wrappers {
+            for scorer in KVPolicyCatalog.scorers {
+                XCTAssertNoThrow(try KVPolicyCatalog.make("\(wrapper.name):\(scorer.name)", budget: .tokens(64)))
+            }
+        }
+        for bad in ["AdaKV:Nope", "Nope:SnapKV", "AdaKV:", ":SnapKV"] {
+            XCTAssertThrowsError(try KVPolicyCatalog.entry(named: bad), bad) { error in
+                guard case KVError.invalidParameter(_, _, let expected) = error else { return XCTFail("\(error)") }
+                XCTAssertTrue(expected.contains("WRAPPER:INNER"), expected)
+            }
+        }
+    }
+
     func testH2OHeavyHittersPlusRecentAcrossDecode() throws {
         for fused in [false, true] { try checkH2O(columnSums: fused) }
     }

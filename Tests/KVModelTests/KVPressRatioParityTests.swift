@@ -19,7 +19,8 @@ final class KVPressRatioParityTests: XCTestCase {
                           ("ObservedAttention", "ObservedAttentionPress"), ("PyramidKV", "PyramidKVPress"),
                           ("KeyDiff", "KeyDiffPress"), ("AdaKV", "AdaKVPress(SnapKVPress)"),
                           ("ChunkKV", "ChunkKVPress(SnapKVPress)"), ("CUR", "CURPress"),
-                          ("NonCausalAttention", "NonCausalAttnPress")]
+                          ("NonCausalAttention", "NonCausalAttnPress"),
+                          ("AdaKV:ExpectedAttention", "AdaKVPress(ExpectedAttentionPress)")]
 
     /// Scorers whose scores of the uncompressed prompt decide near ties (`[layer][head][position]`).
     static func scores(of name: String, model: LlamaModel, ids: [Int32]) throws -> [[[Float]]]? {

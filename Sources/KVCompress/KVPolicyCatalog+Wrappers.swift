@@ -1,0 +1,74 @@
+extension KVPolicyCatalog {
+    /// A scorer a wrapper can take, by name.
+    public struct ScorerEntry: Sendable {
+        /// The library's name (the policy of the same name ranks by this scorer).
+        public let name: String
+        /// The kvpress class name of the press that scores this way, if any.
+        public let kvpressName: String?
+        /// Builds the scorer with its defaults.
+        public let make: @Sendable () throws(KVError) -> any KVScorer
+    }
+
+    /// A policy that takes any scorer (`WRAPPER:INNER` names).
+    public struct WrapperEntry: Sendable {
+        /// The library's name.
+        public let name: String
+        /// The kvpress class name.
+        public let kvpressName: String
+        /// One line on what it does.
+        public let summary: String
+        /// Builds the policy around a scorer.
+        public let make: @Sendable (any KVScorer, KVBudget, KVSchedule) throws(KVError) -> any KVCachePolicy
+    }
+
+    /// The scorers wrappers accept, with their defaults (kvpress's).
+    public static let scorers: [ScorerEntry] = [
+        ScorerEntry(name: "SnapKV", kvpressName: "SnapKVPress") { () throws(KVError) in try SnapKVScorer() },
+        ScorerEntry(name: "TOVA", kvpressName: "TOVAPress") { () throws(KVError) in TOVAScorer() },
+        ScorerEntry(name: "Knorm", kvpressName: "KnormPress") { () throws(KVError) in KnormScorer() },
+        ScorerEntry(name: "ExpectedAttention", kvpressName: "ExpectedAttentionPress") { () throws(KVError) in
+            try ExpectedAttentionScorer() },
+        ScorerEntry(name: "ObservedAttention", kvpressName: "ObservedAttentionPress") { () throws(KVError) in
+            try ObservedAttentionScorer() },
+        ScorerEntry(name: "KeyDiff", kvpressName: "KeyDiffPress") { () throws(KVError) in KeyDiffScorer() },
+        ScorerEntry(name: "CUR", kvpressName: "CURPress") { () throws(KVError) in try CURScorer() },
+        ScorerEntry(name: "NonCausalAttention", kvpressName: "NonCausalAttnPress") { () throws(KVError) in
+            try NonCausalAttentionScorer() },
+    ]
+
+    /// The policies that take any scorer: `AdaKV:ExpectedAttention`, `ChunkKVPress:TOVA`, ...
+    public static let wrappers: [WrapperEntry] = [
+        WrapperEntry(name: "AdaKV", kvpressName: "AdaKVPress", summary: "head-adaptive budgets over the inner scorer") {
+            scorer, budget, schedule throws(KVError) in try adaKV(scorer, budget, schedule) },
+        WrapperEntry(name: "ChunkKV", kvpressName: "ChunkKVPress", summary: "whole 20-token chunks by the inner scorer") {
+            scorer, budget, schedule throws(KVError) in try chunkKV(scorer, budget, schedule) },
+    ]
+
+    private static func adaKV<S: KVScorer>(_ s: S, _ b: KVBudget, _ schedule: KVSchedule) throws(KVError) -> any KVCachePolicy {
+        try AdaKV(scorer: s, budget: b, schedule: schedule)
+    }
+
+    private static func chunkKV<S: KVScorer>(_ s: S, _ b: KVBudget, _ schedule: KVSchedule) throws(KVError) -> any KVCachePolicy {
+        try ChunkKV(scorer: s, budget: b, schedule: schedule)
+    }
+
+    /// The entry for `WRAPPER:INNER` (library or kvpress names on either side, any case), e.g.
+    /// `AdaKV:ExpectedAttention` or `ChunkKVPress:TOVAPress`; nil when `name` has no colon.
+    /// - Throws: `KVError.invalidParameter` for an unknown wrapper or scorer, listing the known ones.
+    static func wrappedEntry(named name: String) throws(KVError) -> Entry? {
+        let parts = name.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map { $0.lowercased() }
+        guard parts.count == 2 else { return nil }
+        guard let wrapper = wrappers.first(where: { $0.name.lowercased() == parts[0] || $0.kvpressName.lowercased() == parts[0] }) else {
+            throw .invalidParameter(name: "policy", value: name,
+                                    expected: "WRAPPER:INNER with WRAPPER one of " + wrappers.map(\.name).joined(separator: ", "))
+        }
+        guard let inner = scorers.first(where: { $0.name.lowercased() == parts[1] || $0.kvpressName?.lowercased() == parts[1] }) else {
+            throw .invalidParameter(name: "policy", value: name,
+                                    expected: "WRAPPER:INNER with INNER one of " + scorers.map(\.name).joined(separator: ", "))
+        }
+        return Entry(name: "\(wrapper.name):\(inner.name)", kvpressName: inner.kvpressName.map { "\(wrapper.kvpressName)(\($0))" },
+                     summary: "\(wrapper.summary) (\(inner.name))") { budget, schedule throws(KVError) in
+            try wrapper.make(try inner.make(), budget, schedule)
+        }
+    }
+}
