@@ -11,7 +11,9 @@ import XCTest
 /// (the fixture's `boundary_ties`: torch's top-k breaks exact ties in no defined order), or, for the
 /// presses with a scorer listed in `scores(of:model:ids:)`, when every swapped pair scores within 1e-5 relative in
 /// our own scores of the whole prompt (a near tie at f32 precision); and the greedy answer after the
-/// compressed prefill equals kvpress's (recorded at ratio 0.5).
+/// compressed prefill equals kvpress's (recorded at ratio 0.5). KeyRerotation keeps its inner
+/// press's sets (kvpress stores them as `same_as`): for it the test checks that the kept keys moved
+/// to positions `0 ..< n` and that decoding starts at kvpress's position.
 final class KVPressRatioParityTests: XCTestCase {
     /// (catalog name, the fixture's press name).
     static let presses = [("SnapKV", "SnapKVPress"), ("StreamingLLM", "StreamingLLMPress"), ("Knorm", "KnormPress"),
@@ -20,7 +22,8 @@ final class KVPressRatioParityTests: XCTestCase {
                           ("KeyDiff", "KeyDiffPress"), ("AdaKV", "AdaKVPress(SnapKVPress)"),
                           ("ChunkKV", "ChunkKVPress(SnapKVPress)"), ("CUR", "CURPress"),
                           ("NonCausalAttention", "NonCausalAttnPress"),
-                          ("AdaKV:ExpectedAttention", "AdaKVPress(ExpectedAttentionPress)")]
+                          ("AdaKV:ExpectedAttention", "AdaKVPress(ExpectedAttentionPress)"),
+                          ("KeyRerotation:SnapKV", "KeyRerotationPress(SnapKVPress)")]
 
     /// Scorers whose scores of the uncompressed prompt decide near ties (`[layer][head][position]`).
     static func scores(of name: String, model: LlamaModel, ids: [Int32]) throws -> [[[Float]]]? {
@@ -68,43 +71,26 @@ final class KVPressRatioParityTests: XCTestCase {
             }
             let shared = try sessions[0].prefill(ids, sharingWith: Array(sessions.dropFirst()))
             for ((name, press), session) in zip(Self.presses, sessions) {
-                var entry = try XCTUnwrap((kept[press] as? [String: Any])?[ratio] as? [String: Any], "\(press) \(ratio)")
-                if let same = entry["same_as"] as? String {
-                    entry = try XCTUnwrap((kept[same] as? [String: Any])?[ratio] as? [String: Any])
-                }
-                let reference = try XCTUnwrap(entry["kept"] as? [[String]])
+                let entry = try XCTUnwrap((kept[press] as? [String: Any])?[ratio] as? [String: Any], "\(press) \(ratio)")
+                // kept sets identical to another press's are stored once: {"same_as": press}
+                let sets: Any? = (entry["kept"] as? [String: Any])?["same_as"].flatMap { same in
+                    ((kept[same as? String ?? ""] as? [String: Any])?[ratio] as? [String: Any])?["kept"]
+                } ?? entry["kept"]
+                let reference = try XCTUnwrap(sets as? [[String]], "\(press) \(ratio) kept sets")
                 var ties = Set<[Int]>()
                 for t in entry["boundary_ties"] as? [[Int]] ?? [] { ties.insert([t[0], t[1]]) }
-                var exact = 0, tied = 0, total = 0
-                var firstDifference: String?
-                var ourScores: [[[Float]]]??  // our scores, computed at the first difference that needs them
-                func scores() throws -> [[[Float]]]? {
-                    if let cached = ourScores { return cached }
-                    ourScores = .some(try Self.scores(of: name, model: model, ids: ids))
-                    return ourScores!
-                }
-                for (l, heads) in reference.enumerated() {
-                    let ours = session.cache.keptPositions(layer: l)
-                    for (m, hex) in heads.enumerated() {
-                        total += 1
-                        let theirs = Self.positions(hex: hex), mine = Set(ours[m])
-                        if mine == theirs {
-                            exact += 1
-                        } else if mine.count == theirs.count && ties.contains([l, m]) {
-                            tied += 1
-                        } else if mine.count == theirs.count, let scores = try scores(),
-                                  Self.nearTies(mine.subtracting(theirs), theirs.subtracting(mine), scores[l][m]) {
-                            tied += 1
-                        } else if firstDifference == nil {
-                            firstDifference = "layer \(l) head \(m): \(mine.count) vs \(theirs.count) kept, "
-                                + "only ours \(mine.subtracting(theirs).sorted().prefix(6)), only kvpress \(theirs.subtracting(mine).sorted().prefix(6))"
-                        }
+                if name.hasPrefix("KeyRerotation") {
+                    // The kept sets are the inner press's (stored as same_as, checked with it); what
+                    // is new is where they went: positions 0 ..< n, decoding from n.
+                    let n = try XCTUnwrap(entry["n_kept"] as? Int)
+                    for l in reference.indices {
+                        XCTAssertEqual(session.cache.keptPositions(layer: l), Array(repeating: Array(0..<n), count: reference[l].count))
                     }
+                    if let start = entry["answer_start_position"] as? Int { XCTAssertEqual(session.cache.nextPosition, start) }
+                    print("parity \(name) (\(press)) at \(ratio): the inner press's kept sets, moved to positions 0..<\(n)")
+                } else {
+                    try compare(reference, ties: ties, session: session, name: name, press: press, ratio: ratio, model: model, ids: ids)
                 }
-                let fraction = Double(exact + tied) / Double(total)
-                print(String(format: "parity %@ (%@) at %@: %d/%d heads exactly equal, %d more differ only among (near) ties (%.1f%%)%@",
-                             name, press, ratio, exact, total, tied, 100 * fraction, firstDifference.map { "; first difference: " + $0 } ?? ""))
-                XCTAssertGreaterThanOrEqual(fraction, 0.99, "\(name) at \(ratio)")
                 // The greedy answer after the compressed prefill (recorded at 0.5), decoding at original positions.
                 if let expected = (entry["answer_ids"] as? [Int])?.map(Int32.init) {
                     var logits = shared.logits  // the prompt pass is shared: the same last logits
@@ -118,5 +104,41 @@ final class KVPressRatioParityTests: XCTestCase {
                 }
             }
         }
+    }
+
+    /// Compares our kept sets of every (layer, head) with kvpress's (hex bitsets), counting exact
+    /// matches and (near) ties, and asserts at least 99 % agree.
+    private func compare(_ reference: [[String]], ties: Set<[Int]>, session: LlamaSession, name: String, press: String,
+                         ratio: String, model: LlamaModel, ids: [Int32]) throws {
+        var exact = 0, tied = 0, total = 0
+        var firstDifference: String?
+        var ourScores: [[[Float]]]??  // our scores, computed at the first difference that needs them
+        func scores() throws -> [[[Float]]]? {
+            if let cached = ourScores { return cached }
+            ourScores = .some(try Self.scores(of: name, model: model, ids: ids))
+            return ourScores!
+        }
+        for (l, heads) in reference.enumerated() {
+            let ours = session.cache.keptPositions(layer: l)
+            for (m, hex) in heads.enumerated() {
+                total += 1
+                let theirs = Self.positions(hex: hex), mine = Set(ours[m])
+                if mine == theirs {
+                    exact += 1
+                } else if mine.count == theirs.count && ties.contains([l, m]) {
+                    tied += 1
+                } else if mine.count == theirs.count, let scores = try scores(),
+                          Self.nearTies(mine.subtracting(theirs), theirs.subtracting(mine), scores[l][m]) {
+                    tied += 1
+                } else if firstDifference == nil {
+                    firstDifference = "layer \(l) head \(m): \(mine.count) vs \(theirs.count) kept, "
+                        + "only ours \(mine.subtracting(theirs).sorted().prefix(6)), only kvpress \(theirs.subtracting(mine).sorted().prefix(6))"
+                }
+            }
+        }
+        let fraction = Double(exact + tied) / Double(total)
+        print(String(format: "parity %@ (%@) at %@: %d/%d heads exactly equal, %d more differ only among (near) ties (%.1f%%)%@",
+                     name, press, ratio, exact, total, tied, 100 * fraction, firstDifference.map { "; first difference: " + $0 } ?? ""))
+        XCTAssertGreaterThanOrEqual(fraction, 0.99, "\(name) at \(ratio)")
     }
 }
