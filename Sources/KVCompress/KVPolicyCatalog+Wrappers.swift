@@ -42,10 +42,18 @@ extension KVPolicyCatalog {
             scorer, budget, schedule throws(KVError) in try adaKV(scorer, budget, schedule) },
         WrapperEntry(name: "ChunkKV", kvpressName: "ChunkKVPress", summary: "whole 20-token chunks by the inner scorer") {
             scorer, budget, schedule throws(KVError) in try chunkKV(scorer, budget, schedule) },
+        WrapperEntry(name: "EntropyGatedChunkKV", kvpressName: "EntropyGatedChunkKVPress",
+                     summary: "10-token chunks by the inner scorer, spiky chunks cut to their best 4") {
+            scorer, budget, schedule throws(KVError) in try entropyGatedChunkKV(scorer, budget, schedule) },
         WrapperEntry(name: "KeyRerotation", kvpressName: "KeyRerotationPress",
                      summary: "the inner scorer's top entries, keys moved to positions 0..<n") {
             scorer, budget, schedule throws(KVError) in try keyRerotation(scorer, budget, schedule) },
     ]
+
+    private static func entropyGatedChunkKV<S: KVScorer>(_ s: S, _ b: KVBudget, _ schedule: KVSchedule) throws(KVError)
+        -> any KVCachePolicy {
+        try EntropyGatedChunkKV(scorer: s, budget: b, schedule: schedule)
+    }
 
     private static func keyRerotation<S: KVScorer>(_ s: S, _ b: KVBudget, _ schedule: KVSchedule) throws(KVError) -> any KVCachePolicy {
         KeyRerotation(base: ScoredPolicy(scorer: s, selector: try UniformSelector(budget: b), schedule: schedule))

@@ -23,7 +23,8 @@ final class KVPressRatioParityTests: XCTestCase {
                           ("ChunkKV", "ChunkKVPress(SnapKVPress)"), ("CUR", "CURPress"),
                           ("NonCausalAttention", "NonCausalAttnPress"),
                           ("AdaKV:ExpectedAttention", "AdaKVPress(ExpectedAttentionPress)"),
-                          ("KeyRerotation:SnapKV", "KeyRerotationPress(SnapKVPress)")]
+                          ("KeyRerotation:SnapKV", "KeyRerotationPress(SnapKVPress)"),
+                          ("EntropyGatedChunkKV:SnapKV", "EntropyGatedChunkKVPress(SnapKVPress)")]
 
     /// Scorers whose scores of the uncompressed prompt decide near ties (`[layer][head][position]`).
     static func scores(of name: String, model: LlamaModel, ids: [Int32]) throws -> [[[Float]]]? {
