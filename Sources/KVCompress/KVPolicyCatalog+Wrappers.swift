@@ -34,6 +34,7 @@ extension KVPolicyCatalog {
         ScorerEntry(name: "CUR", kvpressName: "CURPress") { () throws(KVError) in try CURScorer() },
         ScorerEntry(name: "NonCausalAttention", kvpressName: "NonCausalAttnPress") { () throws(KVError) in
             try NonCausalAttentionScorer() },
+        ScorerEntry(name: "LagKV", kvpressName: "LagKVPress") { () throws(KVError) in try LagKVScorer() },
     ]
 
     /// The policies that take any scorer: `AdaKV:ExpectedAttention`, `ChunkKVPress:TOVA`, ...

@@ -49,6 +49,8 @@ public enum KVPolicyCatalog {
             b, s throws(KVError) in try AdaKV(scorer: try SnapKVScorer(), budget: b, schedule: s) },
         Entry(name: "CUR", kvpressName: "CURPress", summary: "keep entries with the largest key x value leverage") {
             b, s throws(KVError) in try CUR(budget: b, schedule: s) },
+        Entry(name: "LagKV", kvpressName: "LagKVPress", summary: "per 128-token partition, tokens most unlike the next partition") {
+            b, s throws(KVError) in try LagKV(budget: b, schedule: s) },
         Entry(name: "NonCausalAttention", kvpressName: "NonCausalAttnPress",
               summary: "prompt attention both ways inside 256-token tiles, times value norms") {
             b, s throws(KVError) in try NonCausalAttention(budget: b, schedule: s) },
