@@ -183,6 +183,28 @@ final class KIVICacheTests: XCTestCase {
         entries * (4 * d + 4) + layers * kvHeads * KVCache.metadataBytesPerHead
     }
 
+    /// A byte budget never lets a KIVI cache hold more than the budget, whatever the length (the
+    /// f16 residual counted at its largest), and approaches it for long sequences.
+    func testByteBudgetsHoldKIVICachesUnderTheBudget() throws {
+        for bits in [2, 4] {
+            let probe = try KVCache(layers: 1, kvHeads: 1, headDim: d, keys: .kivi(bits: bits), values: .kivi(bits: bits))
+            for headBytes in [1_000, 30_000, 41_000, 200_000, 2_000_000] {
+                let n = probe.entryCount(forHeadBytes: headBytes)
+                let cache = try KVCache(layers: 1, kvHeads: 1, headDim: d, keys: .kivi(bits: bits), values: .kivi(bits: bits))
+                for start in stride(from: 0, to: n, by: 1) {  // one entry at a time: the residual at every size
+                    let keys = (0..<d).map { Float(($0 * 7 + start) % 13) - 6 }
+                    try cache.append(layer: 0, keys: keys, values: keys, positions: [Int32(start)])
+                    cache.compactResidual(layer: 0)
+                    XCTAssertLessThanOrEqual(cache.byteCount - cache.metadataBytes, headBytes, "kivi\(bits) \(headBytes) B at \(start + 1)")
+                    if cache.byteCount - cache.metadataBytes > headBytes { break }
+                }
+                if headBytes >= 200_000 {
+                    XCTAssertGreaterThan(Double(cache.byteCount - cache.metadataBytes), 0.9 * Double(headBytes), "kivi\(bits) uses its budget")
+                }
+            }
+        }
+    }
+
     func testRefusals() throws {
         XCTAssertThrowsError(try KVCache(layers: 1, kvHeads: 1, headDim: 48, keys: .kivi(bits: 2), values: .rows(.f16)))
         XCTAssertThrowsError(try KVCache(layers: 1, kvHeads: 1, headDim: 64, keys: .kivi(bits: 3), values: .rows(.f16)))

@@ -265,6 +265,18 @@ public final class KVCache {
         return packed.keyRowBytes + packed.valueRowBytes + 4 + (groupBytes + group - 1) / group
     }
 
+    /// The most entries one head can hold within `bytes` (what a byte budget per head allows): for
+    /// row formats `bytes / bytesPerEntry`; for KIVI, the residual counted at its largest
+    /// (``residualLength`` + ``kiviGroupSize`` - 1 f16 entries) and the rest at ``bytesPerEntry``.
+    public func entryCount(forHeadBytes bytes: Int) -> Int {
+        let s = storage[0][0]
+        let rowBytes = s.rows.bytesPerEntry
+        guard s.packed != nil else { return max(0, bytes) / rowBytes }
+        let residual = residualLength + Self.kiviGroupSize - 1
+        if bytes <= residual * rowBytes { return max(0, bytes) / rowBytes }
+        return residual + (bytes - residual * rowBytes) / bytesPerEntry
+    }
+
     /// Fixed bookkeeping bytes: ``metadataBytesPerHead`` per (layer, KV head).
     public var metadataBytes: Int { layers * kvHeads * Self.metadataBytesPerHead }
 

@@ -5,8 +5,10 @@ public enum KVBudget: Sendable, Equatable, CustomStringConvertible {
     case compressionRatio(Double)
     /// Entries kept per KV head per layer (>= 1).
     case tokens(Int)
-    /// Bytes for the whole cache (every layer and head); converted to entries per head as
-    /// `max(1, bytes / (layers * kvHeads * bytesPerEntry))`.
+    /// Bytes for the whole cache (every layer and head); converted to entries per head with
+    /// ``KVCache/entryCount(forHeadBytes:)`` of `bytes / (layers * kvHeads)` (at least 1): for row
+    /// formats `bytes / (layers * kvHeads * bytesPerEntry)`; for KIVI counting the full-precision
+    /// residual at its largest, so the cache never holds more than the budget.
     case bytes(Int)
 
     /// Checks the budget's range.
@@ -37,7 +39,7 @@ public enum KVBudget: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .compressionRatio: return nil
         case .tokens(let n): return n
-        case .bytes(let b): return max(1, b / (cache.layers * cache.kvHeads * cache.bytesPerEntry))
+        case .bytes(let b): return max(1, cache.entryCount(forHeadBytes: b / (cache.layers * cache.kvHeads)))
         }
     }
 
