@@ -11,7 +11,7 @@
 ///
 /// A host normally drives it through a ``KVCompressor``, which takes each step's positions from
 /// ``nextPosition`` (the cache owns positions), appends the step's keys and values
-/// (``append(layer:keys:values:positions:count:)``), runs attention over ``headViews(layer:)`` and
+/// (``append(layer:keys:values:positions:count:)``), runs attention over ``headParts(layer:)`` and
 /// lets the policy evict (``retain(layer:head:indices:)``) and re-position keys.
 ///
 /// Memory: ``byteCount`` is exact: every entry's key and value bytes (codes, scales and mins

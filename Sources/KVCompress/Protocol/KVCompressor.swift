@@ -24,7 +24,7 @@
 /// ```
 ///
 /// A runtime that computes attention itself (on a GPU, say) replaces ``attend(layer:step:queries:preRoPEQueries:keys:values:output:)``
-/// by ``append(layer:step:keys:values:)``, its own attention over ``KVCache/headViews(layer:)``,
+/// by ``append(layer:step:keys:values:)``, its own attention over ``KVCache/headParts(layer:)``,
 /// and ``afterAttention(layer:step:queries:preRoPEQueries:attentionColumnSums:)``.
 ///
 /// Steps run in order and every layer of a step runs once, in order; after the last layer of a

@@ -26,19 +26,12 @@ public struct ChunkSelector: KVSelector {
 
     /// The rows of the best chunks, the same in every head when the heads hold the same rows.
     public func select(_ scores: KVScores, context: KVLayerContext) throws(KVError) -> [[Int]?] {
-        let counts = context.counts
-        let positions = (0..<counts.count).map { context.positions(head: $0) }
-        if positions.dropFirst().allSatisfy({ $0 == positions[0] }) {
-            var summed = [Float](repeating: 0, count: counts[0])
-            for head in scores.heads { for j in summed.indices { summed[j] += head[j] } }
-            let rows = chunkRows(summed, count: counts[0], cache: context.cache)
-            return Array(repeating: rows, count: counts.count)
-        }
-        return counts.indices.map { chunkRows(scores.heads[$0], count: counts[$0], cache: context.cache) }
+        KVSelection.sameRowsInEveryHead(scores, context: context) { chunkRows($0, cache: context.cache) }
     }
 
     /// The rows of the best chunks of one row sequence (nil: all of them).
-    private func chunkRows(_ scores: [Float], count n: Int, cache: KVCache) -> [Int]? {
+    private func chunkRows(_ scores: [Float], cache: KVCache) -> [Int]? {
+        let n = scores.count
         let chunks = (n + chunkLength - 1) / chunkLength
         let keep: Int
         switch budget {

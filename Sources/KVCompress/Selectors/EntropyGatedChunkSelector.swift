@@ -36,14 +36,7 @@ public struct EntropyGatedChunkSelector: KVSelector {
 
     /// The kept rows, the same in every head (heads holding different rows are chosen each on its own).
     public func select(_ scores: KVScores, context: KVLayerContext) throws(KVError) -> [[Int]?] {
-        let counts = context.counts
-        let positions = (0..<counts.count).map { context.positions(head: $0) }
-        if positions.dropFirst().allSatisfy({ $0 == positions[0] }) {
-            var summed = [Float](repeating: 0, count: counts[0])
-            for head in scores.heads { for j in summed.indices { summed[j] += head[j] } }
-            return Array(repeating: rows(summed, cache: context.cache), count: counts.count)
-        }
-        return counts.indices.map { rows(scores.heads[$0], cache: context.cache) }
+        KVSelection.sameRowsInEveryHead(scores, context: context) { rows($0, cache: context.cache) }
     }
 
     /// Normalized entropy of one chunk's scores (shifted to be non-negative).

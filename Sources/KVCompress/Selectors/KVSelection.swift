@@ -67,6 +67,22 @@ public enum KVSelection {
         return out
     }
 
+    /// Rows chosen once for the whole layer: `choose` sees the scores summed over the layer's KV
+    /// heads and its rows stay in every head, when every head holds the same positions (a first
+    /// prompt); otherwise each head is chosen on its own scores. For selectors that keep the same
+    /// tokens in every head (kvpress's chunk presses).
+    static func sameRowsInEveryHead(_ scores: KVScores, context: KVLayerContext,
+                                    _ choose: ([Float]) -> [Int]?) -> [[Int]?] {
+        let counts = context.counts
+        let positions = (0..<counts.count).map { context.positions(head: $0) }
+        guard positions.dropFirst().allSatisfy({ $0 == positions[0] }) else {
+            return counts.indices.map { choose(scores.heads[$0]) }
+        }
+        var summed = [Float](repeating: 0, count: counts[0])
+        for head in scores.heads { for j in summed.indices { summed[j] += head[j] } }
+        return Array(repeating: choose(summed), count: counts.count)
+    }
+
     /// Evicts every row not listed (nil keeps the whole head).
     /// - Throws: `KVError.shapeMismatch` for more lists than KV heads; `.invalidParameter` for a
     ///   row index out of range or listed twice (see ``KVCache/retain(layer:head:indices:)``).
