@@ -8,7 +8,8 @@ DynamicCache (kvpress's normal hook: the press compresses each layer right after
 as the shared fixture kvpress_kept_r050.json was made. The kept positions are then recovered:
   * token-evicting presses gather the kept rows out of the cache: each kept key row is matched exactly
     against the layer's keys from an uncompressed run (same attention implementation); the values must
-    match too (except MergingPress, which rewrites values);
+    match too (except MergingPress, which rewrites values: for it the value-row norms after and before the
+    merge are stored for a few layers, merged_value_norms / unmerged_value_norms);
   * presses that re-rotate the kept keys (KeyRerotationPress, FinchPress) report the indices they pass
     to KeyRerotationPress.rerotate_keys (the values are still checked);
   * presses that only mask (AdaKV, CriticalAdaKV, KVzip, KVgrad, KVCompose unstructured) leave
@@ -33,10 +34,21 @@ Run (about 11 minutes on one CPU thread; 3 GB of memory):
         --out Tests/KVModelTests/Fixtures/kvpress_kept_more.json \\
         [--check ../shared/reference/fixtures/kvpress_kept_r050.json] [--presses SnapKVPress,TOVAPress] [--ratios 0.5,0.8]
 
+To (re)generate only some presses and keep the rest of an existing fixture, name them with --presses (and
+--ratios) and pass the fixture to --merge-into (usually also as --out): the press/ratio entries run now are
+replaced or added, everything else is kept as it is (same_as then only points to presses earlier in the
+press table), e.g. (about 25 s for the model and the uncompressed reference, then 5 to 10 s per press and ratio):
+
+    /tmp/kvp/bin/python Scripts/kvpress_reference.py --gguf ~/.cache/kvcompress/SmolLM2-135M-Instruct.Q4_1.gguf \\
+        --ids ../shared/reference/fixtures/passkey_prompt.json \\
+        --presses 'ChunkPress(KeyDiffPress),ChunkPress(KnormPress)' --ratios 0.5,0.8 \\
+        --merge-into Tests/KVModelTests/Fixtures/kvpress_kept_more.json --out Tests/KVModelTests/Fixtures/kvpress_kept_more.json
+
 It writes one JSON file (layout in its "layout" key): per press and ratio the kept positions of every
 [layer][kv_head] as a hex bitset, the constructor arguments, the near-tie indicator (score gap at the
-kept/evicted boundary, where the press ranks each head by one score), the greedy answer, and the list of
-kvpress presses skipped with the reason. --check compares the kept sets with an older fixture in the
+kept/evicted boundary, where the press ranks each head by one score), the greedy answer, for MergingPress
+the norms of the kept value rows after and before merging (--value-norm-layers, --value-norm-ratios), and the
+list of kvpress presses skipped with the reason. --check compares the kept sets with an older fixture in the
 kvpress_kept_r050.json layout and prints the differences.
 """
 import argparse, contextlib, dataclasses, json, os, sys, time
@@ -111,6 +123,8 @@ PRESSES = {
     "EntropyGatedChunkKVPress(SnapKVPress)": _spec(
         lambda r: EntropyGatedChunkKVPress(SnapKVPress(compression_ratio=r))),
     "ChunkPress(SnapKVPress)": _spec(lambda r: ChunkPress(SnapKVPress(compression_ratio=r))),
+    "ChunkPress(KeyDiffPress)": _spec(lambda r: ChunkPress(KeyDiffPress(compression_ratio=r))),
+    "ChunkPress(KnormPress)": _spec(lambda r: ChunkPress(KnormPress(compression_ratio=r))),
     "BlockPress(SnapKVPress)": _spec(lambda r: BlockPress(SnapKVPress(compression_ratio=r))),
     "BlockPress(KeyDiffPress)": _spec(lambda r: BlockPress(KeyDiffPress(compression_ratio=r))),
     "KeyRerotationPress(SnapKVPress)": _spec(lambda r: KeyRerotationPress(SnapKVPress(compression_ratio=r))),
@@ -127,11 +141,15 @@ PRESSES = {
 # Not run by default (to keep the fixture small; pass them with --presses): RandomPress without a seed
 # draws from torch's global RNG (reproducible only through torch.manual_seed and torch's generator);
 # KVComposePress(structured=False) leaves its replayed copy of the context in the cache (2L entries,
-# only the first L masked); BlockPress(KeyDiffPress) is the KeyDiff paper protocol, not needed for parity.
-OPTIONAL = {"RandomPress", "KVComposePress(structured=False)", "BlockPress(KeyDiffPress)"}
+# only the first L masked).
+OPTIONAL = {"RandomPress", "KVComposePress(structured=False)"}
 # SimLayerKV has no compression ratio (its default lazy_threshold=1.0 is a no-op): it runs at a lazy
 # threshold instead (kvpress docs: Llama3 0.9, Llama2 0.65, Mistral 0.8, Qwen 0.85); --simlayerkv-thresholds.
 SIMLAYERKV_THRESHOLDS = "0.9"
+# MergingPress rewrites the values of the kept rows: the value-row norms of these layers are stored (all KV
+# heads) at the --value-norm-ratios, after the merge (the cache) and before it (the inner press's kept rows).
+VALUE_NORM_LAYERS = "0,15,29"
+VALUE_NORM_RATIOS = "0.5"
 
 # kvpress behaviours a reimplementation must copy (checked on this prompt where marked).
 QUIRKS = {
@@ -146,7 +164,25 @@ QUIRKS = {
     "ChunkKVPress": "budget in chunks: n_chunks = ceil(L / 20) (the 10-token tail is a chunk), keep "
                     "max(1, int(n_chunks * (1 - r))) chunks ranked by the mean over the chunk of the head-summed "
                     "scores, so 750 (0.5) and 290 (0.8) tokens here; same positions for every head",
-    "ChunkPress": "int(len_chunk * (1 - r)) per 1024-token chunk: 512 + 243 (0.5), 204 + 97 (0.8)",
+    "ChunkPress": "int(len_chunk * (1 - r)) per 1024-token chunk: 512 + 243 (0.5), 204 + 97 (0.8); the inner "
+                  "press scores each chunk alone (hidden_states, keys and values sliced to the chunk, so KeyDiff's "
+                  "anchor is the mean normalized key of the chunk) but gets the full-length kwargs: SnapKV's window "
+                  "queries are the chunk's last 64 hidden states rotated with the cos/sin of the last 64 prompt "
+                  "positions (1446..1509), not their own; keys keep their original rotation. No score_gap is "
+                  "stored for ChunkPress/BlockPress (the inner press never scores all L positions at once); "
+                  "exact ties at a chunk boundary (found by re-deriving the per-chunk top-k from the uncompressed "
+                  "keys): ChunkPress(KnormPress) in both chunks of every layer-0 head at 0.5 and 0.8 (as "
+                  "KnormPress: layer-0 keys depend only on the token and RoPE keeps the norm), "
+                  "ChunkPress(KeyDiffPress) at 0.8 in layer 5 head 0 chunk 0 (positions 360 and 991, 991 kept)",
+    "BlockPress": "n_kept = compute_n_kept(L, r) for the whole layer; kept starts as [0, n_kept) unscored, then for "
+                  "each block [i, i + 128) from i = n_kept (the last block shorter: 1395..1509 at 0.5, 1453..1509 "
+                  "at 0.8) the inner press scores kept + block alone (kept indices in the previous top-k order, "
+                  "then the block in order) and keeps its top n_kept: KeyDiff's anchor is the mean normalized key "
+                  "of that subset; positions never re-enter once evicted. The hidden states it passes are "
+                  "gathered per KV head from hidden_states.view(L, n_kv_heads, hidden / n_kv_heads), i.e. slice h "
+                  "of the hidden vector from head h's selected tokens (a mix of tokens when heads differ); kwargs "
+                  "(position embeddings) stay full-length. One exact tie on this prompt (re-derived): "
+                  "BlockPress(KeyDiffPress) at 0.5, layer 1 head 2, block 1011: positions 492 and 838, 838 kept",
     "LagKVPress": "scores are within-partition ranks / 128 (identical value sets in every partition), so every "
                   "head has a tie at the boundary; sinks [0, 4) and the last 128 + (L - 4) % 128 = 226 "
                   "positions score 1",
@@ -167,7 +203,10 @@ QUIRKS = {
                   "prompt) was put before the last 11 ids (the question), so the window is the 11 question "
                   "tokens; keys are re-rotated to positions 0..n_kept-1 and decoding continues at n_kept",
     "KeyRerotationPress": "kept set = inner press's; keys re-rotated, decoding continues at n_kept",
-    "MergingPress": "kept set = inner press's; evicted values are merged into kept values (not checked here)",
+    "MergingPress": "kept set = inner press's (keys unchanged); each evicted value is folded into the kept row "
+                    "whose key is most cosine-similar, weighted by max(sim, 0) * |v_e| / (|v_e| + |v_t| + 1e-6) "
+                    "with |v_t| the target's norm before merging, kept = (v_t + sum w v_e) / (1 + sum w) (float32); "
+                    "merged_value_norms / unmerged_value_norms hold the value-row norms after / before it",
     "AdaKVPress": "head budgets vary, their sum per layer is n_heads * n_kept; masking only",
     "SimLayerKVPress": "lazy layers keep [0, n_initial) and the last n_recent - n_last = 1023 positions; the "
                        "lazy test sums the last query's attention (over keys 0..L-2) on the first 4 and last 1024 "
@@ -203,6 +242,12 @@ def bitset_hex(positions, length):
     for p in positions:
         data[p >> 3] |= 1 << (p & 7)
     return data.hex()
+
+
+def bitset_positions(hex_string, length):
+    """Inverse of bitset_hex."""
+    data = bytes.fromhex(hex_string)
+    return [p for p in range(length) if data[p >> 3] >> (p & 7) & 1]
 
 
 def set_attn(model, impl):
@@ -287,6 +332,15 @@ def main():
                              "n_question_tokens)")
     parser.add_argument("--simlayerkv-thresholds", default=SIMLAYERKV_THRESHOLDS,
                         help=f"SimLayerKVPress lazy thresholds, used instead of --ratios (default {SIMLAYERKV_THRESHOLDS})")
+    parser.add_argument("--value-norm-layers", default=VALUE_NORM_LAYERS,
+                        help=f"MergingPress: layers whose kept value-row norms are stored (default {VALUE_NORM_LAYERS})")
+    parser.add_argument("--value-norm-ratios", default=VALUE_NORM_RATIOS,
+                        help=f"MergingPress: ratios at which they are stored (default {VALUE_NORM_RATIOS}; empty: none)")
+    parser.add_argument("--merge-into", default=None, metavar="FIXTURE",
+                        help="start from this existing output (usually the same file as --out): only the "
+                             "press/ratio entries run now are replaced or added, every other entry is kept as it "
+                             "is; layout, quirks and skipped are rewritten from this script. Refused when the "
+                             "kvpress/transformers/torch versions, model, prompt length or full-cache answer differ")
     parser.add_argument("--check", default=None, help="compare with a fixture in the kvpress_kept_r050.json layout")
     parser.add_argument("--list", action="store_true", help="list the press names and exit")
     args = parser.parse_args()
@@ -303,6 +357,9 @@ def main():
     ratios = [float(r) for r in args.ratios.split(",")]
     answer_ratios = {float(r) for r in args.answer_ratios.split(",")} if args.answer_ratios else set()
     seeds = [int(s) for s in args.seeds.split(",")]
+    value_norm_layers = [int(x) for x in args.value_norm_layers.split(",") if x.strip()]
+    value_norm_ratios = {float(r) for r in args.value_norm_ratios.split(",") if r.strip()}
+    base = json.load(open(args.merge_into)) if args.merge_into else None
 
     directory, name = os.path.split(os.path.abspath(os.path.expanduser(args.gguf)))
     data = json.load(open(args.ids))
@@ -329,6 +386,8 @@ def main():
     eos = set(eos if isinstance(eos, list) else [eos])
     print(f"model loaded in {time.time() - t0:.1f}s: {n_layers} layers, {n_kv} KV heads, head dim {head_dim}",
           flush=True)
+    if any(not 0 <= l < n_layers for l in value_norm_layers):
+        sys.exit(f"--value-norm-layers: the model has {n_layers} layers")
 
     def decode(cache, first_logits, start_position, n_tokens):
         out = [int(first_logits[0, -1].argmax())]
@@ -364,7 +423,9 @@ def main():
             reference[impl] = dict(keys=keys, values=values, lookup=lookup, answer=answer)
         return reference[impl]
 
-    def recover_tokens(press, cache, ref, rerotated, check_values=True):
+    def recover_tokens(press, cache, ref, rerotated, check_values=True, row_order=None):
+        """Kept positions per [layer][kv_head] (sorted); row_order (a dict) receives, for the exact-match path,
+        row_order[layer][kv_head] = the original position of each cache row, in cache order."""
         kept, notes = [], set()
         for l in range(n_layers):
             module = model.model.layers[l].self_attn
@@ -397,6 +458,8 @@ def main():
                         positions.append(candidates[0])
                     if len(set(positions)) != len(positions):
                         raise RuntimeError(f"layer {l} head {h}: duplicate positions")
+                    if row_order is not None:
+                        row_order.setdefault(l, []).append(positions)
                     layer.append(sorted(positions))
                     if check_values and masked is None:
                         order = torch.tensor(positions)
@@ -434,6 +497,10 @@ def main():
             gaps.append(row)
         return gaps, ties
 
+    def norms6(rows):
+        """L2 norm of each row, computed in float32, rounded to 6 significant digits."""
+        return [float(f"{x:.6g}") for x in torch.linalg.vector_norm(rows.float(), dim=-1).tolist()]
+
     def run(press_name, spec, ratio, seed=None, want_answer=False):
         ref = reference_kv(spec.get("ref_attn", spec["attn"]))
         set_attn(model, spec["attn"])
@@ -465,6 +532,17 @@ def main():
                 return original_prepare(*a, **k)
 
             press.prepare = prepare
+        pre_merge = {}  # layer -> the values MergingPress received (before merging), for the value norms
+        norm_layers = value_norm_layers if isinstance(press, MergingPress) and ratio in value_norm_ratios else []
+        if norm_layers:
+            original_compress = press.compress
+
+            def compress(module, hidden_states, keys, values, attentions, kwargs):
+                if int(module.layer_idx) in norm_layers and keys.shape[2] == L:
+                    pre_merge[int(module.layer_idx)] = values[0].detach().clone()
+                return original_compress(module, hidden_states, keys, values, attentions, kwargs)
+
+            press.compress = compress
         if seed is not None:
             torch.manual_seed(seed)
         cache = DynamicCache()
@@ -484,8 +562,9 @@ def main():
                 result["kept_channels"] = channels
                 result["n_pruned_channels"] = head_dim - len(channels[0][0])
             else:
+                row_order = {}
                 kept, notes = recover_tokens(press, cache, ref, rerotated,
-                                             check_values=not isinstance(press, MergingPress))
+                                             check_values=not isinstance(press, MergingPress), row_order=row_order)
                 result["kept_sets"] = kept
                 result["recovered_by"] = notes
                 counts = [[len(h) for h in layer] for layer in kept]
@@ -496,6 +575,26 @@ def main():
                 if gaps is not None:
                     result["score_gap"] = gaps
                     result["boundary_ties"] = ties
+                if norm_layers:
+                    # Value rows in the cache (merged) and the same positions' values before the merge, both in
+                    # ascending original-position order (= the order of the kept bitset).
+                    merged, unmerged = {}, {}
+                    for l in norm_layers:
+                        if l not in row_order or l not in pre_merge:
+                            raise RuntimeError(f"layer {l}: no row order / pre-merge values for the value norms")
+                        values_l = cache.layers[l].values[0]
+                        merged[str(l)], unmerged[str(l)] = [], []
+                        for h in range(n_kv):
+                            order = torch.tensor(row_order[l][h])
+                            perm = torch.argsort(order)
+                            positions = order[perm]
+                            before = pre_merge[l][h, positions]
+                            assert torch.equal(before, ref["values"][l][h, positions]), \
+                                f"pre-merge values differ from the uncompressed run (layer {l} head {h})"
+                            merged[str(l)].append(norms6(values_l[h][perm]))
+                            unmerged[str(l)].append(norms6(before))
+                    result["merged_value_norms"] = merged
+                    result["unmerged_value_norms"] = unmerged
             if window_note:
                 result["finch_window"] = window_note
             if isinstance(press, SimLayerKVPress):
@@ -527,6 +626,13 @@ def main():
                 "(where the press keeps each head's top-n of one score): [layer][kv_head] smallest kept score "
                 "minus largest evicted score (0 = tie at the boundary), boundary_ties: [layer, kv_head, number of positions "
                 "scoring exactly the boundary score, how many of them kept] for each head with score_gap 0; "
+                "merged_value_norms (MergingPress, at ratio" + ("s " if len(value_norm_ratios) != 1 else " ")
+                + ", ".join(f"{r:g}" for r in sorted(value_norm_ratios)) + "): {layer (\"" + "\", \"".join(
+                    str(l) for l in value_norm_layers) + "\"): [kv_head] -> L2 norm (computed in float32, "
+                "rounded to 6 significant digits) of each value row left in the cache after the press, i.e. the "
+                "merged values, in ascending original-position order (the order of the kept bitset's set bits)}, "
+                "unmerged_value_norms: the same for the values of the same kept positions before merging (the "
+                "inner press's plain kept rows = the uncompressed run's values); "
                 "answer_ids/answer: greedy continuation "
                 "decoded after the compressed prefill}. kept_channels[press][ratio] = [layer][kv_head] -> sorted "
                 "key channels ThinKPress keeps (the others are zeroed). For SimLayerKVPress the 'ratio' key is "
@@ -545,7 +651,41 @@ def main():
     out["full_cache_answer_ids"] = reference_kv("sdpa")["answer"]
     out["full_cache_answer"] = tokenizer.decode(out["full_cache_answer_ids"])
 
+    def press_ratios_of(spec):
+        return [float(t) for t in args.simlayerkv_thresholds.split(",")] if spec.get("kind") == "lazy" else ratios
+
+    regenerated = {(n, f"{r:g}") for n in names for r in press_ratios_of(PRESSES[n])}
+    order = list(PRESSES)
+
+    def rank(press_name):  # position in the written file (PRESSES order; others after, in their order)
+        return order.index(press_name) if press_name in order else len(order)
+
     raw = {}  # name -> ratio -> kept lists (for same_as and --check)
+    if base is not None:
+        for k in ("kvpress_version", "transformers_version", "torch_version", "model", "n_positions",
+                  "full_cache_answer_ids"):
+            if base.get(k) != out[k]:
+                sys.exit(f"--merge-into: {k} differs ({base.get(k)!r} there, {out[k]!r} now); regenerate all")
+
+        def unpack(press_name, key, entry, seen=()):
+            kept = entry["kept"]
+            if isinstance(kept, dict):
+                target = kept["same_as"]
+                if target in seen or target not in base["kept"] or key not in base["kept"][target]:
+                    sys.exit(f"--merge-into: broken same_as {press_name}@{key} -> {target}")
+                return unpack(target, key, base["kept"][target][key], seen + (press_name,))
+            return [[bitset_positions(h, L) for h in layer] for layer in kept]
+
+        for press_name, per_ratio in base["kept"].items():
+            for key, entry in per_ratio.items():
+                if (press_name, key) not in regenerated:
+                    raw.setdefault(press_name, {})[key] = unpack(press_name, key, entry)
+        # a failure recorded earlier for an entry run again now is replaced by this run's outcome
+        out["notes"] = {k: v for k, v in base.get("notes", {}).items() if k != "failed"}
+        failed = {k: v for k, v in base.get("notes", {}).get("failed", {}).items()
+                  if tuple(k.rsplit("@", 1)) not in regenerated}
+        if failed:
+            out["notes"]["failed"] = failed
     for press_name in names:
         spec = PRESSES[press_name]
         press_ratios = [float(t) for t in args.simlayerkv_thresholds.split(",")] if spec.get("kind") == "lazy" \
@@ -578,7 +718,10 @@ def main():
             else:
                 kept = result.pop("kept_sets")
                 raw.setdefault(press_name, {})[key] = kept
-                same = next((n for n in raw if n != press_name and raw[n].get(key) == kept), None)
+                # same_as only points to a press written earlier (with --merge-into: earlier in the PRESSES
+                # order, the order of the merged file), as a full run would write it
+                same = next((n for n in raw if n != press_name and raw[n].get(key) == kept
+                             and (base is None or rank(n) < rank(press_name))), None)
                 result["kept"] = {"same_as": same} if same else \
                     [[bitset_hex(h, L) for h in layer] for layer in kept]
                 out["kept"].setdefault(press_name, {})[key] = result
@@ -599,7 +742,32 @@ def main():
                 report[f"{press_name}@{key}"] = {"identical": diff == 0, "heads_differing": heads,
                                                  "positions_differing": diff}
                 print(f"check {press_name}@{key}: {'identical' if diff == 0 else f'{heads} heads differ, {diff} positions'}")
+        if base is not None and base.get("check_against", {}).get("file") == os.path.basename(args.check):
+            report = {**{k: v for k, v in base["check_against"]["result"].items() if k not in report}, **report}
         out["check_against"] = {"file": os.path.basename(args.check), "result": report}
+
+    if base is not None:
+        def merged(section):
+            entries = {n: dict(per_ratio) for n, per_ratio in base.get(section, {}).items()}
+            for n, per_ratio in out[section].items():
+                entries.setdefault(n, {}).update(per_ratio)
+            ranked = sorted(entries, key=lambda n: (rank(n), list(entries).index(n)))
+            return {n: dict(sorted(entries[n].items(), key=lambda kv: float(kv[0]))) for n in ranked}
+
+        out["kept"], out["kept_channels"] = merged("kept"), merged("kept_channels")
+        if "check_against" not in out and "check_against" in base:
+            out["check_against"] = base["check_against"]
+        for k, v in base.items():  # keys this script no longer writes are kept
+            out.setdefault(k, v)
+        replaced = sorted(f"{n}@{k}" for n, k in regenerated if k in base.get("kept", {}).get(n, {})
+                          or k in base.get("kept_channels", {}).get(n, {}))
+        print(f"merged into {args.merge_into}: {len(regenerated) - len(replaced)} entries added, "
+              f"{len(replaced)} replaced ({', '.join(replaced)})")
+    for press_name, per_ratio in out["kept"].items():  # every same_as must still hold after a merge
+        for key, entry in per_ratio.items():
+            target = entry["kept"].get("same_as") if isinstance(entry["kept"], dict) else None
+            if target and raw.get(target, {}).get(key) != raw.get(press_name, {}).get(key):
+                print(f"WARNING: {press_name}@{key} same_as {target}, but the kept sets now differ")
 
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
