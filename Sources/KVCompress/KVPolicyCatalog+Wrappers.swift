@@ -35,6 +35,8 @@ extension KVPolicyCatalog {
         ScorerEntry(name: "NonCausalAttention", kvpressName: "NonCausalAttnPress") { () throws(KVError) in
             try NonCausalAttentionScorer() },
         ScorerEntry(name: "LagKV", kvpressName: "LagKVPress") { () throws(KVError) in try LagKVScorer() },
+        ScorerEntry(name: "Random", kvpressName: "RandomPress") { () throws(KVError) in RandomScorer() },
+        ScorerEntry(name: "Cap", kvpressName: "CapPress") { () throws(KVError) in try CapScorer() },
     ]
 
     /// The policies that take any scorer: `AdaKV:ExpectedAttention`, `ChunkKVPress:TOVA`, ...
@@ -46,6 +48,15 @@ extension KVPolicyCatalog {
         WrapperEntry(name: "EntropyGatedChunkKV", kvpressName: "EntropyGatedChunkKVPress",
                      summary: "10-token chunks by the inner scorer, spiky chunks cut to their best 4") {
             scorer, budget, schedule throws(KVError) in try entropyGatedChunkKV(scorer, budget, schedule) },
+        WrapperEntry(name: "CriticalKV", kvpressName: "CriticalKVPress",
+                     summary: "half of each head's budget by the inner scorer, half rescaled by the values' output norms") {
+            scorer, budget, schedule throws(KVError) in try criticalKV(scorer, budget, schedule, adaptive: false) },
+        WrapperEntry(name: "CriticalAdaKV", kvpressName: "CriticalAdaKVPress",
+                     summary: "AdaKV budgets over the inner scorer, filled as CriticalKV") {
+            scorer, budget, schedule throws(KVError) in try criticalKV(scorer, budget, schedule, adaptive: true) },
+        WrapperEntry(name: "Merging", kvpressName: "MergingPress",
+                     summary: "the inner scorer's top entries, dropped values merged into the most similar kept ones") {
+            scorer, budget, schedule throws(KVError) in try merging(scorer, budget, schedule) },
         WrapperEntry(name: "KeyRerotation", kvpressName: "KeyRerotationPress",
                      summary: "the inner scorer's top entries, keys moved to positions 0..<n") {
             scorer, budget, schedule throws(KVError) in try keyRerotation(scorer, budget, schedule) },
@@ -58,6 +69,22 @@ extension KVPolicyCatalog {
 
     private static func keyRerotation<S: KVScorer>(_ s: S, _ b: KVBudget, _ schedule: KVSchedule) throws(KVError) -> any KVCachePolicy {
         KeyRerotation(base: ScoredPolicy(scorer: s, selector: try UniformSelector(budget: b), schedule: schedule))
+    }
+
+    /// CriticalKV or CriticalAdaKV around `s`; an ExpectedAttention scorer loses its value-norm factor,
+    /// as kvpress advises (the second stage multiplies by the values' output norms already).
+    private static func criticalKV<S: KVScorer>(_ s: S, _ b: KVBudget, _ schedule: KVSchedule, adaptive: Bool) throws(KVError)
+        -> any KVCachePolicy {
+        if let e = s as? ExpectedAttentionScorer, e.useValueNorm {
+            let plain = try ExpectedAttentionScorer(futurePositions: e.futurePositions, sinks: e.sinks, useCovariance: e.useCovariance,
+                                                    useValueNorm: false, epsilon: e.epsilon)
+            return try criticalKV(plain, b, schedule, adaptive: adaptive)
+        }
+        return adaptive ? try CriticalAdaKV(scorer: s, budget: b, schedule: schedule) : try CriticalKV(scorer: s, budget: b, schedule: schedule)
+    }
+
+    private static func merging<S: KVScorer>(_ s: S, _ b: KVBudget, _ schedule: KVSchedule) throws(KVError) -> any KVCachePolicy {
+        try Merging(scorer: s, budget: b, schedule: schedule)
     }
 
     private static func adaKV<S: KVScorer>(_ s: S, _ b: KVBudget, _ schedule: KVSchedule) throws(KVError) -> any KVCachePolicy {

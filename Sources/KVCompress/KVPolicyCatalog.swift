@@ -19,6 +19,19 @@ public enum KVPolicyCatalog {
         /// later step and prompt, which bounds the cache on a stream). Policies that always roll
         /// (StreamingLLM, H2O) and the full cache ignore the schedule.
         public let make: @Sendable (KVBudget, KVSchedule) throws(KVError) -> any KVCachePolicy
+        /// Whether the policy holds the budget it is given (false for policies whose saving is
+        /// decided otherwise, such as SimLayerKV's threshold: an equal-memory comparison leaves them out).
+        public let holdsBudget: Bool
+
+        /// Creates an entry.
+        public init(name: String, kvpressName: String?, summary: String, holdsBudget: Bool = true,
+                    make: @escaping @Sendable (KVBudget, KVSchedule) throws(KVError) -> any KVCachePolicy) {
+            self.name = name
+            self.kvpressName = kvpressName
+            self.summary = summary
+            self.holdsBudget = holdsBudget
+            self.make = make
+        }
     }
 
     /// Every named policy, in the order tools list them.
@@ -56,6 +69,21 @@ public enum KVPolicyCatalog {
             b, s throws(KVError) in try NonCausalAttention(budget: b, schedule: s) },
         Entry(name: "ChunkKV", kvpressName: "ChunkKVPress", summary: "SnapKV scores, whole 20-token chunks kept or evicted") {
             b, s throws(KVError) in try ChunkKV(scorer: try SnapKVScorer(), budget: b, schedule: s) },
+        Entry(name: "Random", kvpressName: "RandomPress", summary: "uniform random entries, seed 0 (the baseline)") {
+            b, s throws(KVError) in try RandomEviction(budget: b, schedule: s) },
+        Entry(name: "Cap", kvpressName: "CapPress", summary: "entries taking the most output capacity, weighted by query alignment") {
+            b, s throws(KVError) in try Cap(budget: b, schedule: s) },
+        Entry(name: "CriticalKV", kvpressName: "CriticalKVPress",
+              summary: "SnapKV scores, half the budget rescaled by the values' output norms") {
+            b, s throws(KVError) in try CriticalKV(scorer: try SnapKVScorer(), budget: b, schedule: s) },
+        Entry(name: "CriticalAdaKV", kvpressName: "CriticalAdaKVPress",
+              summary: "AdaKV budgets over SnapKV scores, filled as CriticalKV") {
+            b, s throws(KVError) in try CriticalAdaKV(scorer: try SnapKVScorer(), budget: b, schedule: s) },
+        Entry(name: "Merging", kvpressName: "MergingPress", summary: "SnapKV selection, dropped values merged into similar kept ones") {
+            b, s throws(KVError) in try Merging(scorer: try SnapKVScorer(), budget: b, schedule: s) },
+        Entry(name: "SimLayerKV", kvpressName: "SimLayerKVPress",
+              summary: "lazy layers (threshold 0.9) keep 4 initial + 1023 recent tokens; no budget", holdsBudget: false) {
+            _, _ throws(KVError) in try SimLayerKV() },
     ]
 
     /// The entry for `name` (library or kvpress name, case-insensitive), or for a wrapper around

@@ -157,6 +157,17 @@ public final class LlamaModel: @unchecked Sendable {
         ownedBuffers.forEach { $0.deallocate() }
     }
 
+    /// The attention output projection `W_o` of `layer`, dequantized to f32 (what output-aware
+    /// policies such as `CriticalKV` read; `LlamaSession` hands it to its compressor).
+    public func outputProjection(layer: Int) -> KVOutputProjection {
+        precondition(layer >= 0 && layer < layers.count, "layer \(layer) out of 0..<\(layers.count)")
+        let wo = layers[layer].wo
+        var weights = [Float](repeating: 0, count: wo.rows * wo.cols)
+        weights.withUnsafeMutableBufferPointer { kvk_dequantize(wo.type.kernelType, wo.data, $0.baseAddress!, wo.rows * wo.cols) }
+        // W_o maps the heads' outputs (hidden = heads x headDim columns) to hidden rows: always fits the shape.
+        return try! KVOutputProjection(hiddenSize: wo.rows, weights: weights, shape: shape)
+    }
+
     /// Writes the f32 embedding of `token` into `out` (`hidden` floats).
     func embed(_ token: Int32, into out: UnsafeMutablePointer<Float>) {
         let row = embedding.data + Int(token) * embedding.rowBytes

@@ -59,6 +59,7 @@ public final class LlamaSession {
                                 keys: keys ?? defaultFormat, values: values ?? defaultFormat)
         self.scratch = Scratch(config: c, chunk: chunkSize)
         self.compressor = try KVCompressor(policy: policy, cache: cache, shape: model.shape, pool: pool)
+        compressor.outputProjection = { [model] layer in model.outputProjection(layer: layer) }
     }
 
     /// Starts a new sequence: empties the cache and resets the policy's state.

@@ -25,7 +25,12 @@ final class KVPressRatioParityTests: XCTestCase {
                           ("NonCausalAttention", "NonCausalAttnPress"),
                           ("AdaKV:ExpectedAttention", "AdaKVPress(ExpectedAttentionPress)"),
                           ("KeyRerotation:SnapKV", "KeyRerotationPress(SnapKVPress)"),
-                          ("EntropyGatedChunkKV:SnapKV", "EntropyGatedChunkKVPress(SnapKVPress)"), ("LagKV", "LagKVPress")]
+                          ("EntropyGatedChunkKV:SnapKV", "EntropyGatedChunkKVPress(SnapKVPress)"), ("LagKV", "LagKVPress"),
+                          ("Random", "RandomPress(seed=0)"), ("Cap", "CapPress"), ("CriticalKV", "CriticalKVPress(SnapKVPress)"),
+                          ("CriticalKV:ExpectedAttention", "CriticalKVPress(ExpectedAttentionPress)"),
+                          ("CriticalAdaKV", "CriticalAdaKVPress(SnapKVPress)"),
+                          ("CriticalAdaKV:ExpectedAttention", "CriticalAdaKVPress(ExpectedAttentionPress)"),
+                          ("Merging", "MergingPress(SnapKVPress)")]
 
     /// Our scores of the uncompressed prompt (`[layer][head][position]`) for a catalog policy ranked
     /// by one scorer of the same name (nil for wrappers and selectors with their own rules).
@@ -91,6 +96,10 @@ final class KVPressRatioParityTests: XCTestCase {
                 } else {
                     try compare(reference, ties: ties, session: session, name: name, press: press, ratio: ratio, model: model, ids: ids)
                 }
+                if let merged = entry["merged_value_norms"] as? [String: [[Double]]],
+                   let unmerged = entry["unmerged_value_norms"] as? [String: [[Double]]] {
+                    try checkMergedValues(merged, unmerged: unmerged, session: session, name: name, ratio: ratio)
+                }
                 // The greedy answer after the compressed prefill (recorded at 0.5), decoding at original positions.
                 if let expected = (entry["answer_ids"] as? [Int])?.map(Int32.init) {
                     var logits = shared.logits  // the prompt pass is shared: the same last logits
@@ -104,6 +113,58 @@ final class KVPressRatioParityTests: XCTestCase {
                 }
             }
         }
+    }
+
+    /// SimLayerKV at kvpress's recommended Llama threshold 0.9 (a threshold, not a ratio): the same
+    /// lazy layers, kept sets and greedy answer as kvpress 0.5.5.
+    func testSimLayerKVAtThreshold09() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/kvpress_kept_more.json")
+        let fixture = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+        let entry = try XCTUnwrap(((fixture["kept"] as? [String: Any])?["SimLayerKVPress"] as? [String: Any])?["0.9"] as? [String: Any])
+        let reference = try XCTUnwrap(entry["kept"] as? [[String]])
+        let model = try TestSupport.model(.exact)
+        let ids = try TestSupport.ids("passkey_prompt.json", key: "prompt_ids")
+        let session = try LlamaSession(model: model, policy: try SimLayerKV(lazyThreshold: 0.9), chunkSize: ids.count)
+        var logits = try session.prefill(ids)
+        let lazy = (0..<model.config.layers).filter { session.cache.count(layer: $0, head: 0) < ids.count }
+        XCTAssertEqual(lazy, try XCTUnwrap(entry["lazy_layers"] as? [Int]))
+        try compare(reference, ties: [], session: session, name: "SimLayerKV", press: "SimLayerKVPress", ratio: "0.9", model: model, ids: ids)
+        let expected = try XCTUnwrap(entry["answer_ids"] as? [Int]).map(Int32.init)
+        var answer: [Int32] = []
+        while answer.count < expected.count {
+            answer.append(logits.withUnsafeBufferPointer { Sampler.argmax($0) })
+            logits = try session.decode(answer.last!)
+        }
+        XCTAssertEqual(answer, expected, "SimLayerKV greedy answer")
+    }
+
+    /// Checks the values a merging policy left in the cache against kvpress's (L2 norm of every kept
+    /// row of a few layers, 6 significant digits): within 1e-4 relative but for 0.1 % of the rows,
+    /// while many unmerged rows' norms differ (so the check sees the merge).
+    private func checkMergedValues(_ merged: [String: [[Double]]], unmerged: [String: [[Double]]], session: LlamaSession,
+                                   name: String, ratio: String) throws {
+        var rows = 0, changed = 0, off = 0, worst = 0.0
+        for (layerKey, heads) in merged {
+            let l = try XCTUnwrap(Int(layerKey))
+            for (m, norms) in heads.enumerated() {
+                XCTAssertEqual(session.cache.count(layer: l, head: m), norms.count, "\(name) layer \(l) head \(m)")
+                for (j, reference) in norms.enumerated() where j < session.cache.count(layer: l, head: m) {
+                    let v = session.cache.value(layer: l, head: m, row: j)
+                    let norm = Double(v.reduce(0) { $0 + $1 * $1 }).squareRoot()
+                    worst = max(worst, abs(norm - reference) / max(reference, 1e-6))
+                    if abs(norm - reference) > 1e-4 * max(reference, 1e-6) { off += 1 }
+                    if abs(reference - (unmerged[layerKey]?[m][j] ?? reference)) > 1e-4 * reference { changed += 1 }
+                    rows += 1
+                }
+            }
+        }
+        print(String(format: "parity %@ at %@: %d merged value rows, %d changed by the merge, %d beyond 1e-4 relative (largest %.2g)",
+                     name, ratio, rows, changed, off, worst))
+        // A dropped entry whose two best kept keys are nearly equally similar may merge into the other
+        // one (1 row of 6795 on the fixture, 0.3 %): allow 0.1 % of the rows, none beyond 1 %.
+        XCTAssertLessThanOrEqual(Double(off), 0.001 * Double(rows), "\(name) at \(ratio): merged value norms")
+        XCTAssertLessThanOrEqual(worst, 0.01, "\(name) at \(ratio): merged value norms")
+        XCTAssertGreaterThan(changed, rows / 10, "\(name) at \(ratio): the merge should change many kept values")
     }
 
     /// Compares our kept sets of every (layer, head) with kvpress's (hex bitsets), counting exact

@@ -6,7 +6,7 @@ struct EvalOptions {
     /// `quick` (about a minute), `default` (within 20 minutes on 2 cores) or `full` (hours).
     var mode = "default"
     var tasks = ["passkey", "needle", "perplexity", "attention-error"]
-    var policies: [String] = KVPolicyCatalog.entries.map(\.name)
+    var policies: [String] = KVPolicyCatalog.entries.filter(\.holdsBudget).map(\.name)
     var budgets: [EvalBudget] = [.fraction(0.5), .fraction(0.25), .fraction(0.1)]
     var contexts = [1024, 2048, 4096, 8192]
     var depths = [0, 0.25, 0.5, 0.75, 1.0]
@@ -41,7 +41,7 @@ struct EvalOptions {
                             q8_0, q8_0/q4_1 and q4_0 caches (hours)
 
         options:
-          --policies LIST   catalog names (default: all), each optionally +FORMAT or +KEYS/VALUES for a
+          --policies LIST   catalog names (default: all that hold a budget; not SimLayerKV), each optionally +FORMAT or +KEYS/VALUES for a
                             quantized cache (q8_0, q4_0, q4_1, bf16, f32; e.g. Full+q4_0,TOVA+q8_0/q4_1):
                             at a byte budget smaller entries let a policy keep more; the f16 full cache is
                             always the baseline
@@ -136,7 +136,7 @@ struct EvalOptions {
                                                              (.rows(.q4_0), .rows(.q4_0)), (.kivi(bits: 4), .kivi(bits: 4)),
                                                              (.kivi(bits: 2), .kivi(bits: 2))]
             o.policies += formats.flatMap { k, v in
-                KVPolicyCatalog.entries.map { EvalPolicyName(policy: $0.name, keyFormat: k, valueFormat: v).label }
+                KVPolicyCatalog.entries.filter(\.holdsBudget).map { EvalPolicyName(policy: $0.name, keyFormat: k, valueFormat: v).label }
             }
         }
         if let policies { o.policies = policies }

@@ -209,6 +209,10 @@ final class KVHeadStorage {
         Self.store(src, as: keyType, into: keys + j * keyRowBytes, headDim: headDim)
     }
 
+    func setValue(_ j: Int, from src: UnsafePointer<Float>, headDim: Int) {
+        Self.store(src, as: valueType, into: values + j * valueRowBytes, headDim: headDim)
+    }
+
     func setPosition(_ j: Int, _ p: Int32) { positions[j] = p }
 
     func view() -> KVHeadView {

@@ -47,6 +47,10 @@ public final class KVCompressor {
     public let needsAttentionColumnSums: Bool
     /// Tokens of the sequence processed by completed steps.
     public private(set) var processedTokens = 0
+    /// The model's attention output projection per layer, for output-aware policies (``CriticalKV``)
+    /// through ``KVLayerContext/outputProjection()``; nil (the default) when the host has none, and
+    /// such policies then throw. Called only when a policy asks, once per layer it compresses.
+    public var outputProjection: (@Sendable (_ layer: Int) -> KVOutputProjection)?
 
     private var runner: any KVPolicyRunner
     private var serial = 0
@@ -242,7 +246,8 @@ public final class KVCompressor {
                                          preRoPEQueries: preRoPEQueries, queryTokenStride: shape.heads * shape.headDim,
                                          positions: p.baseAddress!, tokenCount: p.count, totalLength: step.endPosition,
                                          isFirstChunk: step.isFirstChunk, isLastChunk: step.isLastChunk, cache: cache,
-                                         pool: pool, attentionColumnSums: attentionColumnSums)
+                                         pool: pool, attentionColumnSums: attentionColumnSums,
+                                         outputProjection: outputProjection)
             switch step.phase {
             case .prefill: try runner.prefill(context)
             case .decode: try runner.decode(context)

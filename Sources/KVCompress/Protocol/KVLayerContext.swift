@@ -42,12 +42,15 @@ public struct KVLayerContext {
     /// scorers (``H2O``, ``ObservedAttentionScorer``) use them instead of probing the attention
     /// again; they are only worth producing when ``KVCachePolicy/needsAttentionColumnSums`` is true.
     public let attentionColumnSums: [[Float]]?
+    /// Where ``outputProjection()`` comes from (the host's ``KVCompressor/outputProjection``).
+    let outputProjectionProvider: (@Sendable (Int) -> KVOutputProjection)?
 
     /// Creates a context (hosts normally let ``KVCompressor`` build it).
     public init(layer: Int, shape: KVModelShape, phase: KVPhase, queries: UnsafePointer<Float>,
                 preRoPEQueries: UnsafePointer<Float>?, queryTokenStride: Int, positions: UnsafePointer<Int32>,
                 tokenCount: Int, totalLength: Int, isFirstChunk: Bool, isLastChunk: Bool, cache: KVCache,
-                pool: ThreadPool?, attentionColumnSums: [[Float]]? = nil) {
+                pool: ThreadPool?, attentionColumnSums: [[Float]]? = nil,
+                outputProjection: (@Sendable (_ layer: Int) -> KVOutputProjection)? = nil) {
         precondition(layer >= 0 && layer < shape.layers, "layer \(layer) out of 0..<\(shape.layers)")
         precondition(tokenCount >= 1, "a hook needs at least one token")
         precondition(queryTokenStride >= shape.heads * shape.headDim, "query token stride too small")
@@ -69,6 +72,25 @@ public struct KVLayerContext {
         self.cache = cache
         self.pool = pool
         self.attentionColumnSums = attentionColumnSums
+        outputProjectionProvider = outputProjection
+    }
+
+    /// This layer's attention output projection `W_o`, which output-aware selection
+    /// (``CriticalSelector``) reads; the host provides it (``KVCompressor/outputProjection``).
+    /// - Throws: `KVError.invalidParameter` when the host provides none, or `.shapeMismatch` when
+    ///   it does not fit the model shape.
+    public func outputProjection() throws(KVError) -> KVOutputProjection {
+        guard let provider = outputProjectionProvider else {
+            throw .invalidParameter(name: "outputProjection", value: "nil",
+                                    expected: "the layer's output projection W_o: set KVCompressor.outputProjection "
+                                        + "(LlamaSession does) to use an output-aware policy such as CriticalKV")
+        }
+        let projection = provider(layer)
+        guard projection.weights.count == projection.hiddenSize * shape.heads * shape.headDim else {
+            throw .shapeMismatch("the output projection of layer \(layer) holds \(projection.weights.count) floats; "
+                + "expected hidden size x \(shape.heads) heads x \(shape.headDim) dims")
+        }
+        return projection
     }
 
     /// Entries of KV head `head` in this layer.

@@ -1,9 +1,17 @@
 /// What a ``KVScoredPolicy`` does with the entries its selector does not keep.
 ///
-/// Today entries are evicted; the enum is the extension point for representations that keep a
-/// cheaper form of them (merged compensation entries, lower-precision blocks) without changing
-/// scorers or selectors.
+/// The extension point for representations that keep a cheaper form of dropped entries without
+/// changing scorers or selectors.
 public enum KVRepresentation: Sendable, Equatable {
     /// Dropped entries are removed and their memory freed.
     case evict
+    /// Dropped entries are removed (their memory freed) after each one's value is folded into the
+    /// kept entry of the same head whose key is most cosine-similar (kvpress `MergingPress`; see
+    /// ``KVValueMerging``): keys stay as they are, so RoPE positions stay exact.
+    /// - Parameters:
+    ///   - similarityThreshold: dropped entries less similar than this to every kept key are not
+    ///     merged (kvpress default 0).
+    ///   - mergeFraction: only this fraction of the dropped entries above the threshold, the most
+    ///     similar ones, are merged (kvpress default 1).
+    case mergeValues(similarityThreshold: Float = 0, mergeFraction: Double = 1)
 }

@@ -35,6 +35,9 @@ extension KVScoredPolicy {
     func commit(_ keep: [[Int]?], context: KVLayerContext) throws(KVError) {
         switch representation {
         case .evict: try KVSelection.apply(keep, context: context)
+        case let .mergeValues(threshold, fraction):
+            try KVValueMerging.merge(keep, context: context, similarityThreshold: threshold, mergeFraction: fraction)
+            try KVSelection.apply(keep, context: context)
         }
     }
 

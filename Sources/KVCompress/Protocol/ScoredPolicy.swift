@@ -12,12 +12,15 @@ public struct ScoredPolicy<Scorer: KVScorer, Selector: KVSelector>: KVScoredPoli
     public let selector: Selector
     /// When to evict.
     public let schedule: KVSchedule
+    /// What happens to the entries that are not kept.
+    public let representation: KVRepresentation
 
-    /// Combines a scorer and a selector.
-    public init(scorer: Scorer, selector: Selector, schedule: KVSchedule = .prefill) {
+    /// Combines a scorer and a selector (and, optionally, what becomes of dropped entries).
+    public init(scorer: Scorer, selector: Selector, schedule: KVSchedule = .prefill, representation: KVRepresentation = .evict) {
         self.scorer = scorer
         self.selector = selector
         self.schedule = schedule
+        self.representation = representation
     }
 
     /// `"ScoredPolicy(<scorer>, <selector>)"`.

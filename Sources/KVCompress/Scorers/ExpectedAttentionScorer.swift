@@ -149,6 +149,30 @@ public struct ExpectedAttentionScorer: KVScorer {
         return (c, s)
     }
 
+    /// Applies the averaged rotation `(cos, sin)` (per pair, from ``averagedRotation(length:rope:)``)
+    /// to the `headDim` elements of `x` at `offset`, `offset + step`, ...
+    static func rotate(_ x: inout [Double], offset: Int, step: Int, by rotation: (cos: [Double], sin: [Double]),
+                       pairing: RoPEPairing, headDim d: Int) {
+        for i in 0..<(d / 2) {
+            let (a, b) = pairing.pair(i, headDim: d)
+            let xa = x[offset + a * step], xb = x[offset + b * step]
+            x[offset + a * step] = rotation.cos[i] * xa - rotation.sin[i] * xb
+            x[offset + b * step] = rotation.sin[i] * xa + rotation.cos[i] * xb
+        }
+    }
+
+    /// The mean pre-RoPE query of query head `h` in `layer` (the tokens at positions `>= sinks`
+    /// observed so far), rotated by the rotation averaged over the `futurePositions` positions after
+    /// `length`: `R mu`. Nil when no query was observed.
+    func rotatedQueryMean(head h: Int, layer l: Int, state: State, length: Int, rope: RoPE) -> [Double]? {
+        let n = state.count[l]
+        guard n > 0 else { return nil }
+        let d = rope.headDim
+        var mu = (0..<d).map { Double(state.shift[l][h * d + $0]) + state.sum[l][h * d + $0] / Double(n) }
+        Self.rotate(&mu, offset: 0, step: 1, by: averagedRotation(length: length, rope: rope), pairing: rope.pairing, headDim: d)
+        return mu
+    }
+
     /// Expected-attention scores.
     /// - Throws: `KVError.invalidParameter` when the shape has no RoPE or no query
     ///   statistics were gathered.
@@ -161,16 +185,9 @@ public struct ExpectedAttentionScorer: KVScorer {
             throw .invalidParameter(name: "prompt length", value: "\(context.totalLength)",
                                     expected: "more than sinks = \(sinks) tokens observed with pre-RoPE queries")
         }
-        let (rc, rs) = averagedRotation(length: context.totalLength, rope: rope)
-        let pairing = rope.pairing
-        // Apply R to a vector of length d (stride `step` between elements).
+        let rotation = averagedRotation(length: context.totalLength, rope: rope)
         func rotate(_ x: inout [Double], offset: Int, step: Int) {
-            for i in 0..<(d / 2) {
-                let (a, b) = pairing.pair(i, headDim: d)
-                let xa = x[offset + a * step], xb = x[offset + b * step]
-                x[offset + a * step] = rc[i] * xa - rs[i] * xb
-                x[offset + b * step] = rs[i] * xa + rc[i] * xb
-            }
+            Self.rotate(&x, offset: offset, step: step, by: rotation, pairing: rope.pairing, headDim: d)
         }
         var muR = [[Float]](), sigmaR = [[Float]]()
         for h in 0..<H {

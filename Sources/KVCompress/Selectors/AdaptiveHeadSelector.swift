@@ -32,7 +32,7 @@ public struct AdaptiveHeadSelector: KVSelector {
         for m in 0..<hk {
             let n = budget.keptCount(length: counts[m], cache: context.cache)
             total += n
-            let safe = Int(Double(n) * alpha)
+            let safe = safeguardCount(uniformCount: n)
             if safe > 0 {
                 for j in try KVSelection.ranking(scores: adjusted[m], positions: positions[m]).prefix(safe) {
                     adjusted[m][j] = .greatestFiniteMagnitude
@@ -53,6 +53,10 @@ public struct AdaptiveHeadSelector: KVSelector {
         for e in all.prefix(total) { keep[e.head].append(e.row) }
         return keep.indices.map { m in keep[m].count == counts[m] ? nil : keep[m].sorted() }
     }
+
+    /// Entries a head keeps on its own scores before the joint selection (the safeguard), for a
+    /// uniform count `n`.
+    func safeguardCount(uniformCount n: Int) -> Int { Int(Double(n) * alpha) }
 
     /// The budget's fixed capacity (`.tokens`, `.bytes`).
     public func decodeCapacity(context: KVLayerContext) -> Int? { budget.fixedCapacity(cache: context.cache) }
