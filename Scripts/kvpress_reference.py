@@ -46,7 +46,9 @@ press table), e.g. (about 25 s for the model and the uncompressed reference, the
 
 It writes one JSON file (layout in its "layout" key): per press and ratio the kept positions of every
 [layer][kv_head] as a hex bitset, the constructor arguments, the near-tie indicator (score gap at the
-kept/evicted boundary, where the press ranks each head by one score), the greedy answer, for MergingPress
+kept/evicted boundary, where the press ranks each head by one score; for ChunkPress/BlockPress, whose inner
+press ranks several subsets, step_gap: the smallest relative boundary gap over all those top-k steps, taken
+from the scores the inner press returned in the run itself), the greedy answer, for MergingPress
 the norms of the kept value rows after and before merging (--value-norm-layers, --value-norm-ratios), and the
 list of kvpress presses skipped with the reason. --check compares the kept sets with an older fixture in the
 kvpress_kept_r050.json layout and prints the differences.
@@ -169,7 +171,8 @@ QUIRKS = {
                   "anchor is the mean normalized key of the chunk) but gets the full-length kwargs: SnapKV's window "
                   "queries are the chunk's last 64 hidden states rotated with the cos/sin of the last 64 prompt "
                   "positions (1446..1509), not their own; keys keep their original rotation. No score_gap is "
-                  "stored for ChunkPress/BlockPress (the inner press never scores all L positions at once); "
+                  "stored for ChunkPress/BlockPress (the inner press never scores all L positions at once; "
+                  "step_gap holds the smallest relative gap over its per-chunk / per-block top-k instead); "
                   "exact ties at a chunk boundary (found by re-deriving the per-chunk top-k from the uncompressed "
                   "keys): ChunkPress(KnormPress) in both chunks of every layer-0 head at 0.5 and 0.8 (as "
                   "KnormPress: layer-0 keys depend only on the token and RoPE keeps the norm), "
@@ -261,16 +264,20 @@ def set_attn(model, impl):
 
 
 class ScoreCapture:
-    """Wraps a ScorerPress's `score` to keep, per layer, the full-length score tensor it returned."""
+    """Wraps a ScorerPress's `score` to keep, per layer, the full-length score tensor it returned; with
+    every_call (the inner press of ChunkPress/BlockPress), also every score tensor it returned, in call order
+    (calls[layer] = [scores of chunk 0, chunk 1, ...] or [scores of block step 0, 1, ...])."""
 
-    def __init__(self, press, length):
-        self.press, self.length, self.scores = press, length, {}
+    def __init__(self, press, length, every_call=False):
+        self.press, self.length, self.scores, self.calls = press, length, {}, {}
         original = press.score
 
         def score(module, hidden_states, keys, values, attentions, kwargs):
             s = original(module, hidden_states, keys, values, attentions, kwargs)
             if keys.shape[2] == self.length and int(module.layer_idx) not in self.scores:
                 self.scores[int(module.layer_idx)] = s.detach().float().clone()
+            if every_call:
+                self.calls.setdefault(int(module.layer_idx), []).append(s.detach().clone())
             return s
 
         press.score = score
@@ -497,6 +504,65 @@ def main():
             gaps.append(row)
         return gaps, ties
 
+    def step_gaps(press, capture, kept):
+        """ChunkPress / BlockPress: the inner press ranks several subsets (each chunk; kept + block at each block
+        step) with its own top-k. For every such call, the boundary gap relative to the smallest kept score,
+        (k-th largest - (k+1)-th largest) / |k-th largest| (in float64 from the exact float32 scores the inner
+        press returned in the run; independent of which tied positions topk kept), and per [layer][kv_head] the
+        smallest of them (rounded to 4 significant digits; 0 = exact tie). The captured scores are replayed
+        through the wrapper's own top-k selection and must give the recovered kept sets. Also returns, per
+        [layer][kv_head], (step start position, unrounded gap) of the minimum (printed, not stored)."""
+        from kvpress.utils import compute_n_kept
+        chunked = isinstance(press, ChunkPress)
+        if capture is None or not capture.calls or not isinstance(press, (ChunkPress, BlockPress)):
+            return None, None
+        r = press.press.compression_ratio
+        if chunked:
+            starts = list(range(0, L, press.chunk_length))
+        else:
+            n_block = compute_n_kept(L, r)
+            block = press.block_size if press.block_size < L else L
+            starts = list(range(n_block, L, block))
+        gaps, where = [], []
+        for l in range(n_layers):
+            calls = capture.calls.get(l, [])
+            if len(calls) != len(starts):
+                raise RuntimeError(f"layer {l}: {len(calls)} inner score calls, expected {len(starts)}")
+            best = [(None, float("inf"))] * n_kv
+            replay = [] if chunked else torch.arange(n_block).expand(1, n_kv, -1)
+            for start, s in zip(starts, calls):
+                if s.dtype != torch.float32 or s.shape[:2] != (1, n_kv):
+                    raise RuntimeError(f"layer {l}: unexpected score tensor {s.dtype} {tuple(s.shape)}")
+                length = s.shape[-1]
+                if chunked:
+                    if length != min(press.chunk_length, L - start):
+                        raise RuntimeError(f"layer {l} chunk {start}: {length} scores")
+                    n = max(1, int(length * (1 - r)))
+                    replay.append(start + s.topk(n, dim=-1).indices)
+                else:
+                    if length != n_block + min(block, L - start):
+                        raise RuntimeError(f"layer {l} block {start}: {length} scores")
+                    n = n_block
+                    current = torch.cat([replay, torch.arange(start, start + length - n_block).expand(1, n_kv, -1)],
+                                        dim=-1)
+                    replay = current.gather(-1, s.topk(n, dim=-1).indices)
+                if n >= length:
+                    continue
+                ordered = s[0].double().sort(dim=-1, descending=True).values
+                for h in range(n_kv):
+                    low, high = ordered[h, n - 1].item(), ordered[h, n].item()
+                    gap = 0.0 if low == high else (low - high) / abs(low)
+                    if gap < best[h][1]:
+                        best[h] = (start, gap)
+            final = torch.cat(replay, dim=-1) if chunked else replay
+            for h in range(n_kv):
+                if sorted(final[0, h].tolist()) != kept[l][h]:
+                    raise RuntimeError(f"layer {l} head {h}: replaying the captured inner scores does not give "
+                                       "the recovered kept set")
+            gaps.append([None if best[h][0] is None else float(f"{best[h][1]:.4g}") for h in range(n_kv)])
+            where.append(best)
+        return gaps, where
+
     def norms6(rows):
         """L2 norm of each row, computed in float32, rounded to 6 significant digits."""
         return [float(f"{x:.6g}") for x in torch.linalg.vector_norm(rows.float(), dim=-1).tolist()]
@@ -510,7 +576,8 @@ def main():
         if inner is not None:
             params["press"] = {"class": type(inner).__name__, **constructor_args(inner)}
         scorer = scorer_of(press)
-        capture = ScoreCapture(scorer, L) if scorer is not None else None
+        capture = ScoreCapture(scorer, L, every_call=isinstance(press, (ChunkPress, BlockPress))) \
+            if scorer is not None else None
         run_ids, window_note = input_ids, None
         if spec.get("finch"):
             # FinchPress needs `context + delimiter + question` in one prefill; its embedding hook drops the
@@ -575,6 +642,10 @@ def main():
                 if gaps is not None:
                     result["score_gap"] = gaps
                     result["boundary_ties"] = ties
+                steps, where = step_gaps(press, capture, kept)
+                if steps is not None:
+                    result["step_gap"] = steps
+                    result["step_gap_where"] = where  # printed, not stored
                 if norm_layers:
                     # Value rows in the cache (merged) and the same positions' values before the merge, both in
                     # ascending original-position order (= the order of the kept bitset).
@@ -626,6 +697,11 @@ def main():
                 "(where the press keeps each head's top-n of one score): [layer][kv_head] smallest kept score "
                 "minus largest evicted score (0 = tie at the boundary), boundary_ties: [layer, kv_head, number of positions "
                 "scoring exactly the boundary score, how many of them kept] for each head with score_gap 0; "
+                "step_gap (ChunkPress/BlockPress, whose inner press makes one top-k per chunk / per block step "
+                "instead of one over all positions): [layer][kv_head] the smallest relative boundary gap over "
+                "those top-k, each (smallest kept score - largest evicted score) / |smallest kept score| on the "
+                "float32 scores the inner press returned in that call, rounded to 4 significant digits "
+                "(0 = exact tie); "
                 "merged_value_norms (MergingPress, at ratio" + ("s " if len(value_norm_ratios) != 1 else " ")
                 + ", ".join(f"{r:g}" for r in sorted(value_norm_ratios)) + "): {layer (\"" + "\", \"".join(
                     str(l) for l in value_norm_layers) + "\"): [kv_head] -> L2 norm (computed in float32, "
@@ -726,6 +802,14 @@ def main():
                     [[bitset_hex(h, L) for h in layer] for layer in kept]
                 out["kept"].setdefault(press_name, {})[key] = result
             seconds = result.pop("seconds")
+            where = result.pop("step_gap_where", None)
+            if where is not None:
+                small = [(l, h, start, gap) for l, layer in enumerate(where) for h, (start, gap) in enumerate(layer)
+                         if start is not None and gap < 1e-5]
+                print(f"step_gap < 1e-5 in {len(small)} heads" + "".join(
+                    f"\n    layer {l} head {h}: {gap:.4g} at the {'chunk' if press_name.startswith('Chunk') else 'block'} "
+                    f"starting at {start}"
+                    for l, h, start, gap in small), flush=True)
             print(f"{seconds}s" + (f" answer {result.get('answer')!r}" if "answer" in result else ""),
                   flush=True)
 
