@@ -57,6 +57,18 @@ extension KVPolicyCatalog {
         WrapperEntry(name: "Merging", kvpressName: "MergingPress",
                      summary: "the inner scorer's top entries, dropped values merged into the most similar kept ones") {
             scorer, budget, schedule throws(KVError) in try merging(scorer, budget, schedule) },
+        WrapperEntry(name: "Chunk", kvpressName: "ChunkPress",
+                     summary: "the inner scorer inside each 1024-entry span, the same fraction kept in each") {
+            scorer, budget, schedule throws(KVError) in try chunk(scorer, budget, schedule) },
+        WrapperEntry(name: "Block", kvpressName: "BlockPress",
+                     summary: "block-wise prompt compression: keep n, add 128, re-score the union with the inner scorer") {
+            scorer, budget, _ throws(KVError) in try block(scorer, budget) },
+        WrapperEntry(name: "Decoding", kvpressName: "DecodingPress",
+                     summary: "the prompt untouched; every 512 generated tokens each head cut to the budget by the inner scorer") {
+            scorer, budget, _ throws(KVError) in try decoding(scorer, budget) },
+        WrapperEntry(name: "CompressionRatioDecoding", kvpressName: "CompressionRatioDecodingPress",
+                     summary: "Decoding with the target a ratio of the tokens seen so far (use a ratio budget)") {
+            scorer, budget, _ throws(KVError) in try decoding(scorer, budget) },
         WrapperEntry(name: "KeyRerotation", kvpressName: "KeyRerotationPress",
                      summary: "the inner scorer's top entries, keys moved to positions 0..<n") {
             scorer, budget, schedule throws(KVError) in try keyRerotation(scorer, budget, schedule) },
@@ -81,6 +93,18 @@ extension KVPolicyCatalog {
             return try criticalKV(plain, b, schedule, adaptive: adaptive)
         }
         return adaptive ? try CriticalAdaKV(scorer: s, budget: b, schedule: schedule) : try CriticalKV(scorer: s, budget: b, schedule: schedule)
+    }
+
+    private static func chunk<S: KVScorer>(_ s: S, _ b: KVBudget, _ schedule: KVSchedule) throws(KVError) -> any KVCachePolicy {
+        try Chunk(scorer: s, budget: b, schedule: schedule)
+    }
+
+    private static func block<S: KVScorer>(_ s: S, _ b: KVBudget) throws(KVError) -> any KVCachePolicy {
+        try Block(scorer: s, budget: b)
+    }
+
+    private static func decoding<S: KVScorer>(_ s: S, _ b: KVBudget) throws(KVError) -> any KVCachePolicy {
+        try Decoding(scorer: s, budget: b)
     }
 
     private static func merging<S: KVScorer>(_ s: S, _ b: KVBudget, _ schedule: KVSchedule) throws(KVError) -> any KVCachePolicy {

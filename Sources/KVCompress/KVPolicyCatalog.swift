@@ -81,6 +81,9 @@ public enum KVPolicyCatalog {
             b, s throws(KVError) in try CriticalAdaKV(scorer: try SnapKVScorer(), budget: b, schedule: s) },
         Entry(name: "Merging", kvpressName: "MergingPress", summary: "SnapKV selection, dropped values merged into similar kept ones") {
             b, s throws(KVError) in try Merging(scorer: try SnapKVScorer(), budget: b, schedule: s) },
+        Entry(name: "Finch", kvpressName: "FinchPress",
+              summary: "the last 64 prompt tokens (the question) vote, position-weighted; keys re-rotated to 0..<n") {
+            b, s throws(KVError) in KeyRerotation(base: try Finch(budget: b, schedule: s)) },
         Entry(name: "SimLayerKV", kvpressName: "SimLayerKVPress",
               summary: "lazy layers (threshold 0.9) keep 4 initial + 1023 recent tokens; no budget", holdsBudget: false) {
             _, _ throws(KVError) in try SimLayerKV() },

@@ -177,6 +177,97 @@ final class MorePressTests: XCTestCase {
         XCTAssertEqual(rows.value(layer: 0, head: 0, row: 0), [5, 6, 7, 8])
     }
 
+    /// KeyDiff's score of each row among `rows` alone (double): minus its cosine to their mean unit key.
+    private func keyDiff(_ p: SyntheticPrompt, layer l: Int, head m: Int, rows: [Int]) -> [Double] {
+        let units = rows.map { t in p.key(l, t, m).map { $0 / norm(p.key(l, t, m)) } }
+        let anchor = (0..<shape.headDim).map { i in units.reduce(0) { $0 + $1[i] } / Double(rows.count) }
+        return units.map { -dot($0, anchor) / norm(anchor) }
+    }
+
+    /// Chunk: each span of 16 rows scored by KeyDiff on its own, the same fraction kept per span.
+    func testChunkScoresEachSpanOnItsOwn() throws {
+        let L = 40
+        let p = SyntheticPrompt(shape: shape, length: L, seed: 41)
+        let cache = p.makeCache()
+        try p.prefill(Chunk(scorer: KeyDiffScorer(), budget: .compressionRatio(0.5), chunkLength: 16), cache: cache)
+        for l in 0..<shape.layers {
+            for m in 0..<shape.kvHeads {
+                var want: [Int] = []
+                for start in stride(from: 0, to: L, by: 16) {
+                    let span = Array(start..<min(start + 16, L))
+                    want += referenceTopK(keyDiff(p, layer: l, head: m, rows: span), span.count / 2).map { $0 + start }
+                }
+                XCTAssertEqual(cache.keptPositions(layer: l)[m], want, "layer \(l) head \(m)")
+            }
+        }
+        // A token budget is spread over the spans in proportion: 10 of 40 -> 4, 4, 2.
+        let tokens = p.makeCache()
+        try p.prefill(Chunk(scorer: KnormScorer(), budget: .tokens(10), chunkLength: 16), cache: tokens)
+        XCTAssertEqual(tokens.count(layer: 0, head: 0), 10)
+    }
+
+    /// Block: keep the first n, then add 8 rows at a time and keep the best n of the union by KeyDiff
+    /// scored on the union alone.
+    func testBlockKeepsTheBestOfEachUnion() throws {
+        let L = 45, n = 12
+        let p = SyntheticPrompt(shape: shape, length: L, seed: 43)
+        let cache = p.makeCache()
+        try p.prefill(Block(scorer: KeyDiffScorer(), budget: .tokens(n), blockSize: 8), cache: cache)
+        for l in 0..<shape.layers {
+            for m in 0..<shape.kvHeads {
+                var kept = Array(0..<n)
+                for start in stride(from: n, to: L, by: 8) {
+                    let union = kept + Array(start..<min(start + 8, L))
+                    kept = referenceTopK(keyDiff(p, layer: l, head: m, rows: union), n).map { union[$0] }.sorted()
+                }
+                XCTAssertEqual(cache.keptPositions(layer: l)[m], kept, "layer \(l) head \(m)")
+            }
+        }
+    }
+
+    /// Composed: the second policy scores and cuts what the first kept.
+    func testComposedRunsTheSecondPolicyOnWhatTheFirstKept() throws {
+        let L = 40
+        let p = SyntheticPrompt(shape: shape, length: L, seed: 47)
+        let cache = p.makeCache()
+        let policy = Composed(try Knorm(compressionRatio: 0.5), try KeyDiff(budget: .compressionRatio(0.5)))
+        try p.prefill(policy, cache: cache, chunk: 16)
+        XCTAssertEqual(policy.name, "Composed(Knorm, KeyDiff)")
+        for l in 0..<shape.layers {
+            for m in 0..<shape.kvHeads {
+                let first = referenceTopK((0..<L).map { -norm(p.key(l, $0, m)) }, 20)
+                let second = referenceTopK(keyDiff(p, layer: l, head: m, rows: first), 10).map { first[$0] }
+                XCTAssertEqual(cache.keptPositions(layer: l)[m], second, "layer \(l) head \(m)")
+            }
+        }
+        // The second policy asks for column sums when it needs them; after the first evicted it probes instead.
+        let withSums = Composed(try Knorm(compressionRatio: 0.5), try ObservedAttention(budget: .compressionRatio(0.5)))
+        XCTAssertTrue(withSums.needsAttentionColumnSums)
+        let other = p.makeCache()
+        try p.prefill(withSums, cache: other, columnSums: true)
+        XCTAssertEqual(other.count(layer: 0, head: 0), 10)
+    }
+
+    /// Decoding: the prompt stays whole; every 4 generated tokens each head is cut to its target.
+    func testDecodingCutsEveryIntervalToTheTarget() throws {
+        let p = SyntheticPrompt(shape: shape, length: 28, seed: 53)
+        for budget in [KVBudget.tokens(12), .compressionRatio(0.5)] {
+            let cache = p.makeCache()
+            let compressor = try p.prefill(try Decoding(scorer: KnormScorer(), budget: budget, interval: 4), cache: cache, prompt: 20)
+            XCTAssertEqual(cache.count(layer: 1, head: 1), 20)
+            for t in 20..<28 { try p.decode(compressor, token: t) }
+            for m in 0..<shape.kvHeads {
+                let score = { (t: Int) in -norm(p.key(1, t, m)) }
+                let afterFirst = referenceTopK((0..<24).map(score), 12)  // 24 tokens seen: ratio 0.5 keeps 12 too
+                let rows = afterFirst + Array(24..<28)
+                let target = budget == .tokens(12) ? 12 : 14         // 28 seen: ratio 0.5 keeps 14
+                let want = referenceTopK(rows.map(score), target).map { rows[$0] }.sorted()
+                XCTAssertEqual(cache.keptPositions(layer: 1)[m], want, "\(budget) head \(m)")
+            }
+        }
+        XCTAssertThrowsError(try Decoding(scorer: KnormScorer(), interval: 0))
+    }
+
     /// SimLayerKV: a layer is lazy exactly when the last query's mass on the initial and recent rows
     /// exceeds the threshold; lazy layers keep those rows and stay a window while decoding.
     func testSimLayerKVDecidesByAttentionMassAndRollsLazyLayers() throws {

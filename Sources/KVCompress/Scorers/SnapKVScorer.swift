@@ -2,7 +2,9 @@
 ///
 /// With the last `w` prompt queries (each at its own position, causal inside the window):
 /// 1. `P[h, r, j]` = softmax over every row of the window query's attention (f32);
-/// 2. `s[h, j]` = mean over the window of `P[h, r, j]`, for rows before the window;
+/// 2. `s[h, j]` = mean over the window of `P[h, r, j]` (with ``weightsByPosition``, of
+///    `P[h, r, j] * p_r`, `p_r` the window query's position: FINCH's compensation for the softmax
+///    spreading over more keys later in the prompt), for rows before the window;
 /// 3. average pooling, kernel `k`, stride 1, zero padding `k/2`, divisor always `k`
 ///    (PyTorch `count_include_pad`);
 /// 4. mean over the query heads of each KV head's group;
@@ -13,18 +15,21 @@
 public struct SnapKVScorer: KVScorer {
     /// Observation window (prompt queries that vote).
     public let window: Int
-    /// Average-pooling kernel (odd).
+    /// Average-pooling kernel (odd; 1: no pooling).
     public let kernelSize: Int
+    /// Whether each window query's attention is weighted by its position (``Finch``).
+    public let weightsByPosition: Bool
 
     /// Creates the scorer.
     /// - Throws: `KVError.invalidParameter` for `window < 1` or an even / non-positive kernel.
-    public init(window: Int = 64, kernelSize: Int = 5) throws(KVError) {
+    public init(window: Int = 64, kernelSize: Int = 5, weightsByPosition: Bool = false) throws(KVError) {
         guard window >= 1 else { throw .invalidParameter(name: "window", value: "\(window)", expected: ">= 1") }
         guard kernelSize >= 1, kernelSize % 2 == 1 else {
             throw .invalidParameter(name: "kernelSize", value: "\(kernelSize)", expected: "an odd number >= 1")
         }
         self.window = window
         self.kernelSize = kernelSize
+        self.weightsByPosition = weightsByPosition
     }
 
     /// The buffered window queries.
@@ -40,6 +45,7 @@ public struct SnapKVScorer: KVScorer {
         let wq = state.count(layer: context.layer)
         let windowStart = state.firstPosition(layer: context.layer) ?? Int32.max
         let block = state.attention(context)
+        let weights = state.positions[context.layer].map { weightsByPosition ? Float($0) : 1 }
         let g = context.shape.groupSize
         let k = kernelSize, half = kernelSize / 2
         var heads: [[Float]] = []
@@ -57,7 +63,8 @@ public struct SnapKVScorer: KVScorer {
                         for j in 0..<obs { sb[j] = 0 }
                         for r in 0..<wq {
                             let row = p.baseAddress! + (h * wq + r) * block.keyStride
-                            for j in 0..<obs { sb[j] += row[j] }
+                            let w = weights[r]
+                            for j in 0..<obs { sb[j] += row[j] * w }
                         }
                         for j in 0..<obs { sb[j] /= Float(wq) }
                     }
