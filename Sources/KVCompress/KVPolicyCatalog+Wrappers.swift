@@ -37,6 +37,8 @@ extension KVPolicyCatalog {
         ScorerEntry(name: "LagKV", kvpressName: "LagKVPress") { () throws(KVError) in try LagKVScorer() },
         ScorerEntry(name: "Random", kvpressName: "RandomPress") { () throws(KVError) in RandomScorer() },
         ScorerEntry(name: "Cap", kvpressName: "CapPress") { () throws(KVError) in try CapScorer() },
+        ScorerEntry(name: "LeverageScore", kvpressName: "LeverageScorePress") { () throws(KVError) in try LeverageScoreScorer() },
+        ScorerEntry(name: "Compactor", kvpressName: "CompactorPress") { () throws(KVError) in try CompactorScorer() },
     ]
 
     /// The policies that take any scorer: `AdaKV:ExpectedAttention`, `ChunkKVPress:TOVA`, ...

@@ -71,6 +71,11 @@ public enum KVPolicyCatalog {
             b, s throws(KVError) in try ChunkKV(scorer: try SnapKVScorer(), budget: b, schedule: s) },
         Entry(name: "Random", kvpressName: "RandomPress", summary: "uniform random entries, seed 0 (the baseline)") {
             b, s throws(KVError) in try RandomEviction(budget: b, schedule: s) },
+        Entry(name: "LeverageScore", kvpressName: "LeverageScorePress", summary: "pre-RoPE key outliers by sketched leverage (seed 0)") {
+            b, s throws(KVError) in try LeverageScore(budget: b, schedule: s) },
+        Entry(name: "Compactor", kvpressName: "CompactorPress",
+              summary: "key leverage blended with non-causal tile attention; 8 + 4 sinks") {
+            b, s throws(KVError) in try Compactor(budget: b, schedule: s) },
         Entry(name: "Cap", kvpressName: "CapPress", summary: "entries taking the most output capacity, weighted by query alignment") {
             b, s throws(KVError) in try Cap(budget: b, schedule: s) },
         Entry(name: "CriticalKV", kvpressName: "CriticalKVPress",

@@ -268,6 +268,52 @@ final class MorePressTests: XCTestCase {
         XCTAssertThrowsError(try Decoding(scorer: KnormScorer(), interval: 0))
     }
 
+    /// torch's `torch.manual_seed(0); torch.randn(1, 3, 64, 48)` starts -1.1258398, -1.1523602,
+    /// -0.25057858, -0.4338788 (torch 2.13; its vectorized log/cos/sin differ by about an ulp).
+    func testNormalsFollowTorchsRandn() {
+        var generator = MersenneTwister(seed: 0)
+        let x = generator.normals(count: 3 * 64 * 48)
+        for (got, want) in zip(x.prefix(4), [Float(-1.1258398), -1.1523602, -0.25057858, -0.4338788]) {
+            XCTAssertEqual(got, want, accuracy: 1e-6)
+        }
+        let mean = x.reduce(0, +) / Float(x.count), variance = x.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Float(x.count)
+        XCTAssertEqual(mean, 0, accuracy: 0.05)
+        XCTAssertEqual(variance, 1, accuracy: 0.05)
+    }
+
+    /// LeverageScore against a double-precision reference on the same sketch: pre-RoPE keys, centered,
+    /// sketched, `x^T (G + 0.01 I)^-1 x`, z-scored over the layer; skipped rows score above all.
+    func testLeverageScoresMatchAReference() throws {
+        let L = 50, d = shape.headDim, k = 8
+        let p = SyntheticPrompt(shape: shape, length: L, seed: 61)
+        let cache = p.makeCache()
+        p.append(0..<L, to: cache)
+        for (skipFirst, skipLast) in [(0, 0), (3, 2)] {
+            let scorer = try LeverageScoreScorer(sketchDimension: k, seed: 5, skipFirst: skipFirst, skipLast: skipLast)
+            var state = scorer.makeState(shape: shape)
+            let got = try withContext(p, cache: cache, layer: 0) { try scorer.scores($0, state: &state) }
+            var generator = MersenneTwister(seed: 5)
+            let sketch = generator.normals(count: shape.kvHeads * d * k).map { Double($0) / Double(k).squareRoot() }
+            let rows = Array(skipFirst..<(L - skipLast))
+            var raw: [[Double]] = []
+            for m in 0..<shape.kvHeads {
+                var keys = rows.flatMap { p.key(0, $0, m).map(Float.init) }
+                shape.rope!.apply(to: &keys, heads: 1, positions: rows.map { -Int32($0) })
+                let mean = (0..<d).map { i in rows.indices.reduce(0.0) { $0 + Double(keys[$1 * d + i]) } / Double(rows.count) }
+                let x = rows.indices.map { j in (0..<k).map { c in (0..<d).reduce(0.0) { $0 + (Double(keys[j * d + $1]) - mean[$1]) * sketch[(m * d + $1) * k + c] } } }
+                var g = (0..<k).map { a in (0..<k).map { b in x.reduce(0.0) { $0 + $1[a] * $1[b] } } }
+                for a in 0..<k { g[a][a] += 1e-2 }
+                raw.append(x.map { max(0, dot($0, solve(g, $0))) })
+            }
+            let all = raw.joined()
+            let mu = all.reduce(0, +) / Double(all.count)
+            let sd = (all.reduce(0) { $0 + ($1 - mu) * ($1 - mu) } / Double(all.count - 1)).squareRoot()
+            let big = Double(Float.greatestFiniteMagnitude)
+            let want = raw.map { Array(repeating: big, count: skipFirst) + $0.map { ($0 - mu) / sd } + Array(repeating: big, count: skipLast) }
+            assertScores(got, want, rel: 1e-3, abs: 1e-3)
+        }
+    }
+
     /// SimLayerKV: a layer is lazy exactly when the last query's mass on the initial and recent rows
     /// exceeds the threshold; lazy layers keep those rows and stay a window while decoding.
     func testSimLayerKVDecidesByAttentionMassAndRollsLazyLayers() throws {

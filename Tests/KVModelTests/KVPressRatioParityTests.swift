@@ -32,13 +32,20 @@ final class KVPressRatioParityTests: XCTestCase {
                           ("CriticalAdaKV", "CriticalAdaKVPress(SnapKVPress)"),
                           ("CriticalAdaKV:ExpectedAttention", "CriticalAdaKVPress(ExpectedAttentionPress)"),
                           ("Merging", "MergingPress(SnapKVPress)"), ("Chunk:KeyDiff", "ChunkPress(KeyDiffPress)"),
-                          ("Chunk:Knorm", "ChunkPress(KnormPress)"), ("Block:KeyDiff", "BlockPress(KeyDiffPress)")]
+                          ("Chunk:Knorm", "ChunkPress(KnormPress)"), ("Block:KeyDiff", "BlockPress(KeyDiffPress)"),
+                          ("LeverageScore", "LeverageScorePress"), ("Compactor", "CompactorPress")]
 
-    /// Our scores of the uncompressed prompt (`[layer][head][position]`) for a catalog policy ranked
-    /// by one scorer of the same name (nil for wrappers and selectors with their own rules).
-    static func scores(of name: String, model: LlamaModel, ids: [Int32]) throws -> [[[Float]]]? {
-        guard let entry = KVPolicyCatalog.scorers.first(where: { $0.name == name }) else { return nil }
-        return try recordedScores(try entry.make(), model: model, ids: ids)
+    /// Our scores of the uncompressed prompt (`[layer][head][position]`) for a policy that keeps
+    /// each head's top entries by one scorer (a scored policy with a uniform selector); nil for the
+    /// others (wrappers and selectors with their own rules).
+    static func scores(of policy: any KVCachePolicy, model: LlamaModel, ids: [Int32]) throws -> [[[Float]]]? {
+        guard let scored = policy as? any KVScoredPolicy else { return nil }
+        return try uniformScores(of: scored, model: model, ids: ids)
+    }
+
+    private static func uniformScores<P: KVScoredPolicy>(of policy: P, model: LlamaModel, ids: [Int32]) throws -> [[[Float]]]? {
+        guard policy.selector is UniformSelector else { return nil }
+        return try recordedScores(policy.scorer, model: model, ids: ids)
     }
 
     /// A scorer's scores of every layer of the uncompressed prompt, nothing evicted.
@@ -46,6 +53,13 @@ final class KVPressRatioParityTests: XCTestCase {
         let recorder = ScoreRecorder(scorer: scorer, box: ScoreBox(layers: model.config.layers))
         _ = try LlamaSession(model: model, policy: recorder, chunkSize: ids.count).prefill(ids)
         return recorder.box.layers.map(\.heads)
+    }
+
+    /// The fixture's `kept` table: press name -> ratio -> entry.
+    static func fixtureKept() throws -> [String: Any] {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/kvpress_kept_more.json")
+        let fixture = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+        return try XCTUnwrap(fixture["kept"] as? [String: Any])
     }
 
     /// The kept positions a fixture bitset (hex, least-significant bit first) holds.
@@ -59,16 +73,14 @@ final class KVPressRatioParityTests: XCTestCase {
         return kept
     }
 
-    /// Whether every position only we kept scores within 1e-5 relative of one only kvpress kept.
-    static func nearTies(_ onlyOurs: Set<Int>, _ onlyTheirs: Set<Int>, _ scores: [Float]) -> Bool {
-        let close: (Float, Float) -> Bool = { abs($0 - $1) <= 1e-5 * max(abs($0), abs($1)) }
+    /// Whether every position only we kept scores within `tolerance` relative of one only kvpress kept.
+    static func nearTies(_ onlyOurs: Set<Int>, _ onlyTheirs: Set<Int>, _ scores: [Float], tolerance: Float = 1e-5) -> Bool {
+        let close: (Float, Float) -> Bool = { abs($0 - $1) <= tolerance * max(abs($0), abs($1)) }
         return onlyOurs.allSatisfy { p in onlyTheirs.contains { close(scores[p], scores[$0]) } }
     }
 
     func testCatalogPoliciesAtRatios05And08() throws {
-        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/kvpress_kept_more.json")
-        let fixture = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
-        let kept = try XCTUnwrap(fixture["kept"] as? [String: Any])
+        let kept = try Self.fixtureKept()
         let model = try TestSupport.model(.exact)
         let ids = try TestSupport.ids("passkey_prompt.json", key: "prompt_ids")
         for ratio in ["0.5", "0.8"] {
@@ -101,7 +113,19 @@ final class KVPressRatioParityTests: XCTestCase {
                     if let start = entry["answer_start_position"] as? Int { XCTAssertEqual(session.cache.nextPosition, start) }
                     print("parity \(name) (\(press)) at \(ratio): the inner press's kept sets, moved to positions 0..<\(n)")
                 } else {
-                    try compare(reference, ties: ties, session: session, name: name, press: press, ratio: ratio, model: model, ids: ids)
+                    // The leverage sketch matches torch's to an ulp only (torch's vectorized log / cos / sin),
+                    // which the sketched Gram matrix's inverse amplifies: for these presses near ties are
+                    // within 1e-4 relative in our scores, or below 1e-4 in kvpress's own boundary gap (its
+                    // scores are z-scores, of order 1).
+                    let sketched = ["LeverageScore", "Compactor"].contains(name)
+                    let tolerance: Float = sketched ? 1e-4 : 1e-5
+                    if sketched {
+                        for (l, heads) in (entry["score_gap"] as? [[Double]] ?? []).enumerated() {
+                            for (m, gap) in heads.enumerated() where gap < 1e-4 { ties.insert([l, m]) }
+                        }
+                    }
+                    try compare(reference, ties: ties, tolerance: tolerance, session: session, name: name, press: press, ratio: ratio,
+                                model: model, ids: ids)
                 }
                 if let merged = entry["merged_value_norms"] as? [String: [[Double]]],
                    let unmerged = entry["unmerged_value_norms"] as? [String: [[Double]]] {
@@ -125,9 +149,7 @@ final class KVPressRatioParityTests: XCTestCase {
     /// SimLayerKV at kvpress's recommended Llama threshold 0.9 (a threshold, not a ratio): the same
     /// lazy layers, kept sets and greedy answer as kvpress 0.5.5.
     func testSimLayerKVAtThreshold09() throws {
-        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/kvpress_kept_more.json")
-        let fixture = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
-        let entry = try XCTUnwrap(((fixture["kept"] as? [String: Any])?["SimLayerKVPress"] as? [String: Any])?["0.9"] as? [String: Any])
+        let entry = try XCTUnwrap((try Self.fixtureKept()["SimLayerKVPress"] as? [String: Any])?["0.9"] as? [String: Any])
         let reference = try XCTUnwrap(entry["kept"] as? [[String]])
         let model = try TestSupport.model(.exact)
         let ids = try TestSupport.ids("passkey_prompt.json", key: "prompt_ids")
@@ -149,9 +171,7 @@ final class KVPressRatioParityTests: XCTestCase {
     /// there): kept sets of the plain policy at 0.5 and 0.8, and the greedy answer of the catalog's
     /// re-rotated one, decoding from kvpress's position.
     func testFinchWithTheLast11TokensAsTheQuestion() throws {
-        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/kvpress_kept_more.json")
-        let fixture = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
-        let press = try XCTUnwrap((fixture["kept"] as? [String: Any])?["FinchPress"] as? [String: Any])
+        let press = try XCTUnwrap(try Self.fixtureKept()["FinchPress"] as? [String: Any])
         let model = try TestSupport.model(.exact)
         let ids = try TestSupport.ids("passkey_prompt.json", key: "prompt_ids")
         for ratio in ["0.5", "0.8"] {
@@ -179,9 +199,7 @@ final class KVPressRatioParityTests: XCTestCase {
     /// PerLayerCompression over SnapKV with ratios alternating 0.5 / 0.8 by layer: each layer keeps
     /// exactly kvpress's SnapKV set at that layer's ratio.
     func testPerLayerCompressionKeepsEachLayersRatio() throws {
-        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/kvpress_kept_more.json")
-        let fixture = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
-        let snap = try XCTUnwrap((fixture["kept"] as? [String: Any])?["SnapKVPress"] as? [String: Any])
+        let snap = try XCTUnwrap(try Self.fixtureKept()["SnapKVPress"] as? [String: Any])
         let model = try TestSupport.model(.exact)
         let ids = try TestSupport.ids("passkey_prompt.json", key: "prompt_ids")
         let ratios = (0..<model.config.layers).map { $0 % 2 == 0 ? 0.5 : 0.8 }
@@ -230,14 +248,15 @@ final class KVPressRatioParityTests: XCTestCase {
 
     /// Compares our kept sets of every (layer, head) with kvpress's (hex bitsets), counting exact
     /// matches and (near) ties, and asserts at least 99 % agree.
-    private func compare(_ reference: [[String]], ties: Set<[Int]>, session: LlamaSession, name: String, press: String,
+    private func compare(_ reference: [[String]], ties: Set<[Int]>, tolerance: Float = 1e-5, session: LlamaSession, name: String, press: String,
                          ratio: String, model: LlamaModel, ids: [Int32]) throws {
         var exact = 0, tied = 0, total = 0
         var firstDifference: String?
+        var differing: [String] = []
         var ourScores: [[[Float]]]??  // our scores, computed at the first difference that needs them
         func scores() throws -> [[[Float]]]? {
             if let cached = ourScores { return cached }
-            ourScores = .some(try Self.scores(of: name, model: model, ids: ids))
+            ourScores = .some(try Self.scores(of: session.compressor.policy, model: model, ids: ids))
             return ourScores!
         }
         for (l, heads) in reference.enumerated() {
@@ -247,19 +266,25 @@ final class KVPressRatioParityTests: XCTestCase {
                 let theirs = Self.positions(hex: hex), mine = Set(ours[m])
                 if mine == theirs {
                     exact += 1
-                } else if mine.count == theirs.count,
-                          try scores().map({ Self.nearTies(mine.subtracting(theirs), theirs.subtracting(mine), $0[l][m]) })
-                              ?? ties.contains([l, m]) {
-                    tied += 1  // every swapped pair ties in our scores (or, without a scorer, kvpress saw a tie)
-                } else if firstDifference == nil {
-                    firstDifference = "layer \(l) head \(m): \(mine.count) vs \(theirs.count) kept, "
-                        + "only ours \(mine.subtracting(theirs).sorted().prefix(6)), only kvpress \(theirs.subtracting(mine).sorted().prefix(6))"
+                    continue
+                }
+                // kvpress saw an exact tie at the head's boundary, or every swapped pair ties in our scores
+                let swapsTies = try mine.count == theirs.count && (ties.contains([l, m])
+                    || scores().map { Self.nearTies(mine.subtracting(theirs), theirs.subtracting(mine), $0[l][m], tolerance: tolerance) } ?? false)
+                if swapsTies {
+                    tied += 1
+                } else {
+                    differing.append("(\(l), \(m))")
+                    if firstDifference == nil {
+                        firstDifference = "layer \(l) head \(m): \(mine.count) vs \(theirs.count) kept, "
+                            + "only ours \(mine.subtracting(theirs).sorted().prefix(6)), only kvpress \(theirs.subtracting(mine).sorted().prefix(6))"
+                    }
                 }
             }
         }
         let fraction = Double(exact + tied) / Double(total)
         print(String(format: "parity %@ (%@) at %@: %d/%d heads exactly equal, %d more differ only among (near) ties (%.1f%%)%@",
-                     name, press, ratio, exact, total, tied, 100 * fraction, firstDifference.map { "; first difference: " + $0 } ?? ""))
+                     name, press, ratio, exact, total, tied, 100 * fraction, firstDifference.map { "; first difference: " + $0 + "; differing heads " + differing.joined(separator: " ") } ?? ""))
         XCTAssertGreaterThanOrEqual(fraction, 0.99, "\(name) at \(ratio)")
     }
 }

@@ -13,6 +13,11 @@ import CKVKernels
 /// host's prefill chunks (queries of a partial tile wait for the next chunk). Only the first prompt
 /// is scored; rows that came later (a later prompt, decoded tokens) score above every prompt row.
 ///
+/// With ``skipFirst`` / ``skipLast`` (``CompactorScorer``'s sinks) the first and last prompt
+/// tokens are left out: tiles start at position `skipFirst`, the last `skipLast` tokens neither
+/// query nor are scored (they score above every other row), and the smoothing and the z-score run
+/// over the rest.
+///
 /// Paper: Chari & Van Durme, "Compactor: Calibrated Query-Agnostic KV Cache Compression with
 /// Approximate Leverage Scores" (arXiv 2507.08143). Reference: NVIDIA/kvpress
 /// `non_causal_attention_press.py` (kept sets equal to kvpress 0.5.5's on the fixture prompt at
@@ -28,12 +33,21 @@ public struct NonCausalAttentionScorer: KVScorer {
 
     /// Tokens per tile (kvpress default 256).
     public let tile: Int
+    /// Initial prompt tokens left out (0).
+    public let skipFirst: Int
+    /// Final prompt tokens left out (0).
+    public let skipLast: Int
 
     /// Creates the scorer.
-    /// - Throws: `KVError.invalidParameter` for a tile below 1.
-    public init(tile: Int = 256) throws(KVError) {
+    /// - Throws: `KVError.invalidParameter` for a tile below 1 or a negative skip.
+    public init(tile: Int = 256, skipFirst: Int = 0, skipLast: Int = 0) throws(KVError) {
         guard tile >= 1 else { throw .invalidParameter(name: "tile", value: "\(tile)", expected: ">= 1 tokens") }
+        guard skipFirst >= 0, skipLast >= 0 else {
+            throw .invalidParameter(name: "skipFirst / skipLast", value: "\(skipFirst) / \(skipLast)", expected: ">= 0 tokens")
+        }
         self.tile = tile
+        self.skipFirst = skipFirst
+        self.skipLast = skipLast
     }
 
     /// Empty buffers for every layer.
@@ -49,19 +63,20 @@ public struct NonCausalAttentionScorer: KVScorer {
         let l = context.layer, width = context.shape.heads * context.shape.headDim
         if context.isFirstChunk {
             state.pending[l] = []
-            state.pendingStart[l] = 0
+            state.pendingStart[l] = skipFirst
             state.sums[l] = Array(repeating: [], count: context.shape.heads)
             state.final[l] = nil
         }
         guard state.final[l] == nil else { return }  // a later prompt: nothing to score
-        for t in 0..<context.tokenCount {
+        for t in 0..<context.tokenCount where context.positions[t] >= skipFirst {
             state.pending[l].append(contentsOf: UnsafeBufferPointer(start: context.queries + t * context.queryTokenStride,
                                                                     count: width))
         }
-        while state.pending[l].count >= tile * width {
+        while state.pending[l].count >= (tile + skipLast) * width {  // the last skipLast tokens may end the prompt
             runTile(context, rows: tile, state: &state)
         }
         guard context.isLastChunk else { return }
+        state.pending[l].removeLast(min(skipLast * width, state.pending[l].count))
         if !state.pending[l].isEmpty { runTile(context, rows: state.pending[l].count / width, state: &state) }
         state.final[l] = finalScores(context, sums: state.sums[l])
     }
@@ -91,9 +106,9 @@ public struct NonCausalAttentionScorer: KVScorer {
                     }
                     for j in n..<tile { row[j] = -1e-9 }
                     _ = kvk_softmax(&row, tile)
-                    for j in 0..<n { sums[start + j] += row[j] }
+                    for j in 0..<n { sums[start - skipFirst + j] += row[j] }
                 }
-                if n < tile { for j in 0..<n { sums[start + j] += Float(tile - n) * padRow[j] } }
+                if n < tile { for j in 0..<n { sums[start - skipFirst + j] += Float(tile - n) * padRow[j] } }
                 state.sums[l][h] = sums
             }
         }
@@ -113,7 +128,7 @@ public struct NonCausalAttentionScorer: KVScorer {
             let raw: [Float] = (0..<n).map { j in
                 var a: Float = 0
                 for h in (m * g)..<((m + 1) * g) { a += sums[h][j] }
-                s.value(j, into: buf, headDim: d)
+                s.value(skipFirst + j, into: buf, headDim: d)
                 var e: Float = 0
                 for i in 0..<d { e += buf[i] * buf[i] }
                 return a / Float(g) * e.squareRoot()
@@ -129,7 +144,8 @@ public struct NonCausalAttentionScorer: KVScorer {
         return out
     }
 
-    /// The final score of each row's position; rows newer than the first prompt score above all.
+    /// The final score of each row's position; rows left out (skipped, or newer than the first
+    /// prompt) score above all.
     /// - Throws: `KVError.invalidState` before the first prompt has been scored.
     public func scores(_ context: KVLayerContext, state: inout State) throws(KVError) -> KVScores {
         guard let final = state.final[context.layer] else {
@@ -137,7 +153,10 @@ public struct NonCausalAttentionScorer: KVScorer {
                 + "it cannot score layer \(context.layer) before that")
         }
         return KVScores(heads: final.indices.map { m in
-            context.positions(head: m).map { p in Int(p) < final[m].count ? final[m][Int(p)] : .greatestFiniteMagnitude }
+            context.positions(head: m).map { p in
+                let i = Int(p) - skipFirst
+                return i >= 0 && i < final[m].count ? final[m][i] : .greatestFiniteMagnitude
+            }
         })
     }
 }
