@@ -47,7 +47,10 @@ public struct Block<Scorer: KVScorer>: KVCachePolicy {
         var kept = keep.map { Array(0..<$0) }
         let positions = counts.indices.map { context.positions(head: $0) }
         for start in stride(from: keep.min() ?? 0, to: n, by: blockSize) {
-            let union = counts.indices.map { m in kept[m] + Array(max(start, keep[m])..<min(start + blockSize, counts[m])) }
+            let union = counts.indices.map { m in
+                let lo = max(start, keep[m]), hi = min(start + blockSize, counts[m])
+                return kept[m] + (lo < hi ? Array(lo..<hi) : [])
+            }
             let scores = try context.scores(of: union, by: scorer)
             for m in counts.indices {
                 let chosen = try KVSelection.topK(scores: scores.heads[m], positions: union[m].map { positions[m][$0] }, k: keep[m])

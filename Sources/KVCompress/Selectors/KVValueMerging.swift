@@ -32,7 +32,7 @@ public enum KVValueMerging {
     /// is the caller's next step.
     /// - Throws: `KVError.invalidState` when a head holds KIVI-quantized entries (see
     ///   ``KVCache/setValues(layer:head:rows:values:)``); `.invalidParameter` for an invalid
-    ///   threshold or fraction.
+    ///   threshold or fraction or a kept row out of range.
     public static func merge(_ keep: [[Int]?], context: KVLayerContext, similarityThreshold: Float,
                              mergeFraction: Double) throws(KVError) {
         try validate(similarityThreshold: similarityThreshold, mergeFraction: mergeFraction)
@@ -40,6 +40,10 @@ public enum KVValueMerging {
         for (m, rows) in keep.enumerated() {
             guard let kept = rows, !kept.isEmpty else { continue }
             let n = context.count(head: m)
+            guard kept.allSatisfy({ $0 >= 0 && $0 < n }) else {
+                throw .invalidParameter(name: "kept rows of head \(m)", value: "\(kept.filter { $0 < 0 || $0 >= n }.prefix(4))",
+                                        expected: "row indices in 0..<\(n)")
+            }
             var isKept = [Bool](repeating: false, count: n)
             for j in kept { isKept[j] = true }
             let dropped = (0..<n).filter { !isKept[$0] }
