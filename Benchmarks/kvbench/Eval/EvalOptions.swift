@@ -3,7 +3,7 @@ import KVCompress
 
 /// The evaluation's grid and where its results go (`kvbench eval`, the default command).
 struct EvalOptions {
-    /// `quick` (about a minute), `default` (within 20 minutes on 2 cores) or `full` (hours).
+    /// `quick` (about a minute), `default` (about an hour on 2 cores with 24 policies) or `full` (hours).
     var mode = "default"
     var tasks = ["passkey", "needle", "perplexity", "attention-error"]
     var policies: [String] = KVPolicyCatalog.entries.filter(\.holdsBudget).map(\.name)
@@ -34,7 +34,7 @@ struct EvalOptions {
 
         modes:
           (default)         contexts 1K,2K,4K,8K x 5 depths x 2 seeds, budgets 50%,25%,10%; needle at
-                            2K,4K; perplexity over 10,240 tokens at 25% (about 15 minutes on 2 cores)
+                            2K,4K; perplexity over 10,240 tokens at 25% (53 minutes on 2 cores, 24 policies)
           --quick           context 1K x 3 depths x 1 seed at 25%, perplexity over 1,024 tokens (~1 minute)
           --full            5 seeds, 11 depths, budgets 75%..5%, needle at every context, perplexity
                             over the whole text (58,662 tokens) at every budget, every policy also over
