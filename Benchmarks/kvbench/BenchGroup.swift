@@ -15,5 +15,6 @@ struct BenchGroup: Sendable {
         .policies,
         .overhead,
         .quant,
+        .heads,
     ]
 }

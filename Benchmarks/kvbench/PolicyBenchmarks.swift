@@ -27,7 +27,7 @@ enum PolicyBenchmarks {
             var fullDecode: Double?
             for entry in entries {
                 for ratio in entry.name == "Full" ? [0.0] : ratios {
-                    let policy = try entry.make(.compressionRatio(ratio), .prefill)
+                    let policy = try entry.make(.compressionRatio(ratio), .prefill, patterns: HeadPatternFiles.defaultModel)
                     let session = try LlamaSession(model: model, policy: policy, chunkSize: ids.count, pool: pool)
                     let clock = ContinuousClock()
                     let t0 = clock.now

@@ -14,23 +14,38 @@ public enum KVPolicyCatalog {
         public let kvpressName: String?
         /// One line on what it does.
         public let summary: String
-        /// Builds the policy for a budget and a schedule (``KVSchedule/prefill``: compress the first
+        /// Builds the policy for a budget, a schedule (``KVSchedule/prefill``: compress the first
         /// prompt only, kvpress's way; ``KVSchedule/prefillAndDecode``: hold the capacity at every
-        /// later step and prompt, which bounds the cache on a stream). Policies that always roll
-        /// (StreamingLLM, H2O) and the full cache ignore the schedule.
-        public let make: @Sendable (KVBudget, KVSchedule) throws(KVError) -> any KVCachePolicy
+        /// later step and prompt, which bounds the cache on a stream) and the model's head patterns
+        /// (read by the retrieval-head policies only). Policies that always roll (StreamingLLM, H2O)
+        /// and the full cache ignore the schedule.
+        public let build: @Sendable (KVBudget, KVSchedule, KVHeadPatterns) throws(KVError) -> any KVCachePolicy
         /// Whether the policy holds the budget it is given (false for policies whose saving is
         /// decided otherwise, such as SimLayerKV's threshold: an equal-memory comparison leaves them out).
         public let holdsBudget: Bool
 
-        /// Creates an entry.
+        /// Creates an entry whose policy needs no head pattern.
         public init(name: String, kvpressName: String?, summary: String, holdsBudget: Bool = true,
                     make: @escaping @Sendable (KVBudget, KVSchedule) throws(KVError) -> any KVCachePolicy) {
+            self.init(name: name, kvpressName: kvpressName, summary: summary, holdsBudget: holdsBudget) {
+                b, s, _ throws(KVError) in try make(b, s)
+            }
+        }
+
+        /// Creates an entry whose policy reads the model's head patterns.
+        public init(name: String, kvpressName: String?, summary: String, holdsBudget: Bool = true,
+                    build: @escaping @Sendable (KVBudget, KVSchedule, KVHeadPatterns) throws(KVError) -> any KVCachePolicy) {
             self.name = name
             self.kvpressName = kvpressName
             self.summary = summary
             self.holdsBudget = holdsBudget
-            self.make = make
+            self.build = build
+        }
+
+        /// Builds the policy (see ``build``).
+        public func make(_ budget: KVBudget, _ schedule: KVSchedule,
+                         patterns: KVHeadPatterns = KVHeadPatterns()) throws(KVError) -> any KVCachePolicy {
+            try build(budget, schedule, patterns)
         }
     }
 
@@ -92,6 +107,15 @@ public enum KVPolicyCatalog {
         Entry(name: "SimLayerKV", kvpressName: "SimLayerKVPress",
               summary: "lazy layers (threshold 0.9) keep 4 initial + 1023 recent tokens; no budget", holdsBudget: false) {
             _, _ throws(KVError) in try SimLayerKV() },
+        Entry(name: "DuoAttention", kvpressName: "DuoAttentionPress",
+              summary: "retrieval heads keep everything, streaming heads sinks + recent (the model's gate pattern)") {
+            b, _, p throws(KVError) in try DuoAttention(pattern: try p.requireDuo(), budget: b) },
+        Entry(name: "RazorAttention", kvpressName: nil,
+              summary: "echo/induction heads keep everything, the others sinks + buffer + a compensation token") {
+            b, s, p throws(KVError) in try RazorAttention(heads: try p.requireRazor(), budget: b, schedule: s) },
+        Entry(name: "CAKE", kvpressName: nil,
+              summary: "layer budgets by window-attention dispersion x shift (cascading); mean + 200 x variance ranking") {
+            b, _ throws(KVError) in try CAKE(budget: b) },
     ]
 
     /// The entry for `name` (library or kvpress name, case-insensitive), or for a wrapper around
@@ -109,8 +133,10 @@ public enum KVPolicyCatalog {
                                     + "(e.g. AdaKV:ExpectedAttention)")
     }
 
-    /// Builds the policy `name` with `budget` (and `schedule`, default ``KVSchedule/prefill``).
-    public static func make(_ name: String, budget: KVBudget, schedule: KVSchedule = .prefill) throws(KVError) -> any KVCachePolicy {
-        try entry(named: name).make(budget, schedule)
+    /// Builds the policy `name` with `budget` (and `schedule`, default ``KVSchedule/prefill``;
+    /// `patterns`, the model's head patterns, for DuoAttention and RazorAttention).
+    public static func make(_ name: String, budget: KVBudget, schedule: KVSchedule = .prefill,
+                            patterns: KVHeadPatterns = KVHeadPatterns()) throws(KVError) -> any KVCachePolicy {
+        try entry(named: name).make(budget, schedule, patterns: patterns)
     }
 }

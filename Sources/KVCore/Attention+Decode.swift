@@ -120,6 +120,11 @@ extension Attention {
                 guard start < items.count else { break }
                 for i in start..<min(items.count, start + runLength) {
                     pass(scoresOf: i, sumsOf: previous)
+                    let item = items[i]
+                    if parts[item.m][item.part].keyGroups == nil {  // (the KIVI path added them in scores)
+                        parts[item.m][item.part].addLogCounts(rows: item.start, item.end - item.start, count: g,
+                                                              to: scores + i * g * decodeChunk, outStride: decodeChunk)
+                    }
                     normalize(i)
                     previous = i
                 }

@@ -42,12 +42,17 @@ extension Attention {
     /// over KV heads whose entries live in several parts: `parts[m]` lists head `m`'s parts, its rows
     /// are their concatenation (column sums use that numbering), each part's rows ascend by
     /// position and are read in place, and one online softmax runs over all parts.
+    ///
+    /// With `windows`, KV head `m` with `windows[m]` non-nil attends Λ-shaped (``KVAttentionWindow``):
+    /// its first `sinks` head rows and the rows at the last `recent` positions of each query; key
+    /// tiles hidden from a whole query tile are skipped.
     public static func prefill(queries: UnsafePointer<Float>, queryCount: Int, queryTokenStride: Int,
                                queryPositions: UnsafePointer<Int32>, heads: Int, headDim: Int,
                                parts: [[KVHeadView]], scale: Float? = nil, output: UnsafeMutablePointer<Float>,
                                columnSums: UnsafeMutablePointer<Float>? = nil, columnSumStride: Int = 0,
-                               pool: ThreadPool? = nil) {
+                               windows: [KVAttentionWindow?]? = nil, pool: ThreadPool? = nil) {
         check(heads: heads, headDim: headDim, parts: parts)
+        precondition(windows == nil || windows!.count == parts.count, "one window (or nil) per KV head")
         let scale = scale ?? defaultScale(headDim: headDim)
         precondition(queryTokenStride >= heads * headDim, "query token stride \(queryTokenStride) < heads x headDim")
         let headRows = parts.map { $0.reduce(0) { $0 + $1.count } }
@@ -78,15 +83,25 @@ extension Attention {
             let firstPos = queryPositions[t0]
             let lastPos = queryPositions[t0 + nt - 1]
             // Key tiles: (part, first row in the part, rows, first head row); none straddles two parts.
+            // A window hides the rows after the sinks at positions <= firstPos - recent from the whole tile.
+            let window = windows?[m]
             var keyTileList: [(part: Int, k0: Int, nk: Int, column: Int)] = []
             var offset = 0
             for (p, v) in parts[m].enumerated() {
                 let visible = v.visibleCount(upTo: lastPos)
-                var k0 = 0
-                while k0 < visible {
-                    let nk = min(tk, visible - k0)
-                    keyTileList.append((p, k0, nk, offset + k0))
-                    k0 += nk
+                var ranges = [0..<visible]
+                if let window {
+                    let sinkRows = min(max(0, window.sinks - offset), visible)
+                    let hidden = v.visibleCount(upTo: window.lastHiddenPosition(for: firstPos))
+                    ranges = [0..<sinkRows, max(sinkRows, hidden)..<visible]
+                }
+                for range in ranges {
+                    var k0 = range.lowerBound
+                    while k0 < range.upperBound {
+                        let nk = min(tk, range.upperBound - k0)
+                        keyTileList.append((p, k0, nk, offset + k0))
+                        k0 += nk
+                    }
                 }
                 offset += v.count
             }
@@ -115,6 +130,19 @@ extension Attention {
                 let (k0, nk) = (tile.k0, tile.nk)
                 let s = partials == nil ? probs : probs + kt * rows * tk
                 v.scores(q, queryStride: d, count: rows, rows: k0, nk, headDim: d, scale: scale, out: s, outStride: tk)
+                if let window {
+                    // Rows after the sinks at positions <= p - recent are hidden from the query at p.
+                    let first = max(k0, window.sinks - (tile.column - k0))
+                    if first < k0 + nk && v.positions[first] <= window.lastHiddenPosition(for: lastPos) {
+                        for t in 0..<nt {
+                            let end = min(k0 + nk, v.visibleCount(upTo: window.lastHiddenPosition(for: queryPositions[t0 + t])))
+                            guard end > first else { continue }
+                            for h in 0..<g {
+                                (s + (h * nt + t) * tk + (first - k0)).initialize(repeating: -.infinity, count: end - first)
+                            }
+                        }
+                    }
+                }
                 if v.positions[k0 + nk - 1] > firstPos {
                     for t in 0..<nt {
                         let p = queryPositions[t0 + t]

@@ -28,13 +28,17 @@ public struct KVHeadView: @unchecked Sendable {
     /// nil: keys are rows of ``keyType``. Otherwise keys are KIVI code rows (`keyStride` bytes
     /// apart) in these groups.
     public var keyGroups: KVKeyGroups?
+    /// nil: every row is one token. Otherwise row `j` stands for `exp(logCounts[j])` tokens and
+    /// attention adds `logCounts[j]` to its logit (0 for an ordinary row).
+    public var logCounts: UnsafePointer<Float>?
 
     /// Creates a view.
     public init(keys: UnsafeRawPointer, values: UnsafeRawPointer, positions: UnsafePointer<Int32>, count: Int,
                 keyType: ElementType, valueType: ElementType, keyStride: Int, valueStride: Int,
-                keyGroups: KVKeyGroups? = nil) {
+                keyGroups: KVKeyGroups? = nil, logCounts: UnsafePointer<Float>? = nil) {
         precondition(count >= 0, "negative row count")
         self.keyGroups = keyGroups
+        self.logCounts = logCounts
         self.keys = keys
         self.values = values
         self.positions = positions

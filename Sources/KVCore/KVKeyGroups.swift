@@ -45,6 +45,7 @@ extension KVHeadView {
     func scores(_ queries: UnsafePointer<Float>, queryStride: Int, count m: Int, rows first: Int, _ n: Int,
                 headDim d: Int, scale: Float, out: UnsafeMutablePointer<Float>, outStride: Int) {
         guard n > 0 else { return }
+        defer { addLogCounts(rows: first, n, count: m, to: out, outStride: outStride) }
         guard let g = keyGroups else {
             kvk_scores_multi(keyType.kernelType, queries, queryStride, m, keys + first * keyStride, keyStride, n, d,
                              scale, out, outStride)
@@ -58,6 +59,18 @@ extension KVHeadView {
                                   g.params + group * 2 * d, end - r, d, scale, out + (r - first), outStride)
             r = end
             group += 1
+        }
+    }
+
+    /// Adds the merged rows' log-counts (``logCounts``) to `m` score rows of rows `first ..< first + n`
+    /// (nothing when the view has none).
+    @inlinable
+    public func addLogCounts(rows first: Int, _ n: Int, count m: Int, to out: UnsafeMutablePointer<Float>,
+                             outStride: Int) {
+        guard let c = logCounts else { return }
+        for h in 0..<m {
+            let row = out + h * outStride
+            for j in 0..<n { row[j] += c[first + j] }
         }
     }
 }

@@ -39,7 +39,8 @@ final class SharedPass {
     }
 
     /// One layer: appends to the lead and every follower, runs attention over the lead's cache (with
-    /// the column sums any of them needs), then the lead's and every follower's policy hook.
+    /// the column sums any of them needs and the lead's prefill windows: followers with windows of
+    /// their own see the lead's attention, as every follower does), then the lead's and every follower's policy hook.
     func attend(layer l: Int, lead: KVCompressor, step: KVStep, queries: UnsafePointer<Float>,
                 preRoPEQueries: UnsafePointer<Float>, keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
                 output: UnsafeMutablePointer<Float>) throws(KVError) {
@@ -57,7 +58,8 @@ final class SharedPass {
             step.positions.withUnsafeBufferPointer { p in
                 Attention.prefill(queries: queries, queryCount: n, queryTokenStride: width, queryPositions: p.baseAddress!,
                                   heads: shape.heads, headDim: shape.headDim, parts: parts, output: output,
-                                  columnSums: sums, columnSumStride: stride, pool: lead.pool)
+                                  columnSums: sums, columnSumStride: stride, windows: lead.attentionWindows(layer: l),
+                                  pool: lead.pool)
             }
         }
         let sums: [[Float]]? = needSums

@@ -21,7 +21,8 @@ enum KeptCommand {
     """
 
     static func run(_ arguments: ArraySlice<String>) throws {
-        let o = try CommandLineOptions(arguments, valued: ["--policy", "--ratio", "--model", "--prompt-ids", "--out"],
+        let o = try CommandLineOptions(arguments, valued: ["--policy", "--ratio", "--model", "--prompt-ids", "--out",
+                                                                  "--duo-pattern", "--razor-heads"],
                                        boolean: [])
         if o.wantsHelp { print(usage); return }
         guard let name = o.string("--policy") else {
@@ -41,12 +42,10 @@ enum KeptCommand {
         guard let outPath = o.string("--out") else {
             throw CommandLineOptions.UsageError(description: "kept needs --out FILE")
         }
-        let policy: any KVCachePolicy
-        do {
-            policy = try KVPolicyCatalog.make(name, budget: .compressionRatio(ratio))
-        } catch {
+        guard let entry = try? KVPolicyCatalog.entry(named: name) else {
             throw CommandLineOptions.UsageError(description: "--policy: unknown policy '\(name)'; run 'kvcompress kept --policy list'")
         }
+        let policy = try entry.make(.compressionRatio(ratio), .prefill, patterns: try SessionOptions.headPatterns(o))
         try checkWritable(outPath)
         let ids = try PromptIDs.load(path: idsPath)
         let model = try LlamaModel(path: o.string("--model") ?? "default", mode: .exact)

@@ -4,7 +4,7 @@ import KVModel
 /// The options `generate` and `perplexity` share: the model, how it computes, and the cache policy.
 struct SessionOptions {
     static let valued: Set<String> = ["--model", "--threads", "--chunk", "--policy", "--ratio", "--sinks", "--window",
-                                      "--cache", "--keys", "--values"]
+                                      "--cache", "--keys", "--values", "--duo-pattern", "--razor-heads"]
     static let boolean: Set<String> = ["--exact", "--reposition"]
 
     /// Their usage text.
@@ -24,6 +24,10 @@ struct SessionOptions {
           --cache FORMAT        how the cache stores keys and values: \(formatNames) (default: f16,
                                 f32 with --exact; kivi2/kivi4: KIVI with a 128-entry f16 residual); combines
                                 with any --policy
+          --duo-pattern DIR     DuoAttention's head pattern (full_attention_heads.tsv + config.json; default:
+                                the one shipped for the default model; `kvcompress calibrate duo` makes one)
+          --razor-heads FILE    RazorAttention's retrieval heads (default: shipped for the default model;
+                                `kvcompress calibrate razor` makes them)
           --keys FORMAT         the keys' format alone (overrides --cache for the keys)
           --values FORMAT       the values' format alone (overrides --cache for the values)
     """
@@ -94,7 +98,8 @@ struct SessionOptions {
             if let flag = streamingFlags.first {
                 throw CommandLineOptions.UsageError(description: "\(flag) applies to --policy StreamingLLM only")
             }
-            return (try entry.make(.compressionRatio(ratio), .prefill), "\(entry.name) ratio \(ratio)")
+            return (try entry.make(.compressionRatio(ratio), .prefill, patterns: try headPatterns(o)),
+                    "\(entry.name) ratio \(ratio)")
         }
         let sinks = try o.int("--sinks", default: 4, in: 0...Int(Int32.max))
         let reposition = o.has("--reposition")
@@ -118,5 +123,15 @@ struct SessionOptions {
         let pool = threads == ThreadPool.shared.threadCount ? ThreadPool.shared : ThreadPool(threads: threads)
         return try LlamaSession(model: model, policy: policy, keys: keyFormat, values: valueFormat, chunkSize: chunk,
                                 pool: pool)
+    }
+
+    /// The head patterns the retrieval-head policies read: `--duo-pattern` / `--razor-heads`, else
+    /// the ones shipped for the default model (none for another model).
+    static func headPatterns(_ o: CommandLineOptions) throws -> KVHeadPatterns {
+        let model = o.string("--model") ?? "default"
+        var patterns = model == "default" ? HeadPatternFiles.defaultModel : KVHeadPatterns()
+        if let dir = o.string("--duo-pattern") { patterns.duo = try HeadPatternFiles.loadDuo(directory: dir) }
+        if let file = o.string("--razor-heads") { patterns.razor = try HeadPatternFiles.loadRazor(path: file) }
+        return patterns
     }
 }

@@ -13,6 +13,7 @@ let usage = """
       kvcompress perplexity --text FILE [options]     teacher-forced perplexity of a text
       kvcompress kept --policy NAME --ratio R ...     kvpress parity: the kept positions
       kvcompress kept --policy list                   the policies
+      kvcompress calibrate duo|razor --out PATH       a model's head pattern (DuoAttention, RazorAttention)
       kvcompress SUBCOMMAND --help                    a subcommand's options
 
     Exit codes: 0 success, 1 runtime error, 2 bad arguments.
@@ -39,6 +40,7 @@ if ["--help", "-h", "help"].contains(command) {
 }
 let subcommands: [String: (ArraySlice<String>) throws -> Void] = [
     "generate": GenerateCommand.run, "perplexity": PerplexityCommand.run, "kept": KeptCommand.run,
+    "calibrate": CalibrateCommand.run,
 ]
 guard let run = subcommands[command] else {
     fail("unknown subcommand '\(command)'\n\n\(usage)", code: 2)

@@ -171,7 +171,8 @@ final class EvalRunner {
             var followers: [(policy: String, budget: EvalBudget, bytes: Int?, session: LlamaSession)] = []
             for v in group where !EvalPolicyName(label: v.policy).isFull {
                 let (budget, bytes) = v.budget.resolve(tokens: prompt.ids.count, shape: shape)
-                let policy = try KVPolicyCatalog.make(EvalPolicyName(label: v.policy).policy, budget: budget)
+                let policy = try KVPolicyCatalog.make(EvalPolicyName(label: v.policy).policy, budget: budget,
+                                                      patterns: HeadPatternFiles.defaultModel)
                 followers.append((v.policy, v.budget, bytes, try LlamaSession(model: model, policy: policy, keys: format[0],
                                                                               values: format[1], chunkSize: 1, pool: pool)))
             }
@@ -266,7 +267,8 @@ final class EvalRunner {
             }
             let (budget, bytes) = v.budget.resolve(tokens: min(tokens, window), shape: model.shape)
             let name = EvalPolicyName(label: v.policy)
-            let policy = try KVPolicyCatalog.make(name.policy, budget: budget, schedule: .prefillAndDecode)
+            let policy = try KVPolicyCatalog.make(name.policy, budget: budget, schedule: .prefillAndDecode,
+                                                  patterns: HeadPatternFiles.defaultModel)
             let session = try LlamaSession(model: model, policy: policy, keys: name.keyFormat, values: name.valueFormat,
                                            chunkSize: 512, pool: pool)
             let r = try session.perplexity(tokens: Array(ids.prefix(tokens)))

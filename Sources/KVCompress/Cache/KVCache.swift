@@ -359,6 +359,42 @@ public final class KVCache {
         heldBytes += s.byteCount - before
     }
 
+    /// Replaces the contiguous rows `rows` of one head (two or more) by one *merged entry* that
+    /// stands for all their tokens: its key and value are the means of theirs (each row weighted by
+    /// the tokens it already stands for), its position the last row's, and attention counts it once
+    /// per token by adding the log of its token count to its logit (``logCount(layer:head:row:)``,
+    /// KVCore's `KVHeadView.logCounts`). RazorAttention's compensation token is such an entry.
+    ///
+    /// A head that holds merged entries stores a 4-byte log-count per row from then on (counted in
+    /// ``byteCount``).
+    /// - Throws: `KVError.invalidParameter` for a layer or head out of range or rows not within
+    ///   `0..<count(layer:head:)` or fewer than two; `.invalidState` for a KIVI cache (its
+    ///   quantized part has no per-entry counts).
+    public func merge(layer: Int, head: Int, rows: Range<Int>) throws(KVError) {
+        let s = try checkedHead(layer, head)
+        guard rows.lowerBound >= 0 && rows.upperBound <= s.count && rows.count >= 2 else {
+            throw .invalidParameter(name: "rows", value: "\(rows)",
+                                    expected: "two or more rows within layer \(layer) head \(head)'s rows 0..<\(s.count)")
+        }
+        guard s.packed == nil else {
+            throw .invalidState("a KIVI cache cannot hold merged entries (its quantized groups have no per-entry "
+                + "counts); use a row format (f32, f16, bf16, q8_0, q4_0, q4_1) with a merging policy")
+        }
+        totalEntries -= rows.count - 1
+        let before = s.byteCount
+        s.rows.merge(rows, headDim: headDim)
+        heldBytes += s.byteCount - before
+        peakHeldBytes = max(peakHeldBytes, heldBytes)
+    }
+
+    /// The natural log of the number of tokens an entry stands for: 0 for an ordinary entry, `ln c`
+    /// for an entry merged from `c` tokens (``merge(layer:head:rows:)``).
+    public func logCount(layer: Int, head: Int, row: Int) -> Float {
+        let s = self.head(layer, head)
+        precondition(row >= 0 && row < s.count, "row \(row) out of 0..<\(s.count)")
+        return row < s.packedCount ? 0 : s.rows.logCount(row - s.packedCount)
+    }
+
     /// Drops every entry of every layer (a new sequence: positions start again at 0), returning
     /// the memory.
     public func removeAll() {

@@ -1,4 +1,11 @@
 import CKVKernels
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#elseif canImport(Musl)
+import Musl
+#endif
 
 /// Owned, growable storage of one KV head of one layer: rows of keys and values in their element
 /// types plus each row's original position, in ascending position order.
@@ -17,6 +24,9 @@ final class KVHeadStorage {
     private var keyAlloc: UnsafeMutableRawPointer
     private var valueAlloc: UnsafeMutableRawPointer
     private var positionAlloc: UnsafeMutablePointer<Int32>
+    /// Each row's log-count (0: one token; see ``KVCache/merge(layer:head:rows:)``), allocated when
+    /// the head first holds a merged entry.
+    private var logCountAlloc: UnsafeMutablePointer<Float>?
     private var start = 0
     private(set) var count = 0
     private(set) var capacity: Int
@@ -40,15 +50,29 @@ final class KVHeadStorage {
         keyAlloc.deallocate()
         valueAlloc.deallocate()
         positionAlloc.deallocate()
+        logCountAlloc?.deallocate()
     }
 
     /// Row 0's key, value and position.
     var keys: UnsafeMutableRawPointer { keyAlloc + start * keyRowBytes }
     var values: UnsafeMutableRawPointer { valueAlloc + start * valueRowBytes }
     var positions: UnsafeMutablePointer<Int32> { positionAlloc + start }
+    /// Row 0's log-count (nil while the head holds no merged entry).
+    var logCounts: UnsafeMutablePointer<Float>? { logCountAlloc.map { $0 + start } }
 
-    /// Bytes of one entry: key row + value row + its Int32 position.
-    var bytesPerEntry: Int { keyRowBytes + valueRowBytes + MemoryLayout<Int32>.size }
+    /// Bytes of one entry: key row + value row + its Int32 position (+ its f32 log-count once the
+    /// head holds merged entries).
+    var bytesPerEntry: Int {
+        keyRowBytes + valueRowBytes + MemoryLayout<Int32>.size + (logCountAlloc == nil ? 0 : MemoryLayout<Float>.size)
+    }
+
+    /// Gives every row a log-count (0: one token), so that rows can stand for merged tokens.
+    func enableLogCounts() {
+        guard logCountAlloc == nil else { return }
+        let c = UnsafeMutablePointer<Float>.allocate(capacity: capacity)
+        c.initialize(repeating: 0, count: capacity)
+        logCountAlloc = c
+    }
 
     /// Bytes currently allocated for rows (capacity, not count).
     var allocatedBytes: Int { capacity * bytesPerEntry }
@@ -65,6 +89,13 @@ final class KVHeadStorage {
         k.copyMemory(from: keys, byteCount: count * keyRowBytes)
         v.copyMemory(from: values, byteCount: count * valueRowBytes)
         p.update(from: positions, count: count)
+        if let old = logCounts {
+            let c = UnsafeMutablePointer<Float>.allocate(capacity: newCap)
+            c.initialize(repeating: 0, count: newCap)
+            c.update(from: old, count: count)
+            logCountAlloc!.deallocate()
+            logCountAlloc = c
+        }
         keyAlloc.deallocate()
         valueAlloc.deallocate()
         positionAlloc.deallocate()
@@ -81,6 +112,7 @@ final class KVHeadStorage {
         keyAlloc.copyMemory(from: keys, byteCount: count * keyRowBytes)
         valueAlloc.copyMemory(from: values, byteCount: count * valueRowBytes)
         UnsafeMutableRawPointer(positionAlloc).copyMemory(from: positions, byteCount: count * 4)
+        if let c = logCounts { UnsafeMutableRawPointer(logCountAlloc!).copyMemory(from: c, byteCount: count * 4) }
         start = 0
     }
 
@@ -101,6 +133,7 @@ final class KVHeadStorage {
         Self.store(key, as: keyType, into: keys + count * keyRowBytes, headDim: headDim)
         Self.store(value, as: valueType, into: values + count * valueRowBytes, headDim: headDim)
         positions[count] = position
+        logCounts?[count] = 0
         count += 1
     }
 
@@ -117,6 +150,7 @@ final class KVHeadStorage {
         (keys + dst * keyRowBytes).copyMemory(from: keys + src * keyRowBytes, byteCount: keyRowBytes)
         (values + dst * valueRowBytes).copyMemory(from: values + src * valueRowBytes, byteCount: valueRowBytes)
         positions[dst] = positions[src]
+        if let c = logCounts { c[dst] = c[src] }
     }
 
     /// Keeps the rows at `sortedIndices` (strictly ascending, in range), compacting in place, and
@@ -183,6 +217,8 @@ final class KVHeadStorage {
     func removeAll() {
         count = 0
         start = 0
+        logCountAlloc?.deallocate()
+        logCountAlloc = nil
         if capacity > Self.minimumCapacity { reallocate(to: Self.minimumCapacity) }
     }
 
@@ -215,9 +251,41 @@ final class KVHeadStorage {
 
     func setPosition(_ j: Int, _ p: Int32) { positions[j] = p }
 
+    /// Row `j`'s log-count (0 for a row that is one token).
+    func logCount(_ j: Int) -> Float { logCounts?[j] ?? 0 }
+
+    /// Replaces rows `range` (two or more) by one entry whose key and value are their means, each row
+    /// weighted by the tokens it stands for, counting all their tokens, at the last row's position.
+    func merge(_ range: Range<Int>, headDim d: Int) {
+        precondition(range.count >= 2 && range.lowerBound >= 0 && range.upperBound <= count)
+        enableLogCounts()
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: 3 * d)
+        defer { buffer.deallocate() }
+        let (keySum, valueSum, row) = (buffer, buffer + d, buffer + 2 * d)
+        keySum.initialize(repeating: 0, count: 2 * d)
+        // Weights relative to the largest count, so that long merges stay in range.
+        let counts = range.map { Double(logCount($0)) }
+        let top = counts.max()!
+        var total = 0.0
+        for (j, c) in zip(range, counts) {
+            let w = exp(c - top)
+            total += w
+            key(j, into: row, headDim: d)
+            kvk_axpy_f32(Float(w), row, keySum, d)
+            value(j, into: row, headDim: d)
+            kvk_axpy_f32(Float(w), row, valueSum, d)
+        }
+        kvk_scale_f32(Float(1 / total), keySum, 2 * d)
+        let last = range.upperBound - 1
+        setKey(last, from: keySum, headDim: d)
+        setValue(last, from: valueSum, headDim: d)
+        logCounts![last] = Float(top + log(total))
+        remove(range.lowerBound..<last)
+    }
+
     func view() -> KVHeadView {
         KVHeadView(keys: UnsafeRawPointer(keys), values: UnsafeRawPointer(values),
                    positions: UnsafePointer(positions), count: count, keyType: keyType, valueType: valueType,
-                   keyStride: keyRowBytes, valueStride: valueRowBytes)
+                   keyStride: keyRowBytes, valueStride: valueRowBytes, logCounts: logCounts.map { UnsafePointer($0) })
     }
 }

@@ -51,6 +51,13 @@ public protocol KVCachePolicy: Sendable {
     /// `Attention.decode(...columnSums:...)`), which costs a few percent of the attention, instead
     /// of the policy probing the attention again, which costs about as much as the attention itself.
     var needsAttentionColumnSums: Bool { get }
+
+    /// Λ-shaped prefill attention for the KV heads of `layer` (KVCore's `KVAttentionWindow`): nil
+    /// (the default) when every head attends causally to every entry it holds, else one window or
+    /// nil per KV head. ``KVCompressor`` passes them to `Attention.prefill`; decode attention reads
+    /// every entry a head holds, so a policy with windows trims its heads to `sinks + recent - 1`
+    /// entries after each step (DuoAttention's streaming heads).
+    func attentionWindows(layer: Int, state: State) -> [KVAttentionWindow?]?
 }
 
 extension KVCachePolicy where State == KVNoState {
@@ -73,4 +80,7 @@ extension KVCachePolicy {
 
     /// Default: `false` (the policy does not read attention column sums).
     public var needsAttentionColumnSums: Bool { false }
+
+    /// Default: nil (causal attention over every entry).
+    public func attentionWindows(layer: Int, state: State) -> [KVAttentionWindow?]? { nil }
 }

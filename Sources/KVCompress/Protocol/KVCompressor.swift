@@ -24,8 +24,8 @@
 /// ```
 ///
 /// A runtime that computes attention itself (on a GPU, say) replaces ``attend(layer:step:queries:preRoPEQueries:keys:values:output:)``
-/// by ``append(layer:step:keys:values:)``, its own attention over ``KVCache/headParts(layer:)``,
-/// and ``afterAttention(layer:step:queries:preRoPEQueries:attentionColumnSums:)``.
+/// by ``append(layer:step:keys:values:)``, its own attention over ``KVCache/headParts(layer:)``
+/// (with the policy's ``attentionWindows(layer:)`` in prefill), and ``afterAttention(layer:step:queries:preRoPEQueries:attentionColumnSums:)``.
 ///
 /// Steps run in order and every layer of a step runs once, in order; after the last layer of a
 /// step that ends a prompt, the policy's cross-layer hook runs. A step interrupted by an error
@@ -193,7 +193,8 @@ public final class KVCompressor {
             step.positions.withUnsafeBufferPointer { p in
                 Attention.prefill(queries: queries, queryCount: n, queryTokenStride: shape.heads * shape.headDim,
                                   queryPositions: p.baseAddress!, heads: shape.heads, headDim: shape.headDim, parts: parts,
-                                  output: output, columnSums: sums, columnSumStride: stride, pool: pool)
+                                  output: output, columnSums: sums, columnSumStride: stride,
+                                  windows: runner.attentionWindows(layer: layer), pool: pool)
             }
         }
         let columnSumArrays = sums.map { f in
@@ -263,6 +264,13 @@ public final class KVCompressor {
         }
     }
 
+    /// The policy's Λ-shaped prefill windows for `layer` (``KVCachePolicy/attentionWindows(layer:state:)``),
+    /// which a host with its own prefill attention must apply: nil when every head attends to all
+    /// its entries.
+    public func attentionWindows(layer: Int) -> [KVAttentionWindow?]? {
+        runner.attentionWindows(layer: layer)
+    }
+
     private func columnSumBuffer(count: Int) -> UnsafeMutablePointer<Float> {
         if count > columnSumCapacity || columnSums == nil {
             columnSums?.deallocate()
@@ -281,6 +289,7 @@ protocol KVPolicyRunner: AnyObject {
     func prefill(_ context: KVLayerContext) throws(KVError)
     func decode(_ context: KVLayerContext) throws(KVError)
     func afterPrompt(cache: KVCache, shape: KVModelShape, pool: ThreadPool?) throws(KVError)
+    func attentionWindows(layer: Int) -> [KVAttentionWindow?]?
 }
 
 final class KVPolicyBox<P: KVCachePolicy>: KVPolicyRunner {
@@ -302,4 +311,5 @@ final class KVPolicyBox<P: KVCachePolicy>: KVPolicyRunner {
     func afterPrompt(cache: KVCache, shape: KVModelShape, pool: ThreadPool?) throws(KVError) {
         try policy.afterPrompt(cache: cache, shape: shape, state: &state, pool: pool)
     }
+    func attentionWindows(layer: Int) -> [KVAttentionWindow?]? { policy.attentionWindows(layer: layer, state: state) }
 }

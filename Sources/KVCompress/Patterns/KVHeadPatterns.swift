@@ -1,0 +1,37 @@
+/// The per-model head patterns that retrieval-head policies need (DuoAttention's gates,
+/// RazorAttention's retrieval heads), as ``KVPolicyCatalog`` hands them to the policies it builds.
+/// KVModel ships them for its default model; `kvcompress calibrate` makes them for another.
+public struct KVHeadPatterns: Sendable, Equatable {
+    /// DuoAttention's pattern, if known.
+    public var duo: DuoAttentionPattern?
+    /// RazorAttention's retrieval heads, if known.
+    public var razor: RazorHeads?
+
+    /// Creates a set of patterns (none by default).
+    public init(duo: DuoAttentionPattern? = nil, razor: RazorHeads? = nil) {
+        self.duo = duo
+        self.razor = razor
+    }
+
+    /// The DuoAttention pattern.
+    /// - Throws: `KVError.invalidParameter` saying how to get one when there is none.
+    public func requireDuo() throws(KVError) -> DuoAttentionPattern {
+        guard let duo else {
+            throw .invalidParameter(name: "pattern", value: "none",
+                                    expected: "a DuoAttention pattern for this model (the default model's ships with KVModel; "
+                                        + "for another run 'kvcompress calibrate duo' and pass its directory)")
+        }
+        return duo
+    }
+
+    /// RazorAttention's retrieval heads.
+    /// - Throws: `KVError.invalidParameter` saying how to get them when there are none.
+    public func requireRazor() throws(KVError) -> RazorHeads {
+        guard let razor else {
+            throw .invalidParameter(name: "pattern", value: "none",
+                                    expected: "RazorAttention retrieval heads for this model (the default model's ship with "
+                                        + "KVModel; for another run 'kvcompress calibrate razor' and pass its file)")
+        }
+        return razor
+    }
+}

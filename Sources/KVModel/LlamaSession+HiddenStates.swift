@@ -1,0 +1,33 @@
+import CKVKernels
+import KVCompress
+import KVCore
+
+extension LlamaSession {
+    /// Prefills `tokens` as ``prefill(_:)`` does and returns the final hidden states (after the
+    /// model's output norm, what the output matrix reads) of the token rows `rows`, in the order
+    /// given: what distillation losses compare (`kvcompress calibrate duo`).
+    /// - Throws: as ``prefill(_:)``; `KVError.invalidParameter` for a row outside `0..<tokens.count`.
+    public func prefillHiddenStates(_ tokens: [Int32], rows: [Int]) throws(KVError) -> [[Float]] {
+        if let bad = rows.first(where: { $0 < 0 || $0 >= tokens.count }) {
+            throw .invalidParameter(name: "rows", value: "\(bad)", expected: "token rows in 0..<\(tokens.count)")
+        }
+        let hidden = model.config.hidden
+        var states = Array(repeating: [Float](), count: rows.count)
+        var start = 0
+        while start < tokens.count {
+            let end = min(tokens.count, start + chunkSize)
+            try tokens.withUnsafeBufferPointer { (all: UnsafeBufferPointer<Int32>) throws(KVError) in
+                try forward(UnsafeBufferPointer(rebasing: all[start..<end]), decode: false, endsPrompt: end == tokens.count)
+            }
+            for (i, r) in rows.enumerated() where r >= start && r < end {
+                states[i] = [Float](unsafeUninitializedCapacity: hidden) { out, n in
+                    kvk_rmsnorm(scratch.x + (r - start) * hidden, model.outputNorm, out.baseAddress!, hidden,
+                                model.config.rmsEps)
+                    n = hidden
+                }
+            }
+            start = end
+        }
+        return states
+    }
+}

@@ -1,0 +1,61 @@
+import Foundation
+import KVCompress
+import KVModel
+
+/// `kvcompress calibrate duo|razor`: makes a model's head pattern for DuoAttention or RazorAttention.
+enum CalibrateCommand {
+    static let usage = """
+    kvcompress calibrate duo --out DIR [--model PATH|default] [--threads N]
+    kvcompress calibrate razor --out FILE [--model PATH|default] [--threads N]
+
+    duo:   estimates DuoAttention's gate per (layer, KV head): the distillation loss on the final
+           hidden states at the answers of synthetic multi-passkey samples when that head alone
+           attends as a streaming head (64 sinks + 256 recent tokens), divided by the largest.
+           Writes DIR/full_attention_heads.tsv and DIR/config.json (the reference's format).
+           About 4 x 91 prefills of 1000-2500 tokens on the default model.
+    razor: RazorAttention's echo and induction scores from one prefill of BOS + 1024 random tokens
+           repeated 4 times; retrieval heads are the top 1 % by echo and 14 % by induction score.
+           Writes the head list (JSON) to FILE.
+
+      --out DIR|FILE    where the pattern goes
+      --model PATH|default  a llama GGUF file, or 'default' (SmolLM2-135M-Instruct)
+      --threads N       threads (default: all cores)
+    """
+
+    static func run(_ arguments: ArraySlice<String>) throws {
+        let o = try CommandLineOptions(arguments.first == "--help" ? arguments : arguments.dropFirst(), valued: ["--out", "--model", "--threads"], boolean: [])
+        if o.wantsHelp || arguments.first == "--help" { print(usage); return }
+        guard let kind = arguments.first, ["duo", "razor"].contains(kind) else {
+            throw CommandLineOptions.UsageError(description: "calibrate needs a method: 'duo' or 'razor'")
+        }
+        guard let out = o.string("--out") else {
+            throw CommandLineOptions.UsageError(description: "calibrate \(kind) needs --out \(kind == "duo" ? "DIR" : "FILE")")
+        }
+        if kind == "razor" { try KeptCommand.checkWritable(out) }
+        let threads = try o.int("--threads", default: ThreadPool.shared.threadCount, in: 1...4096)
+        let modelPath = o.string("--model") ?? "default"
+        let model = try LlamaModel(path: modelPath, mode: .fast)
+        let pool = ThreadPool(threads: threads)
+        let started = ContinuousClock.now
+        if kind == "duo" {
+            var line = ProgressLine(label: "calibrate duo")
+            let settings = DuoCalibration()
+            let pattern = try settings.run(model: model, pool: pool) { line.update(done: $0, total: $1, unit: "prefills") }
+            try HeadPatternFiles.writeDuo(pattern, directory: out, extra: [
+                "method": "kvcompress calibrate duo: per-head distillation loss with that head streaming, divided by the largest",
+                "contexts": settings.contexts.map(String.init).joined(separator: ","),
+                "keys": "\(settings.keys)", "words": "\(settings.words)", "seed": "\(settings.seed)",
+                "model": modelPath == "default" ? ModelStore.defaultFileName : URL(fileURLWithPath: modelPath).lastPathComponent,
+            ])
+            let retrieval = pattern.retrievalHeads(sparsity: 0.5).flatMap { $0 }.filter { $0 }.count
+            FileHandle.standardError.write(Data(("calibrate duo: \(pattern.gates.count) gates -> \(out) "
+                + "(\(retrieval) retrieval heads at sparsity 0.5) in \(started.duration(to: .now))\n").utf8))
+        } else {
+            var line = ProgressLine(label: "calibrate razor")
+            let heads = try RazorCalibration().run(model: model, pool: pool) { line.update(done: $0, total: $1, unit: "tok") }
+            try HeadPatternFiles.writeRazor(heads, path: out)
+            FileHandle.standardError.write(Data(("calibrate razor: \(heads.heads.count) retrieval heads "
+                + "(\(heads.heads.map(\.description).joined(separator: " "))) -> \(out) in \(started.duration(to: .now))\n").utf8))
+        }
+    }
+}
