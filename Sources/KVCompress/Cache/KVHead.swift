@@ -50,6 +50,22 @@ final class KVHead {
         if j < p { packed!.value(j, into: out) } else { rows.value(j - p, into: out, headDim: headDim) }
     }
 
+    /// Head rows `rows`' keys as f32, row after row (`rows.count x headDim`).
+    func keys(_ rows: Range<Int>) -> [Float] { gather(rows, keys: true) }
+
+    /// Head rows `rows`' values as f32, row after row.
+    func values(_ rows: Range<Int>) -> [Float] { gather(rows, keys: false) }
+
+    private func gather(_ rows: Range<Int>, keys: Bool) -> [Float] {
+        let d = headDim
+        return [Float](unsafeUninitializedCapacity: rows.count * d) { out, n in
+            for (i, j) in rows.enumerated() {
+                if keys { key(j, into: out.baseAddress! + i * d, headDim: d) } else { value(j, into: out.baseAddress! + i * d, headDim: d) }
+            }
+            n = rows.count * d
+        }
+    }
+
     /// Keeps the head rows at `sortedIndices` (strictly ascending, in range).
     func retain(sortedIndices kept: [Int]) {
         let p = packedCount

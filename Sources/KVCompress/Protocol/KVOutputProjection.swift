@@ -30,10 +30,7 @@ public struct KVOutputProjection: Sendable {
         let d = context.shape.headDim, g = context.shape.groupSize, width = context.shape.heads * d
         let s = context.cache.head(context.layer, m)
         let n = s.count
-        var values = [Float](repeating: 0, count: n * d)
-        values.withUnsafeMutableBufferPointer { v in
-            for j in 0..<n { s.value(j, into: v.baseAddress! + j * d, headDim: d) }
-        }
+        let values = s.values(0..<n)
         var norms = [Float](repeating: 0, count: n)
         var slice = [Float](repeating: 0, count: hiddenSize * d)   // W_o's columns of head h
         var projected = [Float](repeating: 0, count: n * hiddenSize)

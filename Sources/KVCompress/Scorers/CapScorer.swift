@@ -83,15 +83,12 @@ public struct CapScorer: KVScorer {
             let rows = s.count, first = min(sinks, rows), n = rows - first
             var score = [Float](repeating: 0, count: rows)
             guard n > 0 else { heads.append(score); continue }
-            var keys = [Float](repeating: 0, count: n * d), values = keys
+            var keys = s.keys(first..<(first + n))
+            let values = s.values(first..<(first + n))
             keys.withUnsafeMutableBufferPointer { k in
-                values.withUnsafeMutableBufferPointer { v in
-                    for j in 0..<n {
-                        s.key(first + j, into: k.baseAddress! + j * d, headDim: d)
-                        s.value(first + j, into: v.baseAddress! + j * d, headDim: d)
-                        let norm = max(kvk_dot_f32(k.baseAddress! + j * d, k.baseAddress! + j * d, d).squareRoot(), 1e-12)
-                        for i in 0..<d { k[j * d + i] /= norm }
-                    }
+                for j in 0..<n {
+                    let norm = max(kvk_dot_f32(k.baseAddress! + j * d, k.baseAddress! + j * d, d).squareRoot(), 1e-12)
+                    for i in 0..<d { k[j * d + i] /= norm }
                 }
             }
             var cosine = [Float](repeating: 0, count: n)

@@ -43,15 +43,7 @@ public struct LagKVScorer: KVStatelessScorer {
                 return (0..<n).map { j in j < sinks ? 1 : Float(j - sinks) / Float(n - sinks) }
             }
             let end = sinks + (n - sinks) / lag * lag
-            var keys = [Float](repeating: 0, count: (end - sinks) * d), values = keys
-            keys.withUnsafeMutableBufferPointer { k in
-                values.withUnsafeMutableBufferPointer { v in
-                    for j in sinks..<end {
-                        s.key(j, into: k.baseAddress! + (j - sinks) * d, headDim: d)
-                        s.value(j, into: v.baseAddress! + (j - sinks) * d, headDim: d)
-                    }
-                }
-            }
+            let keys = s.keys(sinks..<end), values = s.values(sinks..<end)
             let partitions = (end - sinks) / lag - 1  // the last complete one only serves as reference
             let ks = spread(keys, partitions: partitions, d: d), vs = spread(values, partitions: partitions, d: d)
             var scores = [Float](repeating: 1, count: n)

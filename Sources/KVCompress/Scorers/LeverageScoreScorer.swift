@@ -65,10 +65,7 @@ public struct LeverageScoreScorer: KVScorer {
             let s = context.cache.head(context.layer, m)
             let first = min(skipFirst, s.count), last = min(skipLast, s.count - first)
             let n = s.count - first - last
-            var keys = [Float](repeating: 0, count: n * d)
-            keys.withUnsafeMutableBufferPointer { kb in
-                for j in 0..<n { s.key(first + j, into: kb.baseAddress! + j * d, headDim: d) }
-            }
+            var keys = s.keys(first..<(first + n))
             rope.apply(to: &keys, heads: 1, positions: (0..<n).map { -s.position(first + $0) })   // back to pre-RoPE
             // The sketch mixes dimensions, so their order matters: take the rotate-half order of
             // Hugging Face checkpoints (each RoPE pair's first elements, then its second ones), which

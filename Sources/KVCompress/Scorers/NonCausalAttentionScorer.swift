@@ -86,17 +86,13 @@ public struct NonCausalAttentionScorer: KVScorer {
     private func runTile(_ context: KVLayerContext, rows n: Int, state: inout State) {
         let l = context.layer, d = context.shape.headDim, heads = context.shape.heads
         let g = heads / context.shape.kvHeads, start = state.pendingStart[l]
-        var keys = [Float](repeating: 0, count: n * d)
         var row = [Float](repeating: 0, count: tile)
         // the padded queries' row (logit 0 over the real keys, -1e-9 over the padding), once
         var padRow = [Float](repeating: 0, count: tile)
         for j in n..<tile { padRow[j] = -1e-9 }
         _ = kvk_softmax(&padRow, tile)
         for m in 0..<context.shape.kvHeads {
-            let s = context.cache.head(l, m)
-            keys.withUnsafeMutableBufferPointer { k in
-                for j in 0..<n { s.key(start + j, into: k.baseAddress! + j * d, headDim: d) }
-            }
+            let keys = context.cache.head(l, m).keys(start..<(start + n))
             for h in (m * g)..<((m + 1) * g) {
                 var sums = state.sums[l][h]
                 sums.append(contentsOf: repeatElement(0, count: n))

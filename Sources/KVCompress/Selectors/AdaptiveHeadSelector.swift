@@ -58,6 +58,11 @@ public struct AdaptiveHeadSelector: KVSelector {
     /// uniform count `n`.
     func safeguardCount(uniformCount n: Int) -> Int { Int(Double(n) * alpha) }
 
+    /// The safeguard: a head's best `alpha` x (its uniform count) rows are kept on its own scores.
+    public func scoreOnlyCount(head: Int, context: KVLayerContext) -> Int {
+        safeguardCount(uniformCount: budget.keptCount(length: context.count(head: head), cache: context.cache))
+    }
+
     /// The budget's fixed capacity (`.tokens`, `.bytes`).
     public func decodeCapacity(context: KVLayerContext) -> Int? { budget.fixedCapacity(cache: context.cache) }
 }

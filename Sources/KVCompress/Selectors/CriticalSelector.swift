@@ -50,12 +50,9 @@ public struct CriticalSelector<Inner: KVSelector>: KVSelector {
             let budget = rows.count
             let positions = context.positions(head: m)
             // Stage 1: the best by the plain scores (at least one while anything is kept, as kvpress).
-            var first = budget == 0 ? 0 : max(firstStageRatio > 0 ? 1 : 0, Int(Double(budget) * firstStageRatio))
-            if let adaptive = inner as? AdaptiveHeadSelector {
-                // AdaKV's safeguard rows were chosen on their scores alone: they stay (as in kvpress).
-                first = max(first, min(budget, adaptive.safeguardCount(
-                    uniformCount: adaptive.budget.keptCount(length: counts[m], cache: context.cache))))
-            }
+            // Rows the inner selector chose on their scores alone (AdaKV's safeguard) stay, as in kvpress.
+            let first = max(budget == 0 ? 0 : max(firstStageRatio > 0 ? 1 : 0, Int(Double(budget) * firstStageRatio)),
+                            min(budget, inner.scoreOnlyCount(head: m, context: context)))
             let ranked = try KVSelection.ranking(scores: scores.heads[m], positions: positions)
             // Stage 2: the rest by the rescaled scores, the stage-1 rows forced first.
             let norms = projection.valueOutputNorms(context, head: m)

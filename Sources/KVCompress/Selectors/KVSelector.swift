@@ -11,9 +11,16 @@ public protocol KVSelector: Sendable {
     /// A fixed per-head capacity to hold during decoding (for `.tokens` / `.bytes` budgets), or nil
     /// to hold what the prefill compression kept.
     func decodeCapacity(context: KVLayerContext) -> Int?
+    /// How many of head `head`'s best rows (by its own scores) this selector keeps on its scores
+    /// alone, whatever else decides the rest: a wrapper that re-ranks the selection
+    /// (``CriticalSelector``) keeps them first. Default 0; AdaKV's safeguard.
+    func scoreOnlyCount(head: Int, context: KVLayerContext) -> Int
 }
 
 extension KVSelector {
     /// Default: no fixed capacity.
     public func decodeCapacity(context: KVLayerContext) -> Int? { nil }
+
+    /// Default: none.
+    public func scoreOnlyCount(head: Int, context: KVLayerContext) -> Int { 0 }
 }
