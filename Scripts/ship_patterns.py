@@ -4,6 +4,7 @@
 The patterns are made by the CLI (see Patterns/README.md):
     kvcompress calibrate duo --out Patterns/SmolLM2-135M-Instruct/duo
     kvcompress calibrate razor --out Patterns/SmolLM2-135M-Instruct/razor_heads.json
+    kvcompress calibrate qfilter --text TEXT --out Patterns/SmolLM2-135M-Instruct/qfilters.tsv
 then `python3 Scripts/ship_patterns.py` copies their texts into the Swift source (a test checks that
 the two agree); `--check` only reports whether they do.
 """
@@ -14,7 +15,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 DIR = ROOT / "Patterns" / "SmolLM2-135M-Instruct"
 OUT = ROOT / "Sources" / "KVModel" / "ShippedPatterns.swift"
 FILES = [("duoTSV", DIR / "duo" / "full_attention_heads.tsv"), ("duoConfig", DIR / "duo" / "config.json"),
-         ("razorJSON", DIR / "razor_heads.json")]
+         ("razorJSON", DIR / "razor_heads.json"), ("qFiltersTSV", DIR / "qfilters.tsv")]
 
 
 def render() -> str:

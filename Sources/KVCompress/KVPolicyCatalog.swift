@@ -116,6 +116,9 @@ public enum KVPolicyCatalog {
         Entry(name: "CAKE", kvpressName: nil,
               summary: "layer budgets by window-attention dispersion x shift (cascading); mean + 200 x variance ranking") {
             b, _ throws(KVError) in try CAKE(budget: b) },
+        Entry(name: "QFilter", kvpressName: "QFilterPress",
+              summary: "keys most aligned with the head's dominant query direction (the model's calibrated filters)") {
+            b, s, p throws(KVError) in try QFilter(filters: try p.requireQFilters(), budget: b, schedule: s) },
     ]
 
     /// The entry for `name` (library or kvpress name, case-insensitive), or for a wrapper around

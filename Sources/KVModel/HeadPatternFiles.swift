@@ -40,15 +40,28 @@ public enum HeadPatternFiles {
         try write(heads.json, to: path)
     }
 
+    /// Reads Q-filters.
+    /// - Throws: `KVError.io` when the file cannot be read; `.malformedFile` for bad contents.
+    public static func loadQFilters(path: String) throws(KVError) -> QFilters {
+        try QFilters(tsv: try read(path), path: path)
+    }
+
+    /// Writes Q-filters.
+    /// - Throws: `KVError.io` when the file cannot be written.
+    public static func writeQFilters(_ filters: QFilters, path: String) throws(KVError) {
+        try write(filters.tsv, to: path)
+    }
+
     /// The patterns shipped for the default model (``ModelStore``'s SmolLM2-135M-Instruct), made by
-    /// `kvcompress calibrate duo` and `kvcompress calibrate razor` with their defaults; the same
-    /// texts are in the repository's `Patterns/SmolLM2-135M-Instruct/`.
+    /// `kvcompress calibrate duo|razor|qfilter` with their defaults; the same texts are in the
+    /// repository's `Patterns/SmolLM2-135M-Instruct/`.
     public static let defaultModel: KVHeadPatterns = {
         do {
             return KVHeadPatterns(
                 duo: try DuoAttentionPattern(tsv: ShippedPatterns.duoTSV, config: ShippedPatterns.duoConfig,
                                              path: "(shipped DuoAttention pattern)"),
-                razor: try RazorHeads(json: ShippedPatterns.razorJSON, path: "(shipped RazorAttention heads)"))
+                razor: try RazorHeads(json: ShippedPatterns.razorJSON, path: "(shipped RazorAttention heads)"),
+                qFilters: try QFilters(tsv: ShippedPatterns.qFiltersTSV, path: "(shipped Q-filters)"))
         } catch {
             preconditionFailure("the shipped head patterns do not parse: \(error)")
         }

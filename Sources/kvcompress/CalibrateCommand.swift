@@ -7,6 +7,7 @@ enum CalibrateCommand {
     static let usage = """
     kvcompress calibrate duo --out DIR [--model PATH|default] [--threads N]
     kvcompress calibrate razor --out FILE [--model PATH|default] [--threads N]
+    kvcompress calibrate qfilter --text FILE --out FILE [--tokens N] [--model PATH|default] [--threads N]
 
     duo:   estimates DuoAttention's gate per (layer, KV head): the distillation loss on the final
            hidden states at the answers of synthetic multi-passkey samples when that head alone
@@ -16,22 +17,36 @@ enum CalibrateCommand {
     razor: RazorAttention's echo and induction scores from one prefill of BOS + 1024 random tokens
            repeated 4 times; retrieval heads are the top 1 % by echo and 14 % by induction score.
            Writes the head list (JSON) to FILE.
+    qfilter: QFilter's filters: the first right singular vector of each KV head's post-RoPE queries
+           over the first N tokens (default 4096) of the text FILE. Writes them (TSV) to FILE.
 
       --out DIR|FILE    where the pattern goes
       --model PATH|default  a llama GGUF file, or 'default' (SmolLM2-135M-Instruct)
       --threads N       threads (default: all cores)
+      --text FILE       qfilter: the calibration text
+      --tokens N        qfilter: tokens of the text used (default 4096)
     """
 
     static func run(_ arguments: ArraySlice<String>) throws {
-        let o = try CommandLineOptions(arguments.first == "--help" ? arguments : arguments.dropFirst(), valued: ["--out", "--model", "--threads"], boolean: [])
+        let o = try CommandLineOptions(arguments.first == "--help" ? arguments : arguments.dropFirst(), valued: ["--out", "--model", "--threads", "--text", "--tokens"], boolean: [])
         if o.wantsHelp || arguments.first == "--help" { print(usage); return }
-        guard let kind = arguments.first, ["duo", "razor"].contains(kind) else {
-            throw CommandLineOptions.UsageError(description: "calibrate needs a method: 'duo' or 'razor'")
+        guard let kind = arguments.first, ["duo", "razor", "qfilter"].contains(kind) else {
+            throw CommandLineOptions.UsageError(description: "calibrate needs a method: 'duo', 'razor' or 'qfilter'")
         }
+        var text: String?
+        if kind == "qfilter" {
+            guard let path = o.string("--text") else {
+                throw CommandLineOptions.UsageError(description: "calibrate qfilter needs --text FILE (a calibration text)")
+            }
+            do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+                throw KVError.io(path: path, reason: error.localizedDescription)
+            }
+        }
+        let tokens = try o.int("--tokens", default: 4096, in: 64...1_000_000)
         guard let out = o.string("--out") else {
             throw CommandLineOptions.UsageError(description: "calibrate \(kind) needs --out \(kind == "duo" ? "DIR" : "FILE")")
         }
-        if kind == "razor" { try KeptCommand.checkWritable(out) }
+        if kind != "duo" { try KeptCommand.checkWritable(out) }
         let threads = try o.int("--threads", default: ThreadPool.shared.threadCount, in: 1...4096)
         let modelPath = o.string("--model") ?? "default"
         let model = try LlamaModel(path: modelPath, mode: .fast)
@@ -50,6 +65,14 @@ enum CalibrateCommand {
             let retrieval = pattern.retrievalHeads(sparsity: 0.5).flatMap { $0 }.filter { $0 }.count
             FileHandle.standardError.write(Data(("calibrate duo: \(pattern.gates.count) gates -> \(out) "
                 + "(\(retrieval) retrieval heads at sparsity 0.5) in \(started.duration(to: .now))\n").utf8))
+        } else if let text {
+            var line = ProgressLine(label: "calibrate qfilter")
+            var settings = QFilterCalibration()
+            settings.tokens = tokens
+            let filters = try settings.run(model: model, text: text, pool: pool) { line.update(done: $0, total: $1, unit: "tok") }
+            try HeadPatternFiles.writeQFilters(filters, path: out)
+            FileHandle.standardError.write(Data(("calibrate qfilter: \(filters.layers) x \(filters.kvHeads) filters -> \(out) "
+                + "in \(started.duration(to: .now))\n").utf8))
         } else {
             var line = ProgressLine(label: "calibrate razor")
             let heads = try RazorCalibration().run(model: model, pool: pool) { line.update(done: $0, total: $1, unit: "tok") }

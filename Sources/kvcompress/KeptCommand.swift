@@ -22,7 +22,7 @@ enum KeptCommand {
 
     static func run(_ arguments: ArraySlice<String>) throws {
         let o = try CommandLineOptions(arguments, valued: ["--policy", "--ratio", "--model", "--prompt-ids", "--out",
-                                                                  "--duo-pattern", "--razor-heads"],
+                                                                  "--duo-pattern", "--razor-heads", "--qfilters"],
                                        boolean: [])
         if o.wantsHelp { print(usage); return }
         guard let name = o.string("--policy") else {

@@ -4,7 +4,7 @@ import KVModel
 /// The options `generate` and `perplexity` share: the model, how it computes, and the cache policy.
 struct SessionOptions {
     static let valued: Set<String> = ["--model", "--threads", "--chunk", "--policy", "--ratio", "--sinks", "--window",
-                                      "--cache", "--keys", "--values", "--duo-pattern", "--razor-heads"]
+                                      "--cache", "--keys", "--values", "--duo-pattern", "--razor-heads", "--qfilters"]
     static let boolean: Set<String> = ["--exact", "--reposition"]
 
     /// Their usage text.
@@ -28,6 +28,8 @@ struct SessionOptions {
                                 the one shipped for the default model; `kvcompress calibrate duo` makes one)
           --razor-heads FILE    RazorAttention's retrieval heads (default: shipped for the default model;
                                 `kvcompress calibrate razor` makes them)
+          --qfilters FILE       QFilter's filters (default: shipped for the default model; `kvcompress
+                                calibrate qfilter` makes them)
           --keys FORMAT         the keys' format alone (overrides --cache for the keys)
           --values FORMAT       the values' format alone (overrides --cache for the values)
     """
@@ -132,6 +134,7 @@ struct SessionOptions {
         var patterns = model == "default" ? HeadPatternFiles.defaultModel : KVHeadPatterns()
         if let dir = o.string("--duo-pattern") { patterns.duo = try HeadPatternFiles.loadDuo(directory: dir) }
         if let file = o.string("--razor-heads") { patterns.razor = try HeadPatternFiles.loadRazor(path: file) }
+        if let file = o.string("--qfilters") { patterns.qFilters = try HeadPatternFiles.loadQFilters(path: file) }
         return patterns
     }
 }

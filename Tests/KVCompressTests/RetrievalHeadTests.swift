@@ -400,3 +400,61 @@ final class RetrievalHeadTests: XCTestCase {
         }
     }
 }
+
+/// Q-filters: the dominant query direction, the file form, and the scorer.
+final class QFilterTests: XCTestCase {
+    func testFiltersFindThePlantedQueryDirection() throws {
+        // Queries of a head's group = 3 u + noise (u a unit vector): the filter is -u; for a second
+        // head with queries -2 v + noise, the orientation makes it +v.
+        let d = 16
+        var rng = SplitMix64(seed: 5)
+        func unit() -> [Double] {
+            let v = (0..<d).map { _ in Double.random(in: -1...1, using: &rng) }
+            let n = v.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            return v.map { $0 / n }
+        }
+        let (u, v) = (unit(), unit())
+        var grams = [[[Double]]](repeating: [[Double]](repeating: [Double](repeating: 0, count: d * d), count: 2), count: 1)
+        var sums = [[[Double]]](repeating: [[Double]](repeating: [Double](repeating: 0, count: d), count: 2), count: 1)
+        for (m, (dir, scale)) in [(u, 3.0), (v, -2.0)].enumerated() {
+            for _ in 0..<400 {
+                let q = dir.map { $0 * scale + Double.random(in: -0.3...0.3, using: &rng) }
+                for i in 0..<d {
+                    sums[0][m][i] += q[i]
+                    for j in 0..<d { grams[0][m][i * d + j] += q[i] * q[j] }
+                }
+            }
+        }
+        let filters = try QFilters(queryGrams: grams, querySums: sums)
+        let f0 = filters.filter(layer: 0, head: 0).map(Double.init), f1 = filters.filter(layer: 0, head: 1).map(Double.init)
+        XCTAssertLessThan(zip(f0, u).reduce(0) { $0 + $1.0 * $1.1 }, -0.99, "filter = -u")
+        XCTAssertGreaterThan(zip(f1, v).reduce(0) { $0 + $1.0 * $1.1 }, 0.99, "queries along -v: filter = +v")
+        // Text form round trip; a missing or wrong header is refused.
+        XCTAssertEqual(try QFilters(tsv: filters.tsv, path: "f.tsv"), filters)
+        XCTAssertThrowsError(try QFilters(tsv: filters.tsv.split(separator: "\n").dropFirst().joined(separator: "\n"), path: "f.tsv"))
+        XCTAssertNoThrow(try QFilters(tsv: "# layers 1 kv_heads 2 head_dim 4\n1\t2\t3\t4\n1\t2\t3\t4\n", path: "f.tsv"))
+        XCTAssertThrowsError(try QFilters(tsv: "# layers 1 kv_heads 2 head_dim 4\n1\t2\t3\t4\n1\t2\t3\t4\n1\t2\t3\t4\n", path: "f.tsv"))
+        XCTAssertThrowsError(try QFilters(tsv: "# layers 1 kv_heads 2 head_dim 3\n1\t2\t3\t4\n1\t2\t3\t4\n", path: "f.tsv"))
+        XCTAssertThrowsError(try QFilters(layers: 1, kvHeads: 1, headDim: 2, values: [1]))
+    }
+
+    func testScorerRanksKeysByTheirProjection() throws {
+        let shape = SyntheticPrompt.shape(layers: 2, heads: 4, kvHeads: 2)
+        let p = SyntheticPrompt(shape: shape, length: 60, seed: 8)
+        var rng = SplitMix64(seed: 9)
+        let values = (0..<(2 * 2 * shape.headDim)).map { _ in Float.random(in: -1...1, using: &rng) }
+        let filters = try QFilters(layers: 2, kvHeads: 2, headDim: shape.headDim, values: values)
+        let cache = p.makeCache()
+        try p.prefill(try QFilter(filters: filters, budget: .compressionRatio(0.5)), cache: cache)
+        for l in 0..<2 {
+            for m in 0..<2 {
+                let f = filters.filter(layer: l, head: m).map(Double.init)
+                let scores = (0..<60).map { -dot(f, p.key(l, $0, m)) }
+                let expected = (0..<60).sorted { scores[$0] > scores[$1] }.prefix(30).sorted()
+                XCTAssertEqual(cache.positions(layer: l, head: m).map(Int.init), Array(expected), "\(l).\(m)")
+            }
+        }
+        let wrong = try QFilters(layers: 1, kvHeads: 2, headDim: shape.headDim, values: Array(values[0..<(2 * shape.headDim)]))
+        XCTAssertThrowsError(try p.prefill(try QFilter(filters: wrong, budget: .compressionRatio(0.5)), cache: p.makeCache()))
+    }
+}

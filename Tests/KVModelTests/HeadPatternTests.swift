@@ -19,6 +19,8 @@ final class HeadPatternTests: XCTestCase {
         XCTAssertEqual(ShippedPatterns.duoTSV, try String(contentsOfFile: dir + "/duo/full_attention_heads.tsv", encoding: .utf8))
         XCTAssertEqual(ShippedPatterns.duoConfig, try String(contentsOfFile: dir + "/duo/config.json", encoding: .utf8))
         XCTAssertEqual(ShippedPatterns.razorJSON, try String(contentsOfFile: dir + "/razor_heads.json", encoding: .utf8))
+        XCTAssertEqual(HeadPatternFiles.defaultModel.qFilters, try HeadPatternFiles.loadQFilters(path: dir + "/qfilters.tsv"))
+        try XCTUnwrap(HeadPatternFiles.defaultModel.qFilters).check(try TestSupport.model(.fast).shape)
         XCTAssertThrowsError(try HeadPatternFiles.loadDuo(directory: dir + "/missing")) { error in
             guard case KVError.io = error else { return XCTFail("\(error)") }
         }
@@ -87,7 +89,7 @@ final class HeadPatternTests: XCTestCase {
         }
         let full = try run(FullCache())
         let quarter = full.bytes / 4
-        for name in ["DuoAttention", "RazorAttention"] {
+        for name in ["DuoAttention", "RazorAttention", "QFilter"] {
             let policy = try KVPolicyCatalog.make(name, budget: .bytes(quarter), patterns: patterns)
             let r = try run(policy)
             print("\(name) at 25 % of the bytes: \(r.answer.debugDescription), \(r.bytes) bytes (full \(full.bytes))")

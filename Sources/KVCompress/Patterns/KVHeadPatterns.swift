@@ -1,16 +1,30 @@
-/// The per-model head patterns that retrieval-head policies need (DuoAttention's gates,
-/// RazorAttention's retrieval heads), as ``KVPolicyCatalog`` hands them to the policies it builds.
+/// The per-model artifacts that some policies need (DuoAttention's gates, RazorAttention's
+/// retrieval heads, QFilter's filters), as ``KVPolicyCatalog`` hands them to the policies it builds.
 /// KVModel ships them for its default model; `kvcompress calibrate` makes them for another.
 public struct KVHeadPatterns: Sendable, Equatable {
     /// DuoAttention's pattern, if known.
     public var duo: DuoAttentionPattern?
     /// RazorAttention's retrieval heads, if known.
     public var razor: RazorHeads?
+    /// QFilter's filters, if known.
+    public var qFilters: QFilters?
 
     /// Creates a set of patterns (none by default).
-    public init(duo: DuoAttentionPattern? = nil, razor: RazorHeads? = nil) {
+    public init(duo: DuoAttentionPattern? = nil, razor: RazorHeads? = nil, qFilters: QFilters? = nil) {
         self.duo = duo
         self.razor = razor
+        self.qFilters = qFilters
+    }
+
+    /// QFilter's filters.
+    /// - Throws: `KVError.invalidParameter` saying how to get them when there are none.
+    public func requireQFilters() throws(KVError) -> QFilters {
+        guard let qFilters else {
+            throw .invalidParameter(name: "pattern", value: "none",
+                                    expected: "Q-filters for this model (the default model's ship with KVModel; for another "
+                                        + "run 'kvcompress calibrate qfilter' and pass its file)")
+        }
+        return qFilters
     }
 
     /// The DuoAttention pattern.

@@ -56,7 +56,7 @@ public struct KVHeadScores: Sendable, Equatable {
         values.map { row in row.map { "\($0)" }.joined(separator: "\t") }.joined(separator: "\n") + "\n"
     }
 
-    /// Reads tab-separated scores (``tsv``); blank lines are skipped.
+    /// Reads tab-separated scores (``tsv``); blank lines and lines starting with `#` are skipped.
     /// - Throws: `KVError.malformedFile` naming the line and the byte offset of a value that is not
     ///   a number, or rows of different lengths.
     public static func parseTSV(_ text: String, path: String) throws(KVError) -> KVHeadScores {
@@ -64,7 +64,7 @@ public struct KVHeadScores: Sendable, Equatable {
         for (n, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
             let offset = text.utf8.distance(from: text.startIndex, to: line.startIndex)
             let trimmed = line.trimmingSuffix { $0 == " " }
-            guard !trimmed.isEmpty else { continue }
+            guard !trimmed.isEmpty, !trimmed.hasPrefix("#") else { continue }
             var row: [Float] = []
             for field in trimmed.split(separator: "\t") {
                 guard let v = Float(field.trimmingSuffix { $0 == " " }), v.isFinite else {
