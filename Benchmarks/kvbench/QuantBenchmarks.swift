@@ -34,7 +34,8 @@ enum QuantBenchmarks {
     }
 
     /// A cache of `format` holding `tokens` random entries in every layer and KV head (KIVI: its
-    /// residual compacted, as after a prompt).
+    /// residual compacted, as after a prompt; ZipCache: every 1024-entry block quantized with a
+    /// random 60 % salient).
     static func filledCache(shape: KVModelShape, layers: Int, format: KVEntryFormat, tokens: Int) throws -> KVCache {
         let cache = try KVCache(layers: layers, kvHeads: shape.kvHeads, headDim: shape.headDim, keys: format, values: format)
         let width = shape.kvHeads * shape.headDim
@@ -46,7 +47,13 @@ enum QuantBenchmarks {
             let keys = (0..<(n * width)).map { _ in rng.nextFloat() * 2 - 1 }
             let values = (0..<(n * width)).map { _ in rng.nextFloat() * 2 - 1 }
             let positions = (start..<(start + n)).map(Int32.init)
-            for layer in 0..<layers { try cache.append(layer: layer, keys: keys, values: values, positions: positions) }
+            for layer in 0..<layers {
+                try cache.append(layer: layer, keys: keys, values: values, positions: positions)
+                guard format == .zipCache else { continue }
+                for m in 0..<shape.kvHeads {  // ZipCache's default split: 60 % of each block salient
+                    try cache.quantizeBlock(layer: layer, head: m, salient: (0..<n).map { _ in rng.nextFloat() >= 0.4 })
+                }
+            }
             start += n
         }
         for layer in 0..<layers { cache.compactResidual(layer: layer) }
@@ -73,6 +80,24 @@ enum QuantBenchmarks {
                 layout = heads * (packed * (code + value + 4) + groups * (4 * d + 4) + residual * (2 * f16 + 4))
                 detail = "\(heads) heads x (\(packed) x (K codes \(code) + V \(value) + position 4) + \(groups) groups x "
                     + "\(4 * d + 4) + residual \(residual) x \(2 * f16 + 4))"
+            } else if format == .zipCache {
+                let f16 = ElementType.f16.byteCount(elements: d)
+                var total = 0, groups = 0
+                for l in 0..<shape.layers {
+                    for parts in cache.headParts(layer: l) {
+                        total += parts.last!.count * (2 * f16 + 4) + (parts.count > 1 ? 4 * d : 0)
+                        for v in parts.dropLast() {
+                            let bits = v.keyGroups!.bits
+                            total += v.count * (d * bits / 8 + (bits == 4 ? ElementType.q4_1 : .q2_1).byteCount(elements: d) + 8)
+                                + v.keyGroups!.groupCount * (4 * d + 4)
+                            groups += v.keyGroups!.groupCount
+                        }
+                    }
+                }
+                layout = total
+                detail = "per entry salient K \(d / 2) + V \(ElementType.q4_1.byteCount(elements: d)) or unimportant K \(d / 4) + V "
+                    + "\(ElementType.q2_1.byteCount(elements: d)), + position 4 + head row 4; \(groups) groups x \(4 * d + 4); "
+                    + "\(heads) heads x channel scales \(4 * d)"
             } else {
                 let row = format.benchRowType.byteCount(elements: d)
                 layout = heads * tokens * (2 * row + 4)

@@ -31,8 +31,8 @@ extension Attention {
 
     /// ``decode(query:heads:headDim:kv:scale:output:columnSums:columnSumStride:pool:)`` over KV heads
     /// whose entries live in several parts: `parts[m]` lists head `m`'s parts, and its rows are their
-    /// concatenation (row `j` of part `p` is head row `j` plus the rows of parts `0 ..< p`; column
-    /// sums use that numbering). Each part's rows are read in place and the partial softmaxes of all
+    /// concatenation (row `j` of part `p` is head row `j` plus the rows of parts `0 ..< p`), or, for
+    /// parts that list them, their ``KVHeadView/headRows``; column sums use that numbering. Each part's rows are read in place and the partial softmaxes of all
     /// parts and chunks are merged exactly (log-sum-exp).
     public static func decode(query: UnsafePointer<Float>, heads: Int, headDim: Int, parts: [[KVHeadView]],
                               scale: Float? = nil, output: UnsafeMutablePointer<Float>,
@@ -151,7 +151,11 @@ extension Attention {
                     guard p[0] > -.infinity else { continue }
                     let w = expf(p[0] - globalMax)
                     total += w * p[1]
-                    kvk_axpy_f32(w, p + 2, out, d)
+                    if let c = parts[m][items[i].part].valueChannelScales {
+                        for k in 0..<d { out[k] += w * p[2 + k] * c[k] }
+                    } else {
+                        kvk_axpy_f32(w, p + 2, out, d)
+                    }
                 }
                 kvk_scale_f32(1 / total, out, d)
                 // probabilities: each chunk's exp(s - chunk max) times exp(chunk max - max) / total
@@ -163,6 +167,7 @@ extension Attention {
                                  sums + items[i].offset + items[i].start, items[i].end - items[i].start)
                 }
             }
+            if let sums { toHeadOrder(parts[m], sums) }
             first = last
         }
     }

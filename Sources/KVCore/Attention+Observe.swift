@@ -19,7 +19,7 @@ extension Attention {
 
     /// ``observe(queries:queryCount:queryTokenStride:queryPositions:heads:headDim:kv:scale:output:outputKeyStride:pool:)``
     /// over KV heads whose entries live in several parts (`parts[m]`: head `m`'s parts; its rows are
-    /// their concatenation).
+    /// their concatenation, or their ``KVHeadView/headRows``).
     public static func observe(queries: UnsafePointer<Float>, queryCount: Int, queryTokenStride: Int,
                                queryPositions: UnsafePointer<Int32>, heads: Int, headDim: Int,
                                parts: [[KVHeadView]], scale: Float? = nil, output: UnsafeMutablePointer<Float>,
@@ -45,6 +45,7 @@ extension Attention {
                 offset += v.count
             }
             if offset > 0 { _ = kvk_softmax(row, offset) }
+            toHeadOrder(parts[h / g], row)
         }
         let items = heads * queryCount
         if let pool, items > 1 { pool.parallelFor(items, run) } else { for i in 0..<items { run(i) } }

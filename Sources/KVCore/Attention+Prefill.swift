@@ -40,11 +40,11 @@ extension Attention {
 
     /// ``prefill(queries:queryCount:queryTokenStride:queryPositions:heads:headDim:kv:scale:output:columnSums:columnSumStride:pool:)``
     /// over KV heads whose entries live in several parts: `parts[m]` lists head `m`'s parts, its rows
-    /// are their concatenation (column sums use that numbering), each part's rows ascend by
+    /// are their concatenation or their ``KVHeadView/headRows`` (column sums use that numbering), each part's rows ascend by
     /// position and are read in place, and one online softmax runs over all parts.
     ///
     /// With `windows`, KV head `m` with `windows[m]` non-nil attends Λ-shaped (``KVAttentionWindow``):
-    /// its first `sinks` head rows and the rows at the last `recent` positions of each query; key
+    /// its first `sinks` head rows (by ``KVHeadView/headRows`` where parts list them) and the rows at the last `recent` positions of each query; key
     /// tiles hidden from a whole query tile are skipped.
     public static func prefill(queries: UnsafePointer<Float>, queryCount: Int, queryTokenStride: Int,
                                queryPositions: UnsafePointer<Int32>, heads: Int, headDim: Int,
@@ -86,12 +86,14 @@ extension Attention {
             // A window hides the rows after the sinks at positions <= firstPos - recent from the whole tile.
             let window = windows?[m]
             var keyTileList: [(part: Int, k0: Int, nk: Int, column: Int)] = []
+            var sinkRows = [Int](repeating: 0, count: parts[m].count)
             var offset = 0
             for (p, v) in parts[m].enumerated() {
                 let visible = v.visibleCount(upTo: lastPos)
                 var ranges = [0..<visible]
                 if let window {
-                    let sinkRows = min(max(0, window.sinks - offset), visible)
+                    sinkRows[p] = v.rowsAmongFirst(window.sinks, offset: offset)
+                    let sinkRows = min(sinkRows[p], visible)
                     let hidden = v.visibleCount(upTo: window.lastHiddenPosition(for: firstPos))
                     ranges = [0..<sinkRows, max(sinkRows, hidden)..<visible]
                 }
@@ -109,7 +111,7 @@ extension Attention {
             // with the running max they were taken at (tileMax + kt * rows), and a partial sum row.
             let keyTiles = partials == nil ? 1 : max(1, keyTileList.count)
             let extra = partials == nil ? 0 : keyTiles * rows + headRows[m]
-            let buffer = UnsafeMutablePointer<Float>.allocate(capacity: rows * (2 * d + keyTiles * tk + 2) + extra)
+            let buffer = UnsafeMutablePointer<Float>.allocate(capacity: rows * (3 * d + keyTiles * tk + 2) + extra)
             defer { buffer.deallocate() }
             let q = buffer
             let acc = q + rows * d
@@ -117,6 +119,7 @@ extension Attention {
             let runMax = probs + keyTiles * rows * tk
             let runSum = runMax + rows
             let tileMax = runSum + rows
+            let scaled = tileMax + extra  // a tile's weighted sums of a part with channel scales
             for h in 0..<g {
                 for t in 0..<nt {
                     (q + (h * nt + t) * d).update(from: queries + (t0 + t) * queryTokenStride + (m * g + h) * d, count: d)
@@ -132,7 +135,7 @@ extension Attention {
                 v.scores(q, queryStride: d, count: rows, rows: k0, nk, headDim: d, scale: scale, out: s, outStride: tk)
                 if let window {
                     // Rows after the sinks at positions <= p - recent are hidden from the query at p.
-                    let first = max(k0, window.sinks - (tile.column - k0))
+                    let first = max(k0, sinkRows[tile.part])
                     if first < k0 + nk && v.positions[first] <= window.lastHiddenPosition(for: lastPos) {
                         for t in 0..<nt {
                             let end = min(k0 + nk, v.visibleCount(upTo: window.lastHiddenPosition(for: queryPositions[t0 + t])))
@@ -166,8 +169,17 @@ extension Attention {
                     runSum[r] += sum
                     runMax[r] = newMax
                 }
-                kvk_weighted_sum_multi(v.valueType.kernelType, s, tk, rows, v.values + k0 * v.valueStride,
-                                       v.valueStride, nk, d, acc, d)
+                if let c = v.valueChannelScales {
+                    scaled.initialize(repeating: 0, count: rows * d)
+                    kvk_weighted_sum_multi(v.valueType.kernelType, s, tk, rows, v.values + k0 * v.valueStride,
+                                           v.valueStride, nk, d, scaled, d)
+                    for r in 0..<rows {
+                        for i in 0..<d { acc[r * d + i] += scaled[r * d + i] * c[i] }
+                    }
+                } else {
+                    kvk_weighted_sum_multi(v.valueType.kernelType, s, tk, rows, v.values + k0 * v.valueStride,
+                                           v.valueStride, nk, d, acc, d)
+                }
                 if partials != nil { (tileMax + kt * rows).update(from: runMax, count: rows) }
             }
             if let partials {
@@ -201,6 +213,7 @@ extension Attention {
             for (m, n) in headRows.enumerated() {
                 let out = columnSums + m * columnSumStride
                 for j in 0..<n { out[j] = partials.value(head: m, column: j) }
+                toHeadOrder(parts[m], out)
             }
         }
     }

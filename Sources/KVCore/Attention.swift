@@ -7,7 +7,7 @@ import CKVKernels
 /// `kv[h / (heads / kv.count)]`. Queries are f32, post-RoPE, token `t` head `h` at
 /// `queries + t * queryTokenStride + h * headDim`. Causality is by original position: row `j` of a
 /// head is visible to a query at position `p` iff `positions[j] <= p`; rows are in ascending
-/// position order.
+/// position order (within each part of a head whose entries live in several parts).
 ///
 /// `scale` defaults to ``defaultScale(headDim:)`` and `pool` to nil (the calling thread; pass
 /// `ThreadPool.shared` or your own pool to use several cores).
@@ -22,6 +22,23 @@ public enum Attention {
 
     /// The softmax scale used when none is given: `1 / sqrt(headDim)`.
     public static func defaultScale(headDim: Int) -> Float { 1 / Float(headDim).squareRoot() }
+
+    /// Reorders one head's per-row results (`row[0 ..< rows]`) from its parts' concatenation to
+    /// head-row order when a part lists its head rows (``KVHeadView/headRows``); nothing otherwise.
+    static func toHeadOrder(_ parts: [KVHeadView], _ row: UnsafeMutablePointer<Float>) {
+        guard parts.contains(where: { $0.headRows != nil }) else { return }
+        let n = parts.reduce(0) { $0 + $1.count }
+        let copy = [Float](UnsafeBufferPointer(start: row, count: n))
+        var offset = 0
+        for v in parts {
+            if let h = v.headRows {
+                for j in 0..<v.count { row[Int(h[j])] = copy[offset + j] }
+            } else {
+                for j in 0..<v.count { row[offset + j] = copy[offset + j] }
+            }
+            offset += v.count
+        }
+    }
 
     static func check(heads: Int, headDim: Int, parts: [[KVHeadView]]) {
         precondition(!parts.isEmpty && heads >= parts.count && heads % parts.count == 0,

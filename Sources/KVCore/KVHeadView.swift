@@ -31,14 +31,28 @@ public struct KVHeadView: @unchecked Sendable {
     /// nil: every row is one token. Otherwise row `j` stands for `exp(logCounts[j])` tokens and
     /// attention adds `logCounts[j]` to its logit (0 for an ordinary row).
     public var logCounts: UnsafePointer<Float>?
+    /// nil: this part's rows follow the previous parts' rows in the head (the head's rows are the
+    /// parts' concatenation). Otherwise row `j` of this part is head row `headRows[j]` (ascending):
+    /// parts whose positions interleave, such as ZipCache's two precisions, each list the head rows
+    /// they hold; they come first in a head's parts and together hold its first rows, and a part
+    /// without `headRows` after them takes the head rows after theirs. Column sums and observed
+    /// probabilities are reported in head-row order.
+    public var headRows: UnsafePointer<Int32>?
+    /// nil, or per channel the factor every value row of this part is multiplied by (ZipCache's
+    /// channel-separable value quantization stores `value / scale` and attention multiplies the
+    /// part's weighted sum by `scale`).
+    public var valueChannelScales: UnsafePointer<Float>?
 
     /// Creates a view.
     public init(keys: UnsafeRawPointer, values: UnsafeRawPointer, positions: UnsafePointer<Int32>, count: Int,
                 keyType: ElementType, valueType: ElementType, keyStride: Int, valueStride: Int,
-                keyGroups: KVKeyGroups? = nil, logCounts: UnsafePointer<Float>? = nil) {
+                keyGroups: KVKeyGroups? = nil, logCounts: UnsafePointer<Float>? = nil,
+                headRows: UnsafePointer<Int32>? = nil, valueChannelScales: UnsafePointer<Float>? = nil) {
         precondition(count >= 0, "negative row count")
         self.keyGroups = keyGroups
         self.logCounts = logCounts
+        self.headRows = headRows
+        self.valueChannelScales = valueChannelScales
         self.keys = keys
         self.values = values
         self.positions = positions
@@ -58,6 +72,20 @@ public struct KVHeadView: @unchecked Sendable {
         while lo < hi {
             let mid = (lo + hi) / 2
             if positions[mid] <= position { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
+
+    /// How many of this part's rows are among its head's first `n` rows, given the rows of the
+    /// parts before it (`offset`).
+    @inlinable
+    public func rowsAmongFirst(_ n: Int, offset: Int) -> Int {
+        guard let h = headRows else { return min(max(0, n - offset), count) }
+        var lo = 0
+        var hi = count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if Int(h[mid]) < n { lo = mid + 1 } else { hi = mid }
         }
         return lo
     }

@@ -22,8 +22,9 @@ struct SessionOptions {
           --reposition          StreamingLLM: kept keys take in-cache positions, so a bounded cache runs past
                                 the model's context length
           --cache FORMAT        how the cache stores keys and values: \(formatNames) (default: f16,
-                                f32 with --exact; kivi2/kivi4: KIVI with a 128-entry f16 residual); combines
-                                with any --policy
+                                f32 with --exact; kivi2/kivi4: KIVI with a 128-entry f16 residual; zipcache:
+                                ZipCache, 60 % of the entries at 4 bits by saliency, the rest at 2, keys and
+                                values together); combines with any --policy
           --duo-pattern DIR     DuoAttention's head pattern (full_attention_heads.tsv + config.json; default:
                                 the one shipped for the default model; `kvcompress calibrate duo` makes one)
           --razor-heads FILE    RazorAttention's retrieval heads (default: shipped for the default model;
@@ -57,8 +58,8 @@ struct SessionOptions {
         let cache = try Self.format(o, "--cache")
         keyFormat = try Self.format(o, "--keys") ?? cache
         valueFormat = try Self.format(o, "--values") ?? cache
-        if o.has("--reposition"), keyFormat?.isKIVI == true || valueFormat?.isKIVI == true {
-            throw CommandLineOptions.UsageError(description: "--reposition re-rotates cached keys, which KIVI's quantized "
+        if o.has("--reposition"), keyFormat?.isGrouped == true || valueFormat?.isGrouped == true {
+            throw CommandLineOptions.UsageError(description: "--reposition re-rotates cached keys, which KIVI's and ZipCache's quantized "
                 + "groups cannot take without quantizing them again: use a row format (e.g. --cache f16 or q8_0)")
         }
     }

@@ -97,7 +97,7 @@ final class KIVICacheTests: XCTestCase {
                 let n = cache.count(layer: 0, head: m)
                 try cache.retain(layer: 0, head: m, indices: (0..<n).filter { ($0 * 7 + m) % 5 != 0 })
             }
-            let rows = try rowsCopy(of: cache)
+            let rows = CacheRows(cache)
             let parts = cache.headParts(layer: 0)
             XCTAssertTrue(parts.allSatisfy { $0.count == 2 })
             let q = (0..<(heads * d)).map { _ in Float.random(in: -1...1, using: &rng) }
@@ -110,8 +110,8 @@ final class KIVICacheTests: XCTestCase {
                 Attention.decode(query: q, heads: heads, headDim: d, kv: views, output: &b, columnSums: &sumsB,
                                  columnSumStride: stride)
             }
-            assertClose(a, b, 2e-5, "\(format) decode")
-            assertClose(sumsA, sumsB, 2e-5, "\(format) decode column sums")
+            assertAllClose(a, b, 2e-5, "\(format) decode")
+            assertAllClose(sumsA, sumsB, 2e-5, "\(format) decode column sums")
             // Prefill of 20 queries at the last positions, and observation.
             let n = 20
             let qs = (0..<(n * heads * d)).map { _ in Float.random(in: -1...1, using: &rng) }
@@ -128,9 +128,9 @@ final class KIVICacheTests: XCTestCase {
                 Attention.observe(queries: qs, queryCount: n, queryTokenStride: heads * d, queryPositions: positions,
                                   heads: heads, headDim: d, kv: views, output: &ob, outputKeyStride: stride)
             }
-            assertClose(pa, pb, 2e-5, "\(format) prefill")
-            assertClose(sumsA, sumsB, 1e-4, "\(format) prefill column sums")
-            assertClose(oa, ob, 2e-5, "\(format) observe")
+            assertAllClose(pa, pb, 2e-5, "\(format) prefill")
+            assertAllClose(sumsA, sumsB, 1e-4, "\(format) prefill column sums")
+            assertAllClose(oa, ob, 2e-5, "\(format) observe")
         }
     }
 
@@ -222,47 +222,5 @@ final class KIVICacheTests: XCTestCase {
         XCTAssertEqual(cache.positions(layer: 0, head: 0), (0..<300).map(Int32.init), "nothing changed")
         XCTAssertEqual(KVEntryFormat(name: "KIVI2"), .kivi(bits: 2))
         XCTAssertNil(KVEntryFormat(name: "kivi3"))
-    }
-
-    // MARK: - helpers
-
-    /// Every head's entries as f32 rows (keys and values read back from the cache), in buffers
-    /// that one-part views can point into.
-    private final class Rows {
-        let keys: [UnsafeMutablePointer<Float>], values: [UnsafeMutablePointer<Float>]
-        let positions: [UnsafeMutablePointer<Int32>]
-        let counts: [Int]
-        let d: Int
-        init(_ cache: KVCache) {
-            d = cache.headDim
-            counts = (0..<cache.kvHeads).map { cache.count(layer: 0, head: $0) }
-            keys = counts.map { .allocate(capacity: max($0, 1) * cache.headDim) }
-            values = counts.map { .allocate(capacity: max($0, 1) * cache.headDim) }
-            positions = counts.map { .allocate(capacity: max($0, 1)) }
-            for m in counts.indices {
-                for j in 0..<counts[m] {
-                    (keys[m] + j * d).update(from: cache.key(layer: 0, head: m, row: j), count: d)
-                    (values[m] + j * d).update(from: cache.value(layer: 0, head: m, row: j), count: d)
-                }
-                positions[m].update(from: cache.positions(layer: 0, head: m), count: counts[m])
-            }
-        }
-        deinit { (keys + values).forEach { $0.deallocate() }; positions.forEach { $0.deallocate() } }
-        func withViews(_ body: ([KVHeadView]) -> Void) {
-            body(counts.indices.map { m in
-                KVHeadView(keys: keys[m], values: values[m], positions: positions[m], count: counts[m], keyType: .f32,
-                           valueType: .f32, keyStride: 4 * d, valueStride: 4 * d)
-            })
-        }
-    }
-
-    private func rowsCopy(of cache: KVCache) throws -> Rows { Rows(cache) }
-
-    private func assertClose(_ a: [Float], _ b: [Float], _ tol: Float, _ what: String, file: StaticString = #filePath,
-                             line: UInt = #line) {
-        XCTAssertEqual(a.count, b.count, what, file: file, line: line)
-        let scale = max(b.map(abs).max() ?? 1, 1)  // outputs and probabilities are at most 1 here
-        let worst = zip(a, b).map { abs($0 - $1) }.max() ?? 0
-        XCTAssertLessThanOrEqual(worst, tol * scale, "\(what): max difference \(worst)", file: file, line: line)
     }
 }

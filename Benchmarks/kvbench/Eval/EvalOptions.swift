@@ -134,7 +134,7 @@ struct EvalOptions {
             o.perplexityBudgets = o.budgets
             let formats: [(KVEntryFormat, KVEntryFormat)] = [(.rows(.q8_0), .rows(.q8_0)), (.rows(.q8_0), .rows(.q4_1)),
                                                              (.rows(.q4_0), .rows(.q4_0)), (.kivi(bits: 4), .kivi(bits: 4)),
-                                                             (.kivi(bits: 2), .kivi(bits: 2))]
+                                                             (.kivi(bits: 2), .kivi(bits: 2)), (.zipCache, .zipCache)]
             o.policies += formats.flatMap { k, v in
                 KVPolicyCatalog.entries.filter(\.holdsBudget).map { EvalPolicyName(policy: $0.name, keyFormat: k, valueFormat: v).label }
             }

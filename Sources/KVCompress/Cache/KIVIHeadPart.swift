@@ -1,12 +1,15 @@
 import CKVKernels
 import KVCore
 
-/// The quantized part of one KV head of a KIVI cache: entries that left the full-precision
-/// residual, in groups of up to ``KVCache/kiviGroupSize`` consecutive entries.
+/// A quantized part of one KV head: the entries of a KIVI cache that left the full-precision
+/// residual, in groups of up to ``KVCache/kiviGroupSize`` consecutive entries, or one of the two
+/// precisions of a ZipCache head (each group: the salient or the unimportant entries of one block).
 ///
 /// Keys are KIVI code rows with one f16 scale and min per channel per group (or, when only the
 /// values use KIVI, rows of an element type); values are rows of an element type (`q2_1` / `q4_1`
-/// for KIVI). Evicting an entry removes its rows; a group keeps its parameters while any of its
+/// for KIVI and ZipCache), for ZipCache stored divided by the head's per-channel value scales. A
+/// ZipCache part also lists each entry's head row (its positions interleave with the other
+/// part's). Evicting an entry removes its rows; a group keeps its parameters while any of its
 /// entries remain, so the survivors decode exactly as before. Rows, positions and group tables
 /// live in separate allocations that shrink when the part falls to half its capacity.
 final class KIVIHeadPart {
@@ -20,6 +23,10 @@ final class KIVIHeadPart {
     private var keyAlloc: UnsafeMutableRawPointer
     private var valueAlloc: UnsafeMutableRawPointer
     private var positionAlloc: UnsafeMutablePointer<Int32>
+    /// Each entry's head row (ZipCache), nil when the part's rows come first in the head in order.
+    private var headRowAlloc: UnsafeMutablePointer<Int32>?
+    /// Per channel, the factor values were divided by before quantization (ZipCache; owned by the head).
+    let valueScales: UnsafePointer<Float>?
     private(set) var count = 0
     private var capacity: Int
     /// Per group: `2 * headDim` f16 parameters, and one past its last row.
@@ -28,8 +35,10 @@ final class KIVIHeadPart {
     private(set) var groupCount = 0
     private var groupCapacity: Int
 
-    init(keyBits: Int?, keyType: ElementType, valueType: ElementType, headDim: Int) {
+    init(keyBits: Int?, keyType: ElementType, valueType: ElementType, headDim: Int,
+         valueScales: UnsafePointer<Float>? = nil, tracksHeadRows: Bool = false) {
         self.keyBits = keyBits
+        self.valueScales = valueScales
         self.keyType = keyType
         self.valueType = valueType
         self.headDim = headDim
@@ -40,6 +49,7 @@ final class KIVIHeadPart {
         keyAlloc = .allocate(byteCount: capacity * keyRowBytes, alignment: KVHeadStorage.alignment)
         valueAlloc = .allocate(byteCount: capacity * valueRowBytes, alignment: KVHeadStorage.alignment)
         positionAlloc = .allocate(capacity: capacity)
+        headRowAlloc = tracksHeadRows ? .allocate(capacity: capacity) : nil
         params = .allocate(capacity: groupCapacity * 2 * headDim)
         groupEnds = .allocate(capacity: groupCapacity)
     }
@@ -48,21 +58,28 @@ final class KIVIHeadPart {
         keyAlloc.deallocate()
         valueAlloc.deallocate()
         positionAlloc.deallocate()
+        headRowAlloc?.deallocate()
         params.deallocate()
         groupEnds.deallocate()
     }
 
+    /// Each entry's head row (ZipCache parts), nil otherwise.
+    var headRows: UnsafeMutablePointer<Int32>? { headRowAlloc }
+
     var positions: UnsafeMutablePointer<Int32> { positionAlloc }
     var lastPosition: Int32? { count > 0 ? positionAlloc[count - 1] : nil }
 
-    /// Bytes of the part: per entry its key codes (or row), value row and Int32 position; per group
-    /// (KIVI keys) its f16 scales and mins and its Int32 end.
+    /// Bytes of one entry: key codes (or row), value row, Int32 position and (ZipCache) Int32 head row.
+    var bytesPerRow: Int { keyRowBytes + valueRowBytes + 4 + (headRowAlloc == nil ? 0 : 4) }
+
+    /// Bytes of the part: per entry ``bytesPerRow``; per group (KIVI keys) its f16 scales and mins
+    /// and its Int32 end.
     var byteCount: Int {
-        count * (keyRowBytes + valueRowBytes + 4) + (keyBits == nil ? 0 : groupCount * (4 * headDim + 4))
+        count * bytesPerRow + (keyBits == nil ? 0 : groupCount * (4 * headDim + 4))
     }
 
     var allocatedBytes: Int {
-        capacity * (keyRowBytes + valueRowBytes + 4) + (keyBits == nil ? 0 : groupCapacity * (4 * headDim + 4))
+        capacity * bytesPerRow + (keyBits == nil ? 0 : groupCapacity * (4 * headDim + 4))
     }
 
     private func reallocate(rows newCapacity: Int) {
@@ -73,6 +90,12 @@ final class KIVIHeadPart {
         k.copyMemory(from: keyAlloc, byteCount: count * keyRowBytes)
         v.copyMemory(from: valueAlloc, byteCount: count * valueRowBytes)
         p.update(from: positionAlloc, count: count)
+        if let h = headRowAlloc {
+            let newRows = UnsafeMutablePointer<Int32>.allocate(capacity: newCap)
+            newRows.update(from: h, count: count)
+            h.deallocate()
+            headRowAlloc = newRows
+        }
         keyAlloc.deallocate()
         valueAlloc.deallocate()
         positionAlloc.deallocate()
@@ -90,8 +113,10 @@ final class KIVIHeadPart {
         (params, groupEnds, groupCapacity) = (p, e, newCap)
     }
 
-    /// Appends `n` entries as one group: f32 keys and values, row `r` at `keys + r * headDim`.
-    func appendGroup(keys: UnsafePointer<Float>, values: UnsafePointer<Float>, positions: UnsafePointer<Int32>, n: Int) {
+    /// Appends `n` entries as one group: f32 keys and values, row `r` at `keys + r * headDim`, and
+    /// (ZipCache parts) their head rows.
+    func appendGroup(keys: UnsafePointer<Float>, values: UnsafePointer<Float>, positions: UnsafePointer<Int32>,
+                     headRows: UnsafePointer<Int32>? = nil, n: Int) {
         guard n > 0 else { return }
         if count + n > capacity { reallocate(rows: max(count + n, capacity * 2)) }
         let d = headDim
@@ -106,10 +131,18 @@ final class KIVIHeadPart {
                 KVHeadStorage.store(keys + r * d, as: keyType, into: keyAlloc + (count + r) * keyRowBytes, headDim: d)
             }
         }
+        let scaled = UnsafeMutablePointer<Float>.allocate(capacity: d)
+        defer { scaled.deallocate() }
         for r in 0..<n {
-            KVHeadStorage.store(values + r * d, as: valueType, into: valueAlloc + (count + r) * valueRowBytes, headDim: d)
+            var row = values + r * d
+            if let c = valueScales {
+                for i in 0..<d { scaled[i] = row[i] / c[i] }
+                row = UnsafePointer(scaled)
+            }
+            KVHeadStorage.store(row, as: valueType, into: valueAlloc + (count + r) * valueRowBytes, headDim: d)
         }
         (positionAlloc + count).update(from: positions, count: n)
+        if let h = headRowAlloc, let headRows { (h + count).update(from: headRows, count: n) }
         count += n
     }
 
@@ -121,6 +154,7 @@ final class KIVIHeadPart {
             (keyAlloc + w * keyRowBytes).copyMemory(from: keyAlloc + j * keyRowBytes, byteCount: keyRowBytes)
             (valueAlloc + w * valueRowBytes).copyMemory(from: valueAlloc + j * valueRowBytes, byteCount: valueRowBytes)
             positionAlloc[w] = positionAlloc[j]
+            headRowAlloc?[w] = headRowAlloc![j]
         }
         if keyBits != nil { regroup(kept) }
         count = kept.count
@@ -167,12 +201,14 @@ final class KIVIHeadPart {
     /// Row `j`'s value as f32.
     func value(_ j: Int, into out: UnsafeMutablePointer<Float>) {
         KVHeadStorage.load(valueAlloc + j * valueRowBytes, type: valueType, into: out, headDim: headDim)
+        if let c = valueScales { for i in 0..<headDim { out[i] *= c[i] } }
     }
 
     func view() -> KVHeadView {
         KVHeadView(keys: UnsafeRawPointer(keyAlloc), values: UnsafeRawPointer(valueAlloc),
                    positions: UnsafePointer(positionAlloc), count: count, keyType: keyType, valueType: valueType,
                    keyStride: keyRowBytes, valueStride: valueRowBytes,
-                   keyGroups: keyBits.map { KVKeyGroups(bits: $0, params: params, groupEnds: groupEnds, groupCount: groupCount) })
+                   keyGroups: keyBits.map { KVKeyGroups(bits: $0, params: params, groupEnds: groupEnds, groupCount: groupCount) },
+                   headRows: headRowAlloc.map { UnsafePointer($0) }, valueChannelScales: valueScales)
     }
 }

@@ -119,7 +119,7 @@ extension KVCache {
     private func rowHead(_ layer: Int, _ head: Int) throws(KVError) -> KVHeadStorage {
         let s = try checkedHead(layer, head)
         guard s.packedCount == 0 else {
-            throw .invalidState("layer \(layer) head \(head) holds \(s.packedCount) KIVI-quantized entries, whose keys "
+            throw .invalidState("layer \(layer) head \(head) holds \(s.packedCount) quantized entries (KIVI or ZipCache), whose keys "
                 + "share per-channel parameters with their group and cannot be re-rotated without quantizing them "
                 + "again: re-position keys only in row formats (for KIVI, use StreamingLLM without repositionKeys)")
         }

@@ -12,7 +12,7 @@ extension KVCache {
     public func setValues(layer: Int, head: Int, rows: Range<Int>, values: [Float]) throws(KVError) {
         let h = try checkedHead(layer, head)
         guard h.packedCount == 0 else {
-            throw .invalidState("layer \(layer) head \(head) holds \(h.packedCount) KIVI-quantized entries, whose values "
+            throw .invalidState("layer \(layer) head \(head) holds \(h.packedCount) quantized entries (KIVI or ZipCache), whose values "
                 + "cannot be rewritten one by one: merge values only in row formats or before the entries are quantized")
         }
         let s = h.rows

@@ -5,9 +5,10 @@
 /// Rows are stored in ascending position order. Keys are stored as the host produced them
 /// (post-RoPE at their original positions by default). Formats (``KVEntryFormat``, chosen
 /// separately for keys and values): rows of `f32` (exact), `f16` (default), `bf16`, the block types
-/// `q8_0` / `q4_0` / `q4_1` / `q2_1` (head dimension a multiple of 32), or KIVI (`kivi2`, `kivi4`),
-/// whose heads hold a quantized part and a full-precision residual at once (attention reads both in
-/// place and merges them exactly).
+/// `q8_0` / `q4_0` / `q4_1` / `q2_1` (head dimension a multiple of 32), KIVI (`kivi2`, `kivi4`),
+/// whose heads hold a quantized part and a full-precision residual at once, or ZipCache
+/// (`zipcache`), whose heads hold salient 4-bit and unimportant 2-bit entries and an f16 buffer
+/// (attention reads every part in place and merges them exactly).
 ///
 /// A host normally drives it through a ``KVCompressor``, which takes each step's positions from
 /// ``nextPosition`` (the cache owns positions), appends the step's keys and values
@@ -41,6 +42,8 @@ public final class KVCache {
     public static let kiviGroupSize = 32
     /// The default ``residualLength`` of KIVI caches (KIVI's paper setting).
     public static let defaultResidualLength = 128
+    /// How a ZipCache cache splits its entries (used when ``keyFormat`` is ``KVEntryFormat/zipCache``).
+    public let zipCache: ZipCacheSettings
 
     let storage: [[KVHead]]
     /// Bytes held by every head (``byteCount`` without the metadata), kept up to date by every mutation.
@@ -90,11 +93,13 @@ public final class KVCache {
     ///   - values: how values are stored.
     ///   - residualLength: with a KIVI side, the entries kept in full precision at least (default
     ///     ``defaultResidualLength``); ignored otherwise.
+    ///   - zipCache: with ZipCache, how entries are split (default: ZipCache's defaults).
     /// - Throws: `KVError.invalidParameter` for a non-positive shape, a format outside
-    ///   ``KVEntryFormat/supported``, a block type or KIVI with `headDim` not a multiple of 32, or a
-    ///   negative residual length.
+    ///   ``KVEntryFormat/supported``, a block type, KIVI or ZipCache with `headDim` not a multiple of
+    ///   32, ZipCache on one side only, ZipCache settings out of range, or a negative residual length.
     public init(layers: Int, kvHeads: Int, headDim: Int, keys: KVEntryFormat, values: KVEntryFormat,
-                residualLength: Int = KVCache.defaultResidualLength) throws(KVError) {
+                residualLength: Int = KVCache.defaultResidualLength,
+                zipCache: ZipCacheSettings = ZipCacheSettings()) throws(KVError) {
         guard layers >= 1 else { throw .invalidParameter(name: "layers", value: "\(layers)", expected: ">= 1") }
         guard kvHeads >= 1 else { throw .invalidParameter(name: "kvHeads", value: "\(kvHeads)", expected: ">= 1") }
         guard headDim >= 1 else { throw .invalidParameter(name: "headDim", value: "\(headDim)", expected: ">= 1") }
@@ -102,10 +107,25 @@ public final class KVCache {
             guard KVEntryFormat.supported.contains(f) else {
                 throw .invalidParameter(name: name, value: "\(f)", expected: "one of " + KVEntryFormat.supportedNames.joined(separator: ", "))
             }
-            let block = f.isKIVI ? Self.kiviGroupSize : f.rowType.blockSize
+            let block = f.isGrouped ? Self.kiviGroupSize : f.rowType.blockSize
             guard headDim % block == 0 else {
                 throw .invalidParameter(name: name, value: "\(f)",
                                         expected: "a format whose block size (\(block)) divides headDim \(headDim)")
+            }
+        }
+        guard (keys == .zipCache) == (values == .zipCache) else {
+            throw .invalidParameter(name: keys == .zipCache ? "values" : "keys", value: "\(keys == .zipCache ? values : keys)",
+                                    expected: "zipcache on both sides (ZipCache splits keys and values together: use --cache zipcache)")
+        }
+        if keys == .zipCache {
+            guard (0...1).contains(zipCache.unimportantRatio) else {
+                throw .invalidParameter(name: "unimportantRatio", value: "\(zipCache.unimportantRatio)", expected: "0 ... 1")
+            }
+            guard zipCache.streamingGap >= 1 else {
+                throw .invalidParameter(name: "streamingGap", value: "\(zipCache.streamingGap)", expected: ">= 1")
+            }
+            guard zipCache.probeFraction > 0 && zipCache.probeFraction <= 1 else {
+                throw .invalidParameter(name: "probeFraction", value: "\(zipCache.probeFraction)", expected: "in (0, 1]")
             }
         }
         let kivi = keys.isKIVI || values.isKIVI
@@ -120,6 +140,7 @@ public final class KVCache {
         self.keyType = keys.rowType
         self.valueType = values.rowType
         self.residualLength = kivi ? residualLength : 0
+        self.zipCache = zipCache
         storage = (0..<layers).map { _ in (0..<kvHeads).map { _ in KVHead(keys: keys, values: values, headDim: headDim) } }
         frontier = Array(repeating: 0, count: layers)
     }
@@ -185,12 +206,42 @@ public final class KVCache {
     public func compactResidual(layer: Int) {
         precondition(layer >= 0 && layer < layers, "layer \(layer) out of 0..<\(layers)")
         guard keyFormat.isKIVI || valueFormat.isKIVI else { return }
-        for s in storage[layer] where s.packed != nil {
+        for s in storage[layer] where !s.packed.isEmpty {
             let before = s.byteCount
             s.compactResidual(residual: residualLength, group: Self.kiviGroupSize)
             heldBytes += s.byteCount - before
         }
     }
+
+    /// ZipCache: quantizes the oldest `salient.count` buffered entries of one head (its head rows
+    /// from `count - bufferedCount`) as one block, entry `r` at 4 bits when `salient[r]`, else at 2.
+    /// ``KVCompressor`` calls it with ZipCache's saliency (``ZipCacheSettings``); a host with a
+    /// saliency of its own may call it directly. Already quantized entries are never quantized again.
+    /// - Throws: `KVError.invalidParameter` for a layer or head out of range or more entries than
+    ///   the head buffers; `.invalidState` unless the cache is a ZipCache cache.
+    public func quantizeBlock(layer: Int, head m: Int, salient: [Bool]) throws(KVError) {
+        let s = try checkedHead(layer, m)
+        guard keyFormat == .zipCache else {
+            throw .invalidState("quantizeBlock needs a zipcache cache; this one stores \(keyFormat) keys")
+        }
+        guard salient.count <= s.rows.count else {
+            throw .invalidParameter(name: "salient.count", value: "\(salient.count)",
+                                    expected: "at most layer \(layer) head \(m)'s \(s.rows.count) buffered entries")
+        }
+        storeBlock(layer: layer, head: m, salient: salient)
+    }
+
+    /// ``quantizeBlock(layer:head:salient:)`` for callers that checked its requirements.
+    func storeBlock(layer: Int, head m: Int, salient: [Bool]) {
+        let s = head(layer, m)
+        let before = s.byteCount
+        s.quantizeBlock(salient: salient)
+        heldBytes += s.byteCount - before
+    }
+
+    /// Entries of one head not yet quantized: a ZipCache head's f16 buffer (its last rows), a KIVI
+    /// head's residual, every entry of a row-format head.
+    public func bufferedCount(layer: Int, head m: Int) -> Int { head(layer, m).rows.count }
 
     /// Array convenience for ``append(layer:keys:values:positions:count:)``.
     /// - Throws: as ``append(layer:keys:values:positions:count:)``, and `KVError.shapeMismatch`
@@ -256,23 +307,30 @@ public final class KVCache {
 
     /// Bytes of one entry: a key row, a value row and an `Int32` position; for KIVI, an entry of the
     /// quantized part with its share of its group's parameters (rounded up), what long sequences
-    /// approach (the residual's entries are f16 rows).
+    /// approach (the residual's entries are f16 rows); for ZipCache, the mean of a salient and an
+    /// unimportant entry weighted by ``ZipCacheSettings/unimportantRatio`` (rounded up; blocks'
+    /// parameters not included).
     public var bytesPerEntry: Int {
         let s = storage[0][0]
-        guard let packed = s.packed else { return s.rows.bytesPerEntry }
+        guard let packed = s.packed.first else { return s.rows.bytesPerEntry }
+        if s.packed.count == 2 {
+            let r = zipCache.unimportantRatio
+            return Int((Double(packed.bytesPerRow) * (1 - r) + Double(s.packed[1].bytesPerRow) * r).rounded(.up))
+        }
         let group = Self.kiviGroupSize
         let groupBytes = packed.keyBits == nil ? 0 : 4 * headDim + 4
-        return packed.keyRowBytes + packed.valueRowBytes + 4 + (groupBytes + group - 1) / group
+        return packed.bytesPerRow + (groupBytes + group - 1) / group
     }
 
     /// The most entries one head can hold within `bytes` (what a byte budget per head allows): for
     /// row formats `bytes / bytesPerEntry`; for KIVI, the residual counted at its largest
-    /// (``residualLength`` + ``kiviGroupSize`` - 1 f16 entries) and the rest at ``bytesPerEntry``.
+    /// (``residualLength`` + ``kiviGroupSize`` - 1 f16 entries) and the rest at ``bytesPerEntry``;
+    /// for ZipCache the same with a buffer of ``ZipCacheSettings/streamingGap`` - 1 entries.
     public func entryCount(forHeadBytes bytes: Int) -> Int {
         let s = storage[0][0]
         let rowBytes = s.rows.bytesPerEntry
-        guard s.packed != nil else { return max(0, bytes) / rowBytes }
-        let residual = residualLength + Self.kiviGroupSize - 1
+        guard !s.packed.isEmpty else { return max(0, bytes) / rowBytes }
+        let residual = s.packed.count == 2 ? zipCache.streamingGap - 1 : residualLength + Self.kiviGroupSize - 1
         if bytes <= residual * rowBytes { return max(0, bytes) / rowBytes }
         return residual + (bytes - residual * rowBytes) / bytesPerEntry
     }
@@ -376,9 +434,9 @@ public final class KVCache {
             throw .invalidParameter(name: "rows", value: "\(rows)",
                                     expected: "two or more rows within layer \(layer) head \(head)'s rows 0..<\(s.count)")
         }
-        guard s.packed == nil else {
-            throw .invalidState("a KIVI cache cannot hold merged entries (its quantized groups have no per-entry "
-                + "counts); use a row format (f32, f16, bf16, q8_0, q4_0, q4_1) with a merging policy")
+        guard s.packed.isEmpty else {
+            throw .invalidState("a \(keyFormat.isGrouped ? keyFormat : valueFormat) cache cannot hold merged entries (its quantized "
+                + "groups have no per-entry counts); use a row format (f32, f16, bf16, q8_0, q4_0, q4_1) with a merging policy")
         }
         totalEntries -= rows.count - 1
         let before = s.byteCount

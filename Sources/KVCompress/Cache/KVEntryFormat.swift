@@ -1,6 +1,7 @@
 import KVCore
 
-/// How one side (keys or values) of a cache's entries is stored: rows of an element type, or KIVI.
+/// How one side (keys or values) of a cache's entries is stored: rows of an element type, KIVI or
+/// ZipCache.
 ///
 /// - `rows(type)`: every entry's key (or value) is one row of `type` (`f32`, `f16`, `bf16`, `q8_0`,
 ///   `q4_0`, `q4_1`, `q2_1`), quantized on its own when appended.
@@ -11,16 +12,25 @@ import KVCore
 ///   `q4_1` for 4). The newest entries stay in a full-precision (f16) residual of
 ///   ``KVCache/residualLength`` to `residualLength + kiviGroupSize - 1` entries; older ones move to
 ///   the quantized part one group at a time (see ``KVCache/compactResidual(layer:)``).
+/// - `zipCache`: ZipCache (He et al., "ZipCache: Accurate and Efficient KV Cache Quantization with
+///   Salient Token Identification", arXiv 2405.14256; github.com/ThisisBillhe/ZipCache), for keys
+///   and values together: a ``KVCompressor`` splits each block of entries into salient ones (4 bits)
+///   and the rest (2 bits) by normalized attention (``ZipCacheSettings``); keys per channel over
+///   each block's salient (or unimportant) entries, values per token (`q4_1` / `q2_1`) after
+///   dividing each channel by a per-head scale (channel-separable token-wise quantization). New
+///   entries wait in an f16 buffer until a block is full.
 public enum KVEntryFormat: Hashable, Sendable, CustomStringConvertible {
     /// One row per entry in an element type.
     case rows(ElementType)
     /// KIVI with `bits` (2 or 4) bits per element.
     case kivi(bits: Int)
+    /// ZipCache: salient entries at 4 bits, the others at 2 (keys and values both).
+    case zipCache
 
     /// Every format a cache accepts, in the order command lines list them.
     public static let supported: [KVEntryFormat] =
         [.rows(.f32), .rows(.f16), .rows(.bf16), .rows(.q8_0), .rows(.q4_0), .rows(.q4_1), .rows(.q2_1),
-         .kivi(bits: 2), .kivi(bits: 4)]
+         .kivi(bits: 2), .kivi(bits: 4), .zipCache]
 
     /// The names of ``supported`` as command lines write them (`f16`, `q8_0`, `kivi2`).
     public static var supportedNames: [String] { supported.map(\.description) }
@@ -31,11 +41,12 @@ public enum KVEntryFormat: Hashable, Sendable, CustomStringConvertible {
         self = f
     }
 
-    /// The lowercase name: the element type's GGML name (`q8_0`) or `kivi2` / `kivi4`.
+    /// The lowercase name: the element type's GGML name (`q8_0`), `kivi2` / `kivi4` or `zipcache`.
     public var description: String {
         switch self {
         case .rows(let t): return t.description.lowercased()
         case .kivi(let bits): return "kivi\(bits)"
+        case .zipCache: return "zipcache"
         }
     }
 
@@ -45,11 +56,21 @@ public enum KVEntryFormat: Hashable, Sendable, CustomStringConvertible {
         return false
     }
 
-    /// The element type of this side's rows in a cache's row part (the residual for KIVI: f16).
+    /// Whether entries are quantized in groups that share parameters (KIVI, ZipCache): such keys
+    /// cannot be re-rotated or overwritten without quantizing them again.
+    public var isGrouped: Bool {
+        switch self {
+        case .rows: return false
+        case .kivi, .zipCache: return true
+        }
+    }
+
+    /// The element type of this side's rows in a cache's row part (the f16 residual or buffer of
+    /// KIVI and ZipCache).
     var rowType: ElementType {
         switch self {
         case .rows(let t): return t
-        case .kivi: return .f16
+        case .kivi, .zipCache: return .f16
         }
     }
 
@@ -59,6 +80,7 @@ public enum KVEntryFormat: Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .rows(let t): return t
         case .kivi(let bits): return bits == 2 ? .q2_1 : .q4_1
+        case .zipCache: return nil
         }
     }
 }

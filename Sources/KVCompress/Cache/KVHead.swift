@@ -1,53 +1,97 @@
 import KVCore
 
-/// One KV head of one layer: its entries in up to two parts, the quantized part of a KIVI cache
-/// (oldest entries) followed by rows (the full-precision residual of a KIVI cache, or every entry
-/// of a row-format cache). Head row `j` is row `j` of the quantized part, or row `j - packedCount`
-/// of the rows; positions ascend over the whole head.
+/// One KV head of one layer: its entries in up to three parts. Row formats: rows only. KIVI: the
+/// quantized part (oldest entries) followed by the full-precision residual rows. ZipCache: the
+/// salient (4-bit) and unimportant (2-bit) parts, whose positions interleave (each lists its entries'
+/// head rows), followed by the f16 buffer rows.
+///
+/// Head rows are in ascending position order: head row `j` is a quantized entry when
+/// `j < packedCount` (KIVI: row `j` of its part; ZipCache: the entry whose head row is `j`), and
+/// buffer row `j - packedCount` otherwise.
 final class KVHead {
     let rows: KVHeadStorage
-    let packed: KIVIHeadPart?
+    /// KIVI: one part; ZipCache: salient, then unimportant; row formats: none.
+    let packed: [KIVIHeadPart]
     let headDim: Int
+    /// ZipCache: per channel, the value scale of the head's first block (set by its first quantization).
+    private let channelScales: UnsafeMutablePointer<Float>?
+    private var hasChannelScales = false
 
     init(keys: KVEntryFormat, values: KVEntryFormat, headDim: Int) {
         self.headDim = headDim
         rows = KVHeadStorage(keyType: keys.rowType, valueType: values.rowType, headDim: headDim)
-        if keys.isKIVI || values.isKIVI {
+        if keys == .zipCache {
+            let c = UnsafeMutablePointer<Float>.allocate(capacity: headDim)
+            c.initialize(repeating: 1, count: headDim)
+            channelScales = c
+            packed = [(4, ElementType.q4_1), (2, .q2_1)].map {
+                KIVIHeadPart(keyBits: $0.0, keyType: .f16, valueType: $0.1, headDim: headDim,
+                             valueScales: UnsafePointer(c), tracksHeadRows: true)
+            }
+        } else if keys.isKIVI || values.isKIVI {
             var bits: Int?
             if case .kivi(let b) = keys { bits = b }
-            packed = KIVIHeadPart(keyBits: bits, keyType: keys.packedRowType ?? .f16,
-                                  valueType: values.packedRowType!, headDim: headDim)
+            packed = [KIVIHeadPart(keyBits: bits, keyType: keys.packedRowType ?? .f16,
+                                   valueType: values.packedRowType!, headDim: headDim)]
+            channelScales = nil
         } else {
-            packed = nil
+            packed = []
+            channelScales = nil
         }
     }
 
-    var packedCount: Int { packed?.count ?? 0 }
+    deinit { channelScales?.deallocate() }
+
+    var packedCount: Int { packed.reduce(0) { $0 + $1.count } }
     var count: Int { packedCount + rows.count }
+
+    /// Where head row `j < packedCount` lives: (part, row in the part).
+    private func locate(_ j: Int) -> (part: Int, row: Int) {
+        guard packed.count == 2, let h = packed[0].headRows else { return (0, j) }
+        var lo = 0, hi = packed[0].count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if Int(h[mid]) < j { lo = mid + 1 } else { hi = mid }
+        }
+        return lo < packed[0].count && Int(h[lo]) == j ? (0, lo) : (1, j - lo)
+    }
 
     /// Head row `j`'s original position.
     func position(_ j: Int) -> Int32 {
         let p = packedCount
-        return j < p ? packed!.positions[j] : rows.positions[j - p]
+        guard j < p else { return rows.positions[j - p] }
+        let (part, r) = locate(j)
+        return packed[part].positions[r]
     }
 
-    var lastPosition: Int32? { rows.lastPosition ?? packed?.lastPosition }
+    var lastPosition: Int32? {
+        rows.lastPosition ?? packed.compactMap(\.lastPosition).max()
+    }
 
-    /// Bytes held: the quantized part's exact bytes plus one key row, value row and position per row.
-    var byteCount: Int { (packed?.byteCount ?? 0) + rows.count * rows.bytesPerEntry }
+    /// Bytes held: the quantized parts' exact bytes (ZipCache: with the value channel scales), plus
+    /// one key row, value row and position per buffered row.
+    var byteCount: Int {
+        packed.reduce(0) { $0 + $1.byteCount } + rows.count * rows.bytesPerEntry + (hasChannelScales ? 4 * headDim : 0)
+    }
 
-    var allocatedBytes: Int { (packed?.allocatedBytes ?? 0) + rows.allocatedBytes }
+    var allocatedBytes: Int {
+        packed.reduce(0) { $0 + $1.allocatedBytes } + rows.allocatedBytes + (channelScales == nil ? 0 : 4 * headDim)
+    }
 
     /// Reads head row `j`'s key as f32.
     func key(_ j: Int, into out: UnsafeMutablePointer<Float>, headDim: Int) {
         let p = packedCount
-        if j < p { packed!.key(j, into: out) } else { rows.key(j - p, into: out, headDim: headDim) }
+        guard j < p else { return rows.key(j - p, into: out, headDim: headDim) }
+        let (part, r) = locate(j)
+        packed[part].key(r, into: out)
     }
 
     /// Reads head row `j`'s value as f32.
     func value(_ j: Int, into out: UnsafeMutablePointer<Float>, headDim: Int) {
         let p = packedCount
-        if j < p { packed!.value(j, into: out) } else { rows.value(j - p, into: out, headDim: headDim) }
+        guard j < p else { return rows.value(j - p, into: out, headDim: headDim) }
+        let (part, r) = locate(j)
+        packed[part].value(r, into: out)
     }
 
     /// Head rows `rows`' keys as f32, row after row (`rows.count x headDim`).
@@ -70,35 +114,44 @@ final class KVHead {
     func retain(sortedIndices kept: [Int]) {
         let p = packedCount
         let split = kept.firstIndex { $0 >= p } ?? kept.count
-        if let packed, split < p { packed.retain(sortedIndices: Array(kept[..<split])) }
+        if split < p {
+            var keptRows = [[Int]](repeating: [], count: packed.count)
+            var newHeadRows = [[Int32]](repeating: [], count: packed.count)
+            for (newRow, j) in kept[..<split].enumerated() {
+                let (part, r) = locate(j)
+                keptRows[part].append(r)
+                newHeadRows[part].append(Int32(newRow))
+            }
+            for (i, part) in packed.enumerated() {
+                part.retain(sortedIndices: keptRows[i])
+                if let h = part.headRows { h.update(from: newHeadRows[i], count: newHeadRows[i].count) }
+            }
+        }
         rows.retain(sortedIndices: kept[split...].map { $0 - p })
     }
 
     /// Removes the contiguous head rows `range`.
     func remove(_ range: Range<Int>) {
         let p = packedCount
-        if range.upperBound > p { rows.remove(max(range.lowerBound - p, 0)..<(range.upperBound - p)) }
-        if let packed, range.lowerBound < p {
-            let cut = range.lowerBound..<min(range.upperBound, p)
-            packed.retain(sortedIndices: Array(0..<cut.lowerBound) + Array(cut.upperBound..<p))
-        }
+        guard range.lowerBound < p else { return rows.remove((range.lowerBound - p)..<(range.upperBound - p)) }
+        retain(sortedIndices: Array(0..<range.lowerBound) + Array(range.upperBound..<count))
     }
 
     func removeAll() {
-        packed?.removeAll()
+        for part in packed { part.removeAll() }
         rows.removeAll()
+        hasChannelScales = false
     }
 
-    /// The views attention reads: the quantized part (when it holds entries), then the rows.
+    /// The views attention reads: the quantized parts that hold entries, then the rows.
     func views() -> [KVHeadView] {
-        if let packed, packed.count > 0 { return [packed.view(), rows.view()] }
-        return [rows.view()]
+        packed.filter { $0.count > 0 }.map { $0.view() } + [rows.view()]
     }
 
-    /// Moves the oldest residual rows to the quantized part, `group` at a time, while the residual
-    /// holds at least `residual + group` rows (so it keeps the newest `residual` or more).
+    /// KIVI: moves the oldest residual rows to the quantized part, `group` at a time, while the
+    /// residual holds at least `residual + group` rows (so it keeps the newest `residual` or more).
     func compactResidual(residual: Int, group: Int) {
-        guard let packed, rows.count >= residual + group else { return }
+        guard packed.count == 1, rows.count >= residual + group else { return }
         let n = (rows.count - residual) / group * group
         let d = headDim
         let buffer = UnsafeMutablePointer<Float>.allocate(capacity: 2 * group * d)
@@ -109,8 +162,48 @@ final class KVHead {
                 rows.key(start + r, into: buffer + r * d, headDim: d)
                 rows.value(start + r, into: buffer + (group + r) * d, headDim: d)
             }
-            packed.appendGroup(keys: buffer, values: buffer + group * d, positions: rows.positions + start, n: group)
+            packed[0].appendGroup(keys: buffer, values: buffer + group * d, positions: rows.positions + start, n: group)
             start += group
+        }
+        rows.remove(0..<n)
+    }
+
+    /// ZipCache: quantizes the first `salient.count` buffered rows as one block, row `r` at 4 bits
+    /// when `salient[r]`, else at 2 bits (keys per channel over the block's salient, or unimportant,
+    /// rows; values per token after dividing by the channel scales, which the head's first block
+    /// sets to `sqrt(max |value|)` per channel). Head rows do not change.
+    func quantizeBlock(salient: [Bool]) {
+        precondition(packed.count == 2 && salient.count <= rows.count, "ZipCache head with enough buffered rows")
+        let n = salient.count
+        guard n > 0 else { return }
+        let d = headDim
+        let first = packedCount
+        if !hasChannelScales, let c = channelScales {
+            let v = UnsafeMutablePointer<Float>.allocate(capacity: d)
+            defer { v.deallocate() }
+            c.initialize(repeating: 0, count: d)
+            for r in 0..<n {
+                rows.value(r, into: v, headDim: d)
+                for i in 0..<d { c[i] = max(c[i], abs(v[i])) }
+            }
+            for i in 0..<d { c[i] = c[i] > 0 ? c[i].squareRoot() : 1 }
+            hasChannelScales = true
+        }
+        for (part, wanted) in zip(packed, [true, false]) {
+            let chosen = (0..<n).filter { salient[$0] == wanted }
+            guard !chosen.isEmpty else { continue }
+            let m = chosen.count
+            let buffer = UnsafeMutablePointer<Float>.allocate(capacity: 2 * m * d)
+            defer { buffer.deallocate() }
+            var positions = [Int32](repeating: 0, count: m)
+            var headRows = [Int32](repeating: 0, count: m)
+            for (i, r) in chosen.enumerated() {
+                rows.key(r, into: buffer + i * d, headDim: d)
+                rows.value(r, into: buffer + (m + i) * d, headDim: d)
+                positions[i] = rows.positions[r]
+                headRows[i] = Int32(first + r)
+            }
+            part.appendGroup(keys: buffer, values: buffer + m * d, positions: positions, headRows: headRows, n: m)
         }
         rows.remove(0..<n)
     }

@@ -60,6 +60,8 @@ public final class KVCompressor {
     private var layerAppended = false
     private var columnSums: UnsafeMutablePointer<Float>?
     private var columnSumCapacity = 0
+    /// A ZipCache cache's saliency (nil for other formats).
+    private let zipCache: ZipCacheSaliency?
 
     /// Creates a compressor with fresh policy state for an empty or existing cache.
     /// - Parameters:
@@ -78,6 +80,8 @@ public final class KVCompressor {
         self.pool = pool
         needsAttentionColumnSums = policy.needsAttentionColumnSums
         runner = KVPolicyBox(policy: policy, state: policy.makeState(shape: shape))
+        zipCache = cache.keyFormat == .zipCache
+            ? ZipCacheSaliency(layers: shape.layers, kvHeads: shape.kvHeads, settings: cache.zipCache) : nil
     }
 
     /// Creates a compressor with a new empty cache for `shape`.
@@ -99,6 +103,7 @@ public final class KVCompressor {
     public func reset() {
         cache.removeAll()
         runner.reset(shape: shape)
+        zipCache?.reset()
         processedTokens = 0
         current = nil
         nextLayer = 0
@@ -250,8 +255,13 @@ public final class KVCompressor {
                                          pool: pool, attentionColumnSums: attentionColumnSums,
                                          outputProjection: outputProjection)
             switch step.phase {
-            case .prefill: try runner.prefill(context)
-            case .decode: try runner.decode(context)
+            case .prefill:
+                zipCache?.observePrompt(context)
+                try runner.prefill(context)
+                if step.isLastChunk { zipCache?.quantizePrompt(cache: cache, layer: layer) }
+            case .decode:
+                try runner.decode(context)
+                zipCache?.decodeStep(context)
             }
         }
         cache.compactResidual(layer: layer)
