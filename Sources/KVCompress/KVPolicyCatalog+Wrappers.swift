@@ -13,8 +13,8 @@ extension KVPolicyCatalog {
     public struct WrapperEntry: Sendable {
         /// The library's name.
         public let name: String
-        /// The kvpress class name.
-        public let kvpressName: String
+        /// The kvpress class name (nil for the library's own wrappers).
+        public let kvpressName: String?
         /// One line on what it does.
         public let summary: String
         /// Builds the policy around a scorer.
@@ -74,7 +74,18 @@ extension KVPolicyCatalog {
         WrapperEntry(name: "KeyRerotation", kvpressName: "KeyRerotationPress",
                      summary: "the inner scorer's top entries, keys moved to positions 0..<n") {
             scorer, budget, schedule throws(KVError) in try keyRerotation(scorer, budget, schedule) },
+        WrapperEntry(name: "MixedPrecision", kvpressName: nil,
+                     summary: "zipcache only: the inner scorer's top entries of each head at 4 bits, the rest at 2, none evicted") {
+            scorer, budget, _ throws(KVError) in try mixedPrecision(scorer, try UniformSelector(budget: budget)) },
+        WrapperEntry(name: "AdaMixedPrecision", kvpressName: nil,
+                     summary: "zipcache only: AdaKV's head shares of the inner scorer's top entries at 4 bits, the rest at 2") {
+            scorer, budget, _ throws(KVError) in try mixedPrecision(scorer, try AdaptiveHeadSelector(budget: budget)) },
     ]
+
+    private static func mixedPrecision<S: KVScorer, Selector: KVSelector>(_ s: S, _ selector: Selector) throws(KVError)
+        -> any KVCachePolicy {
+        ScoredPolicy(scorer: s, selector: selector, representation: .lowPrecision)
+    }
 
     private static func entropyGatedChunkKV<S: KVScorer>(_ s: S, _ b: KVBudget, _ schedule: KVSchedule) throws(KVError)
         -> any KVCachePolicy {
@@ -127,7 +138,7 @@ extension KVPolicyCatalog {
     static func wrappedEntry(named name: String) throws(KVError) -> Entry? {
         let parts = name.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map { $0.lowercased() }
         guard parts.count == 2 else { return nil }
-        guard let wrapper = wrappers.first(where: { $0.name.lowercased() == parts[0] || $0.kvpressName.lowercased() == parts[0] }) else {
+        guard let wrapper = wrappers.first(where: { $0.name.lowercased() == parts[0] || $0.kvpressName?.lowercased() == parts[0] }) else {
             throw .invalidParameter(name: "policy", value: name,
                                     expected: "WRAPPER:INNER with WRAPPER one of " + wrappers.map(\.name).joined(separator: ", "))
         }
@@ -135,7 +146,7 @@ extension KVPolicyCatalog {
             throw .invalidParameter(name: "policy", value: name,
                                     expected: "WRAPPER:INNER with INNER one of " + scorers.map(\.name).joined(separator: ", "))
         }
-        return Entry(name: "\(wrapper.name):\(inner.name)", kvpressName: inner.kvpressName.map { "\(wrapper.kvpressName)(\($0))" },
+        return Entry(name: "\(wrapper.name):\(inner.name)", kvpressName: wrapper.kvpressName.flatMap { w in inner.kvpressName.map { "\(w)(\($0))" } },
                      summary: "\(wrapper.summary) (\(inner.name))") { budget, schedule throws(KVError) in
             try wrapper.make(try inner.make(), budget, schedule)
         }

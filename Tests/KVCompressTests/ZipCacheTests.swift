@@ -249,6 +249,37 @@ final class ZipCacheTests: XCTestCase {
         XCTAssertEqual(cache.positions(layer: 0, head: 1), (0..<200).map(Int32.init))
     }
 
+    /// `MixedPrecision:SCORER` and `AdaMixedPrecision:SCORER` (``KVRepresentation/lowPrecision``):
+    /// the 4-bit entries of each head are exactly the ones the same scorer and selector keep when
+    /// they evict (Knorm's uniform share, AdaKV's head-adaptive shares over SnapKV), nothing is
+    /// evicted, and a cache of another format refuses.
+    func testScorersChooseThePrecisions() throws {
+        let shape = SyntheticPrompt.shape(layers: 2, heads: 4, kvHeads: 2, headDim: 32)
+        let prompt = SyntheticPrompt(shape: shape, length: 200, seed: 31)
+        for (mixed, evicting) in [("MixedPrecision:Knorm", "Knorm"), ("AdaMixedPrecision:SnapKV", "AdaKV:SnapKV")] {
+            let zip = try KVCache(layers: 2, kvHeads: 2, headDim: 32, keys: .zipCache, values: .zipCache)
+            try prompt.prefill(try KVPolicyCatalog.make(mixed, budget: .compressionRatio(0.4)), cache: zip, chunk: 64)
+            let f16 = prompt.makeCache(.f16)
+            try prompt.prefill(try KVPolicyCatalog.make(evicting, budget: .compressionRatio(0.4)), cache: f16, chunk: 64)
+            var shares = Set<Int>()
+            for l in 0..<2 {
+                for m in 0..<2 {
+                    let head = zip.head(l, m)
+                    XCTAssertEqual(zip.count(layer: l, head: m), 200, "\(mixed): nothing evicted")
+                    let salient = (0..<head.packed[0].count).map { Int(head.packed[0].positions[$0]) }
+                    XCTAssertEqual(salient, f16.keptPositions(layer: l)[m], "\(mixed) layer \(l) head \(m)")
+                    XCTAssertEqual(head.packed[1].count, 200 - salient.count)
+                    shares.insert(salient.count)
+                }
+            }
+            if mixed.hasPrefix("Ada") { XCTAssertGreaterThan(shares.count, 1, "head-adaptive shares") }
+        }
+        XCTAssertThrowsError(try prompt.prefill(try KVPolicyCatalog.make("MixedPrecision:Knorm", budget: .compressionRatio(0.4)),
+                                                cache: prompt.makeCache(.f16))) {
+            XCTAssertTrue("\($0)".contains("zipcache"), "\($0)")
+        }
+    }
+
     func testRefusals() throws {
         XCTAssertThrowsError(try KVCache(layers: 1, kvHeads: 1, headDim: 64, keys: .zipCache, values: .rows(.f16))) {
             XCTAssertTrue("\($0)".contains("zipcache on both sides"), "\($0)")

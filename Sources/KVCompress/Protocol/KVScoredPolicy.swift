@@ -38,6 +38,19 @@ extension KVScoredPolicy {
         case let .mergeValues(threshold, fraction):
             try KVValueMerging.merge(keep, context: context, similarityThreshold: threshold, mergeFraction: fraction)
             try KVSelection.apply(keep, context: context)
+        case .lowPrecision:
+            let cache = context.cache
+            guard cache.keyFormat == .zipCache else {
+                throw .invalidState("\(name) keeps dropped entries at a lower precision, which needs a zipcache cache "
+                    + "(--cache zipcache, KVEntryFormat.zipCache); this one stores \(cache.keyFormat) keys")
+            }
+            for (m, rows) in keep.enumerated() {
+                let n = cache.bufferedCount(layer: context.layer, head: m)
+                let first = cache.count(layer: context.layer, head: m) - n
+                var salient = [Bool](repeating: rows == nil, count: n)
+                for j in rows ?? [] where j >= first { salient[j - first] = true }
+                try cache.quantizeBlock(layer: context.layer, head: m, salient: salient)
+            }
         }
     }
 
