@@ -107,6 +107,15 @@ public enum KVPolicyCatalog {
         Entry(name: "SimLayerKV", kvpressName: "SimLayerKVPress",
               summary: "lazy layers (threshold 0.9) keep 4 initial + 1023 recent tokens; no budget", holdsBudget: false) {
             _, _ throws(KVError) in try SimLayerKV() },
+        Entry(name: "ThinK", kvpressName: "ThinKPress",
+              summary: "each head's prompt keys keep the 1 - ratio of their channels with the most query x key energy; "
+                + "values and tokens untouched", holdsBudget: false) {
+            b, _ throws(KVError) in
+            guard case .compressionRatio(let r) = b else {
+                throw .invalidParameter(name: "budget", value: "\(b)", expected: "a ratio: the fraction of key channels ThinK drops")
+            }
+            return try ThinK(keyChannelRatio: r)
+        },
         Entry(name: "DuoAttention", kvpressName: "DuoAttentionPress",
               summary: "retrieval heads keep everything, streaming heads sinks + recent (the model's gate pattern)") {
             b, _, p throws(KVError) in try DuoAttention(pattern: try p.requireDuo(), budget: b) },

@@ -72,7 +72,7 @@ extension Attention {
             var keys: UnsafeRawPointer?, keyStride = 0, keyCount = 0, keyType = KVK_F32, keyHead = 0
             if let i {
                 let item = items[i], v = parts[item.m][item.part]
-                if v.keyGroups != nil {  // KIVI codes: their own kernel, then the sums alone below
+                if v.scoresSeparately {  // KIVI codes or pruned keys: their own kernel, then the sums alone below
                     v.scores(query + item.m * g * d, queryStride: d, count: g, rows: item.start, item.end - item.start,
                              headDim: d, scale: scale, out: scores + i * g * decodeChunk, outStride: decodeChunk)
                 } else {
@@ -121,7 +121,7 @@ extension Attention {
                 for i in start..<min(items.count, start + runLength) {
                     pass(scoresOf: i, sumsOf: previous)
                     let item = items[i]
-                    if parts[item.m][item.part].keyGroups == nil {  // (the KIVI path added them in scores)
+                    if !parts[item.m][item.part].scoresSeparately {  // (the separate path added them in scores)
                         parts[item.m][item.part].addLogCounts(rows: item.start, item.end - item.start, count: g,
                                                               to: scores + i * g * decodeChunk, outStride: decodeChunk)
                     }

@@ -49,6 +49,8 @@ public enum Attention {
                 let keyBlock = v.keyGroups == nil ? v.keyType.blockSize : 32
                 precondition(headDim % keyBlock == 0 && headDim % v.valueType.blockSize == 0,
                              "head dimension \(headDim) is not a multiple of the \(v.keyType)/\(v.valueType) block")
+                precondition(v.keyChannelCount % v.keyType.blockSize == 0 && v.keyChannelCount <= headDim,
+                             "\(v.keyChannelCount) kept key channels: not a multiple of the \(v.keyType) block or above headDim")
             }
         }
     }

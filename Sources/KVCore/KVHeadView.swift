@@ -42,13 +42,23 @@ public struct KVHeadView: @unchecked Sendable {
     /// channel-separable value quantization stores `value / scale` and attention multiplies the
     /// part's weighted sum by `scale`).
     public var valueChannelScales: UnsafePointer<Float>?
+    /// nil: each key row holds the head's `headDim` channels. Otherwise each key row holds only
+    /// these channels of them (ascending, ``keyChannelCount`` of them; ThinK's pruned keys): the
+    /// other channels count as 0 in `q . k`.
+    public var keyChannels: UnsafePointer<Int32>?
+    /// Number of ``keyChannels`` (0 when nil).
+    public var keyChannelCount: Int
 
     /// Creates a view.
     public init(keys: UnsafeRawPointer, values: UnsafeRawPointer, positions: UnsafePointer<Int32>, count: Int,
                 keyType: ElementType, valueType: ElementType, keyStride: Int, valueStride: Int,
                 keyGroups: KVKeyGroups? = nil, logCounts: UnsafePointer<Float>? = nil,
-                headRows: UnsafePointer<Int32>? = nil, valueChannelScales: UnsafePointer<Float>? = nil) {
+                headRows: UnsafePointer<Int32>? = nil, valueChannelScales: UnsafePointer<Float>? = nil,
+                keyChannels: UnsafePointer<Int32>? = nil, keyChannelCount: Int = 0) {
         precondition(count >= 0, "negative row count")
+        precondition(keyChannels == nil || keyChannelCount > 0, "a key channel list needs its count")
+        self.keyChannels = keyChannels
+        self.keyChannelCount = keyChannels == nil ? 0 : keyChannelCount
         self.keyGroups = keyGroups
         self.logCounts = logCounts
         self.headRows = headRows
@@ -75,6 +85,10 @@ public struct KVHeadView: @unchecked Sendable {
         }
         return lo
     }
+
+    /// Whether attention reads this part's keys through ``scores(_:queryStride:count:rows:_:headDim:scale:out:outStride:)``
+    /// rather than the fused row kernel (KIVI groups, pruned key channels).
+    public var scoresSeparately: Bool { keyGroups != nil || keyChannels != nil }
 
     /// How many of this part's rows are among its head's first `n` rows, given the rows of the
     /// parts before it (`offset`).

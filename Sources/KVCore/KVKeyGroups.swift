@@ -41,11 +41,21 @@ public struct KVKeyGroups: @unchecked Sendable {
 extension KVHeadView {
     /// Scores of `m` queries (query `h` at `queries + h * queryStride`) against rows
     /// `first ..< first + n`: `out[h * outStride + j] = scale * dot(q_h, key_{first + j})`, reading
-    /// row keys or KIVI codes in place.
+    /// row keys, pruned key rows (the queries' kept channels) or KIVI codes in place.
     func scores(_ queries: UnsafePointer<Float>, queryStride: Int, count m: Int, rows first: Int, _ n: Int,
                 headDim d: Int, scale: Float, out: UnsafeMutablePointer<Float>, outStride: Int) {
         guard n > 0 else { return }
         defer { addLogCounts(rows: first, n, count: m, to: out, outStride: outStride) }
+        if let channels = keyChannels {  // pruned keys: the queries' kept channels against the rows
+            let c = keyChannelCount
+            let gathered = UnsafeMutablePointer<Float>.allocate(capacity: m * c)
+            defer { gathered.deallocate() }
+            for h in 0..<m {
+                for i in 0..<c { gathered[h * c + i] = queries[h * queryStride + Int(channels[i])] }
+            }
+            kvk_scores_multi(keyType.kernelType, gathered, c, m, keys + first * keyStride, keyStride, n, c, scale, out, outStride)
+            return
+        }
         guard let g = keyGroups else {
             kvk_scores_multi(keyType.kernelType, queries, queryStride, m, keys + first * keyStride, keyStride, n, d,
                              scale, out, outStride)

@@ -123,6 +123,10 @@ extension KVCache {
                 + "share per-channel parameters with their group and cannot be re-rotated without quantizing them "
                 + "again: re-position keys only in row formats (for KIVI, use StreamingLLM without repositionKeys)")
         }
+        guard s.prunedCount == 0 else {
+            throw .invalidState("layer \(layer) head \(head) holds \(s.prunedCount) entries whose keys ThinK pruned to some "
+                + "channels: RoPE rotates channel pairs, which a pruned key cannot take without its dropped channels")
+        }
         return s.rows
     }
 

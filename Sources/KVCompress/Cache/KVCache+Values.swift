@@ -11,6 +11,10 @@ extension KVCache {
     ///   quantized, i.e. at the end of the prompt, or use a row format).
     public func setValues(layer: Int, head: Int, rows: Range<Int>, values: [Float]) throws(KVError) {
         let h = try checkedHead(layer, head)
+        guard h.prunedCount == 0 else {
+            throw .invalidState("layer \(layer) head \(head) holds \(h.prunedCount) ThinK-pruned entries: merge values before "
+                + "pruning key channels (compose the merging policy first)")
+        }
         guard h.packedCount == 0 else {
             throw .invalidState("layer \(layer) head \(head) holds \(h.packedCount) quantized entries (KIVI or ZipCache), whose values "
                 + "cannot be rewritten one by one: merge values only in row formats or before the entries are quantized")

@@ -438,11 +438,48 @@ public final class KVCache {
             throw .invalidState("a \(keyFormat.isGrouped ? keyFormat : valueFormat) cache cannot hold merged entries (its quantized "
                 + "groups have no per-entry counts); use a row format (f32, f16, bf16, q8_0, q4_0, q4_1) with a merging policy")
         }
+        guard rows.lowerBound >= s.leadingCount else {
+            throw .invalidState("layer \(layer) head \(head)'s rows \(rows) include some of its \(s.leadingCount) quantized or "
+                + "ThinK-pruned entries, which cannot be merged: merge before they are quantized or pruned")
+        }
         totalEntries -= rows.count - 1
         let before = s.byteCount
-        s.rows.merge(rows, headDim: headDim)
+        s.rows.merge((rows.lowerBound - s.leadingCount)..<(rows.upperBound - s.leadingCount), headDim: headDim)
         heldBytes += s.byteCount - before
         peakHeldBytes = max(peakHeldBytes, heldBytes)
+    }
+
+    /// ThinK: stores only the key `channels` of one head's oldest `rows` entries (their values stay
+    /// whole), so those keys take `channels.count / headDim` of their bytes; attention multiplies
+    /// the queries' kept channels with them, as if the other channels were 0. Entries appended later
+    /// keep every channel. Once per head until ``removeAll()``.
+    /// - Throws: `KVError.invalidParameter` for a layer or head out of range, channels not strictly
+    ///   ascending within `0..<headDim` (or none, or a count the key type's block size does not
+    ///   divide), or more rows than the head holds; `.invalidState` for a KIVI or ZipCache cache or a
+    ///   head already pruned.
+    public func pruneKeyChannels(layer: Int, head m: Int, keeping channels: [Int], rows n: Int) throws(KVError) {
+        let s = try checkedHead(layer, m)
+        guard !keyFormat.isGrouped && !valueFormat.isGrouped else {
+            throw .invalidState("pruning key channels needs a row format; this cache stores \(keyFormat) keys and \(valueFormat) values")
+        }
+        guard s.pruned == nil else {
+            throw .invalidState("layer \(layer) head \(m)'s keys are pruned already (once per head and sequence)")
+        }
+        guard !channels.isEmpty, channels.first! >= 0, channels.last! < headDim,
+              zip(channels, channels.dropFirst()).allSatisfy({ $0 < $1 }) else {
+            throw .invalidParameter(name: "channels", value: "\(channels.count) channels",
+                                    expected: "one or more strictly ascending channels in 0..<\(headDim)")
+        }
+        guard channels.count % keyType.blockSize == 0 else {
+            throw .invalidParameter(name: "channels", value: "\(channels.count) channels",
+                                    expected: "a multiple of the \(keyType) block size \(keyType.blockSize)")
+        }
+        guard n >= 0 && n <= s.rows.count else {
+            throw .invalidParameter(name: "rows", value: "\(n)", expected: "0...\(s.rows.count), the head's entries")
+        }
+        let before = s.byteCount
+        s.pruneKeys(keeping: channels, rows: n)
+        heldBytes += s.byteCount - before
     }
 
     /// The natural log of the number of tokens an entry stands for: 0 for an ordinary entry, `ln c`
@@ -450,7 +487,7 @@ public final class KVCache {
     public func logCount(layer: Int, head: Int, row: Int) -> Float {
         let s = self.head(layer, head)
         precondition(row >= 0 && row < s.count, "row \(row) out of 0..<\(s.count)")
-        return row < s.packedCount ? 0 : s.rows.logCount(row - s.packedCount)
+        return row < s.leadingCount ? 0 : s.rows.logCount(row - s.leadingCount)
     }
 
     /// Drops every entry of every layer (a new sequence: positions start again at 0), returning

@@ -1,13 +1,14 @@
 import KVCore
 
-/// One KV head of one layer: its entries in up to three parts. Row formats: rows only. KIVI: the
-/// quantized part (oldest entries) followed by the full-precision residual rows. ZipCache: the
-/// salient (4-bit) and unimportant (2-bit) parts, whose positions interleave (each lists its entries'
-/// head rows), followed by the f16 buffer rows.
+/// One KV head of one layer: its entries in up to three parts. Row formats: rows only, or (after
+/// ThinK pruned the head's key channels) the pruned entries followed by rows. KIVI: the quantized
+/// part (oldest entries) followed by the full-precision residual rows. ZipCache: the salient
+/// (4-bit) and unimportant (2-bit) parts, whose positions interleave (each lists its entries' head
+/// rows), followed by the f16 buffer rows.
 ///
 /// Head rows are in ascending position order: head row `j` is a quantized entry when
-/// `j < packedCount` (KIVI: row `j` of its part; ZipCache: the entry whose head row is `j`), and
-/// buffer row `j - packedCount` otherwise.
+/// `j < packedCount` (KIVI: row `j` of its part; ZipCache: the entry whose head row is `j`), a
+/// pruned entry when `j < leadingCount`, and row `j - leadingCount` otherwise.
 final class KVHead {
     let rows: KVHeadStorage
     /// KIVI: one part; ZipCache: salient, then unimportant; row formats: none.
@@ -16,6 +17,10 @@ final class KVHead {
     /// ZipCache: per channel, the value scale of the head's first block (set by its first quantization).
     private let channelScales: UnsafeMutablePointer<Float>?
     private var hasChannelScales = false
+    /// ThinK: the oldest entries with only `prunedChannels` of their keys stored (row formats).
+    private(set) var pruned: KVHeadStorage?
+    private var prunedChannels: UnsafeMutablePointer<Int32>?
+    private var prunedChannelCount = 0
 
     init(keys: KVEntryFormat, values: KVEntryFormat, headDim: Int) {
         self.headDim = headDim
@@ -40,10 +45,16 @@ final class KVHead {
         }
     }
 
-    deinit { channelScales?.deallocate() }
+    deinit {
+        channelScales?.deallocate()
+        prunedChannels?.deallocate()
+    }
 
     var packedCount: Int { packed.reduce(0) { $0 + $1.count } }
-    var count: Int { packedCount + rows.count }
+    var prunedCount: Int { pruned?.count ?? 0 }
+    /// Entries before the rows: quantized or pruned ones.
+    var leadingCount: Int { packedCount + prunedCount }
+    var count: Int { leadingCount + rows.count }
 
     /// Where head row `j < packedCount` lives: (part, row in the part).
     private func locate(_ j: Int) -> (part: Int, row: Int) {
@@ -58,38 +69,53 @@ final class KVHead {
 
     /// Head row `j`'s original position.
     func position(_ j: Int) -> Int32 {
-        let p = packedCount
-        guard j < p else { return rows.positions[j - p] }
+        let p = packedCount, lead = leadingCount
+        guard j < lead else { return rows.positions[j - lead] }
+        guard j < p else { return pruned!.positions[j - p] }
         let (part, r) = locate(j)
         return packed[part].positions[r]
     }
 
     var lastPosition: Int32? {
-        rows.lastPosition ?? packed.compactMap(\.lastPosition).max()
+        rows.lastPosition ?? pruned?.lastPosition ?? packed.compactMap(\.lastPosition).max()
     }
 
     /// Bytes held: the quantized parts' exact bytes (ZipCache: with the value channel scales), plus
     /// one key row, value row and position per buffered row.
+    /// ThinK: the pruned entries' key rows, value rows and positions, and the kept channels' list.
     var byteCount: Int {
         packed.reduce(0) { $0 + $1.byteCount } + rows.count * rows.bytesPerEntry + (hasChannelScales ? 4 * headDim : 0)
+            + (pruned.map { $0.count * $0.bytesPerEntry + 4 * prunedChannelCount } ?? 0)
     }
 
     var allocatedBytes: Int {
         packed.reduce(0) { $0 + $1.allocatedBytes } + rows.allocatedBytes + (channelScales == nil ? 0 : 4 * headDim)
+            + (pruned.map { $0.allocatedBytes + 4 * prunedChannelCount } ?? 0)
     }
 
     /// Reads head row `j`'s key as f32.
+    /// (A pruned key: its kept channels, 0 in the others, as attention sees it.)
     func key(_ j: Int, into out: UnsafeMutablePointer<Float>, headDim: Int) {
-        let p = packedCount
-        guard j < p else { return rows.key(j - p, into: out, headDim: headDim) }
+        let p = packedCount, lead = leadingCount
+        guard j < lead else { return rows.key(j - lead, into: out, headDim: headDim) }
+        if j >= p, let pruned, let channels = prunedChannels {
+            let c = prunedChannelCount
+            let kept = UnsafeMutablePointer<Float>.allocate(capacity: c)
+            defer { kept.deallocate() }
+            pruned.key(j - p, into: kept, headDim: c)
+            out.initialize(repeating: 0, count: headDim)
+            for i in 0..<c { out[Int(channels[i])] = kept[i] }
+            return
+        }
         let (part, r) = locate(j)
         packed[part].key(r, into: out)
     }
 
     /// Reads head row `j`'s value as f32.
     func value(_ j: Int, into out: UnsafeMutablePointer<Float>, headDim: Int) {
-        let p = packedCount
-        guard j < p else { return rows.value(j - p, into: out, headDim: headDim) }
+        let p = packedCount, lead = leadingCount
+        guard j < lead else { return rows.value(j - lead, into: out, headDim: headDim) }
+        guard j < p else { return pruned!.value(j - p, into: out, headDim: headDim) }
         let (part, r) = locate(j)
         packed[part].value(r, into: out)
     }
@@ -112,9 +138,11 @@ final class KVHead {
 
     /// Keeps the head rows at `sortedIndices` (strictly ascending, in range).
     func retain(sortedIndices kept: [Int]) {
-        let p = packedCount
+        let p = packedCount, lead = leadingCount
         let split = kept.firstIndex { $0 >= p } ?? kept.count
-        if split < p {
+        let rowSplit = kept.firstIndex { $0 >= lead } ?? kept.count
+        if let pruned, prunedCount > 0 { pruned.retain(sortedIndices: kept[split..<rowSplit].map { $0 - p }) }
+        if p > 0 {
             var keptRows = [[Int]](repeating: [], count: packed.count)
             var newHeadRows = [[Int32]](repeating: [], count: packed.count)
             for (newRow, j) in kept[..<split].enumerated() {
@@ -127,13 +155,13 @@ final class KVHead {
                 if let h = part.headRows { h.update(from: newHeadRows[i], count: newHeadRows[i].count) }
             }
         }
-        rows.retain(sortedIndices: kept[split...].map { $0 - p })
+        rows.retain(sortedIndices: kept[rowSplit...].map { $0 - lead })
     }
 
     /// Removes the contiguous head rows `range`.
     func remove(_ range: Range<Int>) {
-        let p = packedCount
-        guard range.lowerBound < p else { return rows.remove((range.lowerBound - p)..<(range.upperBound - p)) }
+        let lead = leadingCount
+        guard range.lowerBound < lead else { return rows.remove((range.lowerBound - lead)..<(range.upperBound - lead)) }
         retain(sortedIndices: Array(0..<range.lowerBound) + Array(range.upperBound..<count))
     }
 
@@ -141,11 +169,44 @@ final class KVHead {
         for part in packed { part.removeAll() }
         rows.removeAll()
         hasChannelScales = false
+        pruned = nil
+        prunedChannels?.deallocate()
+        prunedChannels = nil
+        prunedChannelCount = 0
     }
 
-    /// The views attention reads: the quantized parts that hold entries, then the rows.
+    /// The views attention reads: the quantized parts that hold entries, the pruned entries, then the rows.
     func views() -> [KVHeadView] {
-        packed.filter { $0.count > 0 }.map { $0.view() } + [rows.view()]
+        var views = packed.filter { $0.count > 0 }.map { $0.view() }
+        if let pruned, pruned.count > 0 {
+            var v = pruned.view()
+            v.keyChannels = prunedChannels.map { UnsafePointer($0) }
+            v.keyChannelCount = prunedChannelCount
+            views.append(v)
+        }
+        return views + [rows.view()]
+    }
+
+    /// ThinK: moves the oldest `n` rows to the pruned part, storing only the key `channels`
+    /// (ascending, in range) and the whole values. Once per head until ``removeAll()``.
+    func pruneKeys(keeping channels: [Int], rows n: Int) {
+        precondition(pruned == nil && packed.isEmpty && n <= rows.count, "a row-format head pruned once")
+        let c = channels.count
+        let part = KVHeadStorage(keyType: rows.keyType, valueType: rows.valueType, headDim: headDim, keyWidth: c)
+        let list = UnsafeMutablePointer<Int32>.allocate(capacity: c)
+        for (i, ch) in channels.enumerated() { list[i] = Int32(ch) }
+        let d = headDim
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: 3 * d)
+        defer { buffer.deallocate() }
+        part.reserve(n)
+        for r in 0..<n {
+            rows.key(r, into: buffer, headDim: d)
+            for i in 0..<c { buffer[2 * d + i] = buffer[channels[i]] }
+            rows.value(r, into: buffer + d, headDim: d)
+            part.append(key: buffer + 2 * d, value: buffer + d, position: rows.positions[r], headDim: d, keyWidth: c)
+        }
+        rows.remove(0..<n)
+        (pruned, prunedChannels, prunedChannelCount) = (part, list, c)
     }
 
     /// KIVI: moves the oldest residual rows to the quantized part, `group` at a time, while the

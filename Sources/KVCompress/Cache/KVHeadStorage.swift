@@ -35,10 +35,12 @@ final class KVHeadStorage {
     static let minimumCapacity = 16
     static let alignment = 64
 
-    init(keyType: ElementType, valueType: ElementType, headDim: Int) {
+    /// Creates empty storage whose key rows hold `keyWidth` elements (default `headDim`; fewer for
+    /// ThinK's pruned keys) and value rows `headDim`.
+    init(keyType: ElementType, valueType: ElementType, headDim: Int, keyWidth: Int? = nil) {
         self.keyType = keyType
         self.valueType = valueType
-        keyRowBytes = keyType.byteCount(elements: headDim)
+        keyRowBytes = keyType.byteCount(elements: keyWidth ?? headDim)
         valueRowBytes = valueType.byteCount(elements: headDim)
         capacity = Self.minimumCapacity
         keyAlloc = .allocate(byteCount: capacity * keyRowBytes, alignment: Self.alignment)
@@ -127,10 +129,10 @@ final class KVHeadStorage {
         }
     }
 
-    /// Appends one row converted from f32 (`headDim` elements each).
-    func append(key: UnsafePointer<Float>, value: UnsafePointer<Float>, position: Int32, headDim: Int) {
+    /// Appends one row converted from f32 (`headDim` elements each; the key `keyWidth` when given).
+    func append(key: UnsafePointer<Float>, value: UnsafePointer<Float>, position: Int32, headDim: Int, keyWidth: Int? = nil) {
         reserve(1)
-        Self.store(key, as: keyType, into: keys + count * keyRowBytes, headDim: headDim)
+        Self.store(key, as: keyType, into: keys + count * keyRowBytes, headDim: keyWidth ?? headDim)
         Self.store(value, as: valueType, into: values + count * valueRowBytes, headDim: headDim)
         positions[count] = position
         logCounts?[count] = 0

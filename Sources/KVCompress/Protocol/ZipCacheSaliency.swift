@@ -9,8 +9,6 @@ final class ZipCacheSaliency {
     /// Per layer and KV head, the probe attention mass received by the entry at each position of
     /// the prompt being prefilled (empty between prompts).
     private var mass: [[[Float]]]
-    /// Probe queries attended at once (bounds the probabilities' buffer).
-    private static let probeBatch = 32
 
     init(layers: Int, kvHeads: Int, settings: ZipCacheSettings) {
         self.settings = settings
@@ -23,8 +21,9 @@ final class ZipCacheSaliency {
 
     /// A prefill step of `context`'s layer: its probe queries (the prompt's last
     /// ``ZipCacheSettings/probeFraction`` of positions when the step ends the prompt, and the
-    /// random probe positions) attend over the layer's cache, and their probabilities, summed over
-    /// the probes and each KV head's query heads, add to each entry's mass.
+    /// random probe positions) attend over the layer's cache (the tiled prefill attention, whose
+    /// column sums are their probabilities summed over the probes and each KV head's query heads),
+    /// and each entry's mass grows by its column sum.
     func observePrompt(_ context: KVLayerContext) {
         let cache = context.cache, l = context.layer
         let end = context.totalLength
@@ -35,37 +34,22 @@ final class ZipCacheSaliency {
         }
         guard !probes.isEmpty else { return }
         let shape = context.shape
-        let heads = shape.heads, d = shape.headDim, g = heads / shape.kvHeads
+        let width = shape.heads * shape.headDim
         let counts = (0..<shape.kvHeads).map { cache.count(layer: l, head: $0) }
         let stride = counts.max() ?? 0
         guard stride > 0 else { return }
-        let positions = (0..<shape.kvHeads).map { cache.positions(layer: l, head: $0) }
-        for m in 0..<shape.kvHeads where mass[l][m].count < end {
-            mass[l][m] += [Float](repeating: 0, count: end - mass[l][m].count)
+        var queries = [Float](repeating: 0, count: probes.count * width)
+        for (i, t) in probes.enumerated() {
+            for k in 0..<width { queries[i * width + k] = context.queries[t * context.queryTokenStride + k] }
         }
-        let width = heads * d
-        var batchStart = 0
-        while batchStart < probes.count {
-            let batch = Array(probes[batchStart..<min(probes.count, batchStart + Self.probeBatch)])
-            batchStart += batch.count
-            let nq = batch.count
-            var q = [Float](repeating: 0, count: nq * width)
-            var qp = [Int32](repeating: 0, count: nq)
-            for (i, t) in batch.enumerated() {
-                for k in 0..<width { q[i * width + k] = context.queries[t * context.queryTokenStride + k] }
-                qp[i] = context.positions[t]
-            }
-            var probs = [Float](repeating: 0, count: heads * nq * stride)
-            cache.observe(layer: l, queries: q, queryCount: nq, queryTokenStride: width, queryPositions: qp,
-                          heads: heads, output: &probs, outputKeyStride: stride, pool: context.pool)
-            for m in 0..<shape.kvHeads {
-                for h in (m * g)..<((m + 1) * g) {
-                    for t in 0..<nq {
-                        let row = (h * nq + t) * stride
-                        for j in 0..<counts[m] { mass[l][m][Int(positions[m][j])] += probs[row + j] }
-                    }
-                }
-            }
+        var output = queries
+        var sums = [Float](repeating: 0, count: shape.kvHeads * stride)
+        cache.attendPrefill(layer: l, queries: queries, queryCount: probes.count, queryTokenStride: width,
+                            queryPositions: probes.map { context.positions[$0] }, heads: shape.heads, output: &output,
+                            columnSums: &sums, columnSumStride: stride, pool: context.pool)
+        for m in 0..<shape.kvHeads {
+            if mass[l][m].count < end { mass[l][m] += [Float](repeating: 0, count: end - mass[l][m].count) }
+            for (j, p) in cache.positions(layer: l, head: m).enumerated() { mass[l][m][Int(p)] += sums[m * stride + j] }
         }
     }
 
@@ -86,26 +70,21 @@ final class ZipCacheSaliency {
     }
 
     /// A decode step of `context`'s layer: each head whose buffer holds ``ZipCacheSettings/streamingGap``
-    /// entries splits them by the step query's attention (summed over the head's query heads) and
-    /// quantizes them as one block.
+    /// entries splits them by the step query's attention (its column sums: summed over the head's
+    /// query heads) and quantizes them as one block.
     func decodeStep(_ context: KVLayerContext) {
         let cache = context.cache, l = context.layer, shape = context.shape
         let full = (0..<shape.kvHeads).filter { cache.bufferedCount(layer: l, head: $0) >= settings.streamingGap }
         guard !full.isEmpty else { return }
-        let heads = shape.heads, g = heads / shape.kvHeads
         let counts = (0..<shape.kvHeads).map { cache.count(layer: l, head: $0) }
         let stride = counts.max() ?? 0
-        var probs = [Float](repeating: 0, count: heads * stride)
-        let last = context.tokenCount - 1
-        cache.observe(layer: l, queries: context.queries + last * context.queryTokenStride, queryCount: 1,
-                      queryTokenStride: context.queryTokenStride, queryPositions: context.positions + last, heads: heads,
-                      output: &probs, outputKeyStride: stride, pool: context.pool)
+        var sums = [Float](repeating: 0, count: shape.kvHeads * stride)
+        var output = [Float](repeating: 0, count: shape.heads * shape.headDim)
+        cache.attend(layer: l, query: context.queries + (context.tokenCount - 1) * context.queryTokenStride,
+                     heads: shape.heads, output: &output, columnSums: &sums, columnSumStride: stride, pool: context.pool)
         for m in full {
             let n = cache.bufferedCount(layer: l, head: m)
-            let first = counts[m] - n
-            let scores = (first..<(first + n)).map { j in
-                ((m * g)..<((m + 1) * g)).reduce(Float(0)) { $0 + probs[$1 * stride + j] }
-            }
+            let scores = Array(sums[(m * stride + counts[m] - n)..<(m * stride + counts[m])])
             cache.storeBlock(layer: l, head: m, salient: salient(scores))
         }
     }
