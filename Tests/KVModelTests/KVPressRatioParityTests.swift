@@ -146,6 +146,46 @@ final class KVPressRatioParityTests: XCTestCase {
         }
     }
 
+    /// ThinK at key-channel ratios 0.5 and 0.8: each head's kept key channels (in transformers' channel
+    /// order) equal the ones kvpress 0.5.5's `ThinKPress` leaves non-zero, and the greedy answer at 0.5
+    /// equals kvpress's (where kvpress zeroes the channels, the cache here stores the kept ones only).
+    func testThinKKeptChannels() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/kvpress_kept_more.json")
+        let fixture = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+        let entries = try XCTUnwrap((fixture["kept_channels"] as? [String: Any])?["ThinKPress"] as? [String: Any])
+        let model = try TestSupport.model(.exact)
+        let ids = try TestSupport.ids("passkey_prompt.json", key: "prompt_ids")
+        for ratio in ["0.5", "0.8"] {
+            let entry = try XCTUnwrap(entries[ratio] as? [String: Any])
+            let reference = try XCTUnwrap(entry["kept_channels"] as? [[[Int]]])
+            let session = try LlamaSession(model: model, policy: try ThinK(keyChannelRatio: Double(ratio)!), chunkSize: ids.count)
+            var logits = try session.prefill(ids)
+            var equal = 0
+            for l in 0..<model.config.layers {
+                for (m, parts) in session.cache.headParts(layer: l).enumerated() {
+                    let v = parts[0]
+                    // GGUF stores each RoPE pair as channels (2i, 2i + 1), transformers as (i, i + d/2).
+                    let d = model.config.headDim
+                    let kept = (0..<v.keyChannelCount).map { c -> Int in
+                        let g = Int(v.keyChannels![c])
+                        return g / 2 + (g % 2) * d / 2
+                    }.sorted()
+                    if kept == reference[l][m] { equal += 1 } else { print("ThinK \(ratio) layer \(l) head \(m): \(kept) vs \(reference[l][m])") }
+                    XCTAssertEqual(v.count, ids.count, "every prompt entry pruned")
+                }
+            }
+            print("parity ThinK at \(ratio): \(equal) of \(reference.count * reference[0].count) heads keep kvpress's channels")
+            XCTAssertEqual(equal, reference.count * reference[0].count, "ThinK at \(ratio)")
+            guard let expected = (entry["answer_ids"] as? [Int])?.map(Int32.init) else { continue }
+            var answer: [Int32] = []
+            while answer.count < expected.count {
+                answer.append(logits.withUnsafeBufferPointer { Sampler.argmax($0) })
+                logits = try session.decode(answer.last!)
+            }
+            XCTAssertEqual(answer, expected, "ThinK at \(ratio): greedy answer \(model.tokenizer.decode(answer).debugDescription)")
+        }
+    }
+
     /// SimLayerKV at kvpress's recommended Llama threshold 0.9 (a threshold, not a ratio): the same
     /// lazy layers, kept sets and greedy answer as kvpress 0.5.5.
     func testSimLayerKVAtThreshold09() throws {
