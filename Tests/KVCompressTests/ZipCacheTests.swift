@@ -243,7 +243,8 @@ final class ZipCacheTests: XCTestCase {
             XCTAssertEqual(salient.count, 30)
             let differ = salient.symmetricDifference(Set(order[20...]))
             XCTAssertTrue(differ.allSatisfy { abs(mass[$0] - threshold) <= 1e-4 * threshold }, "head \(m): \(differ)")
-            XCTAssertEqual(head.packed[0].groupCount + head.packed[1].groupCount, 4, "two blocks, two precisions each")
+            XCTAssertEqual(head.packed[0].groupCount, 3 + 1, "salient: 90 prompt entries in groups of 32, then 30")
+            XCTAssertEqual(head.packed[1].groupCount, 2 + 1, "unimportant: 60, then 20")
             for j in 0..<150 { XCTAssertEqual(cache.value(layer: 0, head: m, row: j), before[m][j], "not quantized again") }
         }
         XCTAssertEqual(cache.positions(layer: 0, head: 1), (0..<200).map(Int32.init))

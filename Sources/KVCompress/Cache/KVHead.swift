@@ -230,9 +230,10 @@ final class KVHead {
     }
 
     /// ZipCache: quantizes the first `salient.count` buffered rows as one block, row `r` at 4 bits
-    /// when `salient[r]`, else at 2 bits (keys per channel over the block's salient, or unimportant,
-    /// rows; values per token after dividing by the channel scales, which the head's first block
-    /// sets to `sqrt(max |value|)` per channel). Head rows do not change.
+    /// when `salient[r]`, else at 2 bits (keys per channel over groups of up to
+    /// ``KVCache/kiviGroupSize`` consecutive rows of the block's salient, or unimportant, rows; values
+    /// per token after dividing by the channel scales, which the head's first block sets to
+    /// `sqrt(max |value|)` per channel). Head rows do not change.
     func quantizeBlock(salient: [Bool]) {
         precondition(packed.count == 2 && salient.count <= rows.count, "ZipCache head with enough buffered rows")
         let n = salient.count
@@ -264,7 +265,17 @@ final class KVHead {
                 positions[i] = rows.positions[r]
                 headRows[i] = Int32(first + r)
             }
-            part.appendGroup(keys: buffer, values: buffer + m * d, positions: positions, headRows: headRows, n: m)
+            var start = 0
+            while start < m {  // key ranges per group of consecutive entries of this precision
+                let g = min(KVCache.kiviGroupSize, m - start)
+                positions.withUnsafeBufferPointer { p in
+                    headRows.withUnsafeBufferPointer { h in
+                        part.appendGroup(keys: buffer + start * d, values: buffer + (m + start) * d,
+                                         positions: p.baseAddress! + start, headRows: h.baseAddress! + start, n: g)
+                    }
+                }
+                start += g
+            }
         }
         rows.remove(0..<n)
     }
