@@ -108,12 +108,10 @@ public enum KVPolicyCatalog {
               summary: "lazy layers (threshold 0.9) keep 4 initial + 1023 recent tokens; no budget", holdsBudget: false) {
             _, _ throws(KVError) in try SimLayerKV() },
         Entry(name: "ThinK", kvpressName: "ThinKPress",
-              summary: "each head's prompt keys keep the 1 - ratio of their channels with the most query x key energy; "
-                + "values and tokens untouched", holdsBudget: false) {
+              summary: "each head's prompt keys keep the 1 - ratio of their channels with the most query x key energy "
+                + "(half with a token or byte budget); values and tokens untouched", holdsBudget: false) {
             b, _ throws(KVError) in
-            guard case .compressionRatio(let r) = b else {
-                throw .invalidParameter(name: "budget", value: "\(b)", expected: "a ratio: the fraction of key channels ThinK drops")
-            }
+            guard case .compressionRatio(let r) = b else { return try ThinK(keyChannelRatio: 0.5) }
             return try ThinK(keyChannelRatio: r)
         },
         Entry(name: "DuoAttention", kvpressName: "DuoAttentionPress",

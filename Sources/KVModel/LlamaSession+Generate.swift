@@ -16,16 +16,23 @@ extension LlamaSession {
             throw .invalidParameter(name: "token id", value: "\(bad)", expected: "0..<\(vocab) (the model's vocabulary)")
         }
         var last = 0
+        try prefillChunks(tokens) { (chunk: Range<Int>) throws(KVError) in last = chunk.count }
+        return lastLogits(tokenCount: last)
+    }
+
+    /// Feeds `tokens` through the model as one prompt in chunks of ``chunkSize`` (the last chunk
+    /// ends the prompt), calling `afterChunk` with each chunk's token range while the scratch
+    /// buffers still hold that chunk's activations. Ids are not checked here.
+    func prefillChunks(_ tokens: [Int32], afterChunk: (Range<Int>) throws(KVError) -> Void) throws(KVError) {
         try tokens.withUnsafeBufferPointer { (all: UnsafeBufferPointer<Int32>) throws(KVError) in
             var start = 0
             while start < all.count {
                 let end = min(all.count, start + chunkSize)
                 try forward(UnsafeBufferPointer(rebasing: all[start..<end]), decode: false, endsPrompt: end == all.count)
-                last = end - start
+                try afterChunk(start..<end)
                 start = end
             }
         }
-        return lastLogits(tokenCount: last)
     }
 
     /// Runs one token and returns its logits.

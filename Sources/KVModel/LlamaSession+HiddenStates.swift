@@ -13,20 +13,14 @@ extension LlamaSession {
         }
         let hidden = model.config.hidden
         var states = Array(repeating: [Float](), count: rows.count)
-        var start = 0
-        while start < tokens.count {
-            let end = min(tokens.count, start + chunkSize)
-            try tokens.withUnsafeBufferPointer { (all: UnsafeBufferPointer<Int32>) throws(KVError) in
-                try forward(UnsafeBufferPointer(rebasing: all[start..<end]), decode: false, endsPrompt: end == tokens.count)
-            }
-            for (i, r) in rows.enumerated() where r >= start && r < end {
+        try prefillChunks(tokens) { (chunk: Range<Int>) throws(KVError) in
+            for (i, r) in rows.enumerated() where chunk.contains(r) {
                 states[i] = [Float](unsafeUninitializedCapacity: hidden) { out, n in
-                    kvk_rmsnorm(scratch.x + (r - start) * hidden, model.outputNorm, out.baseAddress!, hidden,
+                    kvk_rmsnorm(scratch.x + (r - chunk.lowerBound) * hidden, model.outputNorm, out.baseAddress!, hidden,
                                 model.config.rmsEps)
                     n = hidden
                 }
             }
-            start = end
         }
         return states
     }

@@ -23,15 +23,7 @@ public struct QFilterCalibration: Sendable {
         }
         let totals = QueryStatisticsProbe.Totals(layers: c.layers, kvHeads: c.kvHeads, headDim: c.headDim)
         let session = try LlamaSession(model: model, policy: QueryStatisticsProbe(totals: totals), pool: pool)
-        var start = 0
-        while start < ids.count {
-            let end = min(ids.count, start + session.chunkSize)
-            try ids.withUnsafeBufferPointer { (all: UnsafeBufferPointer<Int32>) throws(KVError) in
-                try session.forward(UnsafeBufferPointer(rebasing: all[start..<end]), decode: false, endsPrompt: end == all.count)
-            }
-            progress(end, ids.count)
-            start = end
-        }
+        try session.prefillChunks(ids) { (chunk: Range<Int>) throws(KVError) in progress(chunk.upperBound, ids.count) }
         return try QFilters(queryGrams: totals.grams, querySums: totals.sums)
     }
 }

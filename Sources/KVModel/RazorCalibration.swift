@@ -53,15 +53,7 @@ public struct RazorCalibration: Sendable {
         }
         let totals = RazorHeadProbe.Totals(layers: c.layers, heads: c.heads)
         let session = try LlamaSession(model: model, policy: RazorHeadProbe(period: period, totals: totals), pool: pool)
-        var start = 0
-        while start < ids.count {
-            let end = min(ids.count, start + session.chunkSize)
-            try ids.withUnsafeBufferPointer { (all: UnsafeBufferPointer<Int32>) throws(KVError) in
-                try session.forward(UnsafeBufferPointer(rebasing: all[start..<end]), decode: false, endsPrompt: end == all.count)
-            }
-            progress(end, ids.count)
-            start = end
-        }
+        try session.prefillChunks(ids) { (chunk: Range<Int>) throws(KVError) in progress(chunk.upperBound, ids.count) }
         let n2 = Double(ids.count) * Double(ids.count)
         func perKVHead(_ sums: [[Double]]) throws(KVError) -> KVHeadScores {
             try KVHeadScores(sums.map { row in

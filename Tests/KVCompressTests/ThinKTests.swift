@@ -122,7 +122,9 @@ final class ThinKTests: XCTestCase {
     func testRefusals() throws {
         for bad in [0.0, 1.0, -0.1] { XCTAssertThrowsError(try ThinK(keyChannelRatio: bad)) }
         XCTAssertThrowsError(try ThinK(keyChannelRatio: 0.5, windowSize: 0))
-        XCTAssertThrowsError(try KVPolicyCatalog.make("ThinK", budget: .tokens(64)))
+        XCTAssertEqual((try KVPolicyCatalog.make("ThinK", budget: .tokens(64)) as? ThinK)?.keyChannelRatio, 0.5,
+                       "a token budget does not apply: half of the channels")
+        XCTAssertThrowsError(try KVPolicyCatalog.make("ThinK", budget: .compressionRatio(0)))
         let prompt = SyntheticPrompt(shape: shape, length: 100, seed: 45)
         let kivi = try KVCache(layers: 2, kvHeads: 2, headDim: 64, keys: .kivi(bits: 4), values: .kivi(bits: 4))
         XCTAssertThrowsError(try prompt.prefill(try ThinK(keyChannelRatio: 0.5), cache: kivi)) {

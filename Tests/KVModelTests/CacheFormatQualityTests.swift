@@ -10,12 +10,12 @@ import XCTest
 /// answer is the f32 cache's (the passkey).
 ///
 /// Measured on AMD EPYC Zen 4 (largest |logit difference|; logits span about -20..30 here): f16 0.010,
-/// bf16 0.090, q8_0 0.32, q4_0 5.6, q4_1 3.8, kivi4 1.3, zipcache 8.3, all 9/9 positions agreeing;
+/// bf16 0.090, q8_0 0.32, q4_0 5.6, q4_1 3.8, kivi4 1.3, zipcache 7.0, all 9/9 positions agreeing;
 /// kivi2 6.7 (7/9), q2_1 18.5 (2/9). The bounds are about twice that, for another CPU class's kernel path.
 final class CacheFormatQualityTests: XCTestCase {
     /// Largest allowed logit difference per format (about twice the measured one).
     static let bounds: [String: Float] = ["f16": 0.03, "bf16": 0.2, "q8_0": 0.7, "q4_0": 11, "q4_1": 8, "q2_1": 40,
-                                          "kivi4": 3, "kivi2": 14, "zipcache": 16]
+                                          "kivi4": 3, "kivi2": 14, "zipcache": 14]
     /// Positions (of 9) whose top-1 must agree with the f32 cache's, per format (default: all).
     static let agreement: [String: Int] = ["q2_1": 0, "kivi2": 6]
 

@@ -8,9 +8,9 @@ import XCTest
 /// either alone. On the fixture prompt (fast mode, all 1510 ids compressed at ratio 0.5) the
 /// answers measured on AMD EPYC Zen 4: SnapKV " 7142." alone and with kivi4, kivi2 alone and with
 /// SnapKV " the grass is green."; H2O " 77777." alone, " 7777." with q8_0 (TOVA " 71432." alone and
-/// with q4_1, not run here); SnapKV with zipcache " 71447." at 26 % of SnapKV's bytes. The full
-/// cache in kivi4, q8_0 (the target) and zipcache keeps the full cache's answer " 71432.",
-/// which the test checks (zipcache at 9.2 MB, less than kivi2's 9.6 MB, which loses it).
+/// with q4_1, not run here); SnapKV with zipcache SnapKV's own " 7142." at 29 % of its bytes. The
+/// full cache in kivi4, q8_0 (the target) and zipcache (10.3 MB; kivi2's 9.6 MB lose it)
+/// keeps the full cache's answer " 71432.", which the test checks.
 final class FormatCompositionTests: XCTestCase {
     func testPoliciesCombineWithEveryKindOfFormat() throws {
         let model = try TestSupport.model(.fast)

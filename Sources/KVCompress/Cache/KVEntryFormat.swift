@@ -16,7 +16,7 @@ import KVCore
 ///   Salient Token Identification", arXiv 2405.14256; github.com/ThisisBillhe/ZipCache), for keys
 ///   and values together: a ``KVCompressor`` splits each block of entries into salient ones (4 bits)
 ///   and the rest (2 bits) by normalized attention (``ZipCacheSettings``); keys per channel over
-///   each block's salient (or unimportant) entries, values per token (`q4_1` / `q2_1`) after
+///   groups of up to 32 of a block's salient (or unimportant) entries, values per token (`q4_1` / `q2_1`) after
 ///   dividing each channel by a per-head scale (channel-separable token-wise quantization). New
 ///   entries wait in an f16 buffer until a block is full.
 public enum KVEntryFormat: Hashable, Sendable, CustomStringConvertible {

@@ -80,9 +80,9 @@ final class KVHead {
         rows.lastPosition ?? pruned?.lastPosition ?? packed.compactMap(\.lastPosition).max()
     }
 
-    /// Bytes held: the quantized parts' exact bytes (ZipCache: with the value channel scales), plus
-    /// one key row, value row and position per buffered row.
-    /// ThinK: the pruned entries' key rows, value rows and positions, and the kept channels' list.
+    /// Bytes held: the quantized parts' exact bytes (ZipCache: with the value channel scales), the
+    /// pruned entries' narrower key rows, value rows and positions with the kept channels' list
+    /// (ThinK), plus one key row, value row and position per row.
     var byteCount: Int {
         packed.reduce(0) { $0 + $1.byteCount } + rows.count * rows.bytesPerEntry + (hasChannelScales ? 4 * headDim : 0)
             + (pruned.map { $0.count * $0.bytesPerEntry + 4 * prunedChannelCount } ?? 0)
@@ -93,8 +93,8 @@ final class KVHead {
             + (pruned.map { $0.allocatedBytes + 4 * prunedChannelCount } ?? 0)
     }
 
-    /// Reads head row `j`'s key as f32.
-    /// (A pruned key: its kept channels, 0 in the others, as attention sees it.)
+    /// Reads head row `j`'s key as f32 (a pruned key: its kept channels, 0 in the others, as
+    /// attention sees it).
     func key(_ j: Int, into out: UnsafeMutablePointer<Float>, headDim: Int) {
         let p = packedCount, lead = leadingCount
         guard j < lead else { return rows.key(j - lead, into: out, headDim: headDim) }

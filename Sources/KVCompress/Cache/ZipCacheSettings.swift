@@ -19,7 +19,10 @@
 /// again (the reference re-quantizes the whole cache every `streaming_gap` steps, from dequantized
 /// values, which accumulates error): each block keeps its own key channel ranges, and values reuse
 /// the channel scales of the head's first block (a later value outside them only widens its own
-/// per-token range). Probes are chosen per position rather than drawn with replacement (a prompt
+/// per-token range). Keys take their per-channel ranges over groups of up to 32 consecutive entries
+/// of one precision (the reference: over all of a block's salient, or unimportant, entries, whose
+/// ranges then span the whole prompt and its outliers; on the passkey grid that kept 40 % of the
+/// answers where kivi2 kept 70 %). Probes are chosen per position rather than drawn with replacement (a prompt
 /// prefilled in several steps does not know its length in advance), values are quantized per token
 /// in blocks of 32 channels (`q4_1` / `q2_1`) rather than over all channels of all heads at once, and
 /// each KV head quantizes its own entries (the reference gathers the n-th salient entry of every
