@@ -45,3 +45,48 @@ func assertAllClose(_ a: [Float], _ b: [Float], _ tol: Float, _ what: String, fi
     let worst = zip(a, b).map { abs($0 - $1) }.max() ?? 0
     XCTAssertLessThanOrEqual(worst, tol * scale, "\(what): max difference \(worst)", file: file, line: line)
 }
+
+extension CacheRows {
+    /// Decode, prefill (with each of `windows`) and observation over the cache's layer-0 parts
+    /// against the same entries as these f32 rows: outputs, column sums and probabilities within
+    /// `tol` (relative to the larger of 1 and the reference's magnitude). Random queries from
+    /// `seed`; the prefill and observation queries sit at `positions`.
+    func assertAttentionMatches(_ cache: KVCache, heads: Int, positions: [Int32], tol: Float, seed: UInt64,
+                                windows: [[KVAttentionWindow?]?] = [nil], file: StaticString = #filePath, line: UInt = #line) {
+        let parts = cache.headParts(layer: 0)
+        let kvHeads = parts.count
+        var rng = SplitMix64(seed: seed)
+        let q = (0..<(heads * d)).map { _ in Float.random(in: -1...1, using: &rng) }
+        let stride = counts.max()!
+        var a = [Float](repeating: 0, count: heads * d), b = a
+        var sumsA = [Float](repeating: 0, count: kvHeads * stride), sumsB = sumsA
+        Attention.decode(query: q, heads: heads, headDim: d, parts: parts, output: &a, columnSums: &sumsA, columnSumStride: stride)
+        withViews { views in
+            Attention.decode(query: q, heads: heads, headDim: d, kv: views, output: &b, columnSums: &sumsB, columnSumStride: stride)
+        }
+        assertAllClose(a, b, tol, "decode", file: file, line: line)
+        assertAllClose(sumsA, sumsB, tol, "decode column sums", file: file, line: line)
+        let n = positions.count
+        let qs = (0..<(n * heads * d)).map { _ in Float.random(in: -1...1, using: &rng) }
+        for w in windows {
+            var pa = [Float](repeating: 0, count: n * heads * d), pb = pa
+            Attention.prefill(queries: qs, queryCount: n, queryTokenStride: heads * d, queryPositions: positions, heads: heads,
+                              headDim: d, parts: parts, output: &pa, columnSums: &sumsA, columnSumStride: stride, windows: w)
+            withViews { views in
+                Attention.prefill(queries: qs, queryCount: n, queryTokenStride: heads * d, queryPositions: positions,
+                                  heads: heads, headDim: d, parts: views.map { [$0] }, output: &pb, columnSums: &sumsB,
+                                  columnSumStride: stride, windows: w)
+            }
+            assertAllClose(pa, pb, tol, "prefill, windows \(w.map { "\($0)" } ?? "none")", file: file, line: line)
+            assertAllClose(sumsA, sumsB, max(tol, 1e-4), "prefill column sums", file: file, line: line)
+        }
+        var oa = [Float](repeating: 0, count: heads * n * stride), ob = oa
+        Attention.observe(queries: qs, queryCount: n, queryTokenStride: heads * d, queryPositions: positions,
+                          heads: heads, headDim: d, parts: parts, output: &oa, outputKeyStride: stride)
+        withViews { views in
+            Attention.observe(queries: qs, queryCount: n, queryTokenStride: heads * d, queryPositions: positions,
+                              heads: heads, headDim: d, kv: views, output: &ob, outputKeyStride: stride)
+        }
+        assertAllClose(oa, ob, tol, "observe", file: file, line: line)
+    }
+}

@@ -97,40 +97,9 @@ final class KIVICacheTests: XCTestCase {
                 let n = cache.count(layer: 0, head: m)
                 try cache.retain(layer: 0, head: m, indices: (0..<n).filter { ($0 * 7 + m) % 5 != 0 })
             }
-            let rows = CacheRows(cache)
-            let parts = cache.headParts(layer: 0)
-            XCTAssertTrue(parts.allSatisfy { $0.count == 2 })
-            let q = (0..<(heads * d)).map { _ in Float.random(in: -1...1, using: &rng) }
-            let stride = parts.map { $0.reduce(0) { $0 + $1.count } }.max()!
-            var a = [Float](repeating: 0, count: heads * d), b = a
-            var sumsA = [Float](repeating: 0, count: kvHeads * stride), sumsB = sumsA
-            Attention.decode(query: q, heads: heads, headDim: d, parts: parts, output: &a, columnSums: &sumsA,
-                             columnSumStride: stride)
-            rows.withViews { views in
-                Attention.decode(query: q, heads: heads, headDim: d, kv: views, output: &b, columnSums: &sumsB,
-                                 columnSumStride: stride)
-            }
-            assertAllClose(a, b, 2e-5, "\(format) decode")
-            assertAllClose(sumsA, sumsB, 2e-5, "\(format) decode column sums")
-            // Prefill of 20 queries at the last positions, and observation.
-            let n = 20
-            let qs = (0..<(n * heads * d)).map { _ in Float.random(in: -1...1, using: &rng) }
-            let positions = (0..<n).map { Int32(total - 40 + 2 * $0) }
-            var pa = [Float](repeating: 0, count: n * heads * d), pb = pa
-            Attention.prefill(queries: qs, queryCount: n, queryTokenStride: heads * d, queryPositions: positions,
-                              heads: heads, headDim: d, parts: parts, output: &pa, columnSums: &sumsA, columnSumStride: stride)
-            var oa = [Float](repeating: 0, count: heads * n * stride), ob = oa
-            Attention.observe(queries: qs, queryCount: n, queryTokenStride: heads * d, queryPositions: positions,
-                              heads: heads, headDim: d, parts: parts, output: &oa, outputKeyStride: stride)
-            rows.withViews { views in
-                Attention.prefill(queries: qs, queryCount: n, queryTokenStride: heads * d, queryPositions: positions,
-                                  heads: heads, headDim: d, kv: views, output: &pb, columnSums: &sumsB, columnSumStride: stride)
-                Attention.observe(queries: qs, queryCount: n, queryTokenStride: heads * d, queryPositions: positions,
-                                  heads: heads, headDim: d, kv: views, output: &ob, outputKeyStride: stride)
-            }
-            assertAllClose(pa, pb, 2e-5, "\(format) prefill")
-            assertAllClose(sumsA, sumsB, 1e-4, "\(format) prefill column sums")
-            assertAllClose(oa, ob, 2e-5, "\(format) observe")
+            XCTAssertTrue(cache.headParts(layer: 0).allSatisfy { $0.count == 2 })
+            CacheRows(cache).assertAttentionMatches(cache, heads: heads, positions: (0..<20).map { Int32(total - 40 + 2 * $0) },
+                                                    tol: 2e-5, seed: 21)
         }
     }
 

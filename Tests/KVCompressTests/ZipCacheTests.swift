@@ -70,41 +70,9 @@ final class ZipCacheTests: XCTestCase {
             XCTAssertEqual(p, p.sorted(), "head rows ascend by position")
             XCTAssertEqual(p.count, Set(p).count)
         }
-        let rows = CacheRows(cache)
-        var rng = SplitMix64(seed: 4)
-        let q = (0..<(heads * d)).map { _ in Float.random(in: -1...1, using: &rng) }
-        let stride = rows.counts.max()!
-        var a = [Float](repeating: 0, count: heads * d), b = a
-        var sumsA = [Float](repeating: 0, count: kvHeads * stride), sumsB = sumsA
-        Attention.decode(query: q, heads: heads, headDim: d, parts: parts, output: &a, columnSums: &sumsA, columnSumStride: stride)
-        rows.withViews { views in
-            Attention.decode(query: q, heads: heads, headDim: d, kv: views, output: &b, columnSums: &sumsB, columnSumStride: stride)
-        }
-        assertAllClose(a, b, 3e-4, "decode")
-        assertAllClose(sumsA, sumsB, 3e-4, "decode column sums")
-        let n = 24
-        let qs = (0..<(n * heads * d)).map { _ in Float.random(in: -1...1, using: &rng) }
-        let positions = (0..<n).map { Int32(1500 - 60 * (n - $0)) }  // queries between the blocks' entries
-        for windows in [nil, [KVAttentionWindow?](repeating: KVAttentionWindow(sinks: 10, recent: 300), count: kvHeads)] {
-            var pa = [Float](repeating: 0, count: n * heads * d), pb = pa
-            Attention.prefill(queries: qs, queryCount: n, queryTokenStride: heads * d, queryPositions: positions, heads: heads,
-                              headDim: d, parts: parts, output: &pa, columnSums: &sumsA, columnSumStride: stride, windows: windows)
-            rows.withViews { views in
-                Attention.prefill(queries: qs, queryCount: n, queryTokenStride: heads * d, queryPositions: positions,
-                                  heads: heads, headDim: d, parts: views.map { [$0] }, output: &pb, columnSums: &sumsB,
-                                  columnSumStride: stride, windows: windows)
-            }
-            assertAllClose(pa, pb, 3e-4, "prefill, windows \(windows == nil ? "none" : "10 + 300")")
-            assertAllClose(sumsA, sumsB, 3e-4, "prefill column sums")
-        }
-        var oa = [Float](repeating: 0, count: heads * n * stride), ob = oa
-        Attention.observe(queries: qs, queryCount: n, queryTokenStride: heads * d, queryPositions: positions,
-                          heads: heads, headDim: d, parts: parts, output: &oa, outputKeyStride: stride)
-        rows.withViews { views in
-            Attention.observe(queries: qs, queryCount: n, queryTokenStride: heads * d, queryPositions: positions,
-                              heads: heads, headDim: d, kv: views, output: &ob, outputKeyStride: stride)
-        }
-        assertAllClose(oa, ob, 3e-4, "observe")
+        let window = [KVAttentionWindow?](repeating: KVAttentionWindow(sinks: 10, recent: 300), count: kvHeads)
+        CacheRows(cache).assertAttentionMatches(cache, heads: heads, positions: (0..<24).map { Int32(1500 - 60 * (24 - $0)) },
+                                                tol: 3e-4, seed: 4, windows: [nil, window])  // queries between the blocks' entries
     }
 
     func testPrecisionsErrorsBytesAndNoSecondQuantization() throws {
