@@ -40,12 +40,13 @@ extension Attention {
 
     /// ``prefill(queries:queryCount:queryTokenStride:queryPositions:heads:headDim:kv:scale:output:columnSums:columnSumStride:pool:)``
     /// over KV heads whose entries live in several parts: `parts[m]` lists head `m`'s parts, its rows
-    /// are their concatenation or their ``KVHeadView/headRows`` (column sums use that numbering), each part's rows ascend by
-    /// position and are read in place, and one online softmax runs over all parts.
+    /// are their concatenation or their ``KVHeadView/headRows`` (column sums use that numbering),
+    /// each part's rows ascend by position and are read in place, and one online softmax runs over
+    /// all parts.
     ///
     /// With `windows`, KV head `m` with `windows[m]` non-nil attends Λ-shaped (``KVAttentionWindow``):
-    /// its first `sinks` head rows (by ``KVHeadView/headRows`` where parts list them) and the rows at the last `recent` positions of each query; key
-    /// tiles hidden from a whole query tile are skipped.
+    /// its first `sinks` head rows (by ``KVHeadView/headRows`` where parts list them) and the rows at
+    /// the last `recent` positions of each query; key tiles hidden from a whole query tile are skipped.
     public static func prefill(queries: UnsafePointer<Float>, queryCount: Int, queryTokenStride: Int,
                                queryPositions: UnsafePointer<Int32>, heads: Int, headDim: Int,
                                parts: [[KVHeadView]], scale: Float? = nil, output: UnsafeMutablePointer<Float>,
