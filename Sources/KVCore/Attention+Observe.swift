@@ -31,23 +31,33 @@ extension Attention {
         guard queryCount > 0 else { return }
         let g = heads / parts.count
         let d = headDim
+        // A work item: one query head and a block of consecutive queries, scored together against
+        // each part's rows up to the block's last position (the many-query kernel reads each key
+        // once per block); rows a query cannot see are then set to -inf, so the softmax gives 0.
+        let block = 32
+        let blocks = (queryCount + block - 1) / block
         let run = { (item: Int) in
-            let h = item / queryCount
-            let t = item % queryCount
-            let row = output + (h * queryCount + t) * outputKeyStride
+            let h = item / blocks
+            let t0 = item % blocks * block
+            let t1 = min(queryCount, t0 + block)
+            let first = output + (h * queryCount + t0) * outputKeyStride
             var offset = 0
             for v in parts[h / g] {
-                // invisible rows get -inf, so that the softmax gives them exactly 0
-                let visible = v.visibleCount(upTo: queryPositions[t])
-                v.scores(queries + t * queryTokenStride + h * d, queryStride: d, count: 1, rows: 0, visible, headDim: d,
-                         scale: scale, out: row + offset, outStride: 0)
-                (row + offset + visible).initialize(repeating: -.infinity, count: v.count - visible)
+                let visible = (t0..<t1).map { v.visibleCount(upTo: queryPositions[$0]) }
+                v.scores(queries + t0 * queryTokenStride + h * d, queryStride: queryTokenStride, count: t1 - t0, rows: 0,
+                         visible.max()!, headDim: d, scale: scale, out: first + offset, outStride: outputKeyStride)
+                for (i, n) in visible.enumerated() {
+                    (first + i * outputKeyStride + offset + n).initialize(repeating: -.infinity, count: v.count - n)
+                }
                 offset += v.count
             }
-            if offset > 0 { _ = kvk_softmax(row, offset) }
-            toHeadOrder(parts[h / g], row)
+            for t in 0..<(t1 - t0) {
+                let row = first + t * outputKeyStride
+                if offset > 0 { _ = kvk_softmax(row, offset) }
+                toHeadOrder(parts[h / g], row)
+            }
         }
-        let items = heads * queryCount
+        let items = heads * blocks
         if let pool, items > 1 { pool.parallelFor(items, run) } else { for i in 0..<items { run(i) } }
     }
 }
