@@ -5,11 +5,12 @@ import KVCore
 
 extension LlamaSession {
     /// Runs `tokens` as one step through every layer: a prompt chunk (`decode` false; `endsPrompt`
-    /// marks the chunk that ends a prompt) or a decode step. Positions come from the compressor's
+    /// marks the chunk that ends a prompt), a chunk of the policy's pending replay (`replay`;
+    /// `endsPrompt` marks its last chunk) or a decode step. Positions come from the compressor's
     /// step (the cache owns them); each layer's attention and policy hook run in
     /// `KVCompressor.attend`, or in `shared` when other sessions follow this pass. Leaves every
     /// token's final hidden state in `scratch.x`.
-    func forward(_ tokens: UnsafeBufferPointer<Int32>, decode: Bool, endsPrompt: Bool,
+    func forward(_ tokens: UnsafeBufferPointer<Int32>, decode: Bool, endsPrompt: Bool, replay: Bool = false,
                  shared: SharedPass? = nil) throws(KVError) {
         let c = model.config
         let n = tokens.count
@@ -18,7 +19,9 @@ extension LlamaSession {
             throw .invalidParameter(name: "token id", value: "\(id)", expected: "0..<\(c.vocab) (the model's vocabulary)")
         }
         if Task.isCancelled { throw .cancelled }
-        let step = decode ? try compressor.beginDecode() : try compressor.beginPrefill(tokenCount: n, endsPrompt: endsPrompt)
+        let step = decode ? try compressor.beginDecode()
+            : replay ? try compressor.beginReplay(tokenCount: n, endsReplay: endsPrompt)
+            : try compressor.beginPrefill(tokenCount: n, endsPrompt: endsPrompt)
         try shared?.begin(step)
         let s = scratch
         let hidden = c.hidden

@@ -15,14 +15,17 @@ extension LlamaSession {
         if let bad = tokens.first(where: { $0 < 0 || Int($0) >= vocab }) {
             throw .invalidParameter(name: "token id", value: "\(bad)", expected: "0..<\(vocab) (the model's vocabulary)")
         }
-        var last = 0
-        try prefillChunks(tokens) { (chunk: Range<Int>) throws(KVError) in last = chunk.count }
-        return lastLogits(tokenCount: last)
+        var logits: [Float] = []
+        try prefillChunks(tokens) { (chunk: Range<Int>) throws(KVError) in
+            if chunk.upperBound == tokens.count { logits = lastLogits(tokenCount: chunk.count) }
+        }
+        return logits
     }
 
     /// Feeds `tokens` through the model as one prompt in chunks of ``chunkSize`` (the last chunk
     /// ends the prompt), calling `afterChunk` with each chunk's token range while the scratch
-    /// buffers still hold that chunk's activations. Ids are not checked here.
+    /// buffers still hold that chunk's activations, then runs the replays the policy asks for
+    /// (``runReplays(prompt:)``). Ids are not checked here.
     func prefillChunks(_ tokens: [Int32], afterChunk: (Range<Int>) throws(KVError) -> Void) throws(KVError) {
         try tokens.withUnsafeBufferPointer { (all: UnsafeBufferPointer<Int32>) throws(KVError) in
             var start = 0
@@ -33,6 +36,7 @@ extension LlamaSession {
                 start = end
             }
         }
+        try runReplays(prompt: tokens)
     }
 
     /// Runs one token and returns its logits.

@@ -66,6 +66,7 @@ extension LlamaSession {
                     scored += block
                     r += block
                 }
+                try runReplays(prompt: Array(all[fed..<end]))
                 fed = end
                 progress(fed, all.count)
             }

@@ -103,6 +103,8 @@ extension LlamaSession {
         try tokens.withUnsafeBufferPointer { (all: UnsafeBufferPointer<Int32>) throws(KVError) in
             try forward(all, decode: false, endsPrompt: true, shared: shared)
         }
-        return SharedPrefill(logits: lastLogits(tokenCount: tokens.count), lastQueries: shared.lastQueries)
+        let logits = lastLogits(tokenCount: tokens.count)
+        for session in [self] + followers { try session.runReplays(prompt: tokens) }
+        return SharedPrefill(logits: logits, lastQueries: shared.lastQueries)
     }
 }

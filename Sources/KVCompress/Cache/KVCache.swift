@@ -417,6 +417,25 @@ public final class KVCache {
         heldBytes += s.byteCount - before
     }
 
+    /// Rolls the sequence back to `position`: removes every entry at `position` or later from every
+    /// layer and head, and the next token takes `position` again (where a layer's next position was
+    /// already at or below it, nothing changes). ``KVCompressor`` ends a policy's replay with it.
+    /// - Throws: `KVError.invalidParameter` for a negative position.
+    /// - Complexity: O(layers x kvHeads x entries).
+    public func removeEntries(from position: Int) throws(KVError) {
+        guard position >= 0 else {
+            throw .invalidParameter(name: "position", value: "\(position)", expected: ">= 0")
+        }
+        for l in 0..<layers {
+            for m in 0..<kvHeads {
+                let p = positions(layer: l, head: m)
+                let kept = p.firstIndex { Int($0) >= position } ?? p.count
+                if kept < p.count { try remove(layer: l, head: m, rows: kept..<p.count) }
+            }
+            frontier[l] = min(frontier[l], position)
+        }
+    }
+
     /// Replaces the contiguous rows `rows` of one head (two or more) by one *merged entry* that
     /// stands for all their tokens: its key and value are the means of theirs (each row weighted by
     /// the tokens it already stands for), its position the last row's, and attention counts it once

@@ -12,6 +12,8 @@ public struct Composed<First: KVCachePolicy, Second: KVCachePolicy>: KVCachePoli
         public var first: First.State
         /// The second policy's state.
         public var second: Second.State
+        /// How many of the pending replays are the first policy's.
+        var firstReplays = 0
     }
 
     /// Runs first.
@@ -54,6 +56,22 @@ public struct Composed<First: KVCachePolicy, Second: KVCachePolicy>: KVCachePoli
     public func afterPrompt(cache: KVCache, shape: KVModelShape, state: inout State, pool: ThreadPool?) throws(KVError) {
         try first.afterPrompt(cache: cache, shape: shape, state: &state.first, pool: pool)
         try second.afterPrompt(cache: cache, shape: shape, state: &state.second, pool: pool)
+    }
+
+    /// The first policy's replays, then the second's.
+    public func replays(afterPrompt prompt: Range<Int>, cache: KVCache, state: inout State) -> [KVReplay] {
+        let first = first.replays(afterPrompt: prompt, cache: cache, state: &state.first)
+        state.firstReplays = first.count
+        return first + second.replays(afterPrompt: prompt, cache: cache, state: &state.second)
+    }
+
+    /// The hook of the policy whose replay runs.
+    public func afterReplay(_ context: KVLayerContext, replay: Int, state: inout State) throws(KVError) {
+        if replay < state.firstReplays {
+            try first.afterReplay(context, replay: replay, state: &state.first)
+        } else {
+            try second.afterReplay(context, replay: replay - state.firstReplays, state: &state.second)
+        }
     }
 
     /// Whether either policy reads attention column sums.

@@ -3,7 +3,8 @@
 /// next token takes position `n` and the compressed prompt looks to the model like a short one.
 ///
 /// Done once per layer, at the end of the first prompt (after the base policy compressed it), as
-/// kvpress's `KeyRerotationPress` does; later steps run the base policy alone. Needs the model's
+/// kvpress's `KeyRerotationPress` does; later steps run the base policy alone. A base policy that
+/// scores with replays (KVzip) evicts after them, in its cross-layer hook: the keys move after it. Needs the model's
 /// RoPE (``KVModelShape/rope``) and row formats (KIVI keys cannot be re-rotated).
 ///
 /// Reference: NVIDIA/kvpress `key_rerotation_press.py` (kept sets are the base press's; the greedy
@@ -15,6 +16,8 @@ public struct KeyRerotation<Base: KVCachePolicy>: KVCachePolicy {
         public var base: Base.State
         /// `rerotated[layer]`: the first prompt's kept keys were moved.
         public var rerotated: [Bool]
+        /// Whether the base policy asked for replays after the prompt (it evicts after them).
+        var replayed = false
     }
 
     /// The policy that chooses what stays.
@@ -52,9 +55,29 @@ public struct KeyRerotation<Base: KVCachePolicy>: KVCachePolicy {
         try base.afterDecode(context, state: &state.base)
     }
 
-    /// Forwards to the base policy.
+    /// Forwards to the base policy; after replays, moves every layer's kept keys to `0 ..< n`.
+    /// - Throws: as ``afterPrefill(_:state:)``.
     public func afterPrompt(cache: KVCache, shape: KVModelShape, state: inout State, pool: ThreadPool?) throws(KVError) {
         try base.afterPrompt(cache: cache, shape: shape, state: &state.base, pool: pool)
+        guard state.replayed else { return }
+        state.replayed = false
+        let rope = try shape.requireRoPE(for: "KeyRerotation")
+        for l in 0..<shape.layers {
+            let longest = (0..<shape.kvHeads).map { cache.count(layer: l, head: $0) }.max() ?? 0
+            try cache.compactPositions(layer: l, endingAt: longest, rope: rope)
+        }
+    }
+
+    /// Forwards to the base policy.
+    public func replays(afterPrompt prompt: Range<Int>, cache: KVCache, state: inout State) -> [KVReplay] {
+        let replays = base.replays(afterPrompt: prompt, cache: cache, state: &state.base)
+        state.replayed = !replays.isEmpty
+        return replays
+    }
+
+    /// Forwards to the base policy.
+    public func afterReplay(_ context: KVLayerContext, replay: Int, state: inout State) throws(KVError) {
+        try base.afterReplay(context, replay: replay, state: &state.base)
     }
 
     /// The base policy's need.

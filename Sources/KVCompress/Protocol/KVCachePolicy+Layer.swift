@@ -9,6 +9,7 @@ extension KVCachePolicy {
         switch context.phase {
         case .prefill: try afterPrefill(context, state: &state)
         case .decode: try afterDecode(context, state: &state)
+        case .replay: try afterReplay(context, replay: 0, state: &state)
         }
         return context.cache.keptPositions(layer: context.layer)
     }

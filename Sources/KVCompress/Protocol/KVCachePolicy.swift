@@ -13,6 +13,9 @@
 ///   holds the chunk). Prompt-compressing policies act when ``KVLayerContext/isLastChunk`` is true.
 /// - ``afterDecode(_:state:)`` after each layer's attention for one generated token.
 /// - ``afterPrompt(cache:shape:state:pool:)`` once after the whole prompt (cross-layer decisions).
+/// - ``replays(afterPrompt:cache:state:)`` and ``afterReplay(_:replay:state:)`` for policies that
+///   score the prompt with extra passes through the model (KVzip's context reconstruction): the
+///   host runs the replays after the prompt, before ``afterPrompt(cache:shape:state:pool:)``.
 ///
 /// A hook evicts by calling ``KVCache/retain(layer:head:indices:)`` on ``KVLayerContext/cache``
 /// for the context's layer only. Most policies are built from a ``KVScorer`` and a ``KVSelector``
@@ -41,6 +44,21 @@ public protocol KVCachePolicy: Sendable {
     /// the last layer of the step that ends a prompt): the place for allocators that must see every layer
     /// before deciding (global budgets across layers). Default: nothing.
     func afterPrompt(cache: KVCache, shape: KVModelShape, state: inout State, pool: ThreadPool?) throws(KVError)
+
+    /// Token sequences the host should run through the model after a prompt, before the
+    /// cross-layer hook (``KVReplay``; default: none). ``KVCompressor`` asks once per prompt, after
+    /// its last chunk went through every layer, and defers
+    /// ``afterPrompt(cache:shape:state:pool:)`` until the host ran them all.
+    /// - Parameters:
+    ///   - prompt: the positions of the prompt that just ended.
+    func replays(afterPrompt prompt: Range<Int>, cache: KVCache, state: inout State) -> [KVReplay]
+
+    /// Called after a layer's attention over a chunk of replay number `replay` (an index into what
+    /// ``replays(afterPrompt:cache:state:)`` returned): the context's phase is ``KVPhase/replay``,
+    /// its queries are the replay tokens', and the layer's cache holds the prompt and the replay's
+    /// tokens so far (which leave it when the replay ends). The hook scores; it must not evict.
+    /// Default: nothing.
+    func afterReplay(_ context: KVLayerContext, replay: Int, state: inout State) throws(KVError)
 
     /// A short name for logs and benchmarks (default: the type name).
     var name: String { get }
@@ -74,6 +92,12 @@ extension KVCachePolicy {
 
     /// Default: do nothing during decoding.
     public func afterDecode(_ context: KVLayerContext, state: inout State) throws(KVError) {}
+
+    /// Default: no replays.
+    public func replays(afterPrompt prompt: Range<Int>, cache: KVCache, state: inout State) -> [KVReplay] { [] }
+
+    /// Default: nothing.
+    public func afterReplay(_ context: KVLayerContext, replay: Int, state: inout State) throws(KVError) {}
 
     /// Default: the type name.
     public var name: String { String(describing: Self.self) }

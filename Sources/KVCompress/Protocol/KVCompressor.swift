@@ -28,7 +28,10 @@
 /// (with the policy's ``attentionWindows(layer:)`` in prefill), and ``afterAttention(layer:step:queries:preRoPEQueries:attentionColumnSums:)``.
 ///
 /// Steps run in order and every layer of a step runs once, in order; after the last layer of a
-/// step that ends a prompt, the policy's cross-layer hook runs. A step interrupted by an error
+/// step that ends a prompt, the policy's cross-layer hook runs. A policy that scores the prompt
+/// with extra passes (KVzip) lists them in ``pendingReplays`` when the prompt ends: the host runs
+/// each through the model in steps from ``beginReplay(tokenCount:endsReplay:)`` (the cross-layer
+/// hook runs after the last one, and nothing else can begin before). A step interrupted by an error
 /// leaves the sequence incomplete: the next `begin` call throws `KVError.invalidState` until
 /// ``reset()``.
 ///
@@ -45,8 +48,12 @@ public final class KVCompressor {
     /// produce them, and a host with its own attention should pass them to
     /// ``afterAttention(layer:step:queries:preRoPEQueries:attentionColumnSums:)``.
     public let needsAttentionColumnSums: Bool
-    /// Tokens of the sequence processed by completed steps.
+    /// Tokens of the sequence processed by completed steps (replays not counted).
     public private(set) var processedTokens = 0
+    /// The replays the policy asked for after the prompt that just ended and that the host has not
+    /// run to their end yet, in order (``KVCachePolicy/replays(afterPrompt:cache:state:)``); empty
+    /// otherwise. The host runs the first one's tokens with ``beginReplay(tokenCount:endsReplay:)``.
+    public private(set) var pendingReplays: [KVReplay] = []
     /// The model's attention output projection per layer, for output-aware policies (``CriticalKV``)
     /// through ``KVLayerContext/outputProjection()``; nil (the default) when the host has none, and
     /// such policies then throw. Called only when a policy asks, once per layer it compresses.
@@ -58,6 +65,13 @@ public final class KVCompressor {
     private var current: KVStep?
     private var nextLayer = 0
     private var layerAppended = false
+    /// The position of the current prompt's first token (nil between prompts).
+    private var promptStart: Int?
+    /// Replays run to their end since the prompt ended, and whether the step in progress ends one.
+    private var replaysDone = 0
+    private var stepEndsReplay = false
+    /// Where the prompt that asked for the replays ended: each replay's entries start there.
+    private var replayStart = 0
     private var columnSums: UnsafeMutablePointer<Float>?
     private var columnSumCapacity = 0
     /// A ZipCache cache's saliency (nil for other formats).
@@ -105,6 +119,8 @@ public final class KVCompressor {
         runner.reset(shape: shape)
         zipCache?.reset()
         processedTokens = 0
+        pendingReplays = []
+        promptStart = nil
         current = nil
         nextLayer = 0
         layerAppended = false
@@ -131,21 +147,46 @@ public final class KVCompressor {
         try begin(.decode, count: 1, endsPrompt: false)
     }
 
+    /// Begins a chunk of `tokenCount` tokens of the first of ``pendingReplays``, at the positions
+    /// after the cache's entries (the prompt's end, then the replay's earlier chunks).
+    /// - Parameters:
+    ///   - endsReplay: whether the chunk is the replay's last: after its last layer the replay's
+    ///     entries leave the cache, and after the last replay the policy's cross-layer hook runs.
+    /// A replay may run past the model's context length (``KVModelShape/contextLength``): it only
+    /// scores, and its entries leave the cache when it ends.
+    /// - Throws: `KVError.emptyPrompt` for no tokens; `.invalidState` when no replay is pending or
+    ///   the previous step was left incomplete.
+    public func beginReplay(tokenCount: Int, endsReplay: Bool) throws(KVError) -> KVStep {
+        guard tokenCount >= 1 else { throw .emptyPrompt }
+        guard !pendingReplays.isEmpty else {
+            throw .invalidState("no replay is pending: beginReplay runs the replays a policy lists in pendingReplays after a prompt")
+        }
+        let step = try begin(.replay, count: tokenCount, endsPrompt: false)
+        stepEndsReplay = endsReplay
+        return step
+    }
+
     private func begin(_ phase: KVPhase, count: Int, endsPrompt: Bool) throws(KVError) -> KVStep {
         if current != nil {
             throw .invalidState("the previous step stopped after \(nextLayer) of \(shape.layers) layers "
                 + "(an error or cancellation interrupted it), so the sequence's cache is incomplete; "
                 + "call reset() to start a new sequence")
         }
-        try runner.makeRoom(count: count, cache: cache, shape: shape)
+        if phase != .replay && !pendingReplays.isEmpty {
+            throw .invalidState("the policy \(runner.anyPolicy.name) scores the prompt with \(pendingReplays.count) replay(s) "
+                + "through the model (pendingReplays); run them with beginReplay(tokenCount:endsReplay:) before the next step")
+        }
+        if phase != .replay { try runner.makeRoom(count: count, cache: cache, shape: shape) }
         let start = cache.nextPosition
-        let limit = min(shape.contextLength ?? Int(Int32.max), Int(Int32.max))
+        // Replays only score, so they may run past the model's context length (as kvpress's do).
+        let limit = min(phase == .replay ? Int(Int32.max) : shape.contextLength ?? Int(Int32.max), Int(Int32.max))
         guard start + count <= limit else {
             throw .capacityExceeded("positions \(start)..<\(start + count) reach the model's context length \(limit); "
                 + "use a policy that bounds the cache and re-positions keys (StreamingLLM(sinks:window:repositionKeys: true)) "
                 + "or start a new sequence")
         }
         serial += 1
+        if phase == .prefill && promptStart == nil { promptStart = start }
         let step = KVStep(phase: phase, positions: (start..<(start + count)).map { Int32($0) },
                           isFirstChunk: processedTokens == 0, isLastChunk: phase == .prefill && endsPrompt,
                           processedBefore: processedTokens, serial: serial)
@@ -262,15 +303,32 @@ public final class KVCompressor {
             case .decode:
                 try runner.decode(context)
                 zipCache?.decodeStep(context)
+            case .replay:
+                try runner.replay(context, index: replaysDone)
             }
         }
-        cache.compactResidual(layer: layer)
+        // A replay's entries stay f32/f16 rows until they leave the cache.
+        if step.phase != .replay { cache.compactResidual(layer: layer) }
         nextLayer += 1
         layerAppended = false
-        if nextLayer == shape.layers {
-            current = nil
+        guard nextLayer == shape.layers else { return }
+        current = nil
+        switch step.phase {
+        case .replay:
+            guard stepEndsReplay else { return }
+            try cache.removeEntries(from: replayStart)
+            pendingReplays.removeFirst()
+            replaysDone += 1
+            if pendingReplays.isEmpty { try runner.afterPrompt(cache: cache, shape: shape, pool: pool) }
+        case .prefill, .decode:
             processedTokens += step.tokenCount
-            if step.isLastChunk { try runner.afterPrompt(cache: cache, shape: shape, pool: pool) }
+            guard step.isLastChunk else { return }
+            let prompt = (promptStart ?? 0)..<step.endPosition
+            promptStart = nil
+            replayStart = step.endPosition
+            replaysDone = 0
+            pendingReplays = runner.replays(afterPrompt: prompt, cache: cache)
+            if pendingReplays.isEmpty { try runner.afterPrompt(cache: cache, shape: shape, pool: pool) }
         }
     }
 
@@ -299,6 +357,8 @@ protocol KVPolicyRunner: AnyObject {
     func prefill(_ context: KVLayerContext) throws(KVError)
     func decode(_ context: KVLayerContext) throws(KVError)
     func afterPrompt(cache: KVCache, shape: KVModelShape, pool: ThreadPool?) throws(KVError)
+    func replays(afterPrompt prompt: Range<Int>, cache: KVCache) -> [KVReplay]
+    func replay(_ context: KVLayerContext, index: Int) throws(KVError)
     func attentionWindows(layer: Int) -> [KVAttentionWindow?]?
 }
 
@@ -320,6 +380,12 @@ final class KVPolicyBox<P: KVCachePolicy>: KVPolicyRunner {
     func decode(_ context: KVLayerContext) throws(KVError) { try policy.afterDecode(context, state: &state) }
     func afterPrompt(cache: KVCache, shape: KVModelShape, pool: ThreadPool?) throws(KVError) {
         try policy.afterPrompt(cache: cache, shape: shape, state: &state, pool: pool)
+    }
+    func replays(afterPrompt prompt: Range<Int>, cache: KVCache) -> [KVReplay] {
+        policy.replays(afterPrompt: prompt, cache: cache, state: &state)
+    }
+    func replay(_ context: KVLayerContext, index: Int) throws(KVError) {
+        try policy.afterReplay(context, replay: index, state: &state)
     }
     func attentionWindows(layer: Int) -> [KVAttentionWindow?]? { policy.attentionWindows(layer: layer, state: state) }
 }

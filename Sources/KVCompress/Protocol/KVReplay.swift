@@ -1,0 +1,30 @@
+/// A token sequence a policy asks the host to run through the model right after a prompt, on top of
+/// the prompt's cache, to score the prompt's entries: KVzip's context reconstruction ("Repeat the
+/// previous context exactly." followed by the context itself), KVCompose's replay of the context.
+///
+/// The policy describes the tokens (it has no tokenizer); the host turns the description into ids,
+/// runs them in steps from ``KVCompressor/beginReplay(tokenCount:endsReplay:)`` at the positions
+/// after the prompt, and ``KVCompressor`` calls the policy's
+/// ``KVCachePolicy/afterReplay(_:replay:state:)`` after each layer's attention. When a replay ends,
+/// its entries leave the cache and the next position is the prompt's end again, so the sequence
+/// continues as if the replay had never run.
+public struct KVReplay: Sendable, Equatable {
+    /// One run of tokens of a replay.
+    public enum Segment: Sendable, Equatable {
+        /// Text the host tokenizes as plain text (no beginning-of-sequence token).
+        case text(String)
+        /// The host's chat-template tokens that end a user turn and open the assistant's (ChatML's
+        /// `<|im_end|>\n<|im_start|>assistant\n`; a newline for a model without a chat template).
+        case assistantTurn
+        /// The prompt's own tokens at these offsets from the prompt's first token.
+        case prompt(Range<Int>)
+    }
+
+    /// The replay's tokens, in order.
+    public let segments: [Segment]
+
+    /// Creates a replay.
+    public init(_ segments: [Segment]) {
+        self.segments = segments
+    }
+}
