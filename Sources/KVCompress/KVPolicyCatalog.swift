@@ -126,6 +126,12 @@ public enum KVPolicyCatalog {
         Entry(name: "QFilter", kvpressName: "QFilterPress",
               summary: "keys most aligned with the head's dominant query direction (the model's calibrated filters)") {
             b, s, p throws(KVError) in try QFilter(filters: try p.requireQFilters(), budget: b, schedule: s) },
+        Entry(name: "KVzip", kvpressName: "KVzipPress",
+              summary: "entries the model attends to most while repeating the prompt; one ranking over all layers and heads") {
+            b, _ throws(KVError) in try KVzip(budget: b) },
+        Entry(name: "KVCompose", kvpressName: "KVComposePress",
+              summary: "replayed prompt's attention; layer budgets from composite curves, equal counts per head") {
+            b, _ throws(KVError) in try KVCompose(budget: b) },
     ]
 
     /// The entry for `name` (library or kvpress name, case-insensitive), or for a wrapper around

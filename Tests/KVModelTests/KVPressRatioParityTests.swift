@@ -236,6 +236,40 @@ final class KVPressRatioParityTests: XCTestCase {
         }
     }
 
+    /// KVzip (kvpress's prefix of 24 chat-template tokens, which it subtracts even from this prompt
+    /// without a template) and KVCompose, which score the prompt with replays through the model:
+    /// kept sets at 0.5 and 0.8 and the greedy answer at 0.5.
+    func testReplayPressesAtRatios05And08() throws {
+        let kept = try Self.fixtureKept()
+        let model = try TestSupport.model(.exact)
+        let ids = try TestSupport.ids("passkey_prompt.json", key: "prompt_ids")
+        let presses: [(String, String, (KVBudget) throws -> any KVCachePolicy)] = [
+            ("KVzip", "KVzipPress", { try KVzip(budget: $0, prefixLength: 24) }),
+            ("KVCompose", "KVComposePress", { try KVCompose(budget: $0) }),
+        ]
+        for ratio in ["0.5", "0.8"] {
+            let sessions = try presses.map { _, _, make in
+                try LlamaSession(model: model, policy: try make(.compressionRatio(Double(ratio)!)), chunkSize: ids.count)
+            }
+            let shared = try sessions[0].prefill(ids, sharingWith: Array(sessions.dropFirst()))
+            for ((name, press, _), session) in zip(presses, sessions) {
+                let entry = try XCTUnwrap((kept[press] as? [String: Any])?[ratio] as? [String: Any], "\(press) \(ratio)")
+                let reference = try XCTUnwrap(entry["kept"] as? [[String]])
+                XCTAssertEqual(session.cache.nextPosition, ids.count, "\(name): the replays left the cache")
+                try compare(reference, ties: [], session: session, name: name, press: press, ratio: ratio, model: model, ids: ids)
+                if let expected = (entry["answer_ids"] as? [Int])?.map(Int32.init) {
+                    var logits = shared.logits
+                    var answer: [Int32] = []
+                    while answer.count < expected.count {
+                        answer.append(logits.withUnsafeBufferPointer { Sampler.argmax($0) })
+                        logits = try session.decode(answer.last!)
+                    }
+                    XCTAssertEqual(answer, expected, "\(name) at \(ratio): greedy answer")
+                }
+            }
+        }
+    }
+
     /// PerLayerCompression over SnapKV with ratios alternating 0.5 / 0.8 by layer: each layer keeps
     /// exactly kvpress's SnapKV set at that layer's ratio.
     func testPerLayerCompressionKeepsEachLayersRatio() throws {

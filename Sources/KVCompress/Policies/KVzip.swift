@@ -1,0 +1,173 @@
+/// KVzip: query-agnostic eviction by context reconstruction. After the first prompt (the context),
+/// the host runs the model on "Repeat the previous context exactly." followed by the context itself
+/// (a ``KVReplay`` per chunk of ``chunkSize`` tokens); an entry matters as much as the most any
+/// replay query of its KV head's group attends to it while the model reproduces its chunk. The
+/// lowest entries of **all layers and heads together** are then evicted, so layers and heads keep
+/// different numbers of entries (really evicted: kvpress only masks them).
+///
+/// Scoring (kvpress `KVzipPress.score_kvzip`): for replay chunk `[s, e)` of the prompt, the replay
+/// queries' softmax runs over the first `min(sinks, s)` entries, the chunk's entries and the replay's
+/// own entries (causal); entry `j` of the chunk scores the largest probability any replay query of
+/// any head of its group puts on it. The first ``sinks`` entries then score the global maximum + 1.
+/// The first ``prefixLength`` prompt tokens (a chat template's opening) are not reconstructed and
+/// score 0 (kvpress 0.5.5 does this to its tokenizer's template prefix, even for prompts without a
+/// template: 24 tokens of SmolLM2's default system prompt), so they go first.
+///
+/// Budget: with `.compressionRatio(r)` the `Int(layers * kvHeads * L * r)` lowest entries go (or
+/// `Int(kvHeads * L * r)` per layer with ``layerwise``); a `.tokens` or `.bytes` budget keeps its
+/// per-head capacity times `layers * kvHeads` entries in total. Every head keeps at least one entry.
+/// Only the first prompt of a sequence is compressed (a question appended later stays whole, as in
+/// kvpress's pipeline); entries appended while decoding are kept. Replays cost about two prefills
+/// of the prompt. KVzip+ normalization is not implemented.
+///
+/// Paper: Kim et al., "KVzip: Query-Agnostic KV Cache Compression with Context Reconstruction"
+/// (arXiv 2505.23416); reference code snu-mllab/KVzip and NVIDIA/kvpress `kvzip_press.py`.
+public struct KVzip: KVCachePolicy {
+    /// How many entries stay, over all layers and heads together.
+    public let budget: KVBudget
+    /// Leading entries never evicted (kvpress: 4).
+    public let sinks: Int
+    /// Prompt tokens reconstructed per replay (kvpress: 2048).
+    public let chunkSize: Int
+    /// Leading prompt tokens not reconstructed (a chat template's opening; default 0).
+    public let prefixLength: Int
+    /// Whether each layer gives up the same share instead of sharing one global ranking (default false).
+    public let layerwise: Bool
+
+    /// The instruction before the first chunk's replay.
+    static let firstInstruction = "\n\nRepeat the previous context exactly."
+    /// The instruction before a later chunk's replay, followed by the previous chunk's last tokens.
+    static let laterInstruction = "\n\nRepeat the part of the previous context exactly, starting with"
+    /// Tokens of the previous chunk that open a later chunk's replay.
+    static let overlap = 8
+
+    /// Per-sequence state.
+    public struct State: Sendable {
+        /// `scores[layer][head][j]`: prompt entry `j`'s score so far.
+        var scores: [[[Float]]] = []
+        /// The prompt tokens each replay reconstructs (offsets from the prompt's start).
+        var chunks: [Range<Int>] = []
+        /// Length of the prompt being compressed (0: none).
+        var promptLength = 0
+    }
+
+    /// Creates the policy.
+    /// - Throws: `KVError.invalidParameter` for an invalid budget, negative sinks or prefix, or a
+    ///   chunk size below 1.
+    public init(budget: KVBudget, sinks: Int = 4, chunkSize: Int = 2048, prefixLength: Int = 0,
+                layerwise: Bool = false) throws(KVError) {
+        self.budget = try budget.validated()
+        guard sinks >= 0 else { throw .invalidParameter(name: "sinks", value: "\(sinks)", expected: ">= 0") }
+        guard chunkSize >= 1 else { throw .invalidParameter(name: "chunkSize", value: "\(chunkSize)", expected: ">= 1") }
+        guard prefixLength >= 0 else {
+            throw .invalidParameter(name: "prefixLength", value: "\(prefixLength)", expected: ">= 0")
+        }
+        self.sinks = sinks
+        self.chunkSize = chunkSize
+        self.prefixLength = prefixLength
+        self.layerwise = layerwise
+    }
+
+    /// Fresh state: nothing scored.
+    public func makeState(shape: KVModelShape) -> State { State() }
+
+    /// Nothing during a prompt: the replays after it score.
+    public func afterPrefill(_ context: KVLayerContext, state: inout State) throws(KVError) {}
+
+    /// One replay per chunk of the first prompt after ``prefixLength``, when every head still
+    /// holds the whole prompt.
+    public func replays(afterPrompt prompt: Range<Int>, cache: KVCache, state: inout State) -> [KVReplay] {
+        state = State()
+        guard prompt.lowerBound == 0, prompt.count > prefixLength, cache.totalEntries == cache.layers * cache.kvHeads * prompt.count
+        else { return [] }
+        state.promptLength = prompt.count
+        state.scores = Array(repeating: Array(repeating: Array(repeating: 0, count: prompt.count), count: cache.kvHeads),
+                             count: cache.layers)
+        state.chunks = stride(from: prefixLength, to: prompt.count, by: chunkSize).map { $0..<min(prompt.count, $0 + chunkSize) }
+        return state.chunks.enumerated().map { i, chunk in
+            if i == 0 { return KVReplay([.text(Self.firstInstruction), .assistantTurn, .prompt(chunk)]) }
+            let previous = state.chunks[i - 1]
+            return KVReplay([.text(Self.laterInstruction), .prompt(max(previous.lowerBound, previous.upperBound - Self.overlap)..<previous.upperBound),
+                             .assistantTurn, .prompt(chunk)])
+        }
+    }
+
+    /// Raises the chunk's scores to the largest renormalized probability of this replay chunk's queries.
+    public func afterReplay(_ context: KVLayerContext, replay: Int, state: inout State) throws(KVError) {
+        guard replay < state.chunks.count else { return }
+        let chunk = state.chunks[replay], length = state.promptLength
+        let sink = min(sinks, chunk.lowerBound)
+        let heads = context.shape.heads, g = heads / context.shape.kvHeads
+        let counts = context.counts
+        let block = 64
+        for start in stride(from: 0, to: context.tokenCount, by: block) {
+            let probes = context.attention(tokens: start..<min(context.tokenCount, start + block))
+            probes.probabilities.withUnsafeBufferPointer { p in
+                for h in 0..<heads {
+                    let m = h / g
+                    state.scores[context.layer][m].withUnsafeMutableBufferPointer { scores in
+                        for t in 0..<probes.queryCount {
+                            let row = p.baseAddress! + (h * probes.queryCount + t) * probes.keyStride
+                            // kvpress's softmax runs over the sinks, the chunk and the replay only.
+                            var denominator: Float = 0
+                            for j in 0..<sink { denominator += row[j] }
+                            for j in chunk { denominator += row[j] }
+                            for j in length..<counts[m] { denominator += row[j] }
+                            guard denominator > 0 else { continue }
+                            let inverse = 1 / denominator
+                            for j in chunk { scores[j] = max(scores[j], row[j] * inverse) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Evicts the lowest entries over every layer and head once the replays ran.
+    public func afterPrompt(cache: KVCache, shape: KVModelShape, state: inout State, pool: ThreadPool?) throws(KVError) {
+        let length = state.promptLength
+        guard length > 0 else { return }
+        defer { state = State() }
+        let top = state.scores.lazy.flatMap { $0 }.flatMap { $0 }.max() ?? 0
+        for l in state.scores.indices {
+            for m in state.scores[l].indices {
+                for j in 0..<min(sinks, length) { state.scores[l][m][j] = top + 1 }
+            }
+        }
+        let perLayer = shape.kvHeads * length
+        let capacity = budget.fixedCapacity(cache: cache)
+        // Entries evicted: per layer (layerwise) or over all of them; ties go in index order.
+        func evicted(among count: Int) -> Int {
+            if let capacity { return count - count / length * min(capacity, length) }
+            guard case .compressionRatio(let r) = budget else { return 0 }
+            return Int(Double(count) * r)
+        }
+        var drop = Array(repeating: Array(repeating: [Bool](repeating: false, count: length), count: shape.kvHeads),
+                         count: shape.layers)
+        let groups = layerwise ? (0..<shape.layers).map { $0..<($0 + 1) } : [0..<shape.layers]
+        for layers in groups {
+            var order: [(score: Float, index: Int)] = []
+            order.reserveCapacity(layers.count * perLayer)
+            for l in layers {
+                for m in 0..<shape.kvHeads {
+                    for j in 0..<length { order.append((state.scores[l][m][j], (l * shape.kvHeads + m) * length + j)) }
+                }
+            }
+            order.sort { $0.score < $1.score || ($0.score == $1.score && $0.index < $1.index) }
+            for e in order.prefix(evicted(among: order.count)) {
+                drop[e.index / perLayer][e.index / length % shape.kvHeads][e.index % length] = true
+            }
+        }
+        for l in 0..<shape.layers {
+            for m in 0..<shape.kvHeads {
+                var kept = (0..<length).filter { !drop[l][m][$0] }
+                if kept.isEmpty, let best = state.scores[l][m].indices.max(by: { state.scores[l][m][$0] < state.scores[l][m][$1] }) {
+                    kept = [best]
+                }
+                // Entries after the prompt (none before decoding) stay.
+                let total = cache.count(layer: l, head: m)
+                try cache.retain(layer: l, head: m, indices: kept + Array(length..<total))
+            }
+        }
+    }
+}
