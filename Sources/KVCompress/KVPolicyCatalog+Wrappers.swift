@@ -71,6 +71,9 @@ extension KVPolicyCatalog {
         WrapperEntry(name: "CompressionRatioDecoding", kvpressName: "CompressionRatioDecodingPress",
                      summary: "Decoding with the target a ratio of the tokens seen so far (use a ratio budget)") {
             scorer, budget, _ throws(KVError) in try decoding(scorer, budget) },
+        WrapperEntry(name: "CAM", kvpressName: "CAMPress",
+                     summary: "Decoding whose best evicted entries first merge their values into the next 32 kept ones") {
+            scorer, budget, _ throws(KVError) in try cam(scorer, budget) },
         WrapperEntry(name: "KeyRerotation", kvpressName: "KeyRerotationPress",
                      summary: "the inner scorer's top entries, keys moved to positions 0..<n") {
             scorer, budget, schedule throws(KVError) in try keyRerotation(scorer, budget, schedule) },
@@ -118,6 +121,10 @@ extension KVPolicyCatalog {
 
     private static func decoding<S: KVScorer>(_ s: S, _ b: KVBudget) throws(KVError) -> any KVCachePolicy {
         try Decoding(scorer: s, budget: b)
+    }
+
+    private static func cam<S: KVScorer>(_ s: S, _ b: KVBudget) throws(KVError) -> any KVCachePolicy {
+        try CAM(scorer: s, budget: b)
     }
 
     private static func merging<S: KVScorer>(_ s: S, _ b: KVBudget, _ schedule: KVSchedule) throws(KVError) -> any KVCachePolicy {
