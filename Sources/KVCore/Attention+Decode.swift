@@ -152,7 +152,7 @@ extension Attention {
                     let w = expf(p[0] - globalMax)
                     total += w * p[1]
                     if let c = parts[m][items[i].part].valueChannelScales {
-                        for k in 0..<d { out[k] += w * p[2 + k] * c[k] }
+                        addChannelScaled(p + 2, scales: c, weight: w, to: out, count: d)
                     } else {
                         kvk_axpy_f32(w, p + 2, out, d)
                     }

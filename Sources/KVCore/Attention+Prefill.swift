@@ -174,9 +174,7 @@ extension Attention {
                     scaled.initialize(repeating: 0, count: rows * d)
                     kvk_weighted_sum_multi(v.valueType.kernelType, s, tk, rows, v.values + k0 * v.valueStride,
                                            v.valueStride, nk, d, scaled, d)
-                    for r in 0..<rows {
-                        for i in 0..<d { acc[r * d + i] += scaled[r * d + i] * c[i] }
-                    }
+                    for r in 0..<rows { addChannelScaled(scaled + r * d, scales: c, weight: 1, to: acc + r * d, count: d) }
                 } else {
                     kvk_weighted_sum_multi(v.valueType.kernelType, s, tk, rows, v.values + k0 * v.valueStride,
                                            v.valueStride, nk, d, acc, d)

@@ -23,6 +23,14 @@ public enum Attention {
     /// The softmax scale used when none is given: `1 / sqrt(headDim)`.
     public static func defaultScale(headDim: Int) -> Float { 1 / Float(headDim).squareRoot() }
 
+    /// `out[i] += weight * x[i] * c[i]` for `i < d`: a part's weighted values times its value
+    /// channel scales (``KVHeadView/valueChannelScales``), in decode's merge and prefill's tiles.
+    @inline(__always)
+    static func addChannelScaled(_ x: UnsafePointer<Float>, scales c: UnsafePointer<Float>, weight: Float,
+                                 to out: UnsafeMutablePointer<Float>, count d: Int) {
+        for i in 0..<d { out[i] += weight * x[i] * c[i] }
+    }
+
     /// Reorders one head's per-row results (`row[0 ..< rows]`) from its parts' concatenation to
     /// head-row order when a part lists its head rows (``KVHeadView/headRows``); nothing otherwise.
     static func toHeadOrder(_ parts: [KVHeadView], _ row: UnsafeMutablePointer<Float>) {

@@ -48,12 +48,13 @@ extension KVHeadView {
         defer { addLogCounts(rows: first, n, count: m, to: out, outStride: outStride) }
         if let channels = keyChannels {  // pruned keys: the queries' kept channels against the rows
             let c = keyChannelCount
-            let gathered = UnsafeMutablePointer<Float>.allocate(capacity: m * c)
-            defer { gathered.deallocate() }
-            for h in 0..<m {
-                for i in 0..<c { gathered[h * c + i] = queries[h * queryStride + Int(channels[i])] }
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: m * c) { gathered in
+                for h in 0..<m {
+                    for i in 0..<c { gathered[h * c + i] = queries[h * queryStride + Int(channels[i])] }
+                }
+                kvk_scores_multi(keyType.kernelType, gathered.baseAddress!, c, m, keys + first * keyStride, keyStride, n, c,
+                                 scale, out, outStride)
             }
-            kvk_scores_multi(keyType.kernelType, gathered, c, m, keys + first * keyStride, keyStride, n, c, scale, out, outStride)
             return
         }
         guard let g = keyGroups else {

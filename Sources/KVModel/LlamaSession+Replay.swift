@@ -6,11 +6,14 @@ extension LlamaSession {
     /// (`KVCompressor.pendingReplays`: KVzip's context reconstruction, KVCompose's replay), each in
     /// chunks of ``chunkSize``; the compressor removes their entries when each ends and then runs
     /// the policy's cross-layer hook. Overwrites the scratch buffers (read a prompt's logits first).
-    /// - Throws: `KVError.invalidParameter` for a replay segment outside the prompt; whatever the
-    ///   forward pass and the policy throw.
+    /// - Throws: `KVError.invalidParameter` for a replay segment outside the prompt or a replay
+    ///   without tokens; whatever the forward pass and the policy throw.
     func runReplays(prompt: [Int32]) throws(KVError) {
         while let replay = compressor.pendingReplays.first {
             let ids = try replayTokens(replay, prompt: prompt)
+            guard !ids.isEmpty else {
+                throw .invalidParameter(name: "replay", value: "no tokens", expected: "a replay with at least one token")
+            }
             try ids.withUnsafeBufferPointer { (all: UnsafeBufferPointer<Int32>) throws(KVError) in
                 var start = 0
                 repeat {

@@ -13,8 +13,9 @@
 /// those; here they are evicted). Budget: `.compressionRatio(r)` keeps kvpress's
 /// `max(1, Int(layers * L * (1 - r)))` composite entries (times `kvHeads` unstructured); a
 /// `.tokens` or `.bytes` budget its per-head capacity times `layers` (times `kvHeads`). Only the
-/// first prompt of a sequence is compressed; entries appended later stay. The replay costs about
-/// one more prefill of the prompt, at twice its length.
+/// first prompt of a sequence is compressed; entries appended later stay. The replay runs the prompt
+/// through the model once more, over twice its length, and observes its attention (about five to six
+/// prefills' time on a CPU); the cache holds twice the prompt while it runs.
 ///
 /// Paper: Akulov et al., "KVCompose: Efficient Structured KV Cache Compression with Composite Tokens"
 /// (arXiv 2509.05165); reference code NVIDIA/kvpress `kvcompose_press.py`.

@@ -17,8 +17,9 @@
 /// `Int(kvHeads * L * r)` per layer with ``layerwise``); a `.tokens` or `.bytes` budget keeps its
 /// per-head capacity times `layers * kvHeads` entries in total. Every head keeps at least one entry.
 /// Only the first prompt of a sequence is compressed (a question appended later stays whole, as in
-/// kvpress's pipeline); entries appended while decoding are kept. Replays cost about two prefills
-/// of the prompt. KVzip+ normalization is not implemented.
+/// kvpress's pipeline); entries appended while decoding are kept. The replays run the prompt through
+/// the model once more and observe their attention (about four to five prefills' time on a CPU),
+/// and the cache holds prompt + replay while they run. KVzip+ normalization is not implemented.
 ///
 /// Paper: Kim et al., "KVzip: Query-Agnostic KV Cache Compression with Context Reconstruction"
 /// (arXiv 2505.23416); reference code snu-mllab/KVzip and NVIDIA/kvpress `kvzip_press.py`.

@@ -96,7 +96,8 @@ public struct ThinK: KVCachePolicy {
             }
             let score = (0..<d).map { qe[$0] / Double(max(w * g, 1)) * ke[$0] / Double(max(n, 1)) }
             let order = (0..<d).sorted { score[$0] < score[$1] || (score[$0] == score[$1] && $0 < $1) }
-            return Set(order.prefix(dropped)).symmetricDifference(0..<d).sorted()
+            let droppedChannels = Set(order.prefix(dropped))
+            return (0..<d).filter { !droppedChannels.contains($0) }
         }
     }
 

@@ -148,12 +148,12 @@ public final class KVCompressor {
     }
 
     /// Begins a chunk of `tokenCount` tokens of the first of ``pendingReplays``, at the positions
-    /// after the cache's entries (the prompt's end, then the replay's earlier chunks).
+    /// after the cache's entries (the prompt's end, then the replay's earlier chunks). A replay may
+    /// run past the model's context length (``KVModelShape/contextLength``): it only scores, and its
+    /// entries leave the cache when it ends.
     /// - Parameters:
     ///   - endsReplay: whether the chunk is the replay's last: after its last layer the replay's
     ///     entries leave the cache, and after the last replay the policy's cross-layer hook runs.
-    /// A replay may run past the model's context length (``KVModelShape/contextLength``): it only
-    /// scores, and its entries leave the cache when it ends.
     /// - Throws: `KVError.emptyPrompt` for no tokens; `.invalidState` when no replay is pending or
     ///   the previous step was left incomplete.
     public func beginReplay(tokenCount: Int, endsReplay: Bool) throws(KVError) -> KVStep {
@@ -325,7 +325,7 @@ public final class KVCompressor {
             guard step.isLastChunk else { return }
             let prompt = (promptStart ?? 0)..<step.endPosition
             promptStart = nil
-            replayStart = step.endPosition
+            replayStart = cache.nextPosition
             replaysDone = 0
             pendingReplays = runner.replays(afterPrompt: prompt, cache: cache)
             if pendingReplays.isEmpty { try runner.afterPrompt(cache: cache, shape: shape, pool: pool) }

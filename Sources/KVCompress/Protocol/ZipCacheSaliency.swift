@@ -59,9 +59,9 @@ final class ZipCacheSaliency {
         let end = cache.nextPosition(layer: l)
         for m in 0..<cache.kvHeads {
             let n = cache.bufferedCount(layer: l, head: m)
-            let first = cache.count(layer: l, head: m) - n
-            let scores = (first..<(first + n)).map { j -> Float in
-                let p = Int(cache.head(l, m).position(j))
+            let positions = cache.positions(layer: l, head: m).suffix(n)
+            let scores = positions.map { position -> Float in
+                let p = Int(position)
                 return p < mass[l][m].count ? mass[l][m][p] / Float(end - p) : 0
             }
             cache.storeBlock(layer: l, head: m, salient: salient(scores))
