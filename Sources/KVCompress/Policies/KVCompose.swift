@@ -94,20 +94,11 @@ public struct KVCompose: KVCachePolicy {
         if state.task[l].isEmpty {
             state.task[l] = Array(repeating: Array(repeating: taskAggregation == .max ? -.infinity : 0, count: length), count: heads)
         }
-        let block = 64
-        for start in stride(from: 0, to: context.tokenCount, by: block) {
-            let probes = context.attention(tokens: start..<min(context.tokenCount, start + block))
-            probes.probabilities.withUnsafeBufferPointer { p in
-                for h in 0..<heads {
-                    state.task[l][h].withUnsafeMutableBufferPointer { task in
-                        for t in 0..<probes.queryCount {
-                            let row = p.baseAddress! + (h * probes.queryCount + t) * probes.keyStride
-                            switch taskAggregation {
-                            case .max: for j in 0..<length { task[j] = Swift.max(task[j], row[j]) }
-                            case .mean: for j in 0..<length { task[j] += row[j] }
-                            }
-                        }
-                    }
+        context.forEachAttentionRow { h, row in
+            state.task[l][h].withUnsafeMutableBufferPointer { task in
+                switch taskAggregation {
+                case .max: for j in 0..<length { task[j] = Swift.max(task[j], row[j]) }
+                case .mean: for j in 0..<length { task[j] += row[j] }
                 }
             }
         }

@@ -98,28 +98,19 @@ public struct KVzip: KVCachePolicy {
         guard replay < state.chunks.count else { return }
         let chunk = state.chunks[replay], length = state.promptLength
         let sink = min(sinks, chunk.lowerBound)
-        let heads = context.shape.heads, g = heads / context.shape.kvHeads
+        let g = context.shape.groupSize
         let counts = context.counts
-        let block = 64
-        for start in stride(from: 0, to: context.tokenCount, by: block) {
-            let probes = context.attention(tokens: start..<min(context.tokenCount, start + block))
-            probes.probabilities.withUnsafeBufferPointer { p in
-                for h in 0..<heads {
-                    let m = h / g
-                    state.scores[context.layer][m].withUnsafeMutableBufferPointer { scores in
-                        for t in 0..<probes.queryCount {
-                            let row = p.baseAddress! + (h * probes.queryCount + t) * probes.keyStride
-                            // kvpress's softmax runs over the sinks, the chunk and the replay only.
-                            var denominator: Float = 0
-                            for j in 0..<sink { denominator += row[j] }
-                            for j in chunk { denominator += row[j] }
-                            for j in length..<counts[m] { denominator += row[j] }
-                            guard denominator > 0 else { continue }
-                            let inverse = 1 / denominator
-                            for j in chunk { scores[j] = max(scores[j], row[j] * inverse) }
-                        }
-                    }
-                }
+        context.forEachAttentionRow { h, row in
+            let m = h / g
+            // kvpress's softmax runs over the sinks, the chunk and the replay only.
+            var denominator: Float = 0
+            for j in 0..<sink { denominator += row[j] }
+            for j in chunk { denominator += row[j] }
+            for j in length..<counts[m] { denominator += row[j] }
+            guard denominator > 0 else { return }
+            let inverse = 1 / denominator
+            state.scores[context.layer][m].withUnsafeMutableBufferPointer { scores in
+                for j in chunk { scores[j] = max(scores[j], row[j] * inverse) }
             }
         }
     }

@@ -118,6 +118,20 @@ public struct KVLayerContext {
         return KVAttentionBlock(probabilities: probs, heads: heads, queryCount: count, keyStride: stride)
     }
 
+    /// Calls `body` with each query head and the attention probabilities of each of this context's
+    /// tokens over the layer's rows (``attention(tokens:)``'s rows, head-row order), probing `block`
+    /// tokens at a time.
+    public func forEachAttentionRow(block: Int = 64, _ body: (_ head: Int, _ row: UnsafePointer<Float>) -> Void) {
+        for start in stride(from: 0, to: tokenCount, by: block) {
+            let probes = attention(tokens: start..<min(tokenCount, start + block))
+            probes.probabilities.withUnsafeBufferPointer { p in
+                for h in 0..<probes.heads {
+                    for t in 0..<probes.queryCount { body(h, p.baseAddress! + (h * probes.queryCount + t) * probes.keyStride) }
+                }
+            }
+        }
+    }
+
     /// Attention probabilities of this context's tokens `range` over this layer's rows.
     public func attention(tokens range: Range<Int>) -> KVAttentionBlock {
         precondition(range.lowerBound >= 0 && range.upperBound <= tokenCount && !range.isEmpty)
