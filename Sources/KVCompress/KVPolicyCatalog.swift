@@ -23,22 +23,28 @@ public enum KVPolicyCatalog {
         /// Whether the policy holds the budget it is given (false for policies whose saving is
         /// decided otherwise, such as SimLayerKV's threshold: an equal-memory comparison leaves them out).
         public let holdsBudget: Bool
+        /// Whether `kvbench`'s default evaluation grid runs it (false where scoring costs several
+        /// prefills of every prompt, as KVzip's and KVCompose's replays do: name them with `--policies`).
+        public let inDefaultEvaluation: Bool
 
         /// Creates an entry whose policy needs no head pattern.
         public init(name: String, kvpressName: String?, summary: String, holdsBudget: Bool = true,
+                    inDefaultEvaluation: Bool = true,
                     make: @escaping @Sendable (KVBudget, KVSchedule) throws(KVError) -> any KVCachePolicy) {
-            self.init(name: name, kvpressName: kvpressName, summary: summary, holdsBudget: holdsBudget) {
+            self.init(name: name, kvpressName: kvpressName, summary: summary, holdsBudget: holdsBudget,
+                      inDefaultEvaluation: inDefaultEvaluation) {
                 b, s, _ throws(KVError) in try make(b, s)
             }
         }
 
         /// Creates an entry whose policy reads the model's head patterns.
         public init(name: String, kvpressName: String?, summary: String, holdsBudget: Bool = true,
-                    build: @escaping @Sendable (KVBudget, KVSchedule, KVHeadPatterns) throws(KVError) -> any KVCachePolicy) {
+                    inDefaultEvaluation: Bool = true, build: @escaping @Sendable (KVBudget, KVSchedule, KVHeadPatterns) throws(KVError) -> any KVCachePolicy) {
             self.name = name
             self.kvpressName = kvpressName
             self.summary = summary
             self.holdsBudget = holdsBudget
+            self.inDefaultEvaluation = inDefaultEvaluation
             self.build = build
         }
 
@@ -127,10 +133,12 @@ public enum KVPolicyCatalog {
               summary: "keys most aligned with the head's dominant query direction (the model's calibrated filters)") {
             b, s, p throws(KVError) in try QFilter(filters: try p.requireQFilters(), budget: b, schedule: s) },
         Entry(name: "KVzip", kvpressName: "KVzipPress",
-              summary: "entries the model attends to most while repeating the prompt; one ranking over all layers and heads") {
+              summary: "entries the model attends to most while repeating the prompt; one ranking over all layers and heads",
+              inDefaultEvaluation: false) {
             b, _ throws(KVError) in try KVzip(budget: b) },
         Entry(name: "KVCompose", kvpressName: "KVComposePress",
-              summary: "replayed prompt's attention; layer budgets from composite curves, equal counts per head") {
+              summary: "replayed prompt's attention; layer budgets from composite curves, equal counts per head",
+              inDefaultEvaluation: false) {
             b, _ throws(KVError) in try KVCompose(budget: b) },
     ]
 

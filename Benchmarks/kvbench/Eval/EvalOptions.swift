@@ -6,7 +6,10 @@ struct EvalOptions {
     /// `quick` (about a minute), `default` (about an hour on 2 cores with 24 policies) or `full` (hours).
     var mode = "default"
     var tasks = ["passkey", "needle", "perplexity", "attention-error"]
-    var policies: [String] = KVPolicyCatalog.entries.filter(\.holdsBudget).map(\.name)
+    /// The catalog's policies that hold a budget (the quick grid: all of them; the others: those in
+    /// the default evaluation, which leaves out KVzip and KVCompose: their replays cost several prefills).
+    var policies: [String] = defaultPolicies.map(\.name)
+    static let defaultPolicies = KVPolicyCatalog.entries.filter { $0.holdsBudget && $0.inDefaultEvaluation }
     var budgets: [EvalBudget] = [.fraction(0.5), .fraction(0.25), .fraction(0.1)]
     var contexts = [1024, 2048, 4096, 8192]
     var depths = [0, 0.25, 0.5, 0.75, 1.0]
@@ -41,9 +44,11 @@ struct EvalOptions {
                             q8_0, q8_0/q4_1 and q4_0 caches (hours)
 
         options:
-          --policies LIST   catalog names (default: all that hold a budget; not SimLayerKV), each optionally +FORMAT or +KEYS/VALUES for a
-                            quantized cache (q8_0, q4_0, q4_1, bf16, f32; e.g. Full+q4_0,TOVA+q8_0/q4_1):
-                            at a byte budget smaller entries let a policy keep more; the f16 full cache is
+          --policies LIST   catalog names (default: all that hold a budget, not SimLayerKV or ThinK, and
+                            not KVzip or KVCompose, whose replays cost several prefills, except in the
+                            quick grid), each optionally +FORMAT or +KEYS/VALUES for a quantized cache
+                            (q8_0, q4_0, q4_1, bf16, f32; e.g. Full+q4_0,TOVA+q8_0/q4_1): at a byte
+                            budget smaller entries let a policy keep more; the f16 full cache is
                             always the baseline
           --budgets LIST    full, N% (of the full f16 cache's bytes at that context), ratio=R,
                             NMB / NKB / NB (whole cache), Ntok (entries per KV head)
@@ -124,6 +129,7 @@ struct EvalOptions {
             o.budgets = [.fraction(0.25)]
             o.needleContexts = [1024]
             o.perplexityTokens = 1024
+            o.policies = KVPolicyCatalog.entries.filter(\.holdsBudget).map(\.name)
         } else if full {
             o.mode = "full"
             o.depths = (0...10).map { Double($0) / 10 }
@@ -136,7 +142,7 @@ struct EvalOptions {
                                                              (.rows(.q4_0), .rows(.q4_0)), (.kivi(bits: 4), .kivi(bits: 4)),
                                                              (.kivi(bits: 2), .kivi(bits: 2)), (.zipCache, .zipCache)]
             o.policies += formats.flatMap { k, v in
-                KVPolicyCatalog.entries.filter(\.holdsBudget).map { EvalPolicyName(policy: $0.name, keyFormat: k, valueFormat: v).label }
+                EvalOptions.defaultPolicies.map { EvalPolicyName(policy: $0.name, keyFormat: k, valueFormat: v).label }
             }
         }
         if let policies { o.policies = policies }
