@@ -4,8 +4,8 @@
 ///
 /// Done once per layer, at the end of the first prompt (after the base policy compressed it), as
 /// kvpress's `KeyRerotationPress` does; later steps run the base policy alone. A base policy that
-/// scores with replays (KVzip) evicts after them, in its cross-layer hook: the keys move after it. Needs the model's
-/// RoPE (``KVModelShape/rope``) and row formats (KIVI keys cannot be re-rotated).
+/// scores with replays (KVzip) evicts after them, in its cross-layer hook: the keys move after it.
+/// Needs the model's RoPE (``KVModelShape/rope``) and row formats (KIVI keys cannot be re-rotated).
 ///
 /// Reference: NVIDIA/kvpress `key_rerotation_press.py` (kept sets are the base press's; the greedy
 /// answer over SnapKV at ratio 0.5 equals kvpress 0.5.5's, decoding from position 755).
