@@ -5,8 +5,24 @@ extension KVPolicyCatalog {
         public let name: String
         /// The kvpress class name of the press that scores this way, if any.
         public let kvpressName: String?
-        /// Builds the scorer with its defaults.
-        public let make: @Sendable () throws(KVError) -> any KVScorer
+        /// Builds the scorer with its defaults from the model's trained artifacts (read by the scorers
+        /// that need one, such as KVzap's surrogate).
+        public let build: @Sendable (KVHeadPatterns) throws(KVError) -> any KVScorer
+
+        /// Creates an entry whose scorer needs no trained artifact.
+        public init(name: String, kvpressName: String?, make: @escaping @Sendable () throws(KVError) -> any KVScorer) {
+            self.init(name: name, kvpressName: kvpressName) { _ throws(KVError) in try make() }
+        }
+
+        /// Creates an entry whose scorer reads the model's artifacts.
+        public init(name: String, kvpressName: String?, build: @escaping @Sendable (KVHeadPatterns) throws(KVError) -> any KVScorer) {
+            self.name = name
+            self.kvpressName = kvpressName
+            self.build = build
+        }
+
+        /// Builds the scorer (see ``build``).
+        public func make(patterns: KVHeadPatterns = KVHeadPatterns()) throws(KVError) -> any KVScorer { try build(patterns) }
     }
 
     /// A policy that takes any scorer (`WRAPPER:INNER` names).
@@ -17,8 +33,32 @@ extension KVPolicyCatalog {
         public let kvpressName: String?
         /// One line on what it does.
         public let summary: String
-        /// Builds the policy around a scorer.
-        public let make: @Sendable (any KVScorer, KVBudget, KVSchedule) throws(KVError) -> any KVCachePolicy
+        /// The name of the one number the wrapper takes as `WRAPPER@VALUE:INNER` (DMS's `threshold`),
+        /// or nil when it takes none.
+        public let parameter: String?
+        /// Whether the policy holds the budget it is given (see ``Entry/holdsBudget``).
+        public let holdsBudget: Bool
+        /// Builds the policy around a scorer (with the `@VALUE` number when ``parameter`` is not nil).
+        public let build: @Sendable (any KVScorer, KVBudget, KVSchedule, Double?) throws(KVError) -> any KVCachePolicy
+
+        /// Creates an entry for a wrapper that holds its budget and takes no number.
+        public init(name: String, kvpressName: String?, summary: String,
+                    make: @escaping @Sendable (any KVScorer, KVBudget, KVSchedule) throws(KVError) -> any KVCachePolicy) {
+            self.init(name: name, kvpressName: kvpressName, summary: summary, parameter: nil) {
+                scorer, budget, schedule, _ throws(KVError) in try make(scorer, budget, schedule)
+            }
+        }
+
+        /// Creates an entry for a wrapper that takes a number (`parameter`, required in its names).
+        public init(name: String, kvpressName: String?, summary: String, parameter: String?, holdsBudget: Bool = true,
+                    build: @escaping @Sendable (any KVScorer, KVBudget, KVSchedule, Double?) throws(KVError) -> any KVCachePolicy) {
+            self.name = name
+            self.kvpressName = kvpressName
+            self.summary = summary
+            self.parameter = parameter
+            self.holdsBudget = holdsBudget
+            self.build = build
+        }
     }
 
     /// The scorers wrappers accept, with their defaults (kvpress's).
@@ -77,6 +117,10 @@ extension KVPolicyCatalog {
         WrapperEntry(name: "KeyRerotation", kvpressName: "KeyRerotationPress",
                      summary: "the inner scorer's top entries, keys moved to positions 0..<n") {
             scorer, budget, schedule throws(KVError) in try keyRerotation(scorer, budget, schedule) },
+        WrapperEntry(name: "DMS", kvpressName: "DMSPress",
+                     summary: "entries whose inner score is below the threshold evicted once 128 newer ones follow; "
+                        + "no budget (DMS@THRESHOLD:INNER)", parameter: "threshold", holdsBudget: false) {
+            scorer, _, schedule, threshold throws(KVError) in try dms(scorer, Float(threshold ?? 0), schedule) },
         WrapperEntry(name: "MixedPrecision", kvpressName: nil,
                      summary: "zipcache only: the inner scorer's top entries of each head at 4 bits, the rest at 2, none evicted") {
             scorer, budget, _ throws(KVError) in try mixedPrecision(scorer, try UniformSelector(budget: budget)) },
@@ -119,6 +163,10 @@ extension KVPolicyCatalog {
         try Block(scorer: s, budget: b)
     }
 
+    private static func dms<S: KVScorer>(_ s: S, _ threshold: Float, _ schedule: KVSchedule) throws(KVError) -> any KVCachePolicy {
+        try DMS(scorer: s, threshold: threshold, decoding: schedule == .prefillAndDecode)
+    }
+
     private static func decoding<S: KVScorer>(_ s: S, _ b: KVBudget) throws(KVError) -> any KVCachePolicy {
         try Decoding(scorer: s, budget: b)
     }
@@ -140,12 +188,15 @@ extension KVPolicyCatalog {
     }
 
     /// The entry for `WRAPPER:INNER` (library or kvpress names on either side, any case), e.g.
-    /// `AdaKV:ExpectedAttention` or `ChunkKVPress:TOVAPress`; nil when `name` has no colon.
-    /// - Throws: `KVError.invalidParameter` for an unknown wrapper or scorer, listing the known ones.
+    /// `AdaKV:ExpectedAttention` or `ChunkKVPress:TOVAPress`, and `WRAPPER@VALUE:INNER` for a wrapper
+    /// that takes a number (`DMS@-4:KVzap`); nil when `name` has no colon.
+    /// - Throws: `KVError.invalidParameter` for an unknown wrapper or scorer (listing the known ones),
+    ///   or a number missing, unreadable or given to a wrapper that takes none.
     static func wrappedEntry(named name: String) throws(KVError) -> Entry? {
         let parts = name.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map { $0.lowercased() }
         guard parts.count == 2 else { return nil }
-        guard let wrapper = wrappers.first(where: { $0.name.lowercased() == parts[0] || $0.kvpressName?.lowercased() == parts[0] }) else {
+        let head = parts[0].split(separator: "@", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+        guard let wrapper = wrappers.first(where: { $0.name.lowercased() == head[0] || $0.kvpressName?.lowercased() == head[0] }) else {
             throw .invalidParameter(name: "policy", value: name,
                                     expected: "WRAPPER:INNER with WRAPPER one of " + wrappers.map(\.name).joined(separator: ", "))
         }
@@ -153,9 +204,28 @@ extension KVPolicyCatalog {
             throw .invalidParameter(name: "policy", value: name,
                                     expected: "WRAPPER:INNER with INNER one of " + scorers.map(\.name).joined(separator: ", "))
         }
-        return Entry(name: "\(wrapper.name):\(inner.name)", kvpressName: wrapper.kvpressName.flatMap { w in inner.kvpressName.map { "\(w)(\($0))" } },
-                     summary: "\(wrapper.summary) (\(inner.name))") { budget, schedule throws(KVError) in
-            try wrapper.make(try inner.make(), budget, schedule)
+        var number: Double?
+        if let parameter = wrapper.parameter {
+            guard head.count == 2, let value = Double(head[1]), value.isFinite else {
+                throw .invalidParameter(name: "policy", value: name,
+                                        expected: "\(wrapper.name)@\(parameter.uppercased()):INNER, the \(parameter) a finite number "
+                                            + "(e.g. \(wrapper.name)@-4:\(inner.name))")
+            }
+            number = value
+        } else if head.count == 2 {
+            throw .invalidParameter(name: "policy", value: name, expected: "\(wrapper.name):INNER (\(wrapper.name) takes no @number)")
+        }
+        let value = number
+        let suffix = number.map { "@\($0.formatted)" } ?? ""
+        return Entry(name: "\(wrapper.name)\(suffix):\(inner.name)",
+                     kvpressName: wrapper.kvpressName.flatMap { w in inner.kvpressName.map { "\(w)(\($0))" } },
+                     summary: "\(wrapper.summary) (\(inner.name))", holdsBudget: wrapper.holdsBudget) { budget, schedule, patterns throws(KVError) in
+            try wrapper.build(try inner.make(patterns: patterns), budget, schedule, value)
         }
     }
+}
+
+private extension Double {
+    /// The shortest decimal form (`-4`, `0.25`).
+    var formatted: String { self == rounded() && abs(self) < 1e15 ? String(Int(self)) : String(self) }
 }

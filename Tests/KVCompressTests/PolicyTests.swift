@@ -177,13 +177,17 @@ final class PolicyTests: XCTestCase {
                        "AdaKV<ExpectedAttentionScorer>")
         for wrapper in KVPolicyCatalog.wrappers {
             for scorer in KVPolicyCatalog.scorers {
-                XCTAssertNoThrow(try KVPolicyCatalog.make("\(wrapper.name):\(scorer.name)", budget: .tokens(64)))
+                let name = wrapper.parameter == nil ? "\(wrapper.name):\(scorer.name)" : "\(wrapper.name)@-1.5:\(scorer.name)"
+                XCTAssertNoThrow(try KVPolicyCatalog.make(name, budget: .tokens(64)), name)
             }
         }
-        for bad in ["AdaKV:Nope", "Nope:SnapKV", "AdaKV:", ":SnapKV"] {
+        XCTAssertEqual(try KVPolicyCatalog.entry(named: "dmspress@-4:knormpress").name, "DMS@-4:Knorm")
+        XCTAssertEqual(try KVPolicyCatalog.entry(named: "DMS@0.25:TOVA").kvpressName, "DMSPress(TOVAPress)")
+        XCTAssertFalse(try KVPolicyCatalog.entry(named: "DMS@0.25:TOVA").holdsBudget)
+        for bad in ["AdaKV:Nope", "Nope:SnapKV", "AdaKV:", ":SnapKV", "DMS:Knorm", "DMS@x:Knorm", "DMS@inf:Knorm", "AdaKV@2:SnapKV"] {
             XCTAssertThrowsError(try KVPolicyCatalog.entry(named: bad), bad) { error in
                 guard case KVError.invalidParameter(_, _, let expected) = error else { return XCTFail("\(error)") }
-                XCTAssertTrue(expected.contains("WRAPPER:INNER"), expected)
+                XCTAssertTrue(expected.contains(":INNER"), expected)
             }
         }
     }
