@@ -49,6 +49,8 @@ expect 2 "kvcompress: --top-p expects a number in (0, 1], got '0'" -- generate -
 expect 2 "kvcompress: --threads expects an integer in 1...4096, got '0'" -- generate --prompt hi --threads 0
 expect 2 "kvcompress: --policy: unknown policy 'Nope'" -- generate --prompt hi --policy Nope
 expect 2 "kvcompress: --policy: unknown policy 'AdaKV:Nope'" -- generate --prompt hi --policy AdaKV:Nope
+expect 2 "expected DMS@THRESHOLD:INNER" -- generate --prompt hi --policy DMS:Knorm
+expect 2 "a KVzap surrogate for this model" -- generate --prompt hi --policy DMS@-4:KVzap
 expect 2 "kvcompress: --window applies to --policy StreamingLLM only" -- generate --prompt hi --policy SnapKV --window 100
 expect 2 "kvcompress: --ratio and --window exclude each other" -- generate --prompt hi --policy StreamingLLM --window 100 --ratio 0.5
 expect 2 "kvcompress: --window expects an integer in 1...2147483647, got '0'" -- generate --prompt hi --policy StreamingLLM --window 0

@@ -69,12 +69,13 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
 import kvpress
 from kvpress import (AdaKVPress, BlockPress, CapPress, ChunkKVPress, ChunkPress, CompactorPress, CriticalAdaKVPress,
-                     CriticalKVPress, CURPress, EntropyGatedChunkKVPress, ExpectedAttentionPress, FinchPress,
+                     CriticalKVPress, CURPress, DMSPress, EntropyGatedChunkKVPress, ExpectedAttentionPress, FinchPress,
                      KeyDiffPress, KeyRerotationPress, KnormPress, KVComposePress, KVgradPress, KVzipPress,
                      LagKVPress, LeverageScorePress, MergingPress, NonCausalAttnPress, ObservedAttentionPress,
                      PyramidKVPress, RandomPress, SimLayerKVPress, SnapKVPress, StreamingLLMPress, ThinKPress,
                      TOVAPress)
 import kvpress.presses.kvzip_press as kvzip_module
+from kvpress.presses.kvzap_press import KVzapModel, KVzapPress
 
 KVPRESS_VERSION = getattr(kvpress, "__version__", None)
 if KVPRESS_VERSION is None:
@@ -84,6 +85,7 @@ if KVPRESS_VERSION is None:
 # --------------------------------------------------------------------------------------------------
 # Presses. Each entry: name -> (factory(ratio) -> press, attention implementation, options).
 #   kind: "tokens" (default) | "channels" (ThinK) | "lazy" (SimLayerKV: no ratio, a threshold)
+#         | "threshold" (DMS: no ratio, its `thresholds` instead; threshold_gap stored)
 #   rng: the press draws from torch's global RNG (runs are seeded with torch.manual_seed(seed))
 # --------------------------------------------------------------------------------------------------
 
@@ -139,7 +141,21 @@ PRESSES = {
                                               ref_attn="eager"),
     "KVgradPress": _spec(lambda r: KVgradPress(compression_ratio=r)),
     "SimLayerKVPress": _spec(lambda t: SimLayerKVPress(lazy_threshold=t), kind="lazy"),
+    "DMSPress(KnormPress)": _spec(lambda t: DMSPress(KnormPress(), threshold=t), kind="threshold", thresholds=[-19.0]),
+    "DMSPress(KVzapPress(linear))": _spec(lambda t: DMSPress(kvzap("linear"), threshold=t), kind="threshold",
+                                          thresholds=[0.0]),
+    "DMSPress(KVzapPress(mlp))": _spec(lambda t: DMSPress(kvzap("mlp"), threshold=t), kind="threshold", thresholds=[0.0]),
 }
+# KVzapPress loads nvidia/KVzap-<type>-<model> from the Hub; none exists for SmolLM2, so it gets the seeded
+# stand-ins of Scripts/kvzap_fixture.py (same format) from --kvzap-dir.
+KVZAP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "KVModelTests", "Fixtures")
+
+
+def kvzap(model_type):
+    press = KVzapPress(model_type=model_type)
+    press.kvzap_model = KVzapModel.from_pretrained(os.path.join(KVZAP_DIR, f"kvzap-{model_type}"))
+    press.post_init_from_model = lambda model: None  # keep the stand-in (no Hub download)
+    return press
 # Not run by default (to keep the fixture small; pass them with --presses): RandomPress without a seed
 # draws from torch's global RNG (reproducible only through torch.manual_seed and torch's generator);
 # KVComposePress(structured=False) leaves its replayed copy of the context in the cache (2L entries,
@@ -339,6 +355,8 @@ def main():
                              "n_question_tokens)")
     parser.add_argument("--simlayerkv-thresholds", default=SIMLAYERKV_THRESHOLDS,
                         help=f"SimLayerKVPress lazy thresholds, used instead of --ratios (default {SIMLAYERKV_THRESHOLDS})")
+    parser.add_argument("--kvzap-dir", default=None,
+                        help="directory with kvzap-linear/ and kvzap-mlp/ (default Tests/KVModelTests/Fixtures)")
     parser.add_argument("--value-norm-layers", default=VALUE_NORM_LAYERS,
                         help=f"MergingPress: layers whose kept value-row norms are stored (default {VALUE_NORM_LAYERS})")
     parser.add_argument("--value-norm-ratios", default=VALUE_NORM_RATIOS,
@@ -352,6 +370,9 @@ def main():
     parser.add_argument("--list", action="store_true", help="list the press names and exit")
     args = parser.parse_args()
 
+    if args.kvzap_dir:
+        global KVZAP_DIR
+        KVZAP_DIR = args.kvzap_dir
     if args.list:
         print("\n".join(PRESSES))
         return
@@ -638,7 +659,13 @@ def main():
                 flat = sorted({c for layer in counts for c in layer})
                 result["n_kept"] = flat[0] if len(flat) == 1 else counts
                 result["cache_lengths"] = lengths if len(set(lengths)) > 1 else lengths[0]
-                gaps, ties = score_gaps(capture, kept)
+                gaps, ties = score_gaps(capture, kept) if spec.get("kind") != "threshold" else (None, None)
+                if spec.get("kind") == "threshold":
+                    # DMS judges every position but the last sliding_window_size by score < threshold: the
+                    # smallest |score - threshold| among them per head says how near a tie each head came
+                    judged = L - press.sliding_window_size
+                    result["threshold_gap"] = [[float((capture.scores[l][0, h, :judged] - ratio).abs().min())
+                                                for h in range(n_kv)] for l in range(n_layers)]
                 if gaps is not None:
                     result["score_gap"] = gaps
                     result["boundary_ties"] = ties
@@ -712,7 +739,8 @@ def main():
                 "answer_ids/answer: greedy continuation "
                 "decoded after the compressed prefill}. kept_channels[press][ratio] = [layer][kv_head] -> sorted "
                 "key channels ThinKPress keeps (the others are zeroed). For SimLayerKVPress the 'ratio' key is "
-                "the lazy_threshold. quirks: kvpress behaviours a reimplementation must copy; skipped: presses not run."),
+                "the lazy_threshold; for DMSPress it is the threshold, and threshold_gap: [layer][kv_head] the smallest "
+                "|score - threshold| over the positions DMS judged (all but the last sliding_window_size). quirks: kvpress behaviours a reimplementation must copy; skipped: presses not run."),
         prompt=(os.path.basename(args.ids) + f" ({L} ids prefilled in one pass, press applied to each layer "
                 "right after its attention, float32 CPU, GGUF dequantized to float32)"),
         kvpress_version=KVPRESS_VERSION,
@@ -728,6 +756,8 @@ def main():
     out["full_cache_answer"] = tokenizer.decode(out["full_cache_answer_ids"])
 
     def press_ratios_of(spec):
+        if spec.get("kind") == "threshold":
+            return spec["thresholds"]
         return [float(t) for t in args.simlayerkv_thresholds.split(",")] if spec.get("kind") == "lazy" else ratios
 
     regenerated = {(n, f"{r:g}") for n in names for r in press_ratios_of(PRESSES[n])}
@@ -764,15 +794,14 @@ def main():
             out["notes"]["failed"] = failed
     for press_name in names:
         spec = PRESSES[press_name]
-        press_ratios = [float(t) for t in args.simlayerkv_thresholds.split(",")] if spec.get("kind") == "lazy" \
-            else ratios
+        press_ratios = press_ratios_of(spec)
         for ratio in press_ratios:
             key = f"{ratio:g}"
             print(f"{press_name} @ {key} ...", end=" ", flush=True)
             try:
                 use_seeds = seeds if spec.get("rng") else [None]
                 result = run(press_name, spec, ratio, seed=use_seeds[0],
-                             want_answer=ratio in answer_ratios or spec.get("kind") == "lazy")
+                             want_answer=ratio in answer_ratios or spec.get("kind") in ("lazy", "threshold"))
                 if use_seeds[0] is not None:
                     result["torch_manual_seed"] = use_seeds[0]
                     overlaps = []

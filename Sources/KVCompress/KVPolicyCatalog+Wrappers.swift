@@ -79,6 +79,8 @@ extension KVPolicyCatalog {
         ScorerEntry(name: "Cap", kvpressName: "CapPress") { () throws(KVError) in try CapScorer() },
         ScorerEntry(name: "LeverageScore", kvpressName: "LeverageScorePress") { () throws(KVError) in try LeverageScoreScorer() },
         ScorerEntry(name: "Compactor", kvpressName: "CompactorPress") { () throws(KVError) in try CompactorScorer() },
+        ScorerEntry(name: "KVzap", kvpressName: "KVzapPress") { (patterns: KVHeadPatterns) throws(KVError) in
+            KVzapScorer(surrogate: try patterns.requireKVzap()) },
     ]
 
     /// The policies that take any scorer: `AdaKV:ExpectedAttention`, `ChunkKVPress:TOVA`, ...

@@ -132,6 +132,10 @@ public enum KVPolicyCatalog {
         Entry(name: "QFilter", kvpressName: "QFilterPress",
               summary: "keys most aligned with the head's dominant query direction (the model's calibrated filters)") {
             b, s, p throws(KVError) in try QFilter(filters: try p.requireQFilters(), budget: b, schedule: s) },
+        Entry(name: "KVzap", kvpressName: "KVzapPress",
+              summary: "entries a trained surrogate rates highest from their hidden states (needs --kvzap DIR)") {
+            b, s, p throws(KVError) in
+            ScoredPolicy(scorer: KVzapScorer(surrogate: try p.requireKVzap()), selector: try UniformSelector(budget: b), schedule: s) },
         Entry(name: "KVzip", kvpressName: "KVzipPress",
               summary: "entries the model attends to most while repeating the prompt; one ranking over all layers and heads",
               inDefaultEvaluation: false) {

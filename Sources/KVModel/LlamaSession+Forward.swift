@@ -48,12 +48,13 @@ extension LlamaSession {
             s.qPre.update(from: s.q, count: n * hidden)
             model.rope.apply(to: s.q, tokens: n, heads: c.heads, positions: s.positions)
             model.rope.apply(to: s.k, tokens: n, heads: c.kvHeads, positions: s.positions)
+            let inputs = KVAttentionInputs(values: s.xn, width: hidden)
             if let shared {
                 try shared.attend(layer: l, lead: compressor, step: step, queries: s.q, preRoPEQueries: s.qPre,
-                                  keys: s.k, values: s.v, output: s.attn)
+                                  keys: s.k, values: s.v, output: s.attn, attentionInputs: inputs)
             } else {
                 try compressor.attend(layer: l, step: step, queries: s.q, preRoPEQueries: s.qPre, keys: s.k, values: s.v,
-                                      output: s.attn)
+                                      output: s.attn, attentionInputs: inputs)
             }
             project(s.attn, [(w.wo, s.xn)])
             kvk_axpy_f32(1, s.xn, s.x, n * hidden)

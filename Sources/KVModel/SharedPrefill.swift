@@ -43,7 +43,7 @@ final class SharedPass {
     /// their own see the lead's attention, as every follower does), then the lead's and every follower's policy hook.
     func attend(layer l: Int, lead: KVCompressor, step: KVStep, queries: UnsafePointer<Float>,
                 preRoPEQueries: UnsafePointer<Float>, keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
-                output: UnsafeMutablePointer<Float>) throws(KVError) {
+                output: UnsafeMutablePointer<Float>, attentionInputs: KVAttentionInputs) throws(KVError) {
         try lead.append(layer: l, step: step, keys: keys, values: values)
         for (f, s) in zip(followers, steps) { try f.append(layer: l, step: s, keys: keys, values: values) }
         let parts = lead.cache.headParts(layer: l)
@@ -65,10 +65,10 @@ final class SharedPass {
         let sums: [[Float]]? = needSums
             ? counts.indices.map { m in Array(flat[(m * stride)..<(m * stride + counts[m])]) } : nil
         try lead.afterAttention(layer: l, step: step, queries: queries, preRoPEQueries: preRoPEQueries,
-                                attentionColumnSums: lead.needsAttentionColumnSums ? sums : nil)
+                                attentionColumnSums: lead.needsAttentionColumnSums ? sums : nil, attentionInputs: attentionInputs)
         for (f, s) in zip(followers, steps) {
             try f.afterAttention(layer: l, step: s, queries: queries, preRoPEQueries: preRoPEQueries,
-                                 attentionColumnSums: f.needsAttentionColumnSums ? sums : nil)
+                                 attentionColumnSums: f.needsAttentionColumnSums ? sums : nil, attentionInputs: attentionInputs)
         }
         lastQueries[l] = Array(UnsafeBufferPointer(start: queries + (n - 1) * width, count: width))
     }

@@ -15,14 +15,18 @@ enum KeptCommand {
       --policy NAME     a policy or kvpress class name (SnapKVPress, StreamingLLMPress, KnormPress,
                         TOVAPress, ExpectedAttentionPress, ObservedAttentionPress, PyramidKVPress,
                         KeyDiffPress, AdaKVPress); 'list' prints them all
-      --ratio R         fraction of the entries removed, in [0, 1)
+                        or WRAPPER:INNER (ChunkKVPress:SnapKVPress; DMSPress@-19:KnormPress, the
+                        threshold after '@')
+      --ratio R         fraction of the entries removed, in [0, 1) (not needed by the policies that hold
+                        no budget: SimLayerKV, DMS; the JSON key is then "none")
+      --kvzap DIR       KVzap's surrogate (config.json + model.safetensors) for KVzap and WRAPPER:KVzap
       --prompt-ids FILE a JSON array of token ids, or an object with a 'prompt_ids' array
       --out FILE        where the JSON goes (checked for writing before any work)
     """
 
     static func run(_ arguments: ArraySlice<String>) throws {
         let o = try CommandLineOptions(arguments, valued: ["--policy", "--ratio", "--model", "--prompt-ids", "--out",
-                                                                  "--duo-pattern", "--razor-heads", "--qfilters"],
+                                                                  "--duo-pattern", "--razor-heads", "--qfilters", "--kvzap"],
                                        boolean: [])
         if o.wantsHelp { print(usage); return }
         guard let name = o.string("--policy") else {
@@ -32,19 +36,21 @@ enum KeptCommand {
             printCatalog()
             return
         }
-        guard let ratioText = o.string("--ratio") else {
-            throw CommandLineOptions.UsageError(description: "kept needs --ratio R (fraction of entries removed, 0 <= R < 1)")
-        }
-        let ratio = try o.double("--ratio", default: 0, expected: "a fraction in [0, 1)") { $0 >= 0 && $0 < 1 }
         guard let idsPath = o.string("--prompt-ids") else {
             throw CommandLineOptions.UsageError(description: "kept needs --prompt-ids FILE")
         }
         guard let outPath = o.string("--out") else {
             throw CommandLineOptions.UsageError(description: "kept needs --out FILE")
         }
-        guard let entry = try? KVPolicyCatalog.entry(named: name) else {
-            throw CommandLineOptions.UsageError(description: "--policy: unknown policy '\(name)'; run 'kvcompress kept --policy list'")
+        let entry: KVPolicyCatalog.Entry
+        do { entry = try KVPolicyCatalog.entry(named: name) } catch {
+            throw CommandLineOptions.UsageError(description: SessionOptions.policyMessage(name, error) + " (run 'kvcompress kept --policy list')")
         }
+        // Policies that hold no budget (SimLayerKV's threshold, DMS@T) need no ratio.
+        guard let ratioText = o.string("--ratio") ?? (entry.holdsBudget ? nil : "none") else {
+            throw CommandLineOptions.UsageError(description: "kept needs --ratio R (fraction of entries removed, 0 <= R < 1)")
+        }
+        let ratio = try o.double("--ratio", default: 0, expected: "a fraction in [0, 1)") { $0 >= 0 && $0 < 1 }
         let policy = try entry.make(.compressionRatio(ratio), .prefill, patterns: try SessionOptions.headPatterns(o))
         try checkWritable(outPath)
         let ids = try PromptIDs.load(path: idsPath)

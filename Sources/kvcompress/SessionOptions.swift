@@ -4,7 +4,7 @@ import KVModel
 /// The options `generate` and `perplexity` share: the model, how it computes, and the cache policy.
 struct SessionOptions {
     static let valued: Set<String> = ["--model", "--threads", "--chunk", "--policy", "--ratio", "--sinks", "--window",
-                                      "--cache", "--keys", "--values", "--duo-pattern", "--razor-heads", "--qfilters"]
+                                      "--cache", "--keys", "--values", "--duo-pattern", "--razor-heads", "--qfilters", "--kvzap"]
     static let boolean: Set<String> = ["--exact", "--reposition"]
 
     /// Their usage text.
@@ -31,6 +31,9 @@ struct SessionOptions {
                                 `kvcompress calibrate razor` makes them)
           --qfilters FILE       QFilter's filters (default: shipped for the default model; `kvcompress
                                 calibrate qfilter` makes them)
+          --kvzap DIR           KVzap's trained surrogate (config.json + model.safetensors, as published
+                                as nvidia/KVzap-mlp-<model>; none exists for the default model). Use it as
+                                --policy KVzap --ratio R, or DMS@-4:KVzap (evict below -4, no budget)
           --keys FORMAT         the keys' format alone (overrides --cache for the keys)
           --values FORMAT       the values' format alone (overrides --cache for the values)
     """
@@ -79,6 +82,12 @@ struct SessionOptions {
         return type
     }
 
+    /// "unknown policy 'NAME': expected ..." from the catalog's error.
+    static func policyMessage(_ name: String, _ error: KVError) -> String {
+        guard case let .invalidParameter(_, _, expected) = error else { return "--policy: \(error)" }
+        return "--policy: unknown policy '\(name)': expected \(expected)"
+    }
+
     private static func policy(_ o: CommandLineOptions) throws -> (any KVCachePolicy, String) {
         let streamingFlags = ["--sinks", "--window"].filter { o.string($0) != nil } + (o.has("--reposition") ? ["--reposition"] : [])
         guard let name = o.string("--policy") else {
@@ -91,10 +100,7 @@ struct SessionOptions {
         do {
             entry = try KVPolicyCatalog.entry(named: name)
         } catch {
-            throw CommandLineOptions.UsageError(description: "--policy: unknown policy '\(name)'; known: "
-                + KVPolicyCatalog.entries.map(\.name).joined(separator: ", ") + " (or a kvpress class name, e.g. SnapKVPress), "
-                + "or WRAPPER:INNER with WRAPPER one of " + KVPolicyCatalog.wrappers.map(\.name).joined(separator: ", ")
-                + " and INNER one of " + KVPolicyCatalog.scorers.map(\.name).joined(separator: ", "))
+            throw CommandLineOptions.UsageError(description: policyMessage(name, error))
         }
         let ratio = try o.double("--ratio", default: 0.5, expected: "a fraction in [0, 1)") { $0 >= 0 && $0 < 1 }
         guard entry.name == "StreamingLLM" else {
@@ -102,7 +108,7 @@ struct SessionOptions {
                 throw CommandLineOptions.UsageError(description: "\(flag) applies to --policy StreamingLLM only")
             }
             return (try entry.make(.compressionRatio(ratio), .prefill, patterns: try headPatterns(o)),
-                    "\(entry.name) ratio \(ratio)")
+                    entry.holdsBudget ? "\(entry.name) ratio \(ratio)" : entry.name)
         }
         let sinks = try o.int("--sinks", default: 4, in: 0...Int(Int32.max))
         let reposition = o.has("--reposition")
@@ -136,6 +142,7 @@ struct SessionOptions {
         if let dir = o.string("--duo-pattern") { patterns.duo = try HeadPatternFiles.loadDuo(directory: dir) }
         if let file = o.string("--razor-heads") { patterns.razor = try HeadPatternFiles.loadRazor(path: file) }
         if let file = o.string("--qfilters") { patterns.qFilters = try HeadPatternFiles.loadQFilters(path: file) }
+        if let dir = o.string("--kvzap") { patterns.kvzap = try KVzapSurrogate(directory: dir) }
         return patterns
     }
 }

@@ -8,12 +8,27 @@ public struct KVHeadPatterns: Sendable, Equatable {
     public var razor: RazorHeads?
     /// QFilter's filters, if known.
     public var qFilters: QFilters?
+    /// KVzap's surrogate, if known (none ships: load a published one with ``KVzapSurrogate/init(directory:)``).
+    public var kvzap: KVzapSurrogate?
 
     /// Creates a set of patterns (none by default).
-    public init(duo: DuoAttentionPattern? = nil, razor: RazorHeads? = nil, qFilters: QFilters? = nil) {
+    public init(duo: DuoAttentionPattern? = nil, razor: RazorHeads? = nil, qFilters: QFilters? = nil, kvzap: KVzapSurrogate? = nil) {
         self.duo = duo
         self.razor = razor
         self.qFilters = qFilters
+        self.kvzap = kvzap
+    }
+
+    /// KVzap's surrogate.
+    /// - Throws: `KVError.invalidParameter` saying how to get one when there is none.
+    public func requireKVzap() throws(KVError) -> KVzapSurrogate {
+        guard let kvzap else {
+            throw .invalidParameter(name: "pattern", value: "none",
+                                    expected: "a KVzap surrogate for this model (a trained network: download nvidia/KVzap-mlp-<model> "
+                                        + "or -linear-<model> from Hugging Face and pass its directory, kvcompress --kvzap DIR; "
+                                        + "none is published for the default model)")
+        }
+        return kvzap
     }
 
     /// QFilter's filters.

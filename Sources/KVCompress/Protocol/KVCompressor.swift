@@ -220,12 +220,13 @@ public final class KVCompressor {
     ///   - keys: post-RoPE f32 keys, token `t`, KV head `m` at `keys + (t * kvHeads + m) * headDim`.
     ///   - values: f32 values, same layout as `keys`.
     ///   - output: the attention output, same layout as `queries`.
+    ///   - attentionInputs: the tokens' normed hidden states (KVzap reads them), or nil.
     /// - Throws: `KVError.invalidState` for a stale step or a layer out of order; whatever the
     ///   policy throws.
     /// - Complexity: O(heads x tokens x cached entries x headDim).
     public func attend(layer: Int, step: KVStep, queries: UnsafePointer<Float>, preRoPEQueries: UnsafePointer<Float>?,
                        keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
-                       output: UnsafeMutablePointer<Float>) throws(KVError) {
+                       output: UnsafeMutablePointer<Float>, attentionInputs: KVAttentionInputs? = nil) throws(KVError) {
         try append(layer: layer, step: step, keys: keys, values: values)
         let parts = cache.headParts(layer: layer)
         let counts = parts.map { $0.reduce(0) { $0 + $1.count } }
@@ -247,7 +248,7 @@ public final class KVCompressor {
             counts.indices.map { m in Array(UnsafeBufferPointer(start: f + m * stride, count: counts[m])) }
         }
         try afterAttention(layer: layer, step: step, queries: queries, preRoPEQueries: preRoPEQueries,
-                           attentionColumnSums: columnSumArrays)
+                           attentionColumnSums: columnSumArrays, attentionInputs: attentionInputs)
     }
 
     /// Appends the step's keys and values to `layer` at the step's positions (for a host that
@@ -274,12 +275,14 @@ public final class KVCompressor {
     ///   - attentionColumnSums: the attention column sums per KV head and cache row (see
     ///     ``KVLayerContext/attentionColumnSums``), or nil (policies that need them probe the
     ///     attention instead, which costs about as much as the attention).
+    ///   - attentionInputs: the tokens' normed hidden states, or nil.
     /// - Throws: `KVError.invalidState` for a stale step or a layer out of order;
     ///   `.shapeMismatch` when the column sums do not hold one value per cache row of every KV
     ///   head; whatever the policy throws.
     public func afterAttention(layer: Int, step: KVStep, queries: UnsafePointer<Float>,
                                preRoPEQueries: UnsafePointer<Float>?,
-                               attentionColumnSums: [[Float]]? = nil) throws(KVError) {
+                               attentionColumnSums: [[Float]]? = nil,
+                               attentionInputs: KVAttentionInputs? = nil) throws(KVError) {
         try check(step, layer: layer, appended: true)
         if let sums = attentionColumnSums {
             let counts = (0..<shape.kvHeads).map { cache.count(layer: layer, head: $0) }
@@ -294,7 +297,7 @@ public final class KVCompressor {
                                          positions: p.baseAddress!, tokenCount: p.count, totalLength: step.endPosition,
                                          isFirstChunk: step.isFirstChunk, isLastChunk: step.isLastChunk, cache: cache,
                                          pool: pool, attentionColumnSums: attentionColumnSums,
-                                         outputProjection: outputProjection)
+                                         outputProjection: outputProjection, attentionInputs: attentionInputs)
             switch step.phase {
             case .prefill:
                 zipCache?.observePrompt(context)

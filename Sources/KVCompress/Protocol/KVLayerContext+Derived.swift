@@ -41,7 +41,8 @@ extension KVLayerContext {
         KVLayerContext(layer: layer, shape: shape, phase: phase, queries: queries, preRoPEQueries: preRoPEQueries,
                        queryTokenStride: queryTokenStride, positions: positions, tokenCount: tokenCount,
                        totalLength: totalLength, isFirstChunk: isFirstChunk, isLastChunk: isLastChunk, cache: cache ?? self.cache,
-                       pool: pool, attentionColumnSums: nil, outputProjection: outputProjectionProvider)
+                       pool: pool, attentionColumnSums: nil, outputProjection: outputProjectionProvider,
+                       attentionInputs: attentionInputs)
     }
 
     /// The scores a fresh `scorer` gives the rows `rows[m]` of each head, scored as a cache of their

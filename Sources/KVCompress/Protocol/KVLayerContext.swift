@@ -42,6 +42,9 @@ public struct KVLayerContext {
     /// scorers (``H2O``, ``ObservedAttentionScorer``) use them instead of probing the attention
     /// again; they are only worth producing when ``KVCachePolicy/needsAttentionColumnSums`` is true.
     public let attentionColumnSums: [[Float]]?
+    /// The tokens' attention inputs (the normed hidden states), when the host provides them (nil
+    /// otherwise; scorers that need them throw `KVError.invalidParameter`).
+    public let attentionInputs: KVAttentionInputs?
     /// Where ``outputProjection()`` comes from (the host's ``KVCompressor/outputProjection``).
     let outputProjectionProvider: (@Sendable (Int) -> KVOutputProjection)?
 
@@ -50,7 +53,8 @@ public struct KVLayerContext {
                 preRoPEQueries: UnsafePointer<Float>?, queryTokenStride: Int, positions: UnsafePointer<Int32>,
                 tokenCount: Int, totalLength: Int, isFirstChunk: Bool, isLastChunk: Bool, cache: KVCache,
                 pool: ThreadPool?, attentionColumnSums: [[Float]]? = nil,
-                outputProjection: (@Sendable (_ layer: Int) -> KVOutputProjection)? = nil) {
+                outputProjection: (@Sendable (_ layer: Int) -> KVOutputProjection)? = nil,
+                attentionInputs: KVAttentionInputs? = nil) {
         precondition(layer >= 0 && layer < shape.layers, "layer \(layer) out of 0..<\(shape.layers)")
         precondition(tokenCount >= 1, "a hook needs at least one token")
         precondition(queryTokenStride >= shape.heads * shape.headDim, "query token stride too small")
@@ -73,6 +77,7 @@ public struct KVLayerContext {
         self.pool = pool
         self.attentionColumnSums = attentionColumnSums
         outputProjectionProvider = outputProjection
+        self.attentionInputs = attentionInputs
     }
 
     /// This layer's attention output projection `W_o`, which output-aware selection
