@@ -59,6 +59,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
+import numpy as np
 import torch
 
 torch.set_num_threads(1)
@@ -69,7 +70,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
 import kvpress
 from kvpress import (AdaKVPress, BlockPress, CapPress, ChunkKVPress, ChunkPress, CompactorPress, CriticalAdaKVPress,
-                     CriticalKVPress, CURPress, DMSPress, EntropyGatedChunkKVPress, ExpectedAttentionPress, FinchPress,
+                     CriticalKVPress, CURPress, DMSPress, EntropyGatedChunkKVPress, LUKVPress, ExpectedAttentionPress, FinchPress,
                      KeyDiffPress, KeyRerotationPress, KnormPress, KVComposePress, KVgradPress, KVzipPress,
                      LagKVPress, LeverageScorePress, MergingPress, NonCausalAttnPress, ObservedAttentionPress,
                      PyramidKVPress, RandomPress, SimLayerKVPress, SnapKVPress, StreamingLLMPress, ThinKPress,
@@ -145,16 +146,24 @@ PRESSES = {
     "DMSPress(KVzapPress(linear))": _spec(lambda t: DMSPress(kvzap("linear"), threshold=t), kind="threshold",
                                           thresholds=[0.0]),
     "DMSPress(KVzapPress(mlp))": _spec(lambda t: DMSPress(kvzap("mlp"), threshold=t), kind="threshold", thresholds=[0.0]),
+    "LUKVPress": _spec(lambda r: lukv(r)),
 }
-# KVzapPress loads nvidia/KVzap-<type>-<model> from the Hub; none exists for SmolLM2, so it gets the seeded
-# stand-ins of Scripts/kvzap_fixture.py (same format) from --kvzap-dir.
-KVZAP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "KVModelTests", "Fixtures")
+# KVzapPress loads nvidia/KVzap-<type>-<model> from the Hub and LUKVPress a budget curve from LU-KV's repository;
+# none exists for SmolLM2, so they get the seeded stand-ins of Scripts/artifact_stand_ins.py (same formats) from
+# --artifact-dir.
+ARTIFACT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "KVModelTests", "Fixtures")
 
 
 def kvzap(model_type):
     press = KVzapPress(model_type=model_type)
-    press.kvzap_model = KVzapModel.from_pretrained(os.path.join(KVZAP_DIR, f"kvzap-{model_type}"))
+    press.kvzap_model = KVzapModel.from_pretrained(os.path.join(ARTIFACT_DIR, f"kvzap-{model_type}"))
     press.post_init_from_model = lambda model: None  # keep the stand-in (no Hub download)
+    return press
+
+
+def lukv(ratio):
+    press = LUKVPress(compression_ratio=ratio)  # ExpectedAttentionPress(epsilon=2e-2), sink 4, window 1
+    press._budget_curves = np.load(os.path.join(ARTIFACT_DIR, "lukv-curve.npy"))  # loaded: no download
     return press
 # Not run by default (to keep the fixture small; pass them with --presses): RandomPress without a seed
 # draws from torch's global RNG (reproducible only through torch.manual_seed and torch's generator);
@@ -355,8 +364,8 @@ def main():
                              "n_question_tokens)")
     parser.add_argument("--simlayerkv-thresholds", default=SIMLAYERKV_THRESHOLDS,
                         help=f"SimLayerKVPress lazy thresholds, used instead of --ratios (default {SIMLAYERKV_THRESHOLDS})")
-    parser.add_argument("--kvzap-dir", default=None,
-                        help="directory with kvzap-linear/ and kvzap-mlp/ (default Tests/KVModelTests/Fixtures)")
+    parser.add_argument("--artifact-dir", default=None,
+                        help="directory with kvzap-linear/, kvzap-mlp/ and lukv-curve.npy (default Tests/KVModelTests/Fixtures)")
     parser.add_argument("--value-norm-layers", default=VALUE_NORM_LAYERS,
                         help=f"MergingPress: layers whose kept value-row norms are stored (default {VALUE_NORM_LAYERS})")
     parser.add_argument("--value-norm-ratios", default=VALUE_NORM_RATIOS,
@@ -370,9 +379,9 @@ def main():
     parser.add_argument("--list", action="store_true", help="list the press names and exit")
     args = parser.parse_args()
 
-    if args.kvzap_dir:
-        global KVZAP_DIR
-        KVZAP_DIR = args.kvzap_dir
+    if args.artifact_dir:
+        global ARTIFACT_DIR
+        ARTIFACT_DIR = args.artifact_dir
     if args.list:
         print("\n".join(PRESSES))
         return

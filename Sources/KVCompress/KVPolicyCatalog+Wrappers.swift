@@ -38,20 +38,22 @@ extension KVPolicyCatalog {
         public let parameter: String?
         /// Whether the policy holds the budget it is given (see ``Entry/holdsBudget``).
         public let holdsBudget: Bool
-        /// Builds the policy around a scorer (with the `@VALUE` number when ``parameter`` is not nil).
-        public let build: @Sendable (any KVScorer, KVBudget, KVSchedule, Double?) throws(KVError) -> any KVCachePolicy
+        /// Builds the policy around a scorer (with the `@VALUE` number when ``parameter`` is not nil,
+        /// and the model's artifacts, which LU-KV's curve comes from).
+        public let build: @Sendable (any KVScorer, KVBudget, KVSchedule, Double?, KVHeadPatterns) throws(KVError) -> any KVCachePolicy
 
         /// Creates an entry for a wrapper that holds its budget and takes no number.
         public init(name: String, kvpressName: String?, summary: String,
                     make: @escaping @Sendable (any KVScorer, KVBudget, KVSchedule) throws(KVError) -> any KVCachePolicy) {
             self.init(name: name, kvpressName: kvpressName, summary: summary, parameter: nil) {
-                scorer, budget, schedule, _ throws(KVError) in try make(scorer, budget, schedule)
+                scorer, budget, schedule, _, _ throws(KVError) in try make(scorer, budget, schedule)
             }
         }
 
         /// Creates an entry for a wrapper that takes a number (`parameter`, required in its names).
         public init(name: String, kvpressName: String?, summary: String, parameter: String?, holdsBudget: Bool = true,
-                    build: @escaping @Sendable (any KVScorer, KVBudget, KVSchedule, Double?) throws(KVError) -> any KVCachePolicy) {
+                    build: @escaping @Sendable (any KVScorer, KVBudget, KVSchedule, Double?, KVHeadPatterns) throws(KVError)
+                        -> any KVCachePolicy) {
             self.name = name
             self.kvpressName = kvpressName
             self.summary = summary
@@ -122,7 +124,11 @@ extension KVPolicyCatalog {
         WrapperEntry(name: "DMS", kvpressName: "DMSPress",
                      summary: "entries whose inner score is below the threshold evicted once 128 newer ones follow; "
                         + "no budget (DMS@THRESHOLD:INNER)", parameter: "threshold", holdsBudget: false) {
-            scorer, _, schedule, threshold throws(KVError) in try dms(scorer, Float(threshold ?? 0), schedule) },
+            scorer, _, schedule, threshold, _ throws(KVError) in try dms(scorer, Float(threshold ?? 0), schedule) },
+        WrapperEntry(name: "LUKV", kvpressName: "LUKVPress",
+                     summary: "per-head shares from the model's LU-KV budget curve (--lukv-curve), filled by the inner scorer",
+                     parameter: nil) {
+            scorer, budget, schedule, _, patterns throws(KVError) in try lukv(scorer, budget, schedule, patterns) },
         WrapperEntry(name: "MixedPrecision", kvpressName: nil,
                      summary: "zipcache only: the inner scorer's top entries of each head at 4 bits, the rest at 2, none evicted") {
             scorer, budget, _ throws(KVError) in try mixedPrecision(scorer, try UniformSelector(budget: budget)) },
@@ -163,6 +169,16 @@ extension KVPolicyCatalog {
 
     private static func block<S: KVScorer>(_ s: S, _ b: KVBudget) throws(KVError) -> any KVCachePolicy {
         try Block(scorer: s, budget: b)
+    }
+
+    /// LU-KV around `s` (the budget must be a compression ratio: the curve is indexed by it).
+    static func lukv<S: KVScorer>(_ s: S, _ b: KVBudget, _ schedule: KVSchedule, _ patterns: KVHeadPatterns) throws(KVError)
+        -> any KVCachePolicy {
+        guard case .compressionRatio(let r) = b else {
+            throw .invalidParameter(name: "budget", value: "\(b)", expected: "a compression ratio: LU-KV's curve is indexed by it")
+        }
+        return ScoredPolicy(scorer: s, selector: try LUKVSelector(curve: try patterns.requireLUKV(), compressionRatio: r),
+                            schedule: schedule)
     }
 
     private static func dms<S: KVScorer>(_ s: S, _ threshold: Float, _ schedule: KVSchedule) throws(KVError) -> any KVCachePolicy {
@@ -222,7 +238,7 @@ extension KVPolicyCatalog {
         return Entry(name: "\(wrapper.name)\(suffix):\(inner.name)",
                      kvpressName: wrapper.kvpressName.flatMap { w in inner.kvpressName.map { "\(w)(\($0))" } },
                      summary: "\(wrapper.summary) (\(inner.name))", holdsBudget: wrapper.holdsBudget) { budget, schedule, patterns throws(KVError) in
-            try wrapper.build(try inner.make(patterns: patterns), budget, schedule, value)
+            try wrapper.build(try inner.make(patterns: patterns), budget, schedule, value, patterns)
         }
     }
 }

@@ -136,6 +136,9 @@ public enum KVPolicyCatalog {
               summary: "entries a trained surrogate rates highest from their hidden states (needs --kvzap DIR)") {
             b, s, p throws(KVError) in
             ScoredPolicy(scorer: KVzapScorer(surrogate: try p.requireKVzap()), selector: try UniformSelector(budget: b), schedule: s) },
+        Entry(name: "LUKV", kvpressName: "LUKVPress",
+              summary: "per-head shares from the model's LU-KV budget curve (--lukv-curve) over ExpectedAttention (epsilon 0.02)") {
+            b, s, p throws(KVError) in try lukv(try ExpectedAttentionScorer(epsilon: 0.02), b, s, p) },
         Entry(name: "KVzip", kvpressName: "KVzipPress",
               summary: "entries the model attends to most while repeating the prompt; one ranking over all layers and heads",
               inDefaultEvaluation: false) {

@@ -10,13 +10,29 @@ public struct KVHeadPatterns: Sendable, Equatable {
     public var qFilters: QFilters?
     /// KVzap's surrogate, if known (none ships: load a published one with ``KVzapSurrogate/init(directory:)``).
     public var kvzap: KVzapSurrogate?
+    /// LU-KV's budget curve, if known (none ships: load one with ``LUKVCurve/init(npyPath:)``).
+    public var lukv: LUKVCurve?
 
     /// Creates a set of patterns (none by default).
-    public init(duo: DuoAttentionPattern? = nil, razor: RazorHeads? = nil, qFilters: QFilters? = nil, kvzap: KVzapSurrogate? = nil) {
+    public init(duo: DuoAttentionPattern? = nil, razor: RazorHeads? = nil, qFilters: QFilters? = nil, kvzap: KVzapSurrogate? = nil,
+                lukv: LUKVCurve? = nil) {
         self.duo = duo
         self.razor = razor
         self.qFilters = qFilters
         self.kvzap = kvzap
+        self.lukv = lukv
+    }
+
+    /// LU-KV's budget curve.
+    /// - Throws: `KVError.invalidParameter` saying how to get one when there is none.
+    public func requireLUKV() throws(KVError) -> LUKVCurve {
+        guard let lukv else {
+            throw .invalidParameter(name: "pattern", value: "none",
+                                    expected: "an LU-KV budget curve for this model and scorer (a .npy file of shape [99, layers, "
+                                        + "kv_heads] made by LU-KV's generate_curve.sh; kvcompress --lukv-curve FILE; none is "
+                                        + "published for the default model)")
+        }
+        return lukv
     }
 
     /// KVzap's surrogate.
