@@ -21,7 +21,8 @@ let package = Package(
         ),
         .target(name: "KVCore", dependencies: ["CKVKernels"]),
         .target(name: "KVCompress", dependencies: ["KVCore"]),
-        .target(name: "KVModel", dependencies: ["KVCompress", "KVCore"]),
+        // Resources/: the default model's Expected Attention statistics (kvcompress calibrate expected-attention).
+        .target(name: "KVModel", dependencies: ["KVCompress", "KVCore"], resources: [.copy("Resources/expected-attention-stats")]),
         .executableTarget(name: "kvcompress", dependencies: ["KVModel", "KVCompress", "KVCore"]),
         .executableTarget(
             name: "kvbench",

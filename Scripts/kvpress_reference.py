@@ -76,6 +76,7 @@ from kvpress import (AdaKVPress, BlockPress, CapPress, ChunkKVPress, ChunkPress,
                      PyramidKVPress, RandomPress, SimLayerKVPress, SnapKVPress, StreamingLLMPress, ThinKPress,
                      TOVAPress)
 import kvpress.presses.kvzip_press as kvzip_module
+from kvpress.presses.expected_attention_with_stats import ExpectedAttentionStatsPress
 from kvpress.presses.kvzap_press import KVzapModel, KVzapPress
 
 KVPRESS_VERSION = getattr(kvpress, "__version__", None)
@@ -147,7 +148,11 @@ PRESSES = {
                                           thresholds=[0.0]),
     "DMSPress(KVzapPress(mlp))": _spec(lambda t: DMSPress(kvzap("mlp"), threshold=t), kind="threshold", thresholds=[0.0]),
     "LUKVPress": _spec(lambda r: lukv(r)),
+    "ExpectedAttentionStatsPress": _spec(lambda r: ExpectedAttentionStatsPress(compression_ratio=r, stats_folder=STATS_DIR)),
 }
+# The default model's statistics as KVModel ships them (kvcompress calibrate expected-attention; kvpress's format).
+STATS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Sources", "KVModel", "Resources",
+                         "expected-attention-stats")
 # KVzapPress loads nvidia/KVzap-<type>-<model> from the Hub and LUKVPress a budget curve from LU-KV's repository;
 # none exists for SmolLM2, so they get the seeded stand-ins of Scripts/artifact_stand_ins.py (same formats) from
 # --artifact-dir.

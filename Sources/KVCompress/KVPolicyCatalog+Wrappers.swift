@@ -70,6 +70,8 @@ extension KVPolicyCatalog {
         ScorerEntry(name: "Knorm", kvpressName: "KnormPress") { () throws(KVError) in KnormScorer() },
         ScorerEntry(name: "ExpectedAttention", kvpressName: "ExpectedAttentionPress") { () throws(KVError) in
             try ExpectedAttentionScorer() },
+        ScorerEntry(name: "ExpectedAttentionStats", kvpressName: "ExpectedAttentionStatsPress") { (patterns: KVHeadPatterns) throws(KVError) in
+            try ExpectedAttentionScorer(statistics: try patterns.requireExpectedAttention()) },
         ScorerEntry(name: "ObservedAttention", kvpressName: "ObservedAttentionPress") { () throws(KVError) in
             try ObservedAttentionScorer() },
         ScorerEntry(name: "KeyDiff", kvpressName: "KeyDiffPress") { () throws(KVError) in KeyDiffScorer() },
@@ -157,7 +159,7 @@ extension KVPolicyCatalog {
         -> any KVCachePolicy {
         if let e = s as? ExpectedAttentionScorer, e.useValueNorm {
             let plain = try ExpectedAttentionScorer(futurePositions: e.futurePositions, sinks: e.sinks, useCovariance: e.useCovariance,
-                                                    useValueNorm: false, epsilon: e.epsilon)
+                                                    useValueNorm: false, epsilon: e.epsilon, statistics: e.statistics)
             return try criticalKV(plain, b, schedule, adaptive: adaptive)
         }
         return adaptive ? try CriticalAdaKV(scorer: s, budget: b, schedule: schedule) : try CriticalKV(scorer: s, budget: b, schedule: schedule)
@@ -174,11 +176,11 @@ extension KVPolicyCatalog {
     /// LU-KV around `s` (the budget must be a compression ratio: the curve is indexed by it).
     static func lukv<S: KVScorer>(_ s: S, _ b: KVBudget, _ schedule: KVSchedule, _ patterns: KVHeadPatterns) throws(KVError)
         -> any KVCachePolicy {
+        let curve = try patterns.requireLUKV()
         guard case .compressionRatio(let r) = b else {
             throw .invalidParameter(name: "budget", value: "\(b)", expected: "a compression ratio: LU-KV's curve is indexed by it")
         }
-        return ScoredPolicy(scorer: s, selector: try LUKVSelector(curve: try patterns.requireLUKV(), compressionRatio: r),
-                            schedule: schedule)
+        return ScoredPolicy(scorer: s, selector: try LUKVSelector(curve: curve, compressionRatio: r), schedule: schedule)
     }
 
     private static func dms<S: KVScorer>(_ s: S, _ threshold: Float, _ schedule: KVSchedule) throws(KVError) -> any KVCachePolicy {

@@ -77,6 +77,9 @@ public enum KVPolicyCatalog {
             b, s throws(KVError) in try Knorm(budget: b, schedule: s) },
         Entry(name: "ExpectedAttention", kvpressName: "ExpectedAttentionPress", summary: "attention expected from future queries' statistics") {
             b, s throws(KVError) in try ExpectedAttention(budget: b, schedule: s) },
+        Entry(name: "ExpectedAttentionStats", kvpressName: "ExpectedAttentionStatsPress",
+              summary: "attention expected from the model's offline query statistics (shipped for the default model)") {
+            b, s, p throws(KVError) in try ExpectedAttention(budget: b, statistics: try p.requireExpectedAttention(), schedule: s) },
         Entry(name: "KeyDiff", kvpressName: "KeyDiffPress", summary: "keep keys least similar to the mean key") {
             b, s throws(KVError) in try KeyDiff(budget: b, schedule: s) },
         Entry(name: "AdaKV", kvpressName: "AdaKVPress", summary: "head-adaptive budgets over SnapKV scores") {

@@ -53,15 +53,17 @@ public enum HeadPatternFiles {
     }
 
     /// The patterns shipped for the default model (``ModelStore``'s SmolLM2-135M-Instruct), made by
-    /// `kvcompress calibrate duo|razor|qfilter` with their defaults; the same texts are in the
-    /// repository's `Patterns/SmolLM2-135M-Instruct/`.
+    /// `kvcompress calibrate duo|razor|qfilter` with their defaults (the same texts are in the
+    /// repository's `Patterns/SmolLM2-135M-Instruct/`), and its Expected Attention statistics
+    /// (`calibrate expected-attention`, a resource: nil when the resource bundle is not found).
     public static let defaultModel: KVHeadPatterns = {
         do {
             return KVHeadPatterns(
                 duo: try DuoAttentionPattern(tsv: ShippedPatterns.duoTSV, config: ShippedPatterns.duoConfig,
                                              path: "(shipped DuoAttention pattern)"),
                 razor: try RazorHeads(json: ShippedPatterns.razorJSON, path: "(shipped RazorAttention heads)"),
-                qFilters: try QFilters(tsv: ShippedPatterns.qFiltersTSV, path: "(shipped Q-filters)"))
+                qFilters: try QFilters(tsv: ShippedPatterns.qFiltersTSV, path: "(shipped Q-filters)"),
+                expectedAttention: ShippedResources.directory("expected-attention-stats").flatMap { try? ExpectedAttentionStats(directory: $0) })
         } catch {
             preconditionFailure("the shipped head patterns do not parse: \(error)")
         }

@@ -21,8 +21,9 @@ public struct QFilterCalibration: Sendable {
         guard tokens >= 64, ids.count >= 64 else {
             throw .invalidParameter(name: "text", value: "\(ids.count) tokens", expected: "at least 64 tokens of text")
         }
-        let totals = QueryStatisticsProbe.Totals(layers: c.layers, kvHeads: c.kvHeads, headDim: c.headDim)
-        let session = try LlamaSession(model: model, policy: QueryStatisticsProbe(totals: totals), pool: pool)
+        let totals = QueryStatisticsProbe.Totals(layers: c.layers, groups: c.kvHeads, headDim: c.headDim)
+        let session = try LlamaSession(model: model, policy: QueryStatisticsProbe(totals: totals, perQueryHead: false, skipPositions: 0),
+                                       pool: pool)
         try session.prefillChunks(ids) { (chunk: Range<Int>) throws(KVError) in progress(chunk.upperBound, ids.count) }
         return try QFilters(queryGrams: totals.grams, querySums: totals.sums)
     }

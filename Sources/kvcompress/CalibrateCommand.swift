@@ -2,12 +2,15 @@ import Foundation
 import KVCompress
 import KVModel
 
-/// `kvcompress calibrate duo|razor`: makes a model's head pattern for DuoAttention or RazorAttention.
+/// `kvcompress calibrate duo|razor|qfilter|expected-attention`: makes a model's head pattern for
+/// DuoAttention or RazorAttention, its Q-filters, or its offline Expected Attention statistics.
 enum CalibrateCommand {
     static let usage = """
     kvcompress calibrate duo --out DIR [--model PATH|default] [--threads N]
     kvcompress calibrate razor --out FILE [--model PATH|default] [--threads N]
     kvcompress calibrate qfilter --text FILE --out FILE [--tokens N] [--model PATH|default] [--threads N]
+    kvcompress calibrate expected-attention --text FILE --out DIR [--samples N] [--characters N]
+                                            [--model PATH|default] [--threads N]
 
     duo:   estimates DuoAttention's gate per (layer, KV head): the distillation loss on the final
            hidden states at the answers of synthetic multi-passkey samples when that head alone
@@ -19,34 +22,45 @@ enum CalibrateCommand {
            Writes the head list (JSON) to FILE.
     qfilter: QFilter's filters: the first right singular vector of each KV head's post-RoPE queries
            over the first N tokens (default 4096) of the text FILE. Writes them (TSV) to FILE.
+    expected-attention: ExpectedAttentionStats' query statistics, as kvpress collects them: the text
+           cut into N pieces (default 100) of C characters (default 1000), each prefilled alone; per
+           layer and query head the mean and covariance of the pre-RoPE queries of every token but
+           each piece's first 4. Writes DIR/model.safetensors and DIR/config.json (kvpress's format).
 
       --out DIR|FILE    where the pattern goes
       --model PATH|default  a llama GGUF file, or 'default' (SmolLM2-135M-Instruct)
       --threads N       threads (default: all cores)
       --text FILE       qfilter: the calibration text
       --tokens N        qfilter: tokens of the text used (default 4096)
+      --samples N       expected-attention: pieces of the text (default 100)
+      --characters N    expected-attention: characters per piece (default 1000)
     """
 
     static func run(_ arguments: ArraySlice<String>) throws {
-        let o = try CommandLineOptions(arguments.first == "--help" ? arguments : arguments.dropFirst(), valued: ["--out", "--model", "--threads", "--text", "--tokens"], boolean: [])
+        let o = try CommandLineOptions(arguments.first == "--help" ? arguments : arguments.dropFirst(), valued: ["--out", "--model", "--threads", "--text", "--tokens",
+                                                                                                                                   "--samples", "--characters"], boolean: [])
         if o.wantsHelp || arguments.first == "--help" { print(usage); return }
-        guard let kind = arguments.first, ["duo", "razor", "qfilter"].contains(kind) else {
-            throw CommandLineOptions.UsageError(description: "calibrate needs a method: 'duo', 'razor' or 'qfilter'")
+        guard let kind = arguments.first, ["duo", "razor", "qfilter", "expected-attention"].contains(kind) else {
+            throw CommandLineOptions.UsageError(description: "calibrate needs a method: 'duo', 'razor', 'qfilter' or 'expected-attention'")
         }
         var text: String?
-        if kind == "qfilter" {
+        if kind == "qfilter" || kind == "expected-attention" {
             guard let path = o.string("--text") else {
-                throw CommandLineOptions.UsageError(description: "calibrate qfilter needs --text FILE (a calibration text)")
+                throw CommandLineOptions.UsageError(description: "calibrate \(kind) needs --text FILE (a calibration text)")
             }
             do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
                 throw KVError.io(path: path, reason: error.localizedDescription)
             }
         }
         let tokens = try o.int("--tokens", default: 4096, in: 64...1_000_000)
+        var statistics = ExpectedAttentionCalibration()
+        statistics.samples = try o.int("--samples", default: 100, in: 1...1_000_000)
+        statistics.sampleCharacters = try o.int("--characters", default: 1000, in: 1...100_000_000)
+        let writesDirectory = kind == "duo" || kind == "expected-attention"
         guard let out = o.string("--out") else {
-            throw CommandLineOptions.UsageError(description: "calibrate \(kind) needs --out \(kind == "duo" ? "DIR" : "FILE")")
+            throw CommandLineOptions.UsageError(description: "calibrate \(kind) needs --out \(writesDirectory ? "DIR" : "FILE")")
         }
-        if kind != "duo" { try KeptCommand.checkWritable(out) }
+        if !writesDirectory { try KeptCommand.checkWritable(out) }
         let threads = try o.int("--threads", default: ThreadPool.shared.threadCount, in: 1...4096)
         let modelPath = o.string("--model") ?? "default"
         let model = try LlamaModel(path: modelPath, mode: .fast)
@@ -65,6 +79,16 @@ enum CalibrateCommand {
             let retrieval = pattern.retrievalHeads(sparsity: 0.5).flatMap { $0 }.filter { $0 }.count
             FileHandle.standardError.write(Data(("calibrate duo: \(pattern.gates.count) gates -> \(out) "
                 + "(\(retrieval) retrieval heads at sparsity 0.5) in \(started.duration(to: .now))\n").utf8))
+        } else if let text, kind == "expected-attention" {
+            var line = ProgressLine(label: "calibrate expected-attention")
+            let stats = try statistics.run(model: model, text: text, pool: pool) { line.update(done: $0, total: $1, unit: "pieces") }
+            try stats.write(directory: out, dtype: "F16", config: [
+                "dataset_name": "kvcompress calibrate expected-attention --text \(URL(fileURLWithPath: o.string("--text")!).lastPathComponent)",
+                "model_name": modelPath == "default" ? ModelStore.defaultFileName : URL(fileURLWithPath: modelPath).lastPathComponent,
+                "num_samples": statistics.samples, "sample_seq_len": statistics.sampleCharacters, "n_sink": statistics.sinks,
+            ])
+            FileHandle.standardError.write(Data(("calibrate expected-attention: \(stats.layers) x \(stats.heads) query statistics -> "
+                + "\(out) in \(started.duration(to: .now))\n").utf8))
         } else if let text {
             var line = ProgressLine(label: "calibrate qfilter")
             var settings = QFilterCalibration()

@@ -4,7 +4,8 @@ import KVModel
 /// The options `generate` and `perplexity` share: the model, how it computes, and the cache policy.
 struct SessionOptions {
     static let valued: Set<String> = ["--model", "--threads", "--chunk", "--policy", "--ratio", "--sinks", "--window",
-                                      "--cache", "--keys", "--values", "--duo-pattern", "--razor-heads", "--qfilters", "--kvzap", "--lukv-curve"]
+                                      "--cache", "--keys", "--values", "--duo-pattern", "--razor-heads", "--qfilters", "--kvzap", "--lukv-curve",
+                                      "--expected-attention-stats"]
     static let boolean: Set<String> = ["--exact", "--reposition"]
 
     /// Their usage text.
@@ -34,6 +35,9 @@ struct SessionOptions {
           --kvzap DIR           KVzap's trained surrogate (config.json + model.safetensors, as published
                                 as nvidia/KVzap-mlp-<model>; none exists for the default model). Use it as
                                 --policy KVzap --ratio R, or DMS@-4:KVzap (evict below -4, no budget)
+          --expected-attention-stats DIR  ExpectedAttentionStats' query statistics (model.safetensors +
+                                config.json, kvpress's format; default: shipped for the default model;
+                                `kvcompress calibrate expected-attention` makes them)
           --lukv-curve FILE     LU-KV's budget curve for LUKV / LUKV:INNER (.npy [99, layers, kv_heads], made by
                                 LU-KV's generate_curve.sh for the model and scorer; none for the default model)
           --keys FORMAT         the keys' format alone (overrides --cache for the keys)
@@ -146,6 +150,7 @@ struct SessionOptions {
         if let file = o.string("--qfilters") { patterns.qFilters = try HeadPatternFiles.loadQFilters(path: file) }
         if let dir = o.string("--kvzap") { patterns.kvzap = try KVzapSurrogate(directory: dir) }
         if let file = o.string("--lukv-curve") { patterns.lukv = try LUKVCurve(npyPath: file) }
+        if let dir = o.string("--expected-attention-stats") { patterns.expectedAttention = try ExpectedAttentionStats(directory: dir) }
         return patterns
     }
 }

@@ -178,9 +178,11 @@ final class PolicyTests: XCTestCase {
         for wrapper in KVPolicyCatalog.wrappers {
             for scorer in KVPolicyCatalog.scorers {
                 let name = wrapper.parameter == nil ? "\(wrapper.name):\(scorer.name)" : "\(wrapper.name)@-1.5:\(scorer.name)"
-                if scorer.name == "KVzap" || wrapper.name == "LUKV" {  // a trained artifact is needed: the error says how to get one
-                    XCTAssertThrowsError(try KVPolicyCatalog.make(name, budget: .tokens(64)), name) {
-                        XCTAssertTrue("\($0)".contains(scorer.name == "KVzap" ? "KVzap" : "LU-KV"), "\($0)")
+                if ["KVzap", "ExpectedAttentionStats"].contains(scorer.name) || wrapper.name == "LUKV" {
+                    // a trained or calibrated artifact is needed: the error names it and says how to get one
+                    XCTAssertThrowsError(try KVPolicyCatalog.make(name, budget: .tokens(64)), name) { error in
+                        guard case KVError.invalidParameter("pattern", _, let expected) = error else { return XCTFail("\(error)") }
+                        XCTAssertTrue(expected.contains("kvcompress"), expected)
                     }
                 } else {
                     XCTAssertNoThrow(try KVPolicyCatalog.make(name, budget: .tokens(64)), name)

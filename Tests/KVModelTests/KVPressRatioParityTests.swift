@@ -33,7 +33,8 @@ final class KVPressRatioParityTests: XCTestCase {
                           ("CriticalAdaKV:ExpectedAttention", "CriticalAdaKVPress(ExpectedAttentionPress)"),
                           ("Merging", "MergingPress(SnapKVPress)"), ("Chunk:KeyDiff", "ChunkPress(KeyDiffPress)"),
                           ("Chunk:Knorm", "ChunkPress(KnormPress)"), ("Block:KeyDiff", "BlockPress(KeyDiffPress)"),
-                          ("LeverageScore", "LeverageScorePress"), ("Compactor", "CompactorPress")]
+                          ("LeverageScore", "LeverageScorePress"), ("Compactor", "CompactorPress"),
+                          ("ExpectedAttentionStats", "ExpectedAttentionStatsPress")]
 
     /// Our scores of the uncompressed prompt (`[layer][head][position]`) for a policy that keeps
     /// each head's top entries by one scorer (a scored policy with a uniform selector); nil for the
@@ -85,7 +86,8 @@ final class KVPressRatioParityTests: XCTestCase {
         let ids = try TestSupport.ids("passkey_prompt.json", key: "prompt_ids")
         for ratio in ["0.5", "0.8"] {
             let sessions = try Self.presses.map { name, _ in
-                try LlamaSession(model: model, policy: try KVPolicyCatalog.make(name, budget: .compressionRatio(Double(ratio)!)),
+                try LlamaSession(model: model, policy: try KVPolicyCatalog.make(name, budget: .compressionRatio(Double(ratio)!),
+                                                                              patterns: HeadPatternFiles.defaultModel),
                                  chunkSize: ids.count)
             }
             let shared = try sessions[0].prefill(ids, sharingWith: Array(sessions.dropFirst()))

@@ -12,15 +12,30 @@ public struct KVHeadPatterns: Sendable, Equatable {
     public var kvzap: KVzapSurrogate?
     /// LU-KV's budget curve, if known (none ships: load one with ``LUKVCurve/init(npyPath:)``).
     public var lukv: LUKVCurve?
+    /// Offline Expected Attention statistics, if known (KVModel ships the default model's).
+    public var expectedAttention: ExpectedAttentionStats?
 
     /// Creates a set of patterns (none by default).
     public init(duo: DuoAttentionPattern? = nil, razor: RazorHeads? = nil, qFilters: QFilters? = nil, kvzap: KVzapSurrogate? = nil,
-                lukv: LUKVCurve? = nil) {
+                lukv: LUKVCurve? = nil, expectedAttention: ExpectedAttentionStats? = nil) {
         self.duo = duo
         self.razor = razor
         self.qFilters = qFilters
         self.kvzap = kvzap
         self.lukv = lukv
+        self.expectedAttention = expectedAttention
+    }
+
+    /// The offline Expected Attention statistics.
+    /// - Throws: `KVError.invalidParameter` saying how to get them when there are none.
+    public func requireExpectedAttention() throws(KVError) -> ExpectedAttentionStats {
+        guard let expectedAttention else {
+            throw .invalidParameter(name: "pattern", value: "none",
+                                    expected: "Expected Attention statistics for this model (the default model's ship with KVModel's "
+                                        + "resources; for another run 'kvcompress calibrate expected-attention' and pass its directory, "
+                                        + "--expected-attention-stats DIR)")
+        }
+        return expectedAttention
     }
 
     /// LU-KV's budget curve.

@@ -93,6 +93,43 @@ public struct SafeTensorsFile: Sendable {
         return out
     }
 
+    /// Writes `tensors` (name, shape, row-major values) as a safetensors file, in `dtype` (`"F32"`
+    /// or `"F16"`), with `metadata` in the header's `__metadata__`.
+    /// - Throws: `KVError.invalidParameter` for another type or values that do not fit a shape;
+    ///   `.io` when the file cannot be written.
+    public static func write(_ tensors: [(name: String, shape: [Int], values: [Float])], dtype: String = "F32",
+                             metadata: [String: String] = [:], to path: String) throws(KVError) {
+        guard dtype == "F32" || dtype == "F16" else {
+            throw .invalidParameter(name: "dtype", value: dtype, expected: "F32 or F16")
+        }
+        var header: [String: Any] = metadata.isEmpty ? [:] : ["__metadata__": metadata]
+        var payload = Data()
+        for t in tensors {
+            guard t.values.count == t.shape.reduce(1, *) else {
+                throw .invalidParameter(name: t.name, value: "\(t.values.count) values", expected: "shape \(t.shape)")
+            }
+            let start = payload.count
+            if dtype == "F32" {
+                t.values.withUnsafeBytes { payload.append(contentsOf: $0) }
+            } else {
+                var halves = [UInt16](repeating: 0, count: t.values.count)
+                if !halves.isEmpty { kvk_f32_to_f16(t.values, &halves, t.values.count) }
+                halves.withUnsafeBytes { payload.append(contentsOf: $0) }
+            }
+            header[t.name] = ["dtype": dtype, "shape": t.shape, "data_offsets": [start, payload.count]] as [String: Any]
+        }
+        guard var json = try? JSONSerialization.data(withJSONObject: header, options: [.sortedKeys]) else {
+            throw .invalidParameter(name: "metadata", value: "\(metadata)", expected: "JSON-encodable strings")
+        }
+        while json.count % 8 != 0 { json.append(0x20) }  // the data starts 8-byte aligned
+        var file = Data((0..<8).map { UInt8(truncatingIfNeeded: json.count >> (8 * $0)) })
+        file.append(json)
+        file.append(payload)
+        do { try file.write(to: URL(fileURLWithPath: path)) } catch {
+            throw .io(path: path, reason: error.localizedDescription)
+        }
+    }
+
     /// Bytes per element of the types read here (nil for others, which `tensor` refuses).
     static func elementSize(_ dtype: String) -> Int? {
         switch dtype {

@@ -1,6 +1,8 @@
 /// Expected Attention: keeps the entries future queries are expected to attend to, estimated from
 /// the prompt's query statistics and the averaged RoPE rotation of the next positions (times value
-/// norms). See ``ExpectedAttentionScorer``. The host must pass pre-RoPE queries.
+/// norms). See ``ExpectedAttentionScorer``. The host must pass pre-RoPE queries. With offline
+/// `statistics` (kvpress's `ExpectedAttentionStatsPress`) the model's calibrated query statistics
+/// replace the prompt's.
 ///
 /// kvpress's evaluation registry uses it under AdaKV with `epsilon = 0.01`:
 /// `AdaKV(scorer: try ExpectedAttentionScorer(epsilon: 0.01), budget: ...)`.
@@ -19,10 +21,11 @@ public struct ExpectedAttention: KVScoredPolicy {
     /// Creates the policy.
     /// - Throws: `KVError.invalidParameter` for an invalid budget or scorer parameter.
     public init(budget: KVBudget, futurePositions: Int = 512, sinks: Int = 4, useCovariance: Bool = true,
-                useValueNorm: Bool = true, epsilon: Double = 0, schedule: KVSchedule = .prefill) throws(KVError) {
+                useValueNorm: Bool = true, epsilon: Double = 0, statistics: ExpectedAttentionStats? = nil,
+                schedule: KVSchedule = .prefill) throws(KVError) {
         scorer = try ExpectedAttentionScorer(futurePositions: futurePositions, sinks: sinks,
                                              useCovariance: useCovariance, useValueNorm: useValueNorm,
-                                             epsilon: epsilon)
+                                             epsilon: epsilon, statistics: statistics)
         selector = try UniformSelector(budget: budget)
         self.schedule = schedule
     }
@@ -32,6 +35,6 @@ public struct ExpectedAttention: KVScoredPolicy {
         try self.init(budget: .compressionRatio(compressionRatio))
     }
 
-    /// `"ExpectedAttention"`.
-    public var name: String { "ExpectedAttention" }
+    /// `"ExpectedAttention"` (`"ExpectedAttentionStats"` with offline statistics).
+    public var name: String { scorer.statistics == nil ? "ExpectedAttention" : "ExpectedAttentionStats" }
 }

@@ -38,12 +38,15 @@ public struct ExpectedAttentionScorer: KVScorer {
     public let useValueNorm: Bool
     /// Added to the attention estimate before the value-norm rescaling.
     public let epsilon: Double
+    /// Query statistics collected offline (kvpress `ExpectedAttentionStatsPress`), used instead of
+    /// the prompt's own queries; nil: the prompt's.
+    public let statistics: ExpectedAttentionStats?
 
     /// Creates the scorer.
     /// - Throws: `KVError.invalidParameter` for `futurePositions < 1`, `sinks < 0` or a negative /
     ///   non-finite `epsilon`.
     public init(futurePositions: Int = 512, sinks: Int = 4, useCovariance: Bool = true, useValueNorm: Bool = true,
-                epsilon: Double = 0) throws(KVError) {
+                epsilon: Double = 0, statistics: ExpectedAttentionStats? = nil) throws(KVError) {
         guard futurePositions >= 1 else {
             throw .invalidParameter(name: "futurePositions", value: "\(futurePositions)", expected: ">= 1")
         }
@@ -56,6 +59,7 @@ public struct ExpectedAttentionScorer: KVScorer {
         self.useCovariance = useCovariance
         self.useValueNorm = useValueNorm
         self.epsilon = epsilon
+        self.statistics = statistics
     }
 
     /// Running query statistics per layer and query head, accumulated around a shift (the first
@@ -76,9 +80,11 @@ public struct ExpectedAttentionScorer: KVScorer {
                      outer: Array(repeating: useCovariance ? [Double](repeating: 0, count: H * d * d) : [], count: shape.layers))
     }
 
-    /// Accumulates the pre-RoPE queries of tokens at positions `>= sinks`.
+    /// Accumulates the pre-RoPE queries of tokens at positions `>= sinks` (nothing with offline
+    /// ``statistics``).
     /// - Throws: `KVError.invalidParameter` when a prefill chunk comes without pre-RoPE queries.
     public func observe(_ context: KVLayerContext, state: inout State) throws(KVError) {
+        guard statistics == nil else { return }
         let l = context.layer
         guard let pre = context.preRoPEQueries else {
             if context.phase == .prefill {
@@ -173,6 +179,24 @@ public struct ExpectedAttentionScorer: KVScorer {
         return mu
     }
 
+    /// The prompt's query mean and population covariance (`d x d`, empty without ``useCovariance``)
+    /// of query head `h` in `layer`.
+    func promptMoments(head h: Int, layer l: Int, state: State, d: Int) -> (mean: [Double], covariance: [Double]) {
+        let n = Double(state.count[l])
+        let dev = (0..<d).map { state.sum[l][h * d + $0] / n }   // mean of (q - shift)
+        let mu = (0..<d).map { Double(state.shift[l][h * d + $0]) + dev[$0] }
+        guard useCovariance else { return (mu, []) }
+        var sig = [Double](repeating: 0, count: d * d)
+        for a in 0..<d {
+            for b in a..<d {
+                let v = state.outer[l][h * d * d + a * d + b] / n - dev[a] * dev[b]
+                sig[a * d + b] = v
+                sig[b * d + a] = v
+            }
+        }
+        return (mu, sig)
+    }
+
     /// Expected-attention scores.
     /// - Throws: `KVError.invalidParameter` when the shape has no RoPE or no query
     ///   statistics were gathered.
@@ -181,7 +205,12 @@ public struct ExpectedAttentionScorer: KVScorer {
         let d = shape.headDim, H = shape.heads, g = shape.groupSize, l = context.layer
         let rope = try shape.requireRoPE(for: "ExpectedAttention")
         let n = state.count[l]
-        guard n > 0 else {
+        if let statistics {
+            guard statistics.layers == shape.layers, statistics.heads == H, statistics.headDim == d else {
+                throw .shapeMismatch("the query statistics are for \(statistics.layers) layers x \(statistics.heads) heads x "
+                    + "\(statistics.headDim) dims; the model has \(shape.layers) x \(H) x \(d): use the statistics made for this model")
+            }
+        } else if n == 0 {
             throw .invalidParameter(name: "prompt length", value: "\(context.totalLength)",
                                     expected: "more than sinks = \(sinks) tokens observed with pre-RoPE queries")
         }
@@ -191,17 +220,8 @@ public struct ExpectedAttentionScorer: KVScorer {
         }
         var muR = [[Float]](), sigmaR = [[Float]]()
         for h in 0..<H {
-            let dev = (0..<d).map { state.sum[l][h * d + $0] / Double(n) }   // mean of (q - shift)
-            var mu = (0..<d).map { Double(state.shift[l][h * d + $0]) + dev[$0] }
+            var (mu, sig) = statistics?.moments(layer: l, head: h, pairing: rope.pairing) ?? promptMoments(head: h, layer: l, state: state, d: d)
             if useCovariance {
-                var sig = [Double](repeating: 0, count: d * d)
-                for a in 0..<d {
-                    for b in a..<d {
-                        let v = state.outer[l][h * d * d + a * d + b] / Double(n) - dev[a] * dev[b]
-                        sig[a * d + b] = v
-                        sig[b * d + a] = v
-                    }
-                }
                 for col in 0..<d { rotate(&sig, offset: col, step: d) }      // R Sigma (columns)
                 for row in 0..<d { rotate(&sig, offset: row * d, step: 1) }  // (R Sigma) R^T (rows)
                 sigmaR.append(sig.map { Float($0) })
