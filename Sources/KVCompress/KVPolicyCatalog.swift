@@ -142,6 +142,9 @@ public enum KVPolicyCatalog {
         Entry(name: "LUKV", kvpressName: "LUKVPress",
               summary: "per-head shares from the model's LU-KV budget curve (--lukv-curve) over ExpectedAttention (epsilon 0.02)") {
             b, s, p throws(KVError) in try lukv(try ExpectedAttentionScorer(epsilon: 0.02), b, s, p) },
+        Entry(name: "FastKVzip", kvpressName: "FastKVzipPress",
+              summary: "KVzip's global ranking from trained gates instead of replays (needs --fastkvzip-gates)") {
+            b, _, p throws(KVError) in try FastKVzip(gates: try p.requireFastKVzip(), budget: b) },
         Entry(name: "KVzip", kvpressName: "KVzipPress",
               summary: "entries the model attends to most while repeating the prompt; one ranking over all layers and heads",
               inDefaultEvaluation: false) {

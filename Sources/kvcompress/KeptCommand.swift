@@ -21,6 +21,7 @@ enum KeptCommand {
                         no budget: SimLayerKV, DMS; the JSON key is then "none")
       --kvzap DIR       KVzap's surrogate (config.json + model.safetensors) for KVzap and WRAPPER:KVzap
       --lukv-curve FILE LU-KV's budget curve (.npy [99, layers, kv_heads]) for LUKV and LUKV:INNER
+      --fastkvzip-gates FILE  Fast KVzip's trained gates (.pt) for FastKVzip
       --expected-attention-stats DIR  offline query statistics for ExpectedAttentionStats (default:
                         shipped for the default model)
       --prompt-ids FILE a JSON array of token ids, or an object with a 'prompt_ids' array
@@ -30,7 +31,7 @@ enum KeptCommand {
     static func run(_ arguments: ArraySlice<String>) throws {
         let o = try CommandLineOptions(arguments, valued: ["--policy", "--ratio", "--model", "--prompt-ids", "--out",
                                                                   "--duo-pattern", "--razor-heads", "--qfilters", "--kvzap", "--lukv-curve",
-                                                                  "--expected-attention-stats"],
+                                                                  "--expected-attention-stats", "--fastkvzip-gates"],
                                        boolean: [])
         if o.wantsHelp { print(usage); return }
         guard let name = o.string("--policy") else {

@@ -5,7 +5,7 @@ import KVModel
 struct SessionOptions {
     static let valued: Set<String> = ["--model", "--threads", "--chunk", "--policy", "--ratio", "--sinks", "--window",
                                       "--cache", "--keys", "--values", "--duo-pattern", "--razor-heads", "--qfilters", "--kvzap", "--lukv-curve",
-                                      "--expected-attention-stats"]
+                                      "--expected-attention-stats", "--fastkvzip-gates"]
     static let boolean: Set<String> = ["--exact", "--reposition"]
 
     /// Their usage text.
@@ -38,6 +38,8 @@ struct SessionOptions {
           --expected-attention-stats DIR  ExpectedAttentionStats' query statistics (model.safetensors +
                                 config.json, kvpress's format; default: shipped for the default model;
                                 `kvcompress calibrate expected-attention` makes them)
+          --fastkvzip-gates FILE  Fast KVzip's trained gates (a torch.save .pt file as published in
+                                Jang-Hyun/Fast-KVzip; none exists for the default model)
           --lukv-curve FILE     LU-KV's budget curve for LUKV / LUKV:INNER (.npy [99, layers, kv_heads], made by
                                 LU-KV's generate_curve.sh for the model and scorer; none for the default model)
           --keys FORMAT         the keys' format alone (overrides --cache for the keys)
@@ -151,6 +153,7 @@ struct SessionOptions {
         if let dir = o.string("--kvzap") { patterns.kvzap = try KVzapSurrogate(directory: dir) }
         if let file = o.string("--lukv-curve") { patterns.lukv = try LUKVCurve(npyPath: file) }
         if let dir = o.string("--expected-attention-stats") { patterns.expectedAttention = try ExpectedAttentionStats(directory: dir) }
+        if let file = o.string("--fastkvzip-gates") { patterns.fastKVzip = try FastKVzipGates(path: file) }
         return patterns
     }
 }

@@ -14,16 +14,32 @@ public struct KVHeadPatterns: Sendable, Equatable {
     public var lukv: LUKVCurve?
     /// Offline Expected Attention statistics, if known (KVModel ships the default model's).
     public var expectedAttention: ExpectedAttentionStats?
+    /// Fast KVzip's trained gates, if known (none ships: load published ones with ``FastKVzipGates/init(path:)``).
+    public var fastKVzip: FastKVzipGates?
 
     /// Creates a set of patterns (none by default).
     public init(duo: DuoAttentionPattern? = nil, razor: RazorHeads? = nil, qFilters: QFilters? = nil, kvzap: KVzapSurrogate? = nil,
-                lukv: LUKVCurve? = nil, expectedAttention: ExpectedAttentionStats? = nil) {
+                lukv: LUKVCurve? = nil, expectedAttention: ExpectedAttentionStats? = nil,
+                fastKVzip: FastKVzipGates? = nil) {
         self.duo = duo
         self.razor = razor
         self.qFilters = qFilters
         self.kvzap = kvzap
         self.lukv = lukv
         self.expectedAttention = expectedAttention
+        self.fastKVzip = fastKVzip
+    }
+
+    /// Fast KVzip's gates.
+    /// - Throws: `KVError.invalidParameter` saying how to get them when there are none.
+    public func requireFastKVzip() throws(KVError) -> FastKVzipGates {
+        guard let fastKVzip else {
+            throw .invalidParameter(name: "pattern", value: "none",
+                                    expected: "Fast KVzip gates for this model (trained networks: download <model>/q<group>_dim16_sink16.pt "
+                                        + "from Jang-Hyun/Fast-KVzip on Hugging Face and pass it, kvcompress --fastkvzip-gates FILE; none "
+                                        + "is published for the default model)")
+        }
+        return fastKVzip
     }
 
     /// The offline Expected Attention statistics.

@@ -126,40 +126,6 @@ public struct KVzip: KVCachePolicy {
                 for j in 0..<min(sinks, length) { state.scores[l][m][j] = top + 1 }
             }
         }
-        let perLayer = shape.kvHeads * length
-        let capacity = budget.fixedCapacity(cache: cache)
-        // Entries evicted: per layer (layerwise) or over all of them; ties go in index order.
-        func evicted(among count: Int) -> Int {
-            if let capacity { return count - count / length * min(capacity, length) }
-            guard case .compressionRatio(let r) = budget else { return 0 }
-            return Int(Double(count) * r)
-        }
-        var drop = Array(repeating: Array(repeating: [Bool](repeating: false, count: length), count: shape.kvHeads),
-                         count: shape.layers)
-        let groups = layerwise ? (0..<shape.layers).map { $0..<($0 + 1) } : [0..<shape.layers]
-        for layers in groups {
-            var order: [(score: Float, index: Int)] = []
-            order.reserveCapacity(layers.count * perLayer)
-            for l in layers {
-                for m in 0..<shape.kvHeads {
-                    for j in 0..<length { order.append((state.scores[l][m][j], (l * shape.kvHeads + m) * length + j)) }
-                }
-            }
-            order.sort { $0.score < $1.score || ($0.score == $1.score && $0.index < $1.index) }
-            for e in order.prefix(evicted(among: order.count)) {
-                drop[e.index / perLayer][e.index / length % shape.kvHeads][e.index % length] = true
-            }
-        }
-        for l in 0..<shape.layers {
-            for m in 0..<shape.kvHeads {
-                var kept = (0..<length).filter { !drop[l][m][$0] }
-                if kept.isEmpty, let best = state.scores[l][m].indices.max(by: { state.scores[l][m][$0] < state.scores[l][m][$1] }) {
-                    kept = [best]
-                }
-                // Entries after the prompt (none before decoding) stay.
-                let total = cache.count(layer: l, head: m)
-                try cache.retain(layer: l, head: m, indices: kept + Array(length..<total))
-            }
-        }
+        try KVGlobalEviction.apply(scores: state.scores, length: length, budget: budget, layerwise: layerwise, cache: cache, shape: shape)
     }
 }
