@@ -6,6 +6,12 @@ for the parity tests (Tests/KVModelTests/Fixtures):
   * kvzap-linear/, kvzap-mlp/: KVzap surrogates (nvidia/KVzap-{linear,mlp}-<model>), kvpress's
     KVzapModel.save_pretrained (config.json + model.safetensors); the linear one in float32, the MLP
     (hidden size 16) in bfloat16, so both element types of the published checkpoints are read;
+  * fastkvzip-small.pt: Fast KVzip gates in the published torch.save layout ({"module": [state dict per
+    layer]}) for a toy shape (2 layers, input 8, 2 KV heads x 2, width 4, 3 sinks) with the values of
+    fastkvzip_gate() below, plus an "extra" dict holding a transposed (non-contiguous) tensor and float16,
+    bfloat16 and float64 copies, for the checkpoint reader's test. The default model's stand-in gates
+    (30 layers, 13 MB) are not stored: the parity test and Scripts/kvpress_reference.py build them from
+    the same formula;
   * lukv-curve.npy: an LU-KV budget curve ([99, layers, kv_heads] float32 prune ratios, as LU-KV's
     generate_curve.sh writes them): row t is ratio r = (t + 1) / 100 moved per head by a seeded offset,
     r + 4 o r (1 - r) with o uniform in [-0.3, 0.3], clipped to [0, 0.99].
@@ -22,18 +28,48 @@ import numpy as np
 import torch
 from kvpress.presses.kvzap_press import KVzapConfig, KVzapModel
 
-parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-parser.add_argument("--out", required=True, help="directory that receives kvzap-linear/, kvzap-mlp/ and lukv-curve.npy")
-args = parser.parse_args()
-for kind, hidden, dtype, seed in [("linear", None, torch.float32, 1), ("mlp", 16, torch.bfloat16, 2)]:
-    torch.manual_seed(seed)
-    model = KVzapModel(KVzapConfig(input_dim=576, output_dim=3, n_modules=30, hidden_dim=hidden)).to(dtype)
-    path = os.path.join(args.out, f"kvzap-{kind}")
-    model.save_pretrained(path)
-    print(path, sorted(os.listdir(path)))
-rng = np.random.default_rng(3)
-offsets = rng.uniform(-0.3, 0.3, size=(30, 3))
-r = (np.arange(99) + 1)[:, None, None] / 100
-curve = np.clip(r + 4 * offsets[None] * r * (1 - r), 0, 0.99).astype(np.float32)
-np.save(os.path.join(args.out, "lukv-curve.npy"), curve)
-print(os.path.join(args.out, "lukv-curve.npy"), curve.shape, curve.dtype)
+
+def fastkvzip_gate(layer, input_dim, heads, group, width, sinks):
+    """Deterministic stand-in values of one Fast KVzip gate (the same formula as the Swift tests)."""
+    def grid(n, a, c, scale, fn=np.sin):
+        return (scale * fn(a * np.arange(n, dtype=np.float64) + c)).astype(np.float32)
+    return {
+        "q_proj.weight": torch.from_numpy(grid(heads * group * width * input_dim, 0.37, 1.3 * layer + 0.1, 0.08)
+                                          .reshape(heads * group * width, input_dim)),
+        "q_proj.bias": torch.from_numpy(grid(heads * group * width, 0.53, layer, 0.1, np.cos)),
+        "k_proj.weight": torch.from_numpy(grid(heads * width * input_dim, 0.41, 0.7 * layer + 0.2, 0.08)
+                                          .reshape(heads * width, input_dim)),
+        "q_norm.weight": torch.from_numpy(1 + grid(width, 1.0, layer, 0.3)),
+        "k_norm.weight": torch.from_numpy(1 + grid(width, 1.0, layer, 0.3, np.cos)),
+        "k_base": torch.from_numpy(grid(heads * sinks * width, 0.9, layer, 0.5).reshape(heads, 1, sinks, width)),
+        "b": torch.from_numpy(grid(heads * group, 1.0, layer, 0.2, np.cos).reshape(heads, 1, group)),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, help="directory that receives kvzap-linear/, kvzap-mlp/, fastkvzip-small.pt and lukv-curve.npy")
+    args = parser.parse_args()
+    for kind, hidden, dtype, seed in [("linear", None, torch.float32, 1), ("mlp", 16, torch.bfloat16, 2)]:
+        torch.manual_seed(seed)
+        model = KVzapModel(KVzapConfig(input_dim=576, output_dim=3, n_modules=30, hidden_dim=hidden)).to(dtype)
+        path = os.path.join(args.out, f"kvzap-{kind}")
+        model.save_pretrained(path)
+        print(path, sorted(os.listdir(path)))
+
+    small = [fastkvzip_gate(l, 8, 2, 2, 4, 3) for l in range(2)]
+    w = small[0]["q_proj.weight"]
+    extra = {"transposed": w.t(), "half": w.half(), "bfloat16": w.bfloat16(), "double": w.double()}
+    torch.save({"module": small, "extra": extra}, os.path.join(args.out, "fastkvzip-small.pt"))
+    print(os.path.join(args.out, "fastkvzip-small.pt"))
+
+    rng = np.random.default_rng(3)
+    offsets = rng.uniform(-0.3, 0.3, size=(30, 3))
+    r = (np.arange(99) + 1)[:, None, None] / 100
+    curve = np.clip(r + 4 * offsets[None] * r * (1 - r), 0, 0.99).astype(np.float32)
+    np.save(os.path.join(args.out, "lukv-curve.npy"), curve)
+    print(os.path.join(args.out, "lukv-curve.npy"), curve.shape, curve.dtype)
+
+
+if __name__ == "__main__":
+    main()

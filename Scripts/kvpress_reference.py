@@ -77,6 +77,9 @@ from kvpress import (AdaKVPress, BlockPress, CapPress, ChunkKVPress, ChunkPress,
                      TOVAPress)
 import kvpress.presses.kvzip_press as kvzip_module
 from kvpress.presses.expected_attention_with_stats import ExpectedAttentionStatsPress
+from kvpress.presses.fastkvzip_press import FastKVzipGate, FastKVzipPress
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from artifact_stand_ins import fastkvzip_gate
 from kvpress.presses.kvzap_press import KVzapModel, KVzapPress
 
 KVPRESS_VERSION = getattr(kvpress, "__version__", None)
@@ -148,6 +151,7 @@ PRESSES = {
                                           thresholds=[0.0]),
     "DMSPress(KVzapPress(mlp))": _spec(lambda t: DMSPress(kvzap("mlp"), threshold=t), kind="threshold", thresholds=[0.0]),
     "LUKVPress": _spec(lambda r: lukv(r)),
+    "FastKVzipPress": _spec(lambda r: fastkvzip(r)),
     "ExpectedAttentionStatsPress": _spec(lambda r: ExpectedAttentionStatsPress(compression_ratio=r, stats_folder=STATS_DIR)),
 }
 # The default model's statistics as KVModel ships them (kvcompress calibrate expected-attention; kvpress's format).
@@ -163,6 +167,19 @@ def kvzap(model_type):
     press = KVzapPress(model_type=model_type)
     press.kvzap_model = KVzapModel.from_pretrained(os.path.join(ARTIFACT_DIR, f"kvzap-{model_type}"))
     press.post_init_from_model = lambda model: None  # keep the stand-in (no Hub download)
+    return press
+
+
+def fastkvzip(ratio):
+    """FastKVzipPress with the stand-in gates of Scripts/artifact_stand_ins.py for SmolLM2 (30 layers, 576 inputs,
+    3 KV heads x 3, width 16, 16 sinks; none is published), built from its formula (13 MB: not stored)."""
+    press = FastKVzipPress(compression_ratio=ratio)
+    gates = []
+    for layer in range(30):
+        gate = FastKVzipGate(layer, 576, 3, 3, torch.float32, 16, 16)
+        gate.load_state_dict(fastkvzip_gate(layer, 576, 3, 3, 16, 16))
+        gates.append(gate)
+    press.gates = gates  # set: post_init_from_model loads nothing
     return press
 
 

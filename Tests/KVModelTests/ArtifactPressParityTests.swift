@@ -149,3 +149,113 @@ final class ArtifactPressParityTests: XCTestCase {
         XCTAssertEqual([curve.layers, curve.kvHeads], [30, 3])
     }
 }
+
+extension ArtifactPressParityTests {
+    /// The stand-in Fast KVzip gate of `Scripts/artifact_stand_ins.py` (`fastkvzip_gate`) as a state dict.
+    static func standInGate(layer: Int, input: Int, heads: Int, group: Int, width: Int, sinks: Int) -> TorchCheckpoint.Value {
+        func grid(_ n: Int, _ a: Double, _ c: Double, _ scale: Double, cosine: Bool = false) -> [Float] {
+            (0..<n).map { Float(scale * (cosine ? cos(a * Double($0) + c) : sin(a * Double($0) + c))) }
+        }
+        let l = Double(layer)
+        let entries: [(String, [Int], [Float])] = [
+            ("q_proj.weight", [heads * group * width, input], grid(heads * group * width * input, 0.37, 1.3 * l + 0.1, 0.08)),
+            ("q_proj.bias", [heads * group * width], grid(heads * group * width, 0.53, l, 0.1, cosine: true)),
+            ("k_proj.weight", [heads * width, input], grid(heads * width * input, 0.41, 0.7 * l + 0.2, 0.08)),
+            ("q_norm.weight", [width], grid(width, 1, l, 0.3).map { 1 + $0 }),
+            ("k_norm.weight", [width], grid(width, 1, l, 0.3, cosine: true).map { 1 + $0 }),
+            ("k_base", [heads, 1, sinks, width], grid(heads * sinks * width, 0.9, l, 0.5)),
+            ("b", [heads, 1, group], grid(heads * group, 1, l, 0.2, cosine: true)),
+        ]
+        return .dict(entries.map { (key: .string($0.0), value: .tensor(shape: $0.1, values: $0.2)) })
+    }
+
+    /// FastKVzip with the stand-in gates (built from the formula kvpress's reference used) at 0.5 and 0.8.
+    func testFastKVzipMatchesKvpressAtRatios05And08() throws {
+        let model = try TestSupport.model(.exact)
+        let ids = try TestSupport.ids("passkey_prompt.json", key: "prompt_ids")
+        let gates = try FastKVzipGates(stateDicts: (0..<30).map {
+            Self.standInGate(layer: $0, input: 576, heads: 3, group: 3, width: 16, sinks: 16)
+        })
+        let sessions = try ["0.5", "0.8"].map { ratio in
+            try LlamaSession(model: model, policy: try KVPolicyCatalog.make("FastKVzipPress", budget: .compressionRatio(Double(ratio)!),
+                                                                          patterns: KVHeadPatterns(fastKVzip: gates)),
+                             chunkSize: ids.count)
+        }
+        let shared = try sessions[0].prefill(ids, sharingWith: [sessions[1]])
+        var recorded: [[[Float]]]?  // the gates' scores, computed at the first difference
+        func scores() throws -> [[[Float]]] {
+            if recorded == nil { recorded = try Self.fastKVzipScores(gates, model: model, ids: ids) }
+            return recorded!
+        }
+        for (ratio, session) in zip(["0.5", "0.8"], sessions) {
+            // Near ties: one global ranking, so a swap may cross heads; check every differing position's
+            // score against the other side's boundary instead: within 1e-5 relative of the largest evicted score.
+            _ = try compare("FastKVzipPress", ratio, session: session, model: model, ids: ids, logits: shared.logits) {
+                head, onlyOurs, onlyTheirs in
+                let boundary = Self.boundary((try? scores()) ?? [], kept: session)
+                return onlyOurs.union(onlyTheirs).allSatisfy { abs(head[$0] - boundary) <= 1e-5 * boundary }
+            } scorer: { try scores() }
+        }
+    }
+
+    /// The gates' scores of the uncompressed prompt, `[layer][head][position]`.
+    static func fastKVzipScores(_ gates: FastKVzipGates, model: LlamaModel, ids: [Int32]) throws -> [[[Float]]] {
+        final class Box: @unchecked Sendable { var scores: [[[Float]]] = [] }
+        struct Recorder: KVCachePolicy {
+            let gates: FastKVzipGates, box: Box
+            func afterPrefill(_ context: KVLayerContext, state: inout KVNoState) throws(KVError) {
+                let inputs = context.attentionInputs!
+                let rows = (0..<context.tokenCount).map { gates.scores(layer: context.layer, input: inputs.values + $0 * inputs.width) }
+                box.scores.append((0..<context.shape.kvHeads).map { m in rows.map { $0[m] } })
+            }
+        }
+        let box = Box()
+        _ = try LlamaSession(model: model, policy: Recorder(gates: gates, box: box), chunkSize: ids.count).prefill(ids)
+        return box.scores
+    }
+
+    /// The largest score among the entries the session evicted (sinks and window excluded).
+    static func boundary(_ scores: [[[Float]]], kept session: LlamaSession) -> Float {
+        var largest: Float = 0
+        for (l, heads) in scores.enumerated() {
+            let kept = session.cache.keptPositions(layer: l)
+            for (m, head) in heads.enumerated() {
+                let keptSet = Set(kept[m])
+                for (j, s) in head.enumerated() where !keptSet.contains(j) { largest = max(largest, s) }
+            }
+        }
+        return largest
+    }
+
+    /// The checkpoint reader on the small published-layout file: the gate tensors equal the formula,
+    /// and the transposed, float16, bfloat16 and float64 copies read back.
+    func testTorchCheckpointReader() throws {
+        let path = Self.fixtures.appendingPathComponent("fastkvzip-small.pt").path
+        let checkpoint = try TorchCheckpoint(path: path)
+        let gates = try FastKVzipGates(path: path)
+        XCTAssertEqual([gates.layers, gates.inputSize, gates.kvHeads, gates.group, gates.width, gates.sinks], [2, 8, 2, 2, 4, 3])
+        let expected = try FastKVzipGates(stateDicts: (0..<2).map {
+            Self.standInGate(layer: $0, input: 8, heads: 2, group: 2, width: 4, sinks: 3)
+        })
+        XCTAssertEqual(gates, expected)
+        guard case .tensor(let shape, let w)? = checkpoint.root["module"].flatMap({ if case .list(let l) = $0 { return l[0] } else { return nil } })?["q_proj.weight"],
+              case .tensor(let tShape, let t)? = checkpoint.root["extra"]?["transposed"],
+              case .tensor(_, let half)? = checkpoint.root["extra"]?["half"],
+              case .tensor(_, let bf16)? = checkpoint.root["extra"]?["bfloat16"],
+              case .tensor(_, let double)? = checkpoint.root["extra"]?["double"] else { return XCTFail("tensors missing") }
+        XCTAssertEqual(tShape, [shape[1], shape[0]])
+        for r in 0..<shape[0] {
+            for c in 0..<shape[1] {
+                XCTAssertEqual(t[c * shape[0] + r], w[r * shape[1] + c])
+            }
+        }
+        XCTAssertEqual(double, w)
+        for (a, b) in zip(half, w) { XCTAssertEqual(a, b, accuracy: 1e-3 * max(1, abs(b))) }
+        for (a, b) in zip(bf16, w) { XCTAssertEqual(a, b, accuracy: 1e-2 * max(1, abs(b))) }
+        // Not a checkpoint: typed errors.
+        XCTAssertThrowsError(try TorchCheckpoint(path: Self.fixtures.appendingPathComponent("lukv-curve.npy").path)) {
+            XCTAssertTrue("\($0)".contains("zip"), "\($0)")
+        }
+        XCTAssertThrowsError(try FastKVzipGates(path: Self.fixtures.appendingPathComponent("missing.pt").path))
+    }
+}

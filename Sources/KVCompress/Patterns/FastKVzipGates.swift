@@ -5,6 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import CKVKernels
 
 /// Fast KVzip's trained gates: for each layer, a small attention-like network that predicts KVzip's
 /// importance of every token for each KV head from the token's attention input (its normed hidden
@@ -48,9 +49,17 @@ public struct FastKVzipGates: Sendable, Equatable {
     /// - Throws: `KVError.io` / `.malformedFile` for a file that is not Fast KVzip's gates.
     public init(path: String) throws(KVError) {
         let checkpoint = try TorchCheckpoint(path: path)
-        let list = checkpoint.root["module"] ?? checkpoint.root
-        guard case .list(let layers) = list, !layers.isEmpty else {
+        guard case .list(let layers) = checkpoint.root["module"] ?? checkpoint.root else {
             throw .malformedFile(path: path, field: "module", offset: 0, reason: "no list of per-layer state dicts")
+        }
+        try self.init(stateDicts: layers, path: path)
+    }
+
+    /// The gates from one state dict per layer (values of a ``TorchCheckpoint``; `path` names them in errors).
+    /// - Throws: `KVError.malformedFile` for tensors that are missing or do not fit one gate.
+    public init(stateDicts layers: [TorchCheckpoint.Value], path: String = "(state dicts)") throws(KVError) {
+        guard !layers.isEmpty else {
+            throw .malformedFile(path: path, field: "module", offset: 0, reason: "no layers")
         }
         func tensor(_ layer: TorchCheckpoint.Value, _ name: String, _ index: Int) throws(KVError) -> (shape: [Int], values: [Float]) {
             guard case .tensor(let shape, let values)? = layer[name] else {
@@ -87,22 +96,21 @@ public struct FastKVzipGates: Sendable, Equatable {
     public func scores(layer: Int, input x: UnsafePointer<Float>) -> [Float] {
         precondition(layer >= 0 && layer < layers, "layer \(layer) out of 0..<\(layers)")
         let gate = gates[layer], w = width, n = inputSize
-        func project(_ weights: [Float], row: Int) -> Float {
-            var s: Float = 0
-            for i in 0..<n { s += weights[row * n + i] * x[i] }
-            return s
-        }
-        func normalized(_ v: [Float], _ weight: [Float]) -> [Float] {
+        var queries = [Float](repeating: 0, count: kvHeads * group * w), keys = [Float](repeating: 0, count: kvHeads * w)
+        kvk_matvec(KVK_F32, gate.queryWeight, queries.count, n, x, &queries)
+        kvk_matvec(KVK_F32, gate.keyWeight, keys.count, n, x, &keys)
+        for i in queries.indices { queries[i] += gate.queryBias[i] }
+        func normalized(_ v: ArraySlice<Float>, _ weight: [Float]) -> [Float] {
             let scale = 1 / (v.reduce(0) { $0 + $1 * $1 } / Float(v.count) + 1e-6).squareRoot()
             return zip(v, weight).map { $0 * scale * $1 }
         }
         let root = Float(w).squareRoot()
         return (0..<kvHeads).map { m in
-            let key = normalized((0..<w).map { project(gate.keyWeight, row: m * w + $0) }, gate.keyNorm)
+            let key = normalized(keys[(m * w)..<((m + 1) * w)], gate.keyNorm)
             var total: Float = 0
             for j in 0..<group {
                 let row = (m * group + j) * w
-                let query = normalized((0..<w).map { project(gate.queryWeight, row: row + $0) + gate.queryBias[row + $0] }, gate.queryNorm)
+                let query = normalized(queries[row..<(row + w)], gate.queryNorm)
                 let logit = zip(key, query).reduce(0) { $0 + $1.0 * $1.1 } / root + gate.bias[m * group + j]
                 var sum: Float = 0
                 for s in 0..<sinks {
