@@ -51,6 +51,9 @@ expect 2 "kvcompress: --policy: unknown policy 'Nope'" -- generate --prompt hi -
 expect 2 "kvcompress: --policy: unknown policy 'AdaKV:Nope'" -- generate --prompt hi --policy AdaKV:Nope
 expect 2 "expected DMS@THRESHOLD:INNER" -- generate --prompt hi --policy DMS:Knorm
 expect 2 "a KVzap surrogate for this model" -- generate --prompt hi --policy DMS@-4:KVzap
+expect 1 "cannot read KVzap's config.json" -- generate --prompt hi --policy KVzap --kvzap "$tmp/none"
+expect 1 "cannot read the PyTorch checkpoint" -- generate --prompt hi --policy FastKVzip --fastkvzip-gates "$tmp/none.pt"
+expect 2 "calibrate expected-attention needs --text FILE" -- calibrate expected-attention --out "$tmp/stats"
 expect 2 "kvcompress: --window applies to --policy StreamingLLM only" -- generate --prompt hi --policy SnapKV --window 100
 expect 2 "kvcompress: --ratio and --window exclude each other" -- generate --prompt hi --policy StreamingLLM --window 100 --ratio 0.5
 expect 2 "kvcompress: --window expects an integer in 1...2147483647, got '0'" -- generate --prompt hi --policy StreamingLLM --window 0

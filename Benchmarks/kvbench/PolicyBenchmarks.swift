@@ -23,7 +23,7 @@ enum PolicyBenchmarks {
             let ratios = ctx.options.quick ? [0.5] : [0.5, 0.75, 0.9]
             let steps = ctx.options.quick ? 7 : 12
             let entries = ctx.options.quick ? KVPolicyCatalog.entries.filter { ["Full", "SnapKV", "TOVA"].contains($0.name) }
-                : KVPolicyCatalog.entries
+                : KVPolicyCatalog.entries.filter { (try? $0.make(.compressionRatio(0.5), .prefill, patterns: HeadPatternFiles.defaultModel)) != nil }
             var fullDecode: Double?
             for entry in entries {
                 for ratio in entry.name == "Full" ? [0.0] : ratios {

@@ -13,7 +13,8 @@ let usage = """
       kvcompress perplexity --text FILE [options]     teacher-forced perplexity of a text
       kvcompress kept --policy NAME --ratio R ...     kvpress parity: the kept positions
       kvcompress kept --policy list                   the policies
-      kvcompress calibrate duo|razor --out PATH       a model's head pattern (DuoAttention, RazorAttention)
+      kvcompress calibrate METHOD --out PATH ...      a model's head pattern or statistics (duo, razor,
+                                                      qfilter, expected-attention)
       kvcompress SUBCOMMAND --help                    a subcommand's options
 
     Exit codes: 0 success, 1 runtime error, 2 bad arguments.

@@ -1,15 +1,21 @@
 import Foundation
 import KVCompress
+import KVModel
 
 /// The evaluation's grid and where its results go (`kvbench eval`, the default command).
 struct EvalOptions {
     /// `quick` (about a minute), `default` (about an hour on 2 cores with 24 policies) or `full` (hours).
     var mode = "default"
     var tasks = ["passkey", "needle", "perplexity", "attention-error"]
-    /// The catalog's policies that hold a budget (the quick grid: all of them; the others: those in
-    /// the default evaluation, which leaves out KVzip and KVCompose: their replays cost several prefills).
+    /// The catalog's policies that hold a budget and can be built for the default model (the quick
+    /// grid: all of them; the others: those in the default evaluation, which leaves out KVzip and
+    /// KVCompose: their replays cost several prefills). Policies whose trained artifact exists only for
+    /// other models (KVzap, FastKVzip, LUKV) are left out.
     var policies: [String] = defaultPolicies.map(\.name)
-    static let defaultPolicies = KVPolicyCatalog.entries.filter { $0.holdsBudget && $0.inDefaultEvaluation }
+    static let defaultPolicies = buildable.filter(\.inDefaultEvaluation)
+    static let buildable = KVPolicyCatalog.entries.filter {
+        $0.holdsBudget && (try? $0.make(.compressionRatio(0.5), .prefill, patterns: HeadPatternFiles.defaultModel)) != nil
+    }
     var budgets: [EvalBudget] = [.fraction(0.5), .fraction(0.25), .fraction(0.1)]
     var contexts = [1024, 2048, 4096, 8192]
     var depths = [0, 0.25, 0.5, 0.75, 1.0]
@@ -46,7 +52,8 @@ struct EvalOptions {
         options:
           --policies LIST   catalog names (default: all that hold a budget, not SimLayerKV or ThinK, and
                             not KVzip or KVCompose, whose replays cost several prefills, except in the
-                            quick grid), each optionally +FORMAT or +KEYS/VALUES for a quantized cache
+                            quick grid; never KVzap, FastKVzip or LUKV, whose trained artifacts exist
+                            only for other models), each optionally +FORMAT or +KEYS/VALUES for a quantized cache
                             (q8_0, q4_0, q4_1, bf16, f32; e.g. Full+q4_0,TOVA+q8_0/q4_1): at a byte
                             budget smaller entries let a policy keep more; the f16 full cache is
                             always the baseline
@@ -129,7 +136,7 @@ struct EvalOptions {
             o.budgets = [.fraction(0.25)]
             o.needleContexts = [1024]
             o.perplexityTokens = 1024
-            o.policies = KVPolicyCatalog.entries.filter(\.holdsBudget).map(\.name)
+            o.policies = buildable.map(\.name)
         } else if full {
             o.mode = "full"
             o.depths = (0...10).map { Double($0) / 10 }
