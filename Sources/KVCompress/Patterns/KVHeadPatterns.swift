@@ -1,6 +1,8 @@
 /// The per-model artifacts that some policies need (DuoAttention's gates, RazorAttention's
-/// retrieval heads, QFilter's filters), as ``KVPolicyCatalog`` hands them to the policies it builds.
-/// KVModel ships them for its default model; `kvcompress calibrate` makes them for another.
+/// retrieval heads, QFilter's filters, ExpectedAttentionStats' query statistics, and the trained
+/// networks and curves of KVzap, Fast KVzip and LU-KV), as ``KVPolicyCatalog`` hands them to the
+/// policies it builds. KVModel ships the first four for its default model (`kvcompress calibrate`
+/// makes them for another); the trained ones are loaded from their published formats.
 public struct KVHeadPatterns: Sendable, Equatable {
     /// DuoAttention's pattern, if known.
     public var duo: DuoAttentionPattern?
@@ -33,81 +35,56 @@ public struct KVHeadPatterns: Sendable, Equatable {
     /// Fast KVzip's gates.
     /// - Throws: `KVError.invalidParameter` saying how to get them when there are none.
     public func requireFastKVzip() throws(KVError) -> FastKVzipGates {
-        guard let fastKVzip else {
-            throw .invalidParameter(name: "pattern", value: "none",
-                                    expected: "Fast KVzip gates for this model (trained networks: download <model>/q<group>_dim16_sink16.pt "
-                                        + "from Jang-Hyun/Fast-KVzip on Hugging Face and pass it, kvcompress --fastkvzip-gates FILE; none "
-                                        + "is published for the default model)")
-        }
-        return fastKVzip
+        try Self.require(fastKVzip, "Fast KVzip gates for this model (trained networks: download <model>/q<group>_dim16_sink16.pt "
+            + "from Jang-Hyun/Fast-KVzip on Hugging Face and pass it, kvcompress --fastkvzip-gates FILE; none is published for "
+            + "the default model)")
     }
 
     /// The offline Expected Attention statistics.
     /// - Throws: `KVError.invalidParameter` saying how to get them when there are none.
     public func requireExpectedAttention() throws(KVError) -> ExpectedAttentionStats {
-        guard let expectedAttention else {
-            throw .invalidParameter(name: "pattern", value: "none",
-                                    expected: "Expected Attention statistics for this model (the default model's ship with KVModel's "
-                                        + "resources; for another run 'kvcompress calibrate expected-attention' and pass its directory, "
-                                        + "--expected-attention-stats DIR)")
-        }
-        return expectedAttention
+        try Self.require(expectedAttention, "Expected Attention statistics for this model (the default model's ship with KVModel's "
+            + "resources; for another run 'kvcompress calibrate expected-attention' and pass its directory, --expected-attention-stats DIR)")
     }
 
     /// LU-KV's budget curve.
     /// - Throws: `KVError.invalidParameter` saying how to get one when there is none.
     public func requireLUKV() throws(KVError) -> LUKVCurve {
-        guard let lukv else {
-            throw .invalidParameter(name: "pattern", value: "none",
-                                    expected: "an LU-KV budget curve for this model and scorer (a .npy file of shape [99, layers, "
-                                        + "kv_heads] made by LU-KV's generate_curve.sh; kvcompress --lukv-curve FILE; none is "
-                                        + "published for the default model)")
-        }
-        return lukv
+        try Self.require(lukv, "an LU-KV budget curve for this model and scorer (a .npy file of shape [99, layers, kv_heads] made by "
+            + "LU-KV's generate_curve.sh; kvcompress --lukv-curve FILE; none is published for the default model)")
     }
 
     /// KVzap's surrogate.
     /// - Throws: `KVError.invalidParameter` saying how to get one when there is none.
     public func requireKVzap() throws(KVError) -> KVzapSurrogate {
-        guard let kvzap else {
-            throw .invalidParameter(name: "pattern", value: "none",
-                                    expected: "a KVzap surrogate for this model (a trained network: download nvidia/KVzap-mlp-<model> "
-                                        + "or -linear-<model> from Hugging Face and pass its directory, kvcompress --kvzap DIR; "
-                                        + "none is published for the default model)")
-        }
-        return kvzap
+        try Self.require(kvzap, "a KVzap surrogate for this model (a trained network: download nvidia/KVzap-mlp-<model> or "
+            + "-linear-<model> from Hugging Face and pass its directory, kvcompress --kvzap DIR; none is published for the default model)")
     }
 
     /// QFilter's filters.
     /// - Throws: `KVError.invalidParameter` saying how to get them when there are none.
     public func requireQFilters() throws(KVError) -> QFilters {
-        guard let qFilters else {
-            throw .invalidParameter(name: "pattern", value: "none",
-                                    expected: "Q-filters for this model (the default model's ship with KVModel; for another "
-                                        + "run 'kvcompress calibrate qfilter' and pass its file)")
-        }
-        return qFilters
+        try Self.require(qFilters, "Q-filters for this model (the default model's ship with KVModel; for another run "
+            + "'kvcompress calibrate qfilter' and pass its file)")
     }
 
     /// The DuoAttention pattern.
     /// - Throws: `KVError.invalidParameter` saying how to get one when there is none.
     public func requireDuo() throws(KVError) -> DuoAttentionPattern {
-        guard let duo else {
-            throw .invalidParameter(name: "pattern", value: "none",
-                                    expected: "a DuoAttention pattern for this model (the default model's ships with KVModel; "
-                                        + "for another run 'kvcompress calibrate duo' and pass its directory)")
-        }
-        return duo
+        try Self.require(duo, "a DuoAttention pattern for this model (the default model's ships with KVModel; for another run "
+            + "'kvcompress calibrate duo' and pass its directory)")
     }
 
     /// RazorAttention's retrieval heads.
     /// - Throws: `KVError.invalidParameter` saying how to get them when there are none.
     public func requireRazor() throws(KVError) -> RazorHeads {
-        guard let razor else {
-            throw .invalidParameter(name: "pattern", value: "none",
-                                    expected: "RazorAttention retrieval heads for this model (the default model's ship with "
-                                        + "KVModel; for another run 'kvcompress calibrate razor' and pass its file)")
-        }
-        return razor
+        try Self.require(razor, "RazorAttention retrieval heads for this model (the default model's ship with KVModel; for another "
+            + "run 'kvcompress calibrate razor' and pass its file)")
+    }
+
+    /// `value`, or the error saying what is missing and how to get it (`expected`).
+    private static func require<T>(_ value: T?, _ expected: String) throws(KVError) -> T {
+        guard let value else { throw .invalidParameter(name: "pattern", value: "none", expected: expected) }
+        return value
     }
 }
