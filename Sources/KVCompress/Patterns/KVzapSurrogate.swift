@@ -1,3 +1,4 @@
+import CKVKernels
 import Foundation
 
 /// KVzap's trained surrogate: for each layer, a linear map or a two-layer GELU MLP from a token's
@@ -82,12 +83,11 @@ public struct KVzapSurrogate: Sendable, Equatable {
         return h.withUnsafeBufferPointer { Self.affine(second[layer], secondBias[layer], $0.baseAddress!, h.count) }
     }
 
-    /// `W x + b` for a row-major `W` with `n` columns, summed in double.
+    /// `W x + b` for a row-major `W` with `n` columns (the f32 matrix-vector kernel).
     private static func affine(_ w: [Float], _ b: [Float], _ x: UnsafePointer<Float>, _ n: Int) -> [Float] {
-        b.indices.map { r in
-            var s = 0.0
-            for i in 0..<n { s += Double(w[r * n + i]) * Double(x[i]) }
-            return Float(s + Double(b[r]))
-        }
+        var y = [Float](repeating: 0, count: b.count)
+        kvk_matvec(KVK_F32, w, b.count, n, x, &y)
+        for r in y.indices { y[r] += b[r] }
+        return y
     }
 }
