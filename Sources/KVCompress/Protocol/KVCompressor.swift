@@ -23,9 +23,9 @@
 /// }
 /// ```
 ///
-/// A runtime that computes attention itself (on a GPU, say) replaces ``attend(layer:step:queries:preRoPEQueries:keys:values:output:)``
+/// A runtime that computes attention itself (on a GPU, say) replaces ``attend(layer:step:queries:preRoPEQueries:keys:values:output:attentionInputs:)``
 /// by ``append(layer:step:keys:values:)``, its own attention over ``KVCache/headParts(layer:)``
-/// (with the policy's ``attentionWindows(layer:)`` in prefill), and ``afterAttention(layer:step:queries:preRoPEQueries:attentionColumnSums:)``.
+/// (with the policy's ``attentionWindows(layer:)`` in prefill), and ``afterAttention(layer:step:queries:preRoPEQueries:attentionColumnSums:attentionInputs:)``.
 ///
 /// Steps run in order and every layer of a step runs once, in order; after the last layer of a
 /// step that ends a prompt, the policy's cross-layer hook runs. A policy that scores the prompt
@@ -44,9 +44,9 @@ public final class KVCompressor {
     /// The thread pool attention and policy probes run on (nil: the calling thread).
     public let pool: ThreadPool?
     /// Whether the policy reads attention column sums (``KVCachePolicy/needsAttentionColumnSums``):
-    /// ``attend(layer:step:queries:preRoPEQueries:keys:values:output:)`` then has the attention
+    /// ``attend(layer:step:queries:preRoPEQueries:keys:values:output:attentionInputs:)`` then has the attention
     /// produce them, and a host with its own attention should pass them to
-    /// ``afterAttention(layer:step:queries:preRoPEQueries:attentionColumnSums:)``.
+    /// ``afterAttention(layer:step:queries:preRoPEQueries:attentionColumnSums:attentionInputs:)``.
     public let needsAttentionColumnSums: Bool
     /// Tokens of the sequence processed by completed steps (replays not counted).
     public private(set) var processedTokens = 0
@@ -252,7 +252,7 @@ public final class KVCompressor {
     }
 
     /// Appends the step's keys and values to `layer` at the step's positions (for a host that
-    /// runs attention itself; ``attend(layer:step:queries:preRoPEQueries:keys:values:output:)``
+    /// runs attention itself; ``attend(layer:step:queries:preRoPEQueries:keys:values:output:attentionInputs:)``
     /// calls it).
     /// - Parameters:
     ///   - keys: post-RoPE f32 keys, token `t`, KV head `m` at `keys + (t * kvHeads + m) * headDim`.

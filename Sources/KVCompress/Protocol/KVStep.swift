@@ -3,7 +3,7 @@
 ///
 /// A host gets a step from ``KVCompressor/beginPrefill(tokenCount:endsPrompt:)`` or
 /// ``KVCompressor/beginDecode()``, rotates the step's queries and keys at ``positions``, then runs
-/// ``KVCompressor/attend(layer:step:queries:preRoPEQueries:keys:values:output:)`` for every layer in
+/// ``KVCompressor/attend(layer:step:queries:preRoPEQueries:keys:values:output:attentionInputs:)`` for every layer in
 /// order. A step is valid until the next one begins.
 public struct KVStep: Sendable, Equatable {
     /// Prefill chunk or decode step.
