@@ -50,7 +50,9 @@ extension KVPolicyCatalog {
             }
         }
 
-        /// Creates an entry for a wrapper that takes a number (`parameter`, required in its names).
+        /// Creates an entry in the general form: a wrapper that may take a number (`parameter`, then
+        /// required in its names as `WRAPPER@VALUE:INNER`), may hold no budget, and may read the
+        /// model's artifacts.
         public init(name: String, kvpressName: String?, summary: String, parameter: String?, holdsBudget: Bool = true,
                     build: @escaping @Sendable (any KVScorer, KVBudget, KVSchedule, Double?, KVHeadPatterns) throws(KVError)
                         -> any KVCachePolicy) {
