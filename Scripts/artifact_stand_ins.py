@@ -12,6 +12,8 @@ for the parity tests (Tests/KVModelTests/Fixtures):
     bfloat16 and float64 copies, for the checkpoint reader's test. The default model's stand-in gates
     (30 layers, 13 MB) are not stored: the parity test and Scripts/kvpress_reference.py build them from
     the same formula;
+  * torch-hostile.pt: a hand-made torch.save archive whose one tensor claims 2^40 elements of a 3-element
+    storage (the checkpoint reader must refuse it, not allocate);
   * lukv-curve.npy: an LU-KV budget curve ([99, layers, kv_heads] float32 prune ratios, as LU-KV's
     generate_curve.sh writes them): row t is ratio r = (t + 1) / 100 moved per head by a seeded offset,
     r + 4 o r (1 - r) with o uniform in [-0.3, 0.3], clipped to [0, 0.99].
@@ -21,7 +23,7 @@ rules, not a trained predictor or an optimized curve.
 
     /tmp/kvp/bin/python Scripts/artifact_stand_ins.py --out Tests/KVModelTests/Fixtures
 """
-import argparse, os
+import argparse, os, struct, zipfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
@@ -62,6 +64,17 @@ def main():
     extra = {"transposed": w.t(), "half": w.half(), "bfloat16": w.bfloat16(), "double": w.double()}
     torch.save({"module": small, "extra": extra}, os.path.join(args.out, "fastkvzip-small.pt"))
     print(os.path.join(args.out, "fastkvzip-small.pt"))
+
+    def text(value):
+        data = value.encode()
+        return b"X" + struct.pack("<I", len(data)) + data
+    storage = b"((" + text("storage") + b"ctorch\nFloatStorage\n" + text("0") + text("cpu") + b"K\x03tQ"
+    shape = b"(\x8a\x06" + (2 ** 40).to_bytes(6, "little") + b"t"
+    tensor = b"ctorch._utils\n_rebuild_tensor_v2\n" + storage + b"K\x00" + shape + b"(K\x01t\x89}tR"
+    with zipfile.ZipFile(os.path.join(args.out, "torch-hostile.pt"), "w", zipfile.ZIP_STORED) as z:
+        z.writestr("hostile/data.pkl", b"\x80\x02}(" + text("t") + tensor + b"u.")
+        z.writestr("hostile/data/0", bytes(12))
+    print(os.path.join(args.out, "torch-hostile.pt"))
 
     rng = np.random.default_rng(3)
     offsets = rng.uniform(-0.3, 0.3, size=(30, 3))

@@ -128,6 +128,11 @@ final class ArtifactPressParityTests: XCTestCase {
         XCTAssertThrowsError(try KVzapSurrogate(directory: dir.path)) { XCTAssertTrue("\($0)".contains("data_offsets"), "\($0)") }
         try Data(length + header + [UInt8](repeating: 0, count: 12)).write(to: weights)
         XCTAssertThrowsError(try KVzapSurrogate(directory: dir.path)) { XCTAssertTrue("\($0)".contains("layers.0.weight"), "\($0)") }
+        // A shape whose element count overflows is refused.
+        let huge = Array(#"{"layers.0.bias": {"dtype": "F32", "shape": [4294967296, 4294967296], "data_offsets": [0, 12]}}"#.utf8)
+        length[0] = UInt8(huge.count)
+        try Data(length + huge + [UInt8](repeating: 0, count: 12)).write(to: weights)
+        XCTAssertThrowsError(try KVzapSurrogate(directory: dir.path)) { XCTAssertTrue("\($0)".contains("do not hold"), "\($0)") }
     }
 
     /// The curve reader refuses what is not a [99, layers, kv_heads] float array, with the reason.
@@ -141,7 +146,9 @@ final class ArtifactPressParityTests: XCTestCase {
         for (data, reason) in [(Data("hello".utf8), "not a NumPy"),
                                (npy("{'descr': '<i4', 'fortran_order': False, 'shape': (99, 1, 1), }", []), "float32 or float64"),
                                (npy("{'descr': '<f4', 'fortran_order': False, 'shape': (98, 1, 1), }", []), "[99, layers, kv_heads]"),
-                               (npy("{'descr': '<f4', 'fortran_order': False, 'shape': (99, 1, 1), }", [0, 0, 0]), "truncated")] {
+                               (npy("{'descr': '<f4', 'fortran_order': False, 'shape': (99, 1, 1), }", [0, 0, 0]), "truncated"),
+                               (npy("{'descr': '<f8', 'fortran_order': False, 'shape': (99, 4611686018427387904, 4), }", [0]),
+                                "truncated")] {
             try data.write(to: file)
             XCTAssertThrowsError(try LUKVCurve(npyPath: file.path)) { XCTAssertTrue("\($0)".contains(reason), "\($0)") }
         }
@@ -257,5 +264,9 @@ extension ArtifactPressParityTests {
             XCTAssertTrue("\($0)".contains("zip"), "\($0)")
         }
         XCTAssertThrowsError(try FastKVzipGates(path: Self.fixtures.appendingPathComponent("missing.pt").path))
+        // A tensor claiming 2^40 elements of a 3-element storage is refused before anything is allocated.
+        XCTAssertThrowsError(try TorchCheckpoint(path: Self.fixtures.appendingPathComponent("torch-hostile.pt").path)) {
+            XCTAssertTrue("\($0)".contains("does not fit its storage"), "\($0)")
+        }
     }
 }

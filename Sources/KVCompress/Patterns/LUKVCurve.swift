@@ -73,10 +73,9 @@ public struct LUKVCurve: Sendable, Equatable {
         guard shape.count == 3, shape[0] == 99, shape[1] > 0, shape[2] > 0 else {
             throw .malformedFile(path: path, field: "shape", offset: 8, reason: "\(shape); [99, layers, kv_heads] expected")
         }
-        let count = shape.reduce(1, *)
-        guard bytes.count - dataStart == count * width else {
+        guard let count = shape.checkedProduct, count <= (bytes.count - dataStart) / width, bytes.count - dataStart == count * width else {
             throw .malformedFile(path: path, field: "data", offset: dataStart,
-                                 reason: "\(bytes.count - dataStart) bytes for \(count) values of \(width) bytes (truncated?)")
+                                 reason: "\(bytes.count - dataStart) bytes for \(shape) values of \(width) bytes (truncated?)")
         }
         let values: [Double] = bytes.withUnsafeBytes { raw in
             (0..<count).map { i in

@@ -46,7 +46,8 @@ public struct SafeTensorsFile: Sendable {
                 throw .malformedFile(path: path, field: name, offset: 8,
                                      reason: "needs dtype, shape and data_offsets inside the \(payload.count) data bytes")
             }
-            if let size = Self.elementSize(dtype), shape.reduce(1, *) * size != offsets[1] - offsets[0] {
+            if let size = Self.elementSize(dtype),
+               shape.checkedProduct.map({ $0.multipliedReportingOverflow(by: size) }).map({ $0.overflow || $0.partialValue != offsets[1] - offsets[0] }) ?? true {
                 throw .malformedFile(path: path, field: name, offset: headerEnd + offsets[0],
                                      reason: "\(offsets[1] - offsets[0]) bytes do not hold a \(dtype) tensor of shape \(shape)")
             }

@@ -303,13 +303,26 @@ public struct TorchCheckpoint {
             default: throw fail("tensor storage \(type) is not supported (float32, float64, float16, bfloat16)")
             }
             let storage = try archive.contents(prefix + "data/" + key)
-            let count = shape.reduce(1, *)
+            // Every element inside the storage, and no more elements than a storage could fill (a
+            // hostile shape must not make us allocate or index anything).
+            let elements = storage.count / width
+            guard offset >= 0, strides.allSatisfy({ $0 >= 0 }), let count = shape.checkedProduct,
+                  count <= Swift.max(elements, 1) * 1024,
+                  count == 0 || zip(shape, strides).reduce(Optional(offset), { last, ds in
+                      last.flatMap { l in
+                          let (step, o1) = (ds.0 - 1).multipliedReportingOverflow(by: ds.1)
+                          let (sum, o2) = l.addingReportingOverflow(step)
+                          return o1 || o2 ? nil : sum
+                      }
+                  }).map({ $0 < elements }) == true else {
+                throw fail("tensor of shape \(shape), strides \(strides) at offset \(offset) does not fit its storage \(key) "
+                    + "(\(elements) elements)")
+            }
             var out = [Float](repeating: 0, count: count)
             var index = [Int](repeating: 0, count: shape.count)
             for i in 0..<count {
                 let element = offset + zip(index, strides).reduce(0) { $0 + $1.0 * $1.1 }
                 let at = storage.startIndex + element * width
-                guard element >= 0, at + width <= storage.endIndex else { throw fail("tensor element past its storage \(key)") }
                 var bits: UInt64 = 0
                 for b in 0..<width { bits |= UInt64(storage[at + b]) << (8 * UInt64(b)) }
                 switch type {
