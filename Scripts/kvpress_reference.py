@@ -355,6 +355,8 @@ def constructor_args(press):
     args = {}
     for n in names:
         v = getattr(press, n, None)
+        if isinstance(v, str) and os.path.isabs(v):  # a file of this repository: stored relative to its root
+            v = os.path.relpath(v, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
         if isinstance(v, (int, float, str, bool, type(None))):
             args[n] = v
     return args
