@@ -1,4 +1,4 @@
-import KVCompress
+@testable import KVCompress
 import XCTest
 @testable import KVModel
 
@@ -99,9 +99,20 @@ final class ScoreBox: @unchecked Sendable {
 struct ScoreRecorder<S: KVScorer>: KVCachePolicy {
     let scorer: S
     let box: ScoreBox
+    /// nil: the scorer's scores; otherwise CriticalKV's rescaled scores with this epsilon,
+    /// `(score + epsilon) * ||W_o v||_1`.
+    var criticalEpsilon: Float?
     func makeState(shape: KVModelShape) -> S.State { scorer.makeState(shape: shape) }
     func afterPrefill(_ context: KVLayerContext, state: inout S.State) throws(KVError) {
         try scorer.observe(context, state: &state)
-        box.layers[context.layer] = try scorer.scores(context, state: &state)
+        var scores = try scorer.scores(context, state: &state)
+        if let epsilon = criticalEpsilon {
+            let projection = try context.outputProjection()
+            for m in scores.heads.indices {
+                let norms = projection.valueOutputNorms(context, head: m)
+                scores.heads[m] = zip(scores.heads[m], norms).map { ($0 + epsilon) * $1 }
+            }
+        }
+        box.layers[context.layer] = scores
     }
 }
