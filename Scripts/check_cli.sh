@@ -70,6 +70,11 @@ expect 2 "kvcompress: --text $tmp/empty.txt is empty" -- perplexity --text "$tmp
 expect 1 "kvcompress: malformed file $tmp/latin.txt: field 'text' at byte offset 6: not valid UTF-8" -- perplexity --text "$tmp/latin.txt"
 expect 2 "kvcompress: --max-tokens expects an integer >= 2, got '1'" -- perplexity --text "$tmp/latin.txt" --max-tokens 1
 expect 1 "kvcompress: malformed file $tmp/model.gguf" -- generate --prompt hi --model "$tmp/model.gguf"
+expect 2 "kvcompress: --backend: unknown backend 'gpu'; known: cpu, cuda, automatic" -- generate --prompt hi --backend gpu
+KVCOMPRESS_CUDA_DRIVER=$tmp/none/libcuda.so.1 expect 1 "kvcompress: backend error: CUDA: no CUDA driver: cannot load $tmp/none/libcuda.so.1" -- \
+    generate --prompt hi --backend cuda
+KVCOMPRESS_CUDA_DRIVER=$tmp/none/libcuda.so.1 expect 1 "kvcompress: backend error: CUDA: no CUDA driver" -- \
+    kept --policy SnapKV --ratio 0.5 --prompt-ids "$tmp/bad.json" --out "$tmp/kept.json" --backend cuda
 
 # The policy list is a table (up to its first blank line; the wrappers follow in prose): every
 # column starts at the same offset on every line.

@@ -1,4 +1,5 @@
 import Foundation
+import KVCore
 
 /// Options shared by every group.
 struct BenchOptions: Sendable {
@@ -10,6 +11,8 @@ struct BenchOptions: Sendable {
     var quick = false
     /// Sections of the `kernels` group to run (empty: all).
     var sections: [String] = []
+    /// The `kernels` group's backend: the CPU kernels, or the CUDA backend's rows.
+    var backend: KVBackend = .cpu
 }
 
 /// Argument parsing and group dispatch.
@@ -26,6 +29,9 @@ enum BenchCommandLine {
           --json            print the rows as one JSON array
           --threads LIST    comma-separated thread counts (default 1,2)
           --quick           small sizes, few repetitions (CI smoke)
+          --backend B       kernels group only: cpu (default) or cuda (CPU vs CUDA differences, device
+                            copy bandwidth, decode attention GB/s at 32K and 128K tokens over it,
+                            prefill TFLOP/s, model decode with attention on the GPU)
           --sections LIST   kernels group only: comma-separated sections to run, of
                             \(KernelBenchmarks.sections.map(\.name).joined(separator: ", "))
           --help            this text
@@ -75,6 +81,12 @@ enum BenchCommandLine {
                     return fail("--threads: expected positive integers separated by commas, got '\(arguments[i])'")
                 }
                 options.threads = parsed.map { $0! }
+            case "--backend":
+                i += 1
+                guard i < arguments.count, let b = KVBackend(rawValue: arguments[i]), b != .automatic else {
+                    return fail("--backend needs cpu or cuda")
+                }
+                options.backend = b
             case "--sections":
                 i += 1
                 let known = KernelBenchmarks.sections.map(\.name)

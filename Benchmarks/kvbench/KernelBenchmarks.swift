@@ -8,6 +8,10 @@ extension BenchGroup {
         name: "kernels",
         summary: "matvec per weight format (GB/s of weights), attention kernels; vs same-run read bandwidth",
         run: { context in
+            if context.options.backend == .cuda {
+                CudaBenchmarks.run(context)
+                return
+            }
             let clock = { String(format: "%.2f", BenchContext.estimatedClockGHz()) }
             if !context.options.json {
                 print("kernels: ISA \(Kernels.isa) (best \(Kernels.bestISA)), threads \(context.options.threads), "

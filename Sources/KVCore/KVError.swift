@@ -28,6 +28,9 @@ public enum KVError: Error, Equatable, Sendable, CustomStringConvertible {
     /// An object was used out of order (a step used after the next one began, layers skipped or
     /// repeated, a sequence left incomplete by an earlier error); the message says how to recover.
     case invalidState(String)
+    /// A compute backend cannot run here or failed (no CUDA driver, no GPU, a device error); the
+    /// message says why and what to use instead.
+    case backend(String)
 
     /// A human-readable message that says what was wrong and what to do.
     public var description: String {
@@ -57,6 +60,8 @@ public enum KVError: Error, Equatable, Sendable, CustomStringConvertible {
             return "capacity exceeded: \(message)"
         case let .invalidState(message):
             return "invalid state: \(message)"
+        case let .backend(message):
+            return "backend error: \(message)"
         }
     }
 }

@@ -26,12 +26,13 @@ enum KeptCommand {
                         shipped for the default model)
       --prompt-ids FILE a JSON array of token ids, or an object with a 'prompt_ids' array
       --out FILE        where the JSON goes (checked for writing before any work)
+      --backend B       where attention runs: cpu (default), cuda, automatic
     """
 
     static func run(_ arguments: ArraySlice<String>) throws {
         let o = try CommandLineOptions(arguments, valued: ["--policy", "--ratio", "--model", "--prompt-ids", "--out",
                                                                   "--duo-pattern", "--razor-heads", "--qfilters", "--kvzap", "--lukv-curve",
-                                                                  "--expected-attention-stats", "--fastkvzip-gates"],
+                                                                  "--expected-attention-stats", "--fastkvzip-gates", "--backend"],
                                        boolean: [])
         if o.wantsHelp { print(usage); return }
         guard let name = o.string("--policy") else {
@@ -57,10 +58,11 @@ enum KeptCommand {
         }
         let ratio = try o.double("--ratio", default: 0, expected: "a fraction in [0, 1)") { $0 >= 0 && $0 < 1 }
         let policy = try entry.make(.compressionRatio(ratio), .prefill, patterns: try SessionOptions.headPatterns(o))
+        let backend = try SessionOptions.backend(o).resolved()
         try checkWritable(outPath)
         let ids = try PromptIDs.load(path: idsPath)
         let model = try LlamaModel(path: o.string("--model") ?? "default", mode: .exact)
-        let kept = try KeptPositions.compute(model: model, promptTokens: ids, policy: policy)
+        let kept = try KeptPositions.compute(model: model, promptTokens: ids, policy: policy, backend: backend)
         let json: [String: Any] = ["kept": [name: [ratioText: kept]]]
         let data = try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys])
         do {

@@ -5,7 +5,7 @@ import KVModel
 struct SessionOptions {
     static let valued: Set<String> = ["--model", "--threads", "--chunk", "--policy", "--ratio", "--sinks", "--window",
                                       "--cache", "--keys", "--values", "--duo-pattern", "--razor-heads", "--qfilters", "--kvzap", "--lukv-curve",
-                                      "--expected-attention-stats", "--fastkvzip-gates"]
+                                      "--expected-attention-stats", "--fastkvzip-gates", "--backend"]
     static let boolean: Set<String> = ["--exact", "--reposition"]
 
     /// Their usage text.
@@ -42,6 +42,9 @@ struct SessionOptions {
                                 Jang-Hyun/Fast-KVzip; none exists for the default model)
           --lukv-curve FILE     LU-KV's budget curve for LUKV / LUKV:INNER (.npy [99, layers, kv_heads], made by
                                 LU-KV's generate_curve.sh for the model and scorer; none for the default model)
+          --backend B           where attention runs: cpu (default), cuda (an NVIDIA GPU through the driver
+                                library loaded at run time; fails with the reason where there is none),
+                                automatic (cuda when usable)
           --keys FORMAT         the keys' format alone (overrides --cache for the keys)
           --values FORMAT       the values' format alone (overrides --cache for the values)
     """
@@ -59,6 +62,8 @@ struct SessionOptions {
     let valueFormat: KVEntryFormat?
     /// How the policy was configured, for the summary lines (see ``description(of:)``).
     let policyDescription: String
+    /// Where attention runs (resolved: `.cpu` or `.cuda`).
+    let backend: KVBackend
 
     init(_ o: CommandLineOptions) throws {
         modelPath = o.string("--model") ?? "default"
@@ -66,6 +71,7 @@ struct SessionOptions {
         threads = try o.int("--threads", default: ThreadPool.shared.threadCount, in: 1...4096)
         chunk = try o.int("--chunk", default: 512, in: 1...65536)
         (policy, policyDescription) = try Self.policy(o)
+        backend = try Self.backend(o).resolved()  // a missing GPU fails here, before the model loads
         let cache = try Self.format(o, "--cache")
         keyFormat = try Self.format(o, "--keys") ?? cache
         valueFormat = try Self.format(o, "--values") ?? cache
@@ -79,6 +85,16 @@ struct SessionOptions {
     func description(of session: LlamaSession) -> String {
         let k = session.cache.keyFormat.description, v = session.cache.valueFormat.description
         return policyDescription + (k == v ? ", \(k) cache" : ", keys \(k), values \(v)")
+    }
+
+    /// `--backend`'s choice (default `.cpu`).
+    static func backend(_ o: CommandLineOptions) throws -> KVBackend {
+        guard let name = o.string("--backend") else { return .cpu }
+        guard let backend = KVBackend(rawValue: name) else {
+            throw CommandLineOptions.UsageError(description: "--backend: unknown backend '\(name)'; known: "
+                + KVBackend.allCases.map(\.rawValue).joined(separator: ", "))
+        }
+        return backend
     }
 
     /// The format `flag` names, nil when absent.
@@ -138,8 +154,10 @@ struct SessionOptions {
     func makeSession() throws -> LlamaSession {
         let model = try LlamaModel(path: modelPath, mode: exact ? .exact : .fast)
         let pool = threads == ThreadPool.shared.threadCount ? ThreadPool.shared : ThreadPool(threads: threads)
-        return try LlamaSession(model: model, policy: policy, keys: keyFormat, values: valueFormat, chunkSize: chunk,
-                                pool: pool)
+        let session = try LlamaSession(model: model, policy: policy, keys: keyFormat, values: valueFormat,
+                                       chunkSize: chunk, pool: pool)
+        try session.cache.setBackend(backend)
+        return session
     }
 
     /// The head patterns the retrieval-head policies read: `--duo-pattern` / `--razor-heads`, else

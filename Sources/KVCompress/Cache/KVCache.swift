@@ -53,6 +53,10 @@ public final class KVCache {
     var frontier: [Int]
     /// Entries held by every head of every layer, kept up to date by every mutation.
     public private(set) var totalEntries = 0
+    /// Where attention over this cache runs (`.cpu` or `.cuda`; set with ``setBackend(_:)``).
+    public internal(set) var backend: KVBackend = .cpu
+    /// With CUDA: per layer, the GPU copy of its rows and what it was copied from.
+    var cudaMirrors: [KVCudaMirror?] = []
 
     /// Element types the attention kernels read from a cache's rows.
     public static let supportedTypes: [ElementType] = [.f32, .f16, .bf16, .q8_0, .q4_0, .q4_1, .q2_1]

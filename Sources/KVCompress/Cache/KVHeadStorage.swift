@@ -30,6 +30,10 @@ final class KVHeadStorage {
     private var start = 0
     private(set) var count = 0
     private(set) var capacity: Int
+    /// Counts the changes to existing rows (everything but appending): a copy of the rows made
+    /// when it had this value, extended by the rows appended since, equals the rows
+    /// (`KVCache`'s GPU mirror relies on it).
+    private(set) var edits = 0
 
     /// Rows allocated up front and kept as headroom after a shrink.
     static let minimumCapacity = 16
@@ -70,6 +74,7 @@ final class KVHeadStorage {
 
     /// Gives every row a log-count (0: one token), so that rows can stand for merged tokens.
     func enableLogCounts() {
+        edits += 1
         guard logCountAlloc == nil else { return }
         let c = UnsafeMutablePointer<Float>.allocate(capacity: capacity)
         c.initialize(repeating: 0, count: capacity)
@@ -165,6 +170,7 @@ final class KVHeadStorage {
     func retain(sortedIndices kept: [Int]) {
         let removed = count - kept.count
         guard removed > 0 else { return }
+        edits += 1
         // First and last removed rows.
         var firstRemoved = 0
         while firstRemoved < kept.count && kept[firstRemoved] == firstRemoved { firstRemoved += 1 }
@@ -197,6 +203,7 @@ final class KVHeadStorage {
     func remove(_ range: Range<Int>) {
         let n = range.count
         guard n > 0 else { return }
+        edits += 1
         let before = range.lowerBound, after = count - range.upperBound
         if before <= after {
             var i = before - 1
@@ -217,6 +224,7 @@ final class KVHeadStorage {
 
     /// Drops every row and returns the memory (keeps a minimal allocation).
     func removeAll() {
+        edits += 1
         count = 0
         start = 0
         logCountAlloc?.deallocate()
@@ -244,14 +252,19 @@ final class KVHeadStorage {
 
     /// Overwrites row `j`'s key from f32.
     func setKey(_ j: Int, from src: UnsafePointer<Float>, headDim: Int) {
+        edits += 1
         Self.store(src, as: keyType, into: keys + j * keyRowBytes, headDim: headDim)
     }
 
     func setValue(_ j: Int, from src: UnsafePointer<Float>, headDim: Int) {
+        edits += 1
         Self.store(src, as: valueType, into: values + j * valueRowBytes, headDim: headDim)
     }
 
-    func setPosition(_ j: Int, _ p: Int32) { positions[j] = p }
+    func setPosition(_ j: Int, _ p: Int32) {
+        edits += 1
+        positions[j] = p
+    }
 
     /// Row `j`'s log-count (0 for a row that is one token).
     func logCount(_ j: Int) -> Float { logCounts?[j] ?? 0 }
@@ -281,6 +294,7 @@ final class KVHeadStorage {
         let last = range.upperBound - 1
         setKey(last, from: keySum, headDim: d)
         setValue(last, from: valueSum, headDim: d)
+        edits += 1
         logCounts![last] = Float(top + log(total))
         remove(range.lowerBound..<last)
     }

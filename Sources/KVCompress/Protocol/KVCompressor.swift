@@ -233,7 +233,19 @@ public final class KVCompressor {
         let stride = counts.max() ?? 0
         let sums = needsAttentionColumnSums ? columnSumBuffer(count: parts.count * stride) : nil
         let n = step.tokenCount
-        if n == 1 {
+        let windows = n == 1 ? nil : runner.attentionWindows(layer: layer)
+        if windows == nil, let gpu = try cache.cudaLayer(layer, heads: shape.heads),
+           n == 1 || shape.headDim <= CudaKVLayer.maxPrefillHeadDim {
+            if n == 1 {
+                try gpu.decode(query: queries, output: output, columnSums: sums, columnSumStride: stride)
+            } else {
+                try step.positions.withUnsafeBufferPointer { (p: UnsafeBufferPointer<Int32>) throws(KVError) in
+                    try gpu.prefill(queries: queries, queryCount: n, queryTokenStride: shape.heads * shape.headDim,
+                                    queryPositions: p.baseAddress!, output: output, columnSums: sums,
+                                    columnSumStride: stride)
+                }
+            }
+        } else if n == 1 {
             Attention.decode(query: queries, heads: shape.heads, headDim: shape.headDim, parts: parts, output: output,
                              columnSums: sums, columnSumStride: stride, pool: pool)
         } else {
@@ -241,7 +253,7 @@ public final class KVCompressor {
                 Attention.prefill(queries: queries, queryCount: n, queryTokenStride: shape.heads * shape.headDim,
                                   queryPositions: p.baseAddress!, heads: shape.heads, headDim: shape.headDim, parts: parts,
                                   output: output, columnSums: sums, columnSumStride: stride,
-                                  windows: runner.attentionWindows(layer: layer), pool: pool)
+                                  windows: windows, pool: pool)
             }
         }
         let columnSumArrays = sums.map { f in
