@@ -42,6 +42,7 @@ extension KVCache {
             let gpu = try CudaKVLayer(parts: headParts(layer: layer), headDim: headDim, queryHeads: heads,
                                       reserve: reserve)
             cudaMirrors[layer] = KVCudaMirror(gpu: gpu, counts: counts, edits: edits)
+            cudaLayerCopies += 1
             return gpu
         } catch {
             if case .backend = error { throw error }

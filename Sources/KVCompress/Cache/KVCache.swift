@@ -57,6 +57,8 @@ public final class KVCache {
     public internal(set) var backend: KVBackend = .cpu
     /// With CUDA: per layer, the GPU copy of its rows and what it was copied from.
     var cudaMirrors: [KVCudaMirror?] = []
+    /// With CUDA: how many times a layer was copied to the GPU whole (appends not counted).
+    package internal(set) var cudaLayerCopies = 0
 
     /// Element types the attention kernels read from a cache's rows.
     public static let supportedTypes: [ElementType] = [.f32, .f16, .bf16, .q8_0, .q4_0, .q4_1, .q2_1]

@@ -26,11 +26,7 @@ public final class CudaBuffer: Sendable {
     /// Allocates a buffer holding a copy of `array`'s elements.
     public convenience init<T>(copying array: [T]) throws(KVError) {
         try self.init(byteCount: array.count * MemoryLayout<T>.stride)
-        var failure: KVError?
-        array.withUnsafeBytes { bytes in
-            do throws(KVError) { try self.upload(bytes, at: 0) } catch { failure = error }
-        }
-        if let failure { throw failure }
+        try upload(array, at: 0)
     }
 
     deinit { _ = kvcu_free(address) }
@@ -41,6 +37,30 @@ public final class CudaBuffer: Sendable {
         precondition(offset >= 0 && offset + bytes.count <= byteCount, "upload past the end of a CUDA buffer")
         guard let base = bytes.baseAddress, bytes.count > 0 else { return }
         try CudaDevice.check(kvcu_upload(address + UInt64(offset), base, bytes.count))
+    }
+
+    /// Copies `array`'s elements to the buffer at byte `offset`.
+    /// - Precondition: they fit inside the buffer.
+    public func upload<T>(_ array: [T], at offset: Int) throws(KVError) {
+        var failure: KVError?
+        array.withUnsafeBytes { bytes in
+            do throws(KVError) { try upload(bytes, at: offset) } catch { failure = error }
+        }
+        if let failure { throw failure }
+    }
+
+    /// `count` elements of `T` read from byte `offset` of the buffer (waits for queued work).
+    /// - Precondition: they lie inside the buffer.
+    public func download<T: BitwiseCopyable>(_: T.Type, count: Int, from offset: Int) throws(KVError) -> [T] {
+        var failure: KVError?
+        let result = [T](unsafeUninitializedCapacity: count) { buffer, initialized in
+            do throws(KVError) { try download(into: UnsafeMutableRawBufferPointer(buffer), from: offset) } catch {
+                failure = error
+            }
+            initialized = count  // (uninitialized only when failing, and then thrown away unread)
+        }
+        if let failure { throw failure }
+        return result
     }
 
     /// Copies `bytes.count` bytes from byte `offset` of the buffer to `bytes` (waits for queued work).

@@ -44,6 +44,19 @@ public final class CudaKVLayer: @unchecked Sendable {
         var keyRowBytes: Int
         var valueRowBytes: Int
         var keys = 0, values = 0, positions = 0, logCounts: Int?
+
+        /// Gives the part room for `capacity` rows in a storage buffer whose first `size` bytes
+        /// are taken (each array 256-byte aligned), and advances `size`.
+        mutating func place(at size: inout Int, logCounts withLogCounts: Bool) {
+            func next(_ bytes: Int) -> Int {
+                defer { size += (bytes + 255) / 256 * 256 }
+                return size
+            }
+            keys = next(capacity * keyRowBytes)
+            values = next(capacity * valueRowBytes)
+            positions = next(capacity * 4)
+            logCounts = withLogCounts ? next(capacity * 4) : nil
+        }
     }
 
     private(set) var parts: [Part]
@@ -77,11 +90,6 @@ public final class CudaKVLayer: @unchecked Sendable {
         try Self.validate(kvHeads: parts.count, headDim: headDim, queryHeads: queryHeads)
         var layout: [Part] = []
         var size = 0
-        func place(_ bytes: Int) -> Int {
-            let offset = size
-            size += (bytes + 255) / 256 * 256
-            return offset
-        }
         for (m, head) in parts.enumerated() {
             var firstRow = 0
             for v in head {
@@ -99,10 +107,7 @@ public final class CudaKVLayer: @unchecked Sendable {
                 var part = Part(head: m, count: v.count, capacity: capacity, firstRow: firstRow, keyType: v.keyType,
                                 valueType: v.valueType, keyRowBytes: v.keyType.byteCount(elements: headDim),
                                 valueRowBytes: v.valueType.byteCount(elements: headDim))
-                part.keys = place(capacity * part.keyRowBytes)
-                part.values = place(capacity * part.valueRowBytes)
-                part.positions = place(capacity * 4)
-                if v.logCounts != nil { part.logCounts = place(capacity * 4) }
+                part.place(at: &size, logCounts: v.logCounts != nil)
                 layout.append(part)
                 firstRow += v.count
             }
@@ -189,21 +194,13 @@ public final class CudaKVLayer: @unchecked Sendable {
         }
         itemFirst.append(Int32(work.count))
         headRows = Self.rowsPerHead(parts, kvHeads: kvHeads, \.count)
-        try Self.upload(table, to: segments)
-        try Self.upload(first, to: segmentFirst)
-        try Self.upload(headRows.map(Int32.init), to: headRowsBuffer)
-        try Self.upload(work, to: items)
-        try Self.upload(itemFirst, to: self.itemFirst)
+        try segments.upload(table, at: 0)
+        try segmentFirst.upload(first, at: 0)
+        try headRowsBuffer.upload(headRows.map(Int32.init), at: 0)
+        try items.upload(work, at: 0)
+        try self.itemFirst.upload(itemFirst, at: 0)
         itemCount = work.count
         tablesStale = false
-    }
-
-    private static func upload<T>(_ array: [T], to buffer: CudaBuffer) throws(KVError) {
-        var failure: KVError?
-        array.withUnsafeBytes { bytes in
-            do throws(KVError) { try buffer.upload(bytes, at: 0) } catch { failure = error }
-        }
-        if let failure { throw failure }
     }
 
     /// Appends rows `start ..< view.count` of `view` after KV head `m`'s last part, when they fit
@@ -382,11 +379,6 @@ public final class CudaKVLayer: @unchecked Sendable {
         var layout: [Part] = []
         var local: [[Int32]] = []
         var size = 0
-        func place(_ bytes: Int) -> Int {
-            let offset = size
-            size += (bytes + 255) / 256 * 256
-            return offset
-        }
         var firstRow = [Int](repeating: 0, count: kvHeads)
         for old in parts {
             let rows = keep[old.head].filter { Int($0) >= old.firstRow && Int($0) < old.firstRow + old.count }
@@ -396,21 +388,14 @@ public final class CudaKVLayer: @unchecked Sendable {
             part.capacity = rows.count
             part.firstRow = firstRow[old.head]
             firstRow[old.head] += rows.count
-            part.keys = place(rows.count * part.keyRowBytes)
-            part.values = place(rows.count * part.valueRowBytes)
-            part.positions = place(rows.count * 4)
-            part.logCounts = old.logCounts == nil ? nil : place(rows.count * 4)
+            part.place(at: &size, logCounts: old.logCounts != nil)
             layout.append(part)
             local.append(rows)
         }
         let storage = try CudaBuffer(byteCount: size)
         let indices = try CudaBuffer(byteCount: max(1, local.map(\.count).max() ?? 0) * 4)
         for (old, (part, rows)) in zip(parts, zip(layout, local)) where !rows.isEmpty {
-            var failure: KVError?
-            rows.withUnsafeBytes { bytes in
-                do throws(KVError) { try indices.upload(bytes, at: 0) } catch { failure = error }
-            }
-            if let failure { throw failure }
+            try indices.upload(rows, at: 0)
             var copies = [(old.keys, part.keys, part.keyRowBytes), (old.values, part.values, part.valueRowBytes),
                           (old.positions, part.positions, 4)]
             if let from = old.logCounts, let to = part.logCounts { copies.append((from, to, 4)) }
@@ -430,13 +415,7 @@ public final class CudaKVLayer: @unchecked Sendable {
         try refreshTables()
         var result: [Int32] = []
         for part in parts where part.head == m && part.count > 0 {
-            var rows = [Int32](repeating: 0, count: part.count)
-            var failure: KVError?
-            rows.withUnsafeMutableBytes { bytes in
-                do throws(KVError) { try storage.download(into: bytes, from: part.positions) } catch { failure = error }
-            }
-            if let failure { throw failure }
-            result += rows
+            result += try storage.download(Int32.self, count: part.count, from: part.positions)
         }
         return result
     }
