@@ -312,10 +312,8 @@ public final class CudaKVLayer: @unchecked Sendable {
         precondition(columnSums == nil || columnSumStride >= (headRows.max() ?? 0), "column-sum stride too small")
         guard queryCount > 0 else { return }
         let scale = scale ?? Attention.defaultScale(headDim: headDim)
-        let queryBuffer = try CudaBuffer(byteCount: ((queryCount - 1) * queryTokenStride + queryHeads * headDim) * 4)
-        try queryBuffer.upload(UnsafeRawBufferPointer(start: queries, count: queryBuffer.byteCount), at: 0)
-        let positions = try CudaBuffer(byteCount: queryCount * 4)
-        try positions.upload(UnsafeRawBufferPointer(start: queryPositions, count: queryCount * 4), at: 0)
+        let (queryBuffer, positions) = try upload(queries: queries, count: queryCount, tokenStride: queryTokenStride,
+                                                  positions: queryPositions)
         let result = try CudaBuffer(byteCount: queryCount * queryHeads * headDim * 4)
         let lse = try CudaBuffer(byteCount: queryCount * queryHeads * 4)
         let sums = columnSums == nil ? nil : try CudaBuffer(byteCount: kvHeads * maxRows * 4)
@@ -339,10 +337,8 @@ public final class CudaKVLayer: @unchecked Sendable {
         precondition(outputKeyStride >= (headRows.max() ?? 0), "output key stride smaller than a head's rows")
         guard queryCount > 0 else { return }
         let scale = scale ?? Attention.defaultScale(headDim: headDim)
-        let queryBuffer = try CudaBuffer(byteCount: ((queryCount - 1) * queryTokenStride + queryHeads * headDim) * 4)
-        try queryBuffer.upload(UnsafeRawBufferPointer(start: queries, count: queryBuffer.byteCount), at: 0)
-        let positions = try CudaBuffer(byteCount: queryCount * 4)
-        try positions.upload(UnsafeRawBufferPointer(start: queryPositions, count: queryCount * 4), at: 0)
+        let (queryBuffer, positions) = try upload(queries: queries, count: queryCount, tokenStride: queryTokenStride,
+                                                  positions: queryPositions)
         let result = try CudaBuffer(byteCount: queryHeads * queryCount * maxRows * 4)
         let maxPart = max(1, parts.map(\.count).max() ?? 0)
         try CudaDevice.check(kvcu_observe(segments.address, Int32(parts.count), Int32(maxPart), headRowsBuffer.address,
@@ -418,6 +414,16 @@ public final class CudaKVLayer: @unchecked Sendable {
             result += try storage.download(Int32.self, count: part.count, from: part.positions)
         }
         return result
+    }
+
+    /// Copies `count` query tokens (`tokenStride` floats apart) and their positions to the device.
+    private func upload(queries: UnsafePointer<Float>, count: Int, tokenStride: Int,
+                        positions: UnsafePointer<Int32>) throws(KVError) -> (CudaBuffer, CudaBuffer) {
+        let queryBuffer = try CudaBuffer(byteCount: ((count - 1) * tokenStride + queryHeads * headDim) * 4)
+        try queryBuffer.upload(UnsafeRawBufferPointer(start: queries, count: queryBuffer.byteCount), at: 0)
+        let positionBuffer = try CudaBuffer(byteCount: count * 4)
+        try positionBuffer.upload(UnsafeRawBufferPointer(start: positions, count: count * 4), at: 0)
+        return (queryBuffer, positionBuffer)
     }
 
     private func downloadSums(_ buffer: CudaBuffer, rowsPerHead: Int, to columnSums: UnsafeMutablePointer<Float>,
