@@ -6,6 +6,7 @@
 # ignored folder .gpu/, compressed (the static binary is ~62 MB stripped, ~16 MB with xz):
 #   swift build -c release --static-swift-stdlib --build-path .build-static --product kvbench
 #   mkdir -p .gpu && strip -o .gpu/kvbench .build-static/release/kvbench && xz -f .gpu/kvbench
+# (built on Debian 12 it needs glibc 2.35 or later there: `objdump -T` lists GLIBC_2.35 at most.)
 # For the model rows (kept sets on a passkey prompt, CPU vs CUDA; model decode with attention on
 # the GPU), the default model too, in parts small enough to carry (a call carries at most 64 MiB;
 # the model is 98 MB and hardly compresses): `split -b 45M -d
