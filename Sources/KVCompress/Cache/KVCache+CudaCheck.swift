@@ -55,11 +55,9 @@ extension KVCache {
             result.prefillSums = maxDiff(cpuSums, gpuSums)
         }
         var cpuProbs = [Float](repeating: 0, count: heads * n * stride), gpuProbs = cpuProbs
-        let saved = backend
-        backend = .cpu
-        observe(layer: layer, queries: queries, queryCount: n, queryTokenStride: heads * d, queryPositions: queryPositions,
-                heads: heads, output: &cpuProbs, outputKeyStride: stride)
-        backend = saved
+        Attention.observe(queries: queries, queryCount: n, queryTokenStride: heads * d, queryPositions: queryPositions,
+                          heads: heads, headDim: d, parts: headParts(layer: layer), scale: defaultAttentionScale,
+                          output: &cpuProbs, outputKeyStride: stride)
         try gpu.observe(queries: queries, queryCount: n, queryTokenStride: heads * d, queryPositions: queryPositions,
                         output: &gpuProbs, outputKeyStride: stride)
         result.observe = maxDiff(cpuProbs, gpuProbs)

@@ -294,7 +294,6 @@ final class KVHeadStorage {
         let last = range.upperBound - 1
         setKey(last, from: keySum, headDim: d)
         setValue(last, from: valueSum, headDim: d)
-        edits += 1
         logCounts![last] = Float(top + log(total))
         remove(range.lowerBound..<last)
     }

@@ -93,7 +93,7 @@ public final class CudaKVLayer: @unchecked Sendable {
         for (m, head) in parts.enumerated() {
             var firstRow = 0
             for v in head {
-                guard v.keyGroups == nil, v.headRows == nil, v.valueChannelScales == nil, v.keyChannels == nil else {
+                guard Self.readsRows(v) else {
                     throw .invalidParameter(name: "cache part for the CUDA backend", value: "KIVI groups, interleaved "
                                             + "rows, channel scales or pruned key channels",
                                             expected: "rows of f32, f16, bf16, q8_0, q4_0, q4_1 or q2_1; run this "
@@ -212,8 +212,7 @@ public final class CudaKVLayer: @unchecked Sendable {
         guard let p = parts.lastIndex(where: { $0.head == m }) else { return false }
         let part = parts[p]
         guard start == part.count, view.count <= part.capacity, view.keyType == part.keyType,
-              view.valueType == part.valueType, (view.logCounts == nil) == (part.logCounts == nil),
-              view.keyGroups == nil, view.headRows == nil, view.valueChannelScales == nil, view.keyChannels == nil
+              view.valueType == part.valueType, (view.logCounts == nil) == (part.logCounts == nil), Self.readsRows(view)
         else { return false }
         let n = view.count - start
         guard n > 0 else { return true }
@@ -229,6 +228,12 @@ public final class CudaKVLayer: @unchecked Sendable {
         parts[p].count = view.count
         tablesStale = true
         return true
+    }
+
+    /// Whether the kernels read `view`: plain rows (with positions and optional log counts), not KIVI
+    /// groups, interleaved head rows, channel-scaled values or pruned key channels.
+    private static func readsRows(_ view: KVHeadView) -> Bool {
+        view.keyGroups == nil && view.headRows == nil && view.valueChannelScales == nil && view.keyChannels == nil
     }
 
     private static func validate(kvHeads: Int, headDim: Int, queryHeads: Int) throws(KVError) {
@@ -260,6 +265,8 @@ public final class CudaKVLayer: @unchecked Sendable {
 
     private var g: Int { queryHeads / kvHeads }
     private var maxRows: Int { max(1, headRows.max() ?? 0) }
+    /// The most rows of one part (the kernels' grid over a part's rows).
+    private var maxPartRows: Int { max(1, parts.map(\.count).max() ?? 0) }
 
     /// Decode attention of one query token over every row (what `Attention.decode` computes).
     /// - Parameters:
@@ -317,9 +324,8 @@ public final class CudaKVLayer: @unchecked Sendable {
         let result = try CudaBuffer(byteCount: queryCount * queryHeads * headDim * 4)
         let lse = try CudaBuffer(byteCount: queryCount * queryHeads * 4)
         let sums = columnSums == nil ? nil : try CudaBuffer(byteCount: kvHeads * maxRows * 4)
-        let maxPart = max(1, parts.map(\.count).max() ?? 0)
         try CudaDevice.check(kvcu_prefill_attention(segments.address, Int32(parts.count), segmentFirst.address,
-                                                    Int32(kvHeads), Int32(maxPart), queryBuffer.address,
+                                                    Int32(kvHeads), Int32(maxPartRows), queryBuffer.address,
                                                     Int32(queryCount), Int32(queryTokenStride), positions.address,
                                                     Int32(g), Int32(headDim), scale, result.address, lse.address,
                                                     sums?.address ?? 0, Int32(maxRows)))
@@ -340,8 +346,7 @@ public final class CudaKVLayer: @unchecked Sendable {
         let (queryBuffer, positions) = try upload(queries: queries, count: queryCount, tokenStride: queryTokenStride,
                                                   positions: queryPositions)
         let result = try CudaBuffer(byteCount: queryHeads * queryCount * maxRows * 4)
-        let maxPart = max(1, parts.map(\.count).max() ?? 0)
-        try CudaDevice.check(kvcu_observe(segments.address, Int32(parts.count), Int32(maxPart), headRowsBuffer.address,
+        try CudaDevice.check(kvcu_observe(segments.address, Int32(parts.count), Int32(maxPartRows), headRowsBuffer.address,
                                           Int32(kvHeads), queryBuffer.address, Int32(queryCount),
                                           Int32(queryTokenStride), positions.address, Int32(g), Int32(headDim), scale,
                                           result.address, Int32(maxRows)))
