@@ -54,6 +54,9 @@ expect 2 "a KVzap surrogate for this model" -- generate --prompt hi --policy DMS
 expect 1 "cannot read KVzap's config.json" -- generate --prompt hi --policy KVzap --kvzap "$tmp/none"
 expect 1 "cannot read the PyTorch checkpoint" -- generate --prompt hi --policy FastKVzip --fastkvzip-gates "$tmp/none.pt"
 expect 2 "calibrate expected-attention needs --text FILE" -- calibrate expected-attention --out "$tmp/stats"
+expect 2 "which only --policy Finch reads" -- generate --prompt "a<|finch_sep|>b" --policy SnapKV
+expect 2 "expected exactly one <|finch_sep|> between the context and the question" -- generate --prompt "a<|finch_sep|>b<|finch_sep|>c" --policy Finch
+expect 2 "expected the question after <|finch_sep|>" -- generate --prompt "a<|finch_sep|>" --policy Finch
 expect 2 "kvcompress: --window applies to --policy StreamingLLM only" -- generate --prompt hi --policy SnapKV --window 100
 expect 2 "kvcompress: --ratio and --window exclude each other" -- generate --prompt hi --policy StreamingLLM --window 100 --ratio 0.5
 expect 2 "kvcompress: --window expects an integer in 1...2147483647, got '0'" -- generate --prompt hi --policy StreamingLLM --window 0

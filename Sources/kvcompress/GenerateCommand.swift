@@ -19,6 +19,9 @@ enum GenerateCommand {
                             --top-p P in (0, 1] (default 0.95)
       --seed S              sampling seed, an integer in 0...2^64-1 (default 0)
       --ignore-eos          do not stop at the end-of-sequence token (for long streaming runs)
+
+    With --policy Finch, a prompt "CONTEXT<|finch_sep|>QUESTION" (kvpress's delimiter) makes the
+    question the window that votes (the delimiter itself is dropped); without it, the last 64 tokens.
     \(SessionOptions.usage)
     """
 
@@ -41,9 +44,22 @@ enum GenerateCommand {
         let sampling = try SamplingParameters(temperature: Float(temperature), topK: topK, topP: Float(topP),
                                               seed: try o.uint64("--seed", default: 0))
         let options = try SessionOptions(o)
-        let session = try options.makeSession()
+        var session = try options.makeSession()
+        var ids = try session.model.tokenizer.encode(prompt)
+        if prompt.contains(Finch.delimiter) {
+            // FINCH's question: the tokens after the delimiter, which leaves the sequence.
+            guard let finch = options.policy as? KeyRerotation<Finch> else {
+                throw CommandLineOptions.UsageError(description: "the prompt holds \(Finch.delimiter), FINCH's delimiter between "
+                    + "context and question, which only --policy Finch reads (it is not a token of the model)")
+            }
+            let question: Int
+            (ids, question) = try session.model.tokenizer.encode(prompt, questionAfter: Finch.delimiter)
+            let policy = KeyRerotation(base: try Finch(budget: finch.base.selector.budget, questionTokens: question,
+                                                       schedule: finch.base.schedule))
+            session = try options.makeSession(model: session.model, policy: policy)
+        }
         let stops: Set<Int32>? = o.has("--ignore-eos") ? [] : nil
-        let result = try session.generate(prompt: prompt, maxTokens: maxTokens, sampling: sampling, stopTokens: stops) { piece in
+        let result = try session.generate(promptTokens: ids, maxTokens: maxTokens, sampling: sampling, stopTokens: stops) { piece in
             FileHandle.standardOutput.write(Data(piece.utf8))
         }
         print()

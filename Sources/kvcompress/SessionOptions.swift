@@ -150,11 +150,11 @@ struct SessionOptions {
                 "StreamingLLM ratio \(ratio) sinks \(sinks)\(suffix)")
     }
 
-    /// Loads the model and opens a session with the policy.
-    func makeSession() throws -> LlamaSession {
-        let model = try LlamaModel(path: modelPath, mode: exact ? .exact : .fast)
+    /// Loads the model (unless given) and opens a session with the policy (or `policy`).
+    func makeSession(model loaded: LlamaModel? = nil, policy other: (any KVCachePolicy)? = nil) throws -> LlamaSession {
+        let model = try loaded ?? LlamaModel(path: modelPath, mode: exact ? .exact : .fast)
         let pool = threads == ThreadPool.shared.threadCount ? ThreadPool.shared : ThreadPool(threads: threads)
-        let session = try LlamaSession(model: model, policy: policy, keys: keyFormat, values: valueFormat,
+        let session = try LlamaSession(model: model, policy: other ?? policy, keys: keyFormat, values: valueFormat,
                                        chunkSize: chunk, pool: pool)
         try session.cache.setBackend(backend)
         return session

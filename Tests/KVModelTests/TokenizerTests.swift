@@ -1,5 +1,6 @@
 import XCTest
 @testable import KVModel
+import KVCompress
 
 final class TokenizerTests: XCTestCase {
     private func tokenizer() throws -> Tokenizer { try TestSupport.model(.fast).tokenizer }
@@ -25,6 +26,27 @@ final class TokenizerTests: XCTestCase {
         XCTAssertEqual(ids, expected)
         XCTAssertEqual(t.decode(ids), context + question)
         XCTAssertLessThan(elapsed, .seconds(1))
+    }
+
+    /// kvpress's FINCH prompt: context, delimiter, question. The delimiter leaves the ids, which
+    /// equal the fixture prompt's (kvpress's FINCH run put its delimiter before the question's 11
+    /// ids), and the question's length is counted.
+    func testFinchDelimiterSplitsContextAndQuestion() throws {
+        let json = try TestSupport.json("passkey_prompt.json")
+        let context = try XCTUnwrap(json["context_text"] as? String)
+        let question = try XCTUnwrap(json["question_text"] as? String)
+        let t = try tokenizer()
+        let (ids, questionTokens) = try t.encode(context + Finch.delimiter + question, questionAfter: Finch.delimiter)
+        XCTAssertEqual(ids, try TestSupport.ids("passkey_prompt.json", key: "prompt_ids"))
+        XCTAssertEqual(questionTokens, try XCTUnwrap(json["n_question_tokens"] as? Int))
+        let short = try t.encode("Paris is in France.\(Finch.delimiter) Where is Paris?", questionAfter: Finch.delimiter)
+        XCTAssertEqual(short.ids, try t.encode("Paris is in France.") + t.encode(" Where is Paris?").dropFirst(t.addsBOS ? 1 : 0))
+        XCTAssertEqual(short.questionTokens, try t.encode(" Where is Paris?").count - (t.addsBOS ? 1 : 0))
+        for bad in ["no delimiter", "a\(Finch.delimiter)b\(Finch.delimiter)c", "nothing after\(Finch.delimiter)"] {
+            XCTAssertThrowsError(try t.encode(bad, questionAfter: Finch.delimiter), bad) { error in
+                guard case .invalidParameter(name: "prompt", _, _)? = error as? KVError else { return XCTFail("\(error)") }
+            }
+        }
     }
 
     func testRoundTripArbitraryUTF8() throws {

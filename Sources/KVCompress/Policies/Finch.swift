@@ -4,8 +4,10 @@
 /// evicted.
 ///
 /// kvpress finds the question with a delimiter token the caller inserts between context and
-/// question (and removes it from the embeddings); here the caller says how many trailing prompt
-/// tokens form the question (``questionTokens``). kvpress re-rotates the kept keys to positions
+/// question (``delimiter``, removed from the sequence before the model sees it); here the policy
+/// takes the question's length (``questionTokens``), which KVModel's
+/// `Tokenizer.encode(_:questionAfter:)` counts from the same delimiter in a prompt's text (and
+/// `kvcompress generate --policy Finch` reads from the prompt). kvpress re-rotates the kept keys to positions
 /// `0 ..< n` by default: the catalog's `Finch` is `KeyRerotation(base: Finch(...))`, and this type
 /// alone keeps original positions (kvpress's `rerotate_keys=False`). kvpress's optional per-chunk
 /// budgets (`chunk_length`) are not offered.
@@ -32,6 +34,9 @@ public struct Finch: KVScoredPolicy {
         selector = try UniformSelector(budget: budget)
         self.schedule = schedule
     }
+
+    /// The text kvpress's FINCH puts between the context and the question (`<|finch_sep|>`).
+    public static let delimiter = "<|finch_sep|>"
 
     /// The question's length in tokens.
     public var questionTokens: Int { scorer.window }

@@ -212,6 +212,28 @@ public struct Tokenizer: Sendable {
         return out
     }
 
+    /// Encodes `context + delimiter + question` as kvpress's FINCH reads such a prompt: the ids of
+    /// the context and of the question side by side, without the delimiter (as if it were a
+    /// special token dropped from the sequence), and the question's length in tokens (what
+    /// `Finch(budget:questionTokens:)` takes).
+    /// - Parameter delimiter: the separator (kvpress's is `Finch.delimiter`, `<|finch_sep|>`).
+    /// - Throws: `KVError.invalidParameter` unless `text` holds the delimiter exactly once with a
+    ///   question after it.
+    public func encode(_ text: String, questionAfter delimiter: String) throws(KVError)
+        -> (ids: [Int32], questionTokens: Int) {
+        let parts = text.split(separator: delimiter, omittingEmptySubsequences: false)
+        guard parts.count == 2 else {
+            throw .invalidParameter(name: "prompt", value: "\(parts.count - 1) occurrences of \(delimiter)",
+                                    expected: "exactly one \(delimiter) between the context and the question")
+        }
+        var question = try encode(String(parts[1]))
+        if addsBOS { question.removeFirst() }
+        guard !question.isEmpty else {
+            throw .invalidParameter(name: "prompt", value: "nothing after \(delimiter)", expected: "the question after \(delimiter)")
+        }
+        return (try encode(String(parts[0])) + question, question.count)
+    }
+
     /// Splits `text` around special-token occurrences (leftmost, longest first).
     private func splitSpecial(_ text: String) -> [(Substring, Int32?)] {
         guard !specials.isEmpty else { return [(text[...], nil)] }
