@@ -140,6 +140,8 @@ PRESSES = {
     "MergingPress(SnapKVPress)": _spec(lambda r: MergingPress(SnapKVPress(compression_ratio=r))),
     "FinchPress": _spec(lambda r: FinchPress(compression_ratio=r), finch=True),
     "KVzipPress": _spec(lambda r: KVzipPress(compression_ratio=r)),
+    "KVzipPress(kvzip_plus_normalization=True)": _spec(
+        lambda r: KVzipPress(compression_ratio=r, kvzip_plus_normalization=True)),
     # KVComposePress switches the model to eager attention for its whole prefill (and the replay).
     "KVComposePress": _spec(lambda r: KVComposePress(compression_ratio=r), ref_attn="eager"),
     "KVComposePress(structured=False)": _spec(lambda r: KVComposePress(compression_ratio=r, structured=False),

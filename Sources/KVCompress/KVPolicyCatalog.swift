@@ -149,6 +149,14 @@ public enum KVPolicyCatalog {
               summary: "entries the model attends to most while repeating the prompt; one ranking over all layers and heads",
               inDefaultEvaluation: false) {
             b, _ throws(KVError) in try KVzip(budget: b) },
+        Entry(name: "KVzip+", kvpressName: nil,
+              summary: "KVzip's replays, each probability weighted by the value's output norm over the query's input norm",
+              inDefaultEvaluation: false) {
+            b, _ throws(KVError) in try KVzip(budget: b, plusNormalization: true) },
+        Entry(name: "KVgrad", kvpressName: "KVgradPress",
+              summary: "KVzip's replays run backward too: attention x value output norm x gradient norm of the output energy",
+              inDefaultEvaluation: false) {
+            b, _ throws(KVError) in try KVgrad(budget: b) },
         Entry(name: "KVCompose", kvpressName: "KVComposePress",
               summary: "replayed prompt's attention; layer budgets from composite curves, equal counts per head",
               inDefaultEvaluation: false) {

@@ -38,8 +38,14 @@ extension LlamaSession {
             WeightMatrix.apply(jobs, x: input, xq: useQ ? UnsafePointer(s.xq) : nil, n: n, pool: pool)
         }
 
+        let tape = replay ? replayTape : nil
+        tape?.positions.append(contentsOf: UnsafeBufferPointer(start: s.positions, count: n))
+        func record(_ buffer: inout [Float], _ source: UnsafeMutablePointer<Float>) {
+            buffer.append(contentsOf: UnsafeBufferPointer(start: source, count: n * hidden))
+        }
         for (l, w) in model.layers.enumerated() {
             if Task.isCancelled { throw .cancelled }
+            if let tape { record(&tape.inputs[l], s.x) }
             // Attention block.
             for t in 0..<n {
                 kvk_rmsnorm(s.x + t * hidden, w.attnNorm, s.xn + t * hidden, hidden, c.rmsEps)
@@ -48,6 +54,7 @@ extension LlamaSession {
             s.qPre.update(from: s.q, count: n * hidden)
             model.rope.apply(to: s.q, tokens: n, heads: c.heads, positions: s.positions)
             model.rope.apply(to: s.k, tokens: n, heads: c.kvHeads, positions: s.positions)
+            if let tape { record(&tape.queries[l], s.q) }
             let inputs = KVAttentionInputs(values: s.xn, width: hidden)
             if let shared {
                 try shared.attend(layer: l, lead: compressor, step: step, queries: s.q, preRoPEQueries: s.qPre,
@@ -58,6 +65,7 @@ extension LlamaSession {
             }
             project(s.attn, [(w.wo, s.xn)])
             kvk_axpy_f32(1, s.xn, s.x, n * hidden)
+            if let tape { record(&tape.mids[l], s.x) }
             // Feed-forward block.
             for t in 0..<n {
                 kvk_rmsnorm(s.x + t * hidden, w.ffnNorm, s.xn + t * hidden, hidden, c.rmsEps)
@@ -67,6 +75,7 @@ extension LlamaSession {
             project(s.gate, [(w.down, s.xn)])
             kvk_axpy_f32(1, s.xn, s.x, n * hidden)
         }
+        if let tape { record(&tape.output, s.x) }
     }
 
     /// Computes the logits of token rows `rows` of the last forward pass (at most

@@ -5,7 +5,9 @@ extension LlamaSession {
     /// Runs the replays the session's policy asked for after the prompt `prompt` just ended
     /// (`KVCompressor.pendingReplays`: KVzip's context reconstruction, KVCompose's replay), each in
     /// chunks of ``chunkSize``; the compressor removes their entries when each ends and then runs
-    /// the policy's cross-layer hook. Overwrites the scratch buffers (read a prompt's logits first).
+    /// the policy's cross-layer hook. A replay with gradients (KVgrad's) is recorded and
+    /// backpropagated (``attributeReplay(_:)``). Overwrites the scratch buffers (read a prompt's
+    /// logits first).
     /// - Throws: `KVError.invalidParameter` for a replay segment outside the prompt or a replay
     ///   without tokens; whatever the forward pass and the policy throw.
     func runReplays(prompt: [Int32]) throws(KVError) {
@@ -14,6 +16,8 @@ extension LlamaSession {
             guard !ids.isEmpty else {
                 throw .invalidParameter(name: "replay", value: "no tokens", expected: "a replay with at least one token")
             }
+            replayTape = replay.gradients ? ReplayTape(layers: model.config.layers) : nil
+            defer { replayTape = nil }
             try ids.withUnsafeBufferPointer { (all: UnsafeBufferPointer<Int32>) throws(KVError) in
                 var start = 0
                 repeat {
@@ -23,6 +27,7 @@ extension LlamaSession {
                     start = end
                 } while start < all.count
             }
+            if let replayTape { try attributeReplay(replayTape) }
         }
     }
 

@@ -23,6 +23,8 @@ public final class LlamaSession {
     public let pool: ThreadPool
 
     let scratch: Scratch
+    /// What the forward pass records while a replay with gradients runs (nil otherwise).
+    var replayTape: ReplayTape?
 
     /// The sequence's cache (ragged per layer and KV head).
     public var cache: KVCache { compressor.cache }

@@ -6,17 +6,20 @@ import XCTest
 /// each replay, and KVzip / KVCompose over synthetic replays against a scalar double-precision
 /// transcription of their scoring and selection.
 final class ReplayTests: XCTestCase {
-    /// Records the hooks it sees; asks for one replay of the prompt's first three tokens.
+    /// Records the hooks it sees; asks for one replay of the prompt's first three tokens (with
+    /// gradients when `gradients`).
     struct Recorder: KVCachePolicy {
         final class Log: @unchecked Sendable { var events: [String] = [] }
         let log = Log()
+        var gradients = false
         func afterPrefill(_ context: KVLayerContext, state: inout KVNoState) throws(KVError) {}
         func replays(afterPrompt prompt: Range<Int>, cache: KVCache, state: inout KVNoState) -> [KVReplay] {
             log.events.append("replays \(prompt)")
-            return [KVReplay([.text("again:"), .prompt(0..<3)])]
+            return [KVReplay([.text("again:"), .prompt(0..<3)], gradients: gradients)]
         }
         func afterReplay(_ context: KVLayerContext, replay: Int, state: inout KVNoState) throws(KVError) {
-            log.events.append("replay \(replay) layer \(context.layer) \(context.phase) rows \(context.counts) at \(context.positions[0])")
+            log.events.append("replay \(replay) layer \(context.layer) \(context.phase) rows \(context.counts) at \(context.positions[0])"
+                + (context.replayGradientNorms.map { " norms \($0)" } ?? ""))
         }
         func afterPrompt(cache: KVCache, shape: KVModelShape, state: inout KVNoState, pool: ThreadPool?) throws(KVError) {
             log.events.append("afterPrompt")
@@ -62,6 +65,48 @@ final class ReplayTests: XCTestCase {
         XCTAssertEqual(cache.positions(layer: 1, head: 1), (0..<10).map { Int32($0) })
         XCTAssertEqual(compressor.processedTokens, 10)
         XCTAssertThrowsError(try compressor.beginReplay(tokenCount: 1, endsReplay: true), "nothing pending")
+        XCTAssertEqual(try compressor.beginDecode().positions, [10])
+    }
+
+    /// A replay with gradients: no hook during its forward pass, its entries stay until every
+    /// layer is attributed (any order, each once, one norm per replay token), then it ends as usual.
+    func testGradientReplayWaitsForEveryLayersAttribution() throws {
+        let shape = SyntheticPrompt.shape(layers: 2, heads: 4, kvHeads: 2)
+        let p = SyntheticPrompt(shape: shape, length: 20, seed: 3)
+        let cache = p.makeCache(.f16)
+        var recorder = Recorder()
+        recorder.gradients = true
+        let compressor = try KVCompressor(policy: recorder, cache: cache, shape: shape, pool: nil)
+        try p.prefill(compressor, chunk: 6, prompt: 10)
+        try Self.replay(compressor, p, tokens: 10..<15, chunk: 3)
+        XCTAssertEqual(recorder.log.events, ["replays 0..<10"], "the replay's hooks wait for the backward pass")
+        XCTAssertEqual(cache.nextPosition, 15, "the replay's entries stay for the backward pass")
+        XCTAssertThrowsError(try compressor.beginDecode()) { error in
+            guard case .invalidState(let message)? = error as? KVError else { return XCTFail("\(error)") }
+            XCTAssertTrue(message.contains("attributeReplay"), message)
+        }
+        let qw = shape.heads * shape.headDim
+        func attribute(_ layer: Int, norms: [Float]) throws {
+            try p.queries[layer].withUnsafeBufferPointer { q in
+                try compressor.attributeReplay(layer: layer, queries: q.baseAddress! + 10 * qw, gradientNorms: norms)
+            }
+        }
+        XCTAssertThrowsError(try attribute(1, norms: [1, 2])) { error in
+            guard case .shapeMismatch? = error as? KVError else { return XCTFail("\(error)") }
+        }
+        try attribute(1, norms: [1, 2, 3, 4, 5])
+        XCTAssertThrowsError(try attribute(1, norms: [1, 2, 3, 4, 5]), "each layer once") { error in
+            guard case .invalidState? = error as? KVError else { return XCTFail("\(error)") }
+        }
+        XCTAssertEqual(cache.nextPosition, 15)
+        try attribute(0, norms: [5, 4, 3, 2, 1])
+        XCTAssertEqual(recorder.log.events, ["replays 0..<10",
+                                             "replay 0 layer 1 replay rows [15, 15] at 10 norms [1.0, 2.0, 3.0, 4.0, 5.0]",
+                                             "replay 0 layer 0 replay rows [15, 15] at 10 norms [5.0, 4.0, 3.0, 2.0, 1.0]",
+                                             "afterPrompt"])
+        XCTAssertEqual(cache.nextPosition, 10)
+        XCTAssertEqual(compressor.pendingReplays, [])
+        XCTAssertThrowsError(try attribute(0, norms: [1, 2, 3, 4, 5]), "nothing waits any more")
         XCTAssertEqual(try compressor.beginDecode().positions, [10])
     }
 

@@ -255,15 +255,17 @@ final class KVPressRatioParityTests: XCTestCase {
         }
     }
 
-    /// KVzip (kvpress's prefix of 24 chat-template tokens, which it subtracts even from this prompt
-    /// without a template) and KVCompose, which score the prompt with replays through the model:
-    /// kept sets at 0.5 and 0.8 and the greedy answer at 0.5.
+    /// KVzip, KVzip+ and KVgrad (kvpress's prefix of 24 chat-template tokens, which it subtracts even
+    /// from this prompt without a template) and KVCompose, which score the prompt with replays
+    /// through the model (KVgrad's also backward): kept sets at 0.5 and 0.8 and the greedy answer at 0.5.
     func testReplayPressesAtRatios05And08() throws {
         let kept = try Self.fixtureKept()
         let model = try TestSupport.model(.exact)
         let ids = try TestSupport.ids("passkey_prompt.json", key: "prompt_ids")
         let presses: [(String, String, (KVBudget) throws -> any KVCachePolicy)] = [
             ("KVzip", "KVzipPress", { try KVzip(budget: $0, prefixLength: 24) }),
+            ("KVgrad", "KVgradPress", { try KVgrad(budget: $0, prefixLength: 24) }),
+            ("KVzip+", "KVzipPress(kvzip_plus_normalization=True)", { try KVzip(budget: $0, prefixLength: 24, plusNormalization: true) }),
             ("KVCompose", "KVComposePress", { try KVCompose(budget: $0) }),
         ]
         for ratio in ["0.5", "0.8"] {

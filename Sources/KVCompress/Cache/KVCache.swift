@@ -381,6 +381,13 @@ public final class KVCache {
         }
     }
 
+    /// The keys and values of rows `rows` of one head, converted to f32, row after row (for a
+    /// host's backward pass through its attention).
+    package func rows(layer: Int, head: Int, _ rows: Range<Int>) -> (keys: [Float], values: [Float]) {
+        let s = self.head(layer, head)
+        return (s.keys(rows), s.values(rows))
+    }
+
     // MARK: - Eviction
 
     /// Keeps only the given rows of one head (indices into its current rows, any order, no

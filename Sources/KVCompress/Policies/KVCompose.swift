@@ -94,7 +94,7 @@ public struct KVCompose: KVCachePolicy {
         if state.task[l].isEmpty {
             state.task[l] = Array(repeating: Array(repeating: taskAggregation == .max ? -.infinity : 0, count: length), count: heads)
         }
-        context.forEachAttentionRow { h, row in
+        context.forEachAttentionRow { h, _, row in
             state.task[l][h].withUnsafeMutableBufferPointer { task in
                 switch taskAggregation {
                 case .max: for j in 0..<length { task[j] = Swift.max(task[j], row[j]) }

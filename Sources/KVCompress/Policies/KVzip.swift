@@ -19,7 +19,13 @@
 /// Only the first prompt of a sequence is compressed (a question appended later stays whole, as in
 /// kvpress's pipeline); entries appended while decoding are kept. The replays run the prompt through
 /// the model once more and observe their attention (about four to five prefills' time on a CPU),
-/// and the cache holds prompt + replay while they run. KVzip+ normalization is not implemented.
+/// and the cache holds prompt + replay while they run.
+///
+/// KVzip+ (``plusNormalization``, kvpress `kvzip_plus_normalization`): each replay query's
+/// probabilities are divided by the norm of its attention input `||x_t||` and each chunk entry's by
+/// `||W_o^h v_j||_2`, the size of what its value writes into the output through query head `h`,
+/// before the maximum; the host must provide attention inputs and the output projection
+/// (``LlamaSession`` does).
 ///
 /// Paper: Kim et al., "KVzip: Query-Agnostic KV Cache Compression with Context Reconstruction"
 /// (arXiv 2505.23416); reference code snu-mllab/KVzip and NVIDIA/kvpress `kvzip_press.py`.
@@ -34,6 +40,20 @@ public struct KVzip: KVCachePolicy {
     public let prefixLength: Int
     /// Whether each layer gives up the same share instead of sharing one global ranking (default false).
     public let layerwise: Bool
+    /// How a replay query's probabilities are weighted before the maximum.
+    let weighting: Weighting
+    /// Whether the scores are KVzip+'s, weighted by value output norms over query input norms (default false).
+    public var plusNormalization: Bool { weighting == .plus }
+
+    /// How a replay query's probability of a chunk entry is weighted before the maximum.
+    enum Weighting: Sendable {
+        /// Not at all (KVzip).
+        case attention
+        /// By `||W_o^h v_j||₂ / ||x_t||` (KVzip+).
+        case plus
+        /// By `||W_o^h v_j||₂ ||∂Φ/∂a_t||₂` (``KVgrad``): the replay asks for gradients.
+        case gradient
+    }
 
     /// The instruction before the first chunk's replay.
     static let firstInstruction = "\n\nRepeat the previous context exactly."
@@ -56,7 +76,14 @@ public struct KVzip: KVCachePolicy {
     /// - Throws: `KVError.invalidParameter` for an invalid budget, negative sinks or prefix, or a
     ///   chunk size below 1.
     public init(budget: KVBudget, sinks: Int = 4, chunkSize: Int = 2048, prefixLength: Int = 0,
-                layerwise: Bool = false) throws(KVError) {
+                layerwise: Bool = false, plusNormalization: Bool = false) throws(KVError) {
+        try self.init(budget: budget, sinks: sinks, chunkSize: chunkSize, prefixLength: prefixLength, layerwise: layerwise,
+                      weighting: plusNormalization ? .plus : .attention)
+    }
+
+    /// Creates the policy with any weighting (``KVgrad`` uses `.gradient`).
+    init(budget: KVBudget, sinks: Int, chunkSize: Int, prefixLength: Int, layerwise: Bool,
+         weighting: Weighting) throws(KVError) {
         self.budget = try budget.validated()
         guard sinks >= 0 else { throw .invalidParameter(name: "sinks", value: "\(sinks)", expected: ">= 0") }
         guard chunkSize >= 1 else { throw .invalidParameter(name: "chunkSize", value: "\(chunkSize)", expected: ">= 1") }
@@ -67,7 +94,11 @@ public struct KVzip: KVCachePolicy {
         self.chunkSize = chunkSize
         self.prefixLength = prefixLength
         self.layerwise = layerwise
+        self.weighting = weighting
     }
+
+    /// `"KVzip+"` with ``plusNormalization``, else `"KVzip"`.
+    public var name: String { plusNormalization ? "KVzip+" : "KVzip" }
 
     /// Fresh state: nothing scored.
     public func makeState(shape: KVModelShape) -> State { State() }
@@ -86,21 +117,49 @@ public struct KVzip: KVCachePolicy {
                              count: cache.layers)
         state.chunks = stride(from: prefixLength, to: prompt.count, by: chunkSize).map { $0..<min(prompt.count, $0 + chunkSize) }
         return state.chunks.enumerated().map { i, chunk in
-            if i == 0 { return KVReplay([.text(Self.firstInstruction), .assistantTurn, .prompt(chunk)]) }
+            let gradients = weighting == .gradient
+            if i == 0 { return KVReplay([.text(Self.firstInstruction), .assistantTurn, .prompt(chunk)], gradients: gradients) }
             let previous = state.chunks[i - 1]
             return KVReplay([.text(Self.laterInstruction), .prompt(max(previous.lowerBound, previous.upperBound - Self.overlap)..<previous.upperBound),
-                             .assistantTurn, .prompt(chunk)])
+                             .assistantTurn, .prompt(chunk)], gradients: gradients)
         }
     }
 
-    /// Raises the chunk's scores to the largest renormalized probability of this replay chunk's queries.
+    /// Raises the chunk's scores to the largest renormalized probability of this replay chunk's
+    /// queries (weighted as KVzip+ with ``plusNormalization``, as KVgrad with gradients).
+    /// - Throws: `KVError.invalidParameter` for KVzip+ or KVgrad when the host gives no attention
+    ///   inputs or output projection; `.invalidState` for KVgrad without gradient norms.
     public func afterReplay(_ context: KVLayerContext, replay: Int, state: inout State) throws(KVError) {
         guard replay < state.chunks.count else { return }
         let chunk = state.chunks[replay], length = state.promptLength
         let sink = min(sinks, chunk.lowerBound)
         let g = context.shape.groupSize
         let counts = context.counts
-        context.forEachAttentionRow { h, row in
+        // Per replay query t: a factor on its row (KVzip+: 1 / ||x_t||, KVgrad: ||∂Φ/∂a_t||); per query
+        // head and chunk entry: ||W_o^h v_j||₂.
+        var rowWeights: [Float]?, valueNorms: [[[Float]]]?
+        switch weighting {
+        case .attention: break
+        case .plus:
+            guard let inputs = context.attentionInputs else {
+                throw .invalidParameter(name: "attentionInputs", value: "nil",
+                                        expected: "the layer's attention inputs for KVzip+ (LlamaSession provides them)")
+            }
+            rowWeights = (0..<context.tokenCount).map { t in
+                1 / (0..<inputs.width).reduce(Float(0)) { $0 + inputs.values[t * inputs.width + $1] * inputs.values[t * inputs.width + $1] }.squareRoot()
+            }
+        case .gradient:
+            guard let norms = context.replayGradientNorms else {
+                throw .invalidState("KVgrad's replay hook ran without gradient norms: the host must backpropagate the replay "
+                    + "and call KVCompressor.attributeReplay (LlamaSession does)")
+            }
+            rowWeights = norms
+        }
+        if weighting != .attention {
+            let projection = try context.outputProjection()
+            valueNorms = (0..<context.shape.kvHeads).map { projection.valueOutputNorms(context, head: $0, rows: chunk, order: 2) }
+        }
+        context.forEachAttentionRow { h, t, row in
             let m = h / g
             // kvpress's softmax runs over the sinks, the chunk and the replay only.
             var denominator: Float = 0
@@ -110,7 +169,12 @@ public struct KVzip: KVCachePolicy {
             guard denominator > 0 else { return }
             let inverse = 1 / denominator
             state.scores[context.layer][m].withUnsafeMutableBufferPointer { scores in
-                for j in chunk { scores[j] = max(scores[j], row[j] * inverse) }
+                if let rowWeights, let valueNorms {
+                    let weights = valueNorms[m][h - m * g], rowWeight = rowWeights[t]
+                    for j in chunk { scores[j] = max(scores[j], row[j] * inverse * weights[j - chunk.lowerBound] * rowWeight) }
+                } else {
+                    for j in chunk { scores[j] = max(scores[j], row[j] * inverse) }
+                }
             }
         }
     }

@@ -72,6 +72,8 @@ public final class KVCompressor {
     private var stepEndsReplay = false
     /// Where the prompt that asked for the replays ended: each replay's entries start there.
     private var replayStart = 0
+    /// Layers still to attribute after a gradient replay's forward pass (nil: none is waiting).
+    private var unattributedLayers: Set<Int>?
     private var columnSums: UnsafeMutablePointer<Float>?
     private var columnSumCapacity = 0
     /// A ZipCache cache's saliency (nil for other formats).
@@ -120,6 +122,7 @@ public final class KVCompressor {
         zipCache?.reset()
         processedTokens = 0
         pendingReplays = []
+        unattributedLayers = nil
         promptStart = nil
         current = nil
         nextLayer = 0
@@ -167,6 +170,10 @@ public final class KVCompressor {
     }
 
     private func begin(_ phase: KVPhase, count: Int, endsPrompt: Bool) throws(KVError) -> KVStep {
+        if let layers = unattributedLayers {
+            throw .invalidState("the replay's forward pass ended and \(layers.count) layer(s) still wait for "
+                + "attributeReplay(layer:queries:gradientNorms:) (the policy scores with the replay's gradients)")
+        }
         if current != nil {
             throw .invalidState("the previous step stopped after \(nextLayer) of \(shape.layers) layers "
                 + "(an error or cancellation interrupted it), so the sequence's cache is incomplete; "
@@ -319,7 +326,8 @@ public final class KVCompressor {
                 try runner.decode(context)
                 zipCache?.decodeStep(context)
             case .replay:
-                try runner.replay(context, index: replaysDone)
+                // A gradient replay's hook waits for attributeReplay, after the backward pass.
+                if pendingReplays.first?.gradients != true { try runner.replay(context, index: replaysDone) }
             }
         }
         // A replay's entries stay f32/f16 rows until they leave the cache.
@@ -331,10 +339,11 @@ public final class KVCompressor {
         switch step.phase {
         case .replay:
             guard stepEndsReplay else { return }
-            try cache.removeEntries(from: replayStart)
-            pendingReplays.removeFirst()
-            replaysDone += 1
-            if pendingReplays.isEmpty { try runner.afterPrompt(cache: cache, shape: shape, pool: pool) }
+            if pendingReplays.first?.gradients == true {
+                unattributedLayers = Set(0..<shape.layers)   // its entries stay for the backward pass
+            } else {
+                try endReplay()
+            }
         case .prefill, .decode:
             processedTokens += step.tokenCount
             guard step.isLastChunk else { return }
@@ -345,6 +354,47 @@ public final class KVCompressor {
             pendingReplays = runner.replays(afterPrompt: prompt, cache: cache)
             if pendingReplays.isEmpty { try runner.afterPrompt(cache: cache, shape: shape, pool: pool) }
         }
+    }
+
+    /// Runs the policy's replay hook for `layer` of a replay with ``KVReplay/gradients`` once the
+    /// host has run the replay forward (its entries are still in the cache) and backpropagated its
+    /// objective: the context's tokens are the replay's, with their post-RoPE `queries`
+    /// (`[token][head][headDim]` f32) and ``KVLayerContext/replayGradientNorms``. After the last
+    /// layer is attributed (any order), the replay's entries leave the cache, as when a replay ends.
+    /// - Throws: `KVError.invalidState` when no gradient replay waits for this layer;
+    ///   `.shapeMismatch` for a gradient norm count other than the replay's token count; whatever
+    ///   the policy throws.
+    public func attributeReplay(layer: Int, queries: UnsafePointer<Float>, gradientNorms: [Float]) throws(KVError) {
+        guard var layers = unattributedLayers, layers.contains(layer) else {
+            throw .invalidState("no gradient replay waits for layer \(layer): attributeReplay follows the forward pass "
+                + "of a replay with gradients, once per layer")
+        }
+        let positions = (replayStart..<cache.nextPosition).map { Int32($0) }
+        guard gradientNorms.count == positions.count else {
+            throw .shapeMismatch("\(gradientNorms.count) gradient norms for a replay of \(positions.count) tokens")
+        }
+        try positions.withUnsafeBufferPointer { (p: UnsafeBufferPointer<Int32>) throws(KVError) in
+            let context = KVLayerContext(layer: layer, shape: shape, phase: .replay, queries: queries, preRoPEQueries: nil,
+                                         queryTokenStride: shape.heads * shape.headDim, positions: p.baseAddress!,
+                                         tokenCount: p.count, totalLength: cache.nextPosition, isFirstChunk: false,
+                                         isLastChunk: false, cache: cache, pool: pool, outputProjection: outputProjection,
+                                         replayGradientNorms: gradientNorms)
+            try runner.replay(context, index: replaysDone)
+        }
+        layers.remove(layer)
+        unattributedLayers = layers
+        guard layers.isEmpty else { return }
+        unattributedLayers = nil
+        try endReplay()
+    }
+
+    /// Ends the first pending replay: its entries leave the cache; after the last one the
+    /// policy's cross-layer hook runs.
+    private func endReplay() throws(KVError) {
+        try cache.removeEntries(from: replayStart)
+        pendingReplays.removeFirst()
+        replaysDone += 1
+        if pendingReplays.isEmpty { try runner.afterPrompt(cache: cache, shape: shape, pool: pool) }
     }
 
     /// The policy's Λ-shaped prefill windows for `layer` (``KVCachePolicy/attentionWindows(layer:state:)``),

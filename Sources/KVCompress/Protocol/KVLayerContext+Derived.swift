@@ -42,7 +42,7 @@ extension KVLayerContext {
                        queryTokenStride: queryTokenStride, positions: positions, tokenCount: tokenCount,
                        totalLength: totalLength, isFirstChunk: isFirstChunk, isLastChunk: isLastChunk, cache: cache ?? self.cache,
                        pool: pool, attentionColumnSums: nil, outputProjection: outputProjectionProvider,
-                       attentionInputs: attentionInputs)
+                       attentionInputs: attentionInputs, replayGradientNorms: replayGradientNorms)
     }
 
     /// The scores a fresh `scorer` gives the rows `rows[m]` of each head, scored as a cache of their

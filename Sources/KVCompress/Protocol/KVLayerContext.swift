@@ -45,6 +45,11 @@ public struct KVLayerContext {
     /// The tokens' attention inputs (the normed hidden states), when the host provides them (nil
     /// otherwise; scorers that need them throw `KVError.invalidParameter`).
     public let attentionInputs: KVAttentionInputs?
+    /// For a replay with ``KVReplay/gradients``, once the host has backpropagated its objective:
+    /// `replayGradientNorms[t]` is `||∂Φ/∂a_t||₂`, the norm of the gradient of `Φ = Σ ||h||²` (the
+    /// replay tokens' last-layer hidden states) with respect to this layer's attention output `a_t`
+    /// (after `W_o`) of the context's token `t`; nil otherwise.
+    public let replayGradientNorms: [Float]?
     /// Where ``outputProjection()`` comes from (the host's ``KVCompressor/outputProjection``).
     let outputProjectionProvider: (@Sendable (Int) -> KVOutputProjection)?
 
@@ -54,7 +59,7 @@ public struct KVLayerContext {
                 tokenCount: Int, totalLength: Int, isFirstChunk: Bool, isLastChunk: Bool, cache: KVCache,
                 pool: ThreadPool?, attentionColumnSums: [[Float]]? = nil,
                 outputProjection: (@Sendable (_ layer: Int) -> KVOutputProjection)? = nil,
-                attentionInputs: KVAttentionInputs? = nil) {
+                attentionInputs: KVAttentionInputs? = nil, replayGradientNorms: [Float]? = nil) {
         precondition(layer >= 0 && layer < shape.layers, "layer \(layer) out of 0..<\(shape.layers)")
         precondition(tokenCount >= 1, "a hook needs at least one token")
         precondition(queryTokenStride >= shape.heads * shape.headDim, "query token stride too small")
@@ -78,6 +83,8 @@ public struct KVLayerContext {
         self.attentionColumnSums = attentionColumnSums
         outputProjectionProvider = outputProjection
         self.attentionInputs = attentionInputs
+        precondition(replayGradientNorms.map { $0.count == tokenCount } ?? true, "one gradient norm per token")
+        self.replayGradientNorms = replayGradientNorms
     }
 
     /// This layer's attention output projection `W_o`, which output-aware selection
@@ -123,15 +130,15 @@ public struct KVLayerContext {
         return KVAttentionBlock(probabilities: probs, heads: heads, queryCount: count, keyStride: stride)
     }
 
-    /// Calls `body` with each query head and the attention probabilities of each of this context's
-    /// tokens over the layer's rows (``attention(tokens:)``'s rows, head-row order), probing `block`
-    /// tokens at a time.
-    public func forEachAttentionRow(block: Int = 64, _ body: (_ head: Int, _ row: UnsafePointer<Float>) -> Void) {
+    /// Calls `body` with each query head, each of this context's tokens (its index in the context)
+    /// and that token's attention probabilities over the layer's rows (``attention(tokens:)``'s
+    /// rows), probing `block` tokens at a time.
+    public func forEachAttentionRow(block: Int = 64, _ body: (_ head: Int, _ token: Int, _ row: UnsafePointer<Float>) -> Void) {
         for start in stride(from: 0, to: tokenCount, by: block) {
             let probes = attention(tokens: start..<min(tokenCount, start + block))
             probes.probabilities.withUnsafeBufferPointer { p in
                 for h in 0..<probes.heads {
-                    for t in 0..<probes.queryCount { body(h, p.baseAddress! + (h * probes.queryCount + t) * probes.keyStride) }
+                    for t in 0..<probes.queryCount { body(h, start + t, p.baseAddress! + (h * probes.queryCount + t) * probes.keyStride) }
                 }
             }
         }

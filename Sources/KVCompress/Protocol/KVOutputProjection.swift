@@ -27,24 +27,31 @@ public struct KVOutputProjection: Sendable {
     /// head `h`'s slice of `W_o` (kvpress `CriticalKVPress.vwl1norm`), in f32.
     /// - Complexity: O(rows x heads x headDim x hiddenSize).
     func valueOutputNorms(_ context: KVLayerContext, head m: Int) -> [Float] {
+        let perHead = valueOutputNorms(context, head: m, rows: 0..<context.count(head: m), order: 1)
+        let g = Float(perHead.count)
+        return perHead.dropFirst().reduce(perHead[0].map { $0 / g }) { mean, norms in zip(mean, norms).map { $0 + $1 / g } }
+    }
+
+    /// For rows `rows` of KV head `m` in the context's layer and each query head `h` of its group
+    /// (outer index `h - m * groupSize`): `||W_o^h v_j||`, the L1 (`order` 1) or L2 (`order` 2) norm
+    /// of what value `j` writes into the output through head `h`'s slice of `W_o`, in f32.
+    /// - Complexity: O(rows x groupSize x headDim x hiddenSize).
+    func valueOutputNorms(_ context: KVLayerContext, head m: Int, rows: Range<Int>, order: Int) -> [[Float]] {
+        precondition(order == 1 || order == 2, "norm order \(order) is not 1 or 2")
         let d = context.shape.headDim, g = context.shape.groupSize, width = context.shape.heads * d
-        let s = context.cache.head(context.layer, m)
-        let n = s.count
-        let values = s.values(0..<n)
-        var norms = [Float](repeating: 0, count: n)
+        let n = rows.count
+        let values = context.cache.head(context.layer, m).values(rows)
         var slice = [Float](repeating: 0, count: hiddenSize * d)   // W_o's columns of head h
         var projected = [Float](repeating: 0, count: n * hiddenSize)
-        for h in (m * g)..<(m * g + g) {
+        return ((m * g)..<(m * g + g)).map { h in
             for r in 0..<hiddenSize { for i in 0..<d { slice[r * d + i] = weights[r * width + h * d + i] } }
             kvk_matmul(KVK_F32, slice, hiddenSize, d, values, n, &projected, hiddenSize)
-            projected.withUnsafeBufferPointer { p in
-                for j in 0..<n {
-                    var sum: Float = 0
-                    for r in 0..<hiddenSize { sum += abs(p[j * hiddenSize + r]) }
-                    norms[j] += sum / Float(g)
+            return projected.withUnsafeBufferPointer { p in
+                (0..<n).map { j in
+                    let row = UnsafeBufferPointer(rebasing: p[(j * hiddenSize)..<((j + 1) * hiddenSize)])
+                    return order == 1 ? row.reduce(0) { $0 + abs($1) } : row.reduce(0) { $0 + $1 * $1 }.squareRoot()
                 }
             }
         }
-        return norms
     }
 }

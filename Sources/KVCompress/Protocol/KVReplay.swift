@@ -8,6 +8,14 @@
 /// ``KVCachePolicy/afterReplay(_:replay:state:)`` after each layer's attention. When a replay ends,
 /// its entries leave the cache and the next position is the prompt's end again, so the sequence
 /// continues as if the replay had never run.
+///
+/// A replay with ``gradients`` (KVgrad's) also asks the host for each layer's sensitivity of the
+/// objective `Φ = Σ_t ||h_t||²` (the replay tokens' last-layer hidden states, before the final norm)
+/// to each token's attention output: the host runs the replay forward, backpropagates `Φ` to every
+/// layer's attention outputs, then calls
+/// ``KVCompressor/attributeReplay(layer:queries:gradientNorms:)`` once per layer, which is when the
+/// policy's ``KVCachePolicy/afterReplay(_:replay:state:)`` runs (with
+/// ``KVLayerContext/replayGradientNorms``) instead of during the forward pass.
 public struct KVReplay: Sendable, Equatable {
     /// One run of tokens of a replay.
     public enum Segment: Sendable, Equatable {
@@ -22,9 +30,14 @@ public struct KVReplay: Sendable, Equatable {
 
     /// The replay's tokens, in order.
     public let segments: [Segment]
+    /// Whether the policy scores with the gradient norms of the replay's objective (see above).
+    public let gradients: Bool
 
     /// Creates a replay.
-    public init(_ segments: [Segment]) {
+    /// - Parameter gradients: whether the host attributes the replay's objective to each layer's
+    ///   attention outputs (default false).
+    public init(_ segments: [Segment], gradients: Bool = false) {
         self.segments = segments
+        self.gradients = gradients
     }
 }
