@@ -12,9 +12,9 @@ extension LlamaSession {
     /// block) to ``KVCompressor/attributeReplay(layer:queries:gradientNorms:)``, which ends the replay.
     /// - Complexity: about twice the replay's forward pass, plus the attention recomputed per layer.
     /// - Throws: `KVError.cancelled`; whatever the policy's replay hook throws.
-    func attributeReplay(_ tape: ReplayTape) throws(KVError) {
+    func backpropagateReplay(_ tape: ReplayTape) throws(KVError) {
         let c = model.config
-        let hidden = c.hidden, n = tape.tokenCount, qWidth = c.heads * c.headDim
+        let hidden = c.hidden, n = tape.tokenCount
         var grad = tape.output.map { 2 * $0 }   // ∂Φ/∂h at the last layer's output
         for l in stride(from: c.layers - 1, through: 0, by: -1) {
             if Task.isCancelled { throw .cancelled }
@@ -44,10 +44,9 @@ extension LlamaSession {
             // Back through W_o and the attention over the cache (the replay's rows get gradients).
             let dOut = applyTransposed(w.wo, dMid, rows: n)
             var (dq, dk, dv) = attentionBackward(layer: l, queries: tape.queries[l], dOutput: dOut, positions: tape.positions)
-            var negated = tape.positions.map { -$0 }
+            let negated = tape.positions.map { -$0 }
             model.rope.apply(to: &dq, heads: c.heads, positions: negated)      // R(p)ᵀ = R(-p)
             model.rope.apply(to: &dk, heads: c.kvHeads, positions: negated)
-            negated = []
             var dn1 = applyTransposed(w.wq, dq, rows: n)
             for (m, dy) in [(w.wk, dk), (w.wv, dv)] {
                 let part = applyTransposed(m, dy, rows: n)
@@ -55,7 +54,6 @@ extension LlamaSession {
             }
             grad = rmsnormBackward(tape.inputs[l], w.attnNorm, dn1, rows: n)
             for i in grad.indices { grad[i] += dMid[i] }
-            precondition(dq.count == n * qWidth, "query gradient size")
         }
     }
 

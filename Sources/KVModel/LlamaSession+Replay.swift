@@ -6,7 +6,7 @@ extension LlamaSession {
     /// (`KVCompressor.pendingReplays`: KVzip's context reconstruction, KVCompose's replay), each in
     /// chunks of ``chunkSize``; the compressor removes their entries when each ends and then runs
     /// the policy's cross-layer hook. A replay with gradients (KVgrad's) is recorded and
-    /// backpropagated (``attributeReplay(_:)``). Overwrites the scratch buffers (read a prompt's
+    /// backpropagated (``backpropagateReplay(_:)``). Overwrites the scratch buffers (read a prompt's
     /// logits first).
     /// - Throws: `KVError.invalidParameter` for a replay segment outside the prompt or a replay
     ///   without tokens; whatever the forward pass and the policy throw.
@@ -27,7 +27,7 @@ extension LlamaSession {
                     start = end
                 } while start < all.count
             }
-            if let replayTape { try attributeReplay(replayTape) }
+            if let replayTape { try backpropagateReplay(replayTape) }
         }
     }
 

@@ -1,4 +1,4 @@
-/// What a replay's forward pass records for its backward pass (``LlamaSession/attributeReplay(_:)``):
+/// What a replay's forward pass records for its backward pass (``LlamaSession/backpropagateReplay(_:)``):
 /// per layer, each replay token's residual stream entering the layer, its post-RoPE queries and its
 /// residual stream after the attention block, appended chunk by chunk; and the last layer's output.
 final class ReplayTape {

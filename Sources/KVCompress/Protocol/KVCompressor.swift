@@ -172,7 +172,8 @@ public final class KVCompressor {
     private func begin(_ phase: KVPhase, count: Int, endsPrompt: Bool) throws(KVError) -> KVStep {
         if let layers = unattributedLayers {
             throw .invalidState("the replay's forward pass ended and \(layers.count) layer(s) still wait for "
-                + "attributeReplay(layer:queries:gradientNorms:) (the policy scores with the replay's gradients)")
+                + "attributeReplay(layer:queries:gradientNorms:) (the policy scores with the replay's gradients); "
+                + "after an interrupted backward pass, call reset() to start a new sequence")
         }
         if current != nil {
             throw .invalidState("the previous step stopped after \(nextLayer) of \(shape.layers) layers "
