@@ -18,6 +18,10 @@ for the parity tests (Tests/KVModelTests/Fixtures):
     generate_curve.sh writes them): row t is ratio r = (t + 1) / 100 moved per head by a seeded offset,
     r + 4 o r (1 - r) with o uniform in [-0.3, 0.3], clipped to [0, 0.99].
 
+  * restorekv/: a RestoreKV artifact (higokri/RestoreKV-<model>) in its published format: a PEFT LoRA
+    adapter (adapter_config.json + adapter_model.safetensors: rank 2, alpha 4, on q/k/v/o/gate/up/down of
+    every layer, bfloat16) and restore_embeddings.safetensors (8 x 576, bfloat16), seeded.
+
 The weights and the curve are random: the tests check the architectures, the formats and the allocation
 rules, not a trained predictor or an optimized curve.
 
@@ -82,6 +86,34 @@ def main():
     curve = np.clip(r + 4 * offsets[None] * r * (1 - r), 0, 0.99).astype(np.float32)
     np.save(os.path.join(args.out, "lukv-curve.npy"), curve)
     print(os.path.join(args.out, "lukv-curve.npy"), curve.shape, curve.dtype)
+
+    restorekv(os.path.join(args.out, "restorekv"))
+
+
+def restorekv(path, layers=30, hidden=576, kv=192, ffn=1536, rank=2, alpha=4, tokens=8):
+    """A seeded RestoreKV stand-in: PEFT LoRA adapter + restore embeddings, bfloat16."""
+    import json
+    from safetensors.torch import save_file
+    os.makedirs(path, exist_ok=True)
+    g = torch.Generator().manual_seed(4)
+    shapes = {"self_attn.q_proj": (hidden, hidden), "self_attn.k_proj": (kv, hidden), "self_attn.v_proj": (kv, hidden),
+              "self_attn.o_proj": (hidden, hidden), "mlp.gate_proj": (ffn, hidden), "mlp.up_proj": (ffn, hidden),
+              "mlp.down_proj": (hidden, ffn)}
+    tensors = {}
+    for layer in range(layers):
+        for module, (out_dim, in_dim) in shapes.items():
+            name = f"base_model.model.model.layers.{layer}.{module}"
+            tensors[f"{name}.lora_A.weight"] = (0.05 * torch.randn(rank, in_dim, generator=g)).bfloat16()
+            tensors[f"{name}.lora_B.weight"] = (0.05 * torch.randn(out_dim, rank, generator=g)).bfloat16()
+    save_file(tensors, os.path.join(path, "adapter_model.safetensors"))
+    config = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": rank, "lora_alpha": alpha, "lora_dropout": 0.0,
+              "bias": "none", "fan_in_fan_out": False, "use_rslora": False, "inference_mode": True,
+              "target_modules": sorted({m.split(".")[-1] for m in shapes}), "base_model_name_or_path": "SmolLM2-135M-Instruct"}
+    with open(os.path.join(path, "adapter_config.json"), "w") as f:
+        json.dump(config, f, indent=1, sort_keys=True)
+    save_file({"restore_embeddings": (0.05 * torch.randn(tokens, hidden, generator=g)).bfloat16()},
+              os.path.join(path, "restore_embeddings.safetensors"))
+    print(path, sorted(os.listdir(path)))
 
 
 if __name__ == "__main__":

@@ -53,6 +53,8 @@ expect 2 "expected DMS@THRESHOLD:INNER" -- generate --prompt hi --policy DMS:Kno
 expect 2 "a KVzap surrogate for this model" -- generate --prompt hi --policy DMS@-4:KVzap
 expect 1 "cannot read KVzap's config.json" -- generate --prompt hi --policy KVzap --kvzap "$tmp/none"
 expect 1 "cannot read the PyTorch checkpoint" -- generate --prompt hi --policy FastKVzip --fastkvzip-gates "$tmp/none.pt"
+expect 2 "a RestoreKV artifact for this model" -- generate --prompt hi --policy RestoreKV
+expect 1 "cannot read RestoreKV's adapter_config.json" -- generate --prompt hi --policy RestoreKV --restorekv "$tmp/none"
 expect 2 "calibrate expected-attention needs --text FILE" -- calibrate expected-attention --out "$tmp/stats"
 expect 2 "which only --policy Finch reads" -- generate --prompt "a<|finch_sep|>b" --policy SnapKV
 expect 2 "expected exactly one <|finch_sep|> between the context and the question" -- generate --prompt "a<|finch_sep|>b<|finch_sep|>c" --policy Finch

@@ -81,6 +81,7 @@ from kvpress.presses.fastkvzip_press import FastKVzipGate, FastKVzipPress
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from artifact_stand_ins import fastkvzip_gate
 from kvpress.presses.kvzap_press import KVzapModel, KVzapPress
+from kvpress.presses.restorekv_press import RestoreKVPress
 
 KVPRESS_VERSION = getattr(kvpress, "__version__", None)
 if KVPRESS_VERSION is None:
@@ -154,6 +155,7 @@ PRESSES = {
     "DMSPress(KVzapPress(mlp))": _spec(lambda t: DMSPress(kvzap("mlp"), threshold=t), kind="threshold", thresholds=[0.0]),
     "LUKVPress": _spec(lambda r: lukv(r)),
     "FastKVzipPress": _spec(lambda r: fastkvzip(r)),
+    "RestoreKVPress": _spec(lambda r: restorekv(r)),
     "ExpectedAttentionStatsPress": _spec(lambda r: ExpectedAttentionStatsPress(compression_ratio=r, stats_folder=STATS_DIR)),
 }
 # The default model's statistics as KVModel ships them (kvcompress calibrate expected-attention; kvpress's format).
@@ -163,6 +165,24 @@ STATS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Sour
 # none exists for SmolLM2, so they get the seeded stand-ins of Scripts/artifact_stand_ins.py (same formats) from
 # --artifact-dir.
 ARTIFACT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "KVModelTests", "Fixtures")
+
+
+def restorekv(ratio):
+    """RestoreKVPress with the stand-in adapter and embeddings of Scripts/artifact_stand_ins.py (restorekv/),
+    loaded from --artifact-dir instead of the Hub (higokri/RestoreKV-<model> exists for other models only)."""
+    from safetensors.torch import load_file
+    press = RestoreKVPress(compression_ratio=ratio)
+    path = os.path.join(ARTIFACT_DIR, "restorekv")
+
+    def post_init_from_model(model):
+        press.restore_embeddings = load_file(os.path.join(path, "restore_embeddings.safetensors"))[
+            "restore_embeddings"].to(model.device, dtype=model.dtype)
+        if press.adapter_name not in getattr(model, "peft_config", {}):
+            model.load_adapter(path, adapter_name=press.adapter_name)
+        model.disable_adapters()
+        press.restore_model_name = path
+    press.post_init_from_model = post_init_from_model
+    return press
 
 
 def kvzap(model_type):
@@ -272,7 +292,6 @@ SKIPPED = {
     "DuoAttentionPress": "needs a downloaded DuoAttention head pattern (or on-the-fly scoring on the booksum dataset)",
     "KVzapPress": "needs a trained KVzap surrogate model from the HF hub",
     "FastKVzipPress": "needs trained gates from the HF hub (Jang-Hyun/Fast-KVzip)",
-    "RestoreKVPress": "needs a trained LoRA adapter and restore embeddings from the HF hub",
     "LUKVPress": "needs a downloaded per-layer/per-head pruning curve (only Llama-3.1-8B shipped)",
     "DMSPress": "threshold-based (no compression ratio); meant to wrap KVzapPress (trained surrogate)",
     "DecodingPress": "decoding-time compression only (prefill untouched)",
@@ -738,8 +757,8 @@ def main():
                 result["kvzip_suffix_ids"] = prefix_seen.get("suffix_ids")
             if want_answer:
                 start = L
-                if isinstance(press, KeyRerotationPress) or (isinstance(press, FinchPress) and press.rerotate_keys):
-                    start = cache.get_seq_length()
+                if isinstance(press, (KeyRerotationPress, RestoreKVPress)) or (isinstance(press, FinchPress) and press.rerotate_keys):
+                    start = cache.get_seq_length()  # RestoreKV: after its restore tokens at L..L+n-1
                 with torch.no_grad():
                     answer = decode(cache, logits, start, args.answer_tokens)
                 result["answer_ids"] = answer

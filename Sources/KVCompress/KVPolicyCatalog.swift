@@ -153,6 +153,10 @@ public enum KVPolicyCatalog {
               summary: "KVzip's replays, each probability weighted by the value's output norm over the query's input norm",
               inDefaultEvaluation: false) {
             b, _ throws(KVError) in try KVzip(budget: b, plusNormalization: true) },
+        Entry(name: "RestoreKV", kvpressName: "RestoreKVPress",
+              summary: "KVzip, plus learned restore tokens run once with a LoRA adapter (needs --restorekv DIR)",
+              inDefaultEvaluation: false) {
+            b, _, p throws(KVError) in try RestoreKV(artifact: try p.requireRestoreKV(), budget: b) },
         Entry(name: "KVgrad", kvpressName: "KVgradPress",
               summary: "KVzip's replays run backward too: attention x value output norm x gradient norm of the output energy",
               inDefaultEvaluation: false) {

@@ -13,11 +13,32 @@ extension LlamaSession {
     func forward(_ tokens: UnsafeBufferPointer<Int32>, decode: Bool, endsPrompt: Bool, replay: Bool = false,
                  shared: SharedPass? = nil) throws(KVError) {
         let c = model.config
-        let n = tokens.count
-        precondition(n >= 1 && n <= chunkSize, "forward chunk of \(n) tokens, chunk size \(chunkSize)")
         for id in tokens where id < 0 || Int(id) >= c.vocab {
             throw .invalidParameter(name: "token id", value: "\(id)", expected: "0..<\(c.vocab) (the model's vocabulary)")
         }
+        try forward(count: tokens.count, decode: decode, endsPrompt: endsPrompt, replay: replay, shared: shared, adapter: nil) { t, out in
+            model.embed(tokens[t], into: out)
+        }
+    }
+
+    /// Runs rows `rows` of a RestoreKV artifact's restore embeddings as one step of the pending
+    /// restore pass (`endsReplay` marks its last chunk), with the artifact's LoRA adapter added to
+    /// every projection it adapts.
+    func forward(restoring artifact: RestoreKVArtifact, rows: Range<Int>, endsReplay: Bool) throws(KVError) {
+        let width = artifact.width
+        try forward(count: rows.count, decode: false, endsPrompt: endsReplay, replay: true, shared: nil, adapter: artifact) { t, out in
+            artifact.embeddings.withUnsafeBufferPointer { e in
+                out.update(from: e.baseAddress! + (rows.lowerBound + t) * width, count: width)
+            }
+        }
+    }
+
+    /// The forward pass of ``forward(_:decode:endsPrompt:replay:shared:)`` over `n` inputs that
+    /// `embed` writes (input `t`'s hidden-size floats), with `adapter`'s LoRA modules when given.
+    private func forward(count n: Int, decode: Bool, endsPrompt: Bool, replay: Bool, shared: SharedPass?,
+                         adapter: RestoreKVArtifact?, embed: (Int, UnsafeMutablePointer<Float>) -> Void) throws(KVError) {
+        let c = model.config
+        precondition(n >= 1 && n <= chunkSize, "forward chunk of \(n) tokens, chunk size \(chunkSize)")
         if Task.isCancelled { throw .cancelled }
         let step = decode ? try compressor.beginDecode()
             : replay ? try compressor.beginReplay(tokenCount: n, endsReplay: endsPrompt)
@@ -27,15 +48,21 @@ extension LlamaSession {
         let hidden = c.hidden
         let fast = model.mode == .fast
         for t in 0..<n {
-            model.embed(tokens[t], into: s.x + t * hidden)
+            embed(t, s.x + t * hidden)
             s.positions[t] = step.positions[t]
         }
 
-        // Matrices over the same input in one parallel region; the input quantized once.
-        func project(_ input: UnsafeMutablePointer<Float>, _ jobs: [(matrix: WeightMatrix, y: UnsafeMutablePointer<Float>)]) {
+        // Matrices over the same input in one parallel region; the input quantized once. An adapter's
+        // LoRA modules of layer `l` add `scaling · B A x` (f32).
+        func project(_ l: Int, _ input: UnsafeMutablePointer<Float>,
+                     _ jobs: [(matrix: WeightMatrix, y: UnsafeMutablePointer<Float>, module: RestoreKVArtifact.Module)]) {
             let useQ = fast && jobs.contains { $0.matrix.usesQuantizedActivations }
             if useQ { kvk_quantize_act(input, s.xq, n * jobs[0].matrix.cols) }
-            WeightMatrix.apply(jobs, x: input, xq: useQ ? UnsafePointer(s.xq) : nil, n: n, pool: pool)
+            WeightMatrix.apply(jobs.map { ($0.matrix, $0.y) }, x: input, xq: useQ ? UnsafePointer(s.xq) : nil, n: n, pool: pool)
+            guard let adapter, l < adapter.adapters.count else { return }
+            for job in jobs {
+                if let lowRank = adapter.adapters[l][job.module] { lowRank.add(to: job.y, input: input, tokens: n, scaling: adapter.scaling) }
+            }
         }
 
         let tape = replay ? replayTape : nil
@@ -50,7 +77,7 @@ extension LlamaSession {
             for t in 0..<n {
                 kvk_rmsnorm(s.x + t * hidden, w.attnNorm, s.xn + t * hidden, hidden, c.rmsEps)
             }
-            project(s.xn, [(w.wq, s.q), (w.wk, s.k), (w.wv, s.v)])
+            project(l, s.xn, [(w.wq, s.q, .q), (w.wk, s.k, .k), (w.wv, s.v, .v)])
             s.qPre.update(from: s.q, count: n * hidden)
             model.rope.apply(to: s.q, tokens: n, heads: c.heads, positions: s.positions)
             model.rope.apply(to: s.k, tokens: n, heads: c.kvHeads, positions: s.positions)
@@ -63,16 +90,16 @@ extension LlamaSession {
                 try compressor.attend(layer: l, step: step, queries: s.q, preRoPEQueries: s.qPre, keys: s.k, values: s.v,
                                       output: s.attn, attentionInputs: inputs)
             }
-            project(s.attn, [(w.wo, s.xn)])
+            project(l, s.attn, [(w.wo, s.xn, .o)])
             kvk_axpy_f32(1, s.xn, s.x, n * hidden)
             if let tape { record(&tape.mids[l], s.x) }
             // Feed-forward block.
             for t in 0..<n {
                 kvk_rmsnorm(s.x + t * hidden, w.ffnNorm, s.xn + t * hidden, hidden, c.rmsEps)
             }
-            project(s.xn, [(w.gate, s.gate), (w.up, s.up)])
+            project(l, s.xn, [(w.gate, s.gate, .gate), (w.up, s.up, .up)])
             kvk_silu_mul(s.gate, s.up, s.gate, n * c.ffn)
-            project(s.gate, [(w.down, s.xn)])
+            project(l, s.gate, [(w.down, s.xn, .down)])
             kvk_axpy_f32(1, s.xn, s.x, n * hidden)
         }
         if let tape { record(&tape.output, s.x) }

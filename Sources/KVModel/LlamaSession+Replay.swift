@@ -12,6 +12,16 @@ extension LlamaSession {
     ///   without tokens; whatever the forward pass and the policy throw.
     func runReplays(prompt: [Int32]) throws(KVError) {
         while let replay = compressor.pendingReplays.first {
+            if let artifact = replay.restore {
+                try check(artifact)
+                var start = 0
+                repeat {
+                    let end = min(artifact.tokenCount, start + chunkSize)
+                    try forward(restoring: artifact, rows: start..<end, endsReplay: end == artifact.tokenCount)
+                    start = end
+                } while start < artifact.tokenCount
+                continue
+            }
             let ids = try replayTokens(replay, prompt: prompt)
             guard !ids.isEmpty else {
                 throw .invalidParameter(name: "replay", value: "no tokens", expected: "a replay with at least one token")
@@ -28,6 +38,30 @@ extension LlamaSession {
                 } while start < all.count
             }
             if let replayTape { try backpropagateReplay(replayTape) }
+        }
+    }
+
+    /// Checks that a RestoreKV artifact fits the model.
+    /// - Throws: `KVError.shapeMismatch` naming what differs.
+    private func check(_ artifact: RestoreKVArtifact) throws(KVError) {
+        let c = model.config
+        guard artifact.width == c.hidden, artifact.adapters.count <= c.layers else {
+            throw .shapeMismatch("the RestoreKV artifact has \(artifact.width)-wide embeddings and adapts \(artifact.adapters.count) layers; "
+                + "the model has hidden size \(c.hidden) and \(c.layers) layers (load the artifact for this model)")
+        }
+        for layer in artifact.adapters {
+            for (module, lowRank) in layer {
+                let (inputs, outputs): (Int, Int) = switch module {
+                case .q, .o: (c.hidden, c.hidden)
+                case .k, .v: (c.hidden, c.kvHeads * c.headDim)
+                case .gate, .up: (c.hidden, c.ffn)
+                case .down: (c.ffn, c.hidden)
+                }
+                guard lowRank.inputs == inputs, lowRank.outputs == outputs else {
+                    throw .shapeMismatch("the RestoreKV adapter's \(module.rawValue) maps \(lowRank.inputs) to \(lowRank.outputs) floats; "
+                        + "the model's maps \(inputs) to \(outputs) (load the artifact for this model)")
+                }
+            }
         }
     }
 

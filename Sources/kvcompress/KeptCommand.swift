@@ -22,6 +22,7 @@ enum KeptCommand {
       --kvzap DIR       KVzap's surrogate (config.json + model.safetensors) for KVzap and WRAPPER:KVzap
       --lukv-curve FILE LU-KV's budget curve (.npy [99, layers, kv_heads]) for LUKV and LUKV:INNER
       --fastkvzip-gates FILE  Fast KVzip's trained gates (.pt) for FastKVzip
+      --restorekv DIR   RestoreKV's restore embeddings and LoRA adapter for RestoreKV
       --expected-attention-stats DIR  offline query statistics for ExpectedAttentionStats (default:
                         shipped for the default model)
       --prompt-ids FILE a JSON array of token ids, or an object with a 'prompt_ids' array
@@ -32,7 +33,7 @@ enum KeptCommand {
     static func run(_ arguments: ArraySlice<String>) throws {
         let o = try CommandLineOptions(arguments, valued: ["--policy", "--ratio", "--model", "--prompt-ids", "--out",
                                                                   "--duo-pattern", "--razor-heads", "--qfilters", "--kvzap", "--lukv-curve",
-                                                                  "--expected-attention-stats", "--fastkvzip-gates", "--backend"],
+                                                                  "--expected-attention-stats", "--fastkvzip-gates", "--restorekv", "--backend"],
                                        boolean: [])
         if o.wantsHelp { print(usage); return }
         guard let name = o.string("--policy") else {

@@ -5,7 +5,7 @@ import KVModel
 struct SessionOptions {
     static let valued: Set<String> = ["--model", "--threads", "--chunk", "--policy", "--ratio", "--sinks", "--window",
                                       "--cache", "--keys", "--values", "--duo-pattern", "--razor-heads", "--qfilters", "--kvzap", "--lukv-curve",
-                                      "--expected-attention-stats", "--fastkvzip-gates", "--backend"]
+                                      "--expected-attention-stats", "--fastkvzip-gates", "--restorekv", "--backend"]
     static let boolean: Set<String> = ["--exact", "--reposition"]
 
     /// Their usage text.
@@ -40,6 +40,8 @@ struct SessionOptions {
                                 `kvcompress calibrate expected-attention` makes them)
           --fastkvzip-gates FILE  Fast KVzip's trained gates (a torch.save .pt file as published in
                                 Jang-Hyun/Fast-KVzip; none exists for the default model)
+          --restorekv DIR       RestoreKV's restore embeddings and LoRA adapter (as published in
+                                higokri/RestoreKV-<model>; none exists for the default model)
           --lukv-curve FILE     LU-KV's budget curve for LUKV / LUKV:INNER (.npy [99, layers, kv_heads], made by
                                 LU-KV's generate_curve.sh for the model and scorer; none for the default model)
           --backend B           where attention runs: cpu (default), cuda (an NVIDIA GPU through the driver
@@ -172,6 +174,7 @@ struct SessionOptions {
         if let file = o.string("--lukv-curve") { patterns.lukv = try LUKVCurve(npyPath: file) }
         if let dir = o.string("--expected-attention-stats") { patterns.expectedAttention = try ExpectedAttentionStats(directory: dir) }
         if let file = o.string("--fastkvzip-gates") { patterns.fastKVzip = try FastKVzipGates(path: file) }
+        if let dir = o.string("--restorekv") { patterns.restoreKV = try RestoreKVArtifact(directory: dir) }
         return patterns
     }
 }

@@ -135,6 +135,51 @@ final class ArtifactPressParityTests: XCTestCase {
         XCTAssertThrowsError(try KVzapSurrogate(directory: dir.path)) { XCTAssertTrue("\($0)".contains("do not hold"), "\($0)") }
     }
 
+    /// The RestoreKV reader takes the published layout (the stand-in: rank 2, 7 modules in each of 30
+    /// layers, bf16) and refuses other configurations with the reason; the host refuses an artifact
+    /// for another model before running it.
+    func testRestoreKVArtifactsAreChecked() throws {
+        let source = Self.fixtures.appendingPathComponent("restorekv")
+        let artifact = try RestoreKVArtifact(directory: source.path)
+        XCTAssertEqual(artifact.tokenCount, 8)
+        XCTAssertEqual(artifact.width, 576)
+        XCTAssertEqual(artifact.rank, 2)
+        XCTAssertEqual(artifact.scaling, 2)   // lora_alpha 4 / r 2
+        XCTAssertEqual(artifact.adapters.count, 30)
+        XCTAssertTrue(artifact.adapters.allSatisfy { Set($0.keys) == Set(RestoreKVArtifact.Module.allCases) })
+        XCTAssertEqual(artifact.adapters[3][.down].map { [$0.inputs, $0.outputs] }, [1536, 576])
+
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("restorekv-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        XCTAssertThrowsError(try RestoreKVArtifact(directory: dir.path)) { XCTAssertTrue("\($0)".contains("adapter_config.json"), "\($0)") }
+        for name in ["adapter_model.safetensors", "restore_embeddings.safetensors"] {
+            try FileManager.default.copyItem(at: source.appendingPathComponent(name), to: dir.appendingPathComponent(name))
+        }
+        let config = dir.appendingPathComponent("adapter_config.json")
+        for (text, reason) in [(#"{"peft_type": "IA3", "r": 2, "lora_alpha": 4, "target_modules": ["q_proj"]}"#, "peft_type LORA"),
+                               (#"{"peft_type": "LORA", "r": 2, "lora_alpha": 4, "target_modules": ["qkv"]}"#, "'qkv'"),
+                               (#"{"peft_type": "LORA", "r": 3, "lora_alpha": 4, "target_modules": ["q_proj"]}"#, "expected [3, in]"),
+                               (#"{"peft_type": "LORA", "r": 2, "lora_alpha": 4, "target_modules": ["q_proj"], "fan_in_fan_out": true}"#,
+                                "fan_in_fan_out")] {
+            try Data(text.utf8).write(to: config)
+            XCTAssertThrowsError(try RestoreKVArtifact(directory: dir.path)) { XCTAssertTrue("\($0)".contains(reason), "\($0)") }
+        }
+        // rsLoRA scales by alpha / sqrt(r).
+        try Data(#"{"peft_type": "LORA", "r": 2, "lora_alpha": 4, "target_modules": ["q_proj"], "use_rslora": true}"#.utf8).write(to: config)
+        let rs = try RestoreKVArtifact(directory: dir.path)
+        XCTAssertEqual(rs.scaling, 4 / Float(2).squareRoot())
+        XCTAssertEqual(Set(rs.adapters.flatMap(\.keys)), [.q])
+
+        // A model of another shape: the host refuses the artifact when the restore pass would run.
+        let tiny = try TestSupport.model(.exact, layers: 1)
+        let session = try LlamaSession(model: tiny, policy: try RestoreKV(artifact: artifact, budget: .compressionRatio(0.5), chunkSize: 8))
+        XCTAssertThrowsError(try session.prefill(Array(try TestSupport.ids("passkey_prompt.json", key: "prompt_ids").prefix(20)))) {
+            guard case .shapeMismatch(let message)? = $0 as? KVError else { return XCTFail("\($0)") }
+            XCTAssertTrue(message.contains("RestoreKV"), message)
+        }
+    }
+
     /// The curve reader refuses what is not a [99, layers, kv_heads] float array, with the reason.
     func testCurveFilesAreChecked() throws {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("lukv-\(UUID().uuidString).npy")

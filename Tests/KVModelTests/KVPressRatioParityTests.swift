@@ -255,15 +255,20 @@ final class KVPressRatioParityTests: XCTestCase {
         }
     }
 
-    /// KVzip, KVzip+ and KVgrad (kvpress's prefix of 24 chat-template tokens, which it subtracts even
-    /// from this prompt without a template) and KVCompose, which score the prompt with replays
-    /// through the model (KVgrad's also backward): kept sets at 0.5 and 0.8 and the greedy answer at 0.5.
+    /// KVzip, KVzip+, KVgrad and RestoreKV (kvpress's prefix of 24 chat-template tokens, which it
+    /// subtracts even from this prompt without a template) and KVCompose, which score the prompt with
+    /// replays through the model (KVgrad's also backward; RestoreKV's restore pass, with a stand-in
+    /// artifact, keeps its 8 entries at positions 1510..<1518): kept sets at 0.5 and 0.8 and the greedy
+    /// answer at 0.5.
     func testReplayPressesAtRatios05And08() throws {
         let kept = try Self.fixtureKept()
         let model = try TestSupport.model(.exact)
         let ids = try TestSupport.ids("passkey_prompt.json", key: "prompt_ids")
+        // RestoreKV with the stand-in artifact of Scripts/artifact_stand_ins.py (the published format).
+        let restore = try RestoreKVArtifact(directory: ArtifactPressParityTests.fixtures.appendingPathComponent("restorekv").path)
         let presses: [(String, String, (KVBudget) throws -> any KVCachePolicy)] = [
             ("KVzip", "KVzipPress", { try KVzip(budget: $0, prefixLength: 24) }),
+            ("RestoreKV", "RestoreKVPress", { try RestoreKV(artifact: restore, budget: $0, prefixLength: 24) }),
             ("KVgrad", "KVgradPress", { try KVgrad(budget: $0, prefixLength: 24) }),
             ("KVzip+", "KVzipPress(kvzip_plus_normalization=True)", { try KVzip(budget: $0, prefixLength: 24, plusNormalization: true) }),
             ("KVCompose", "KVComposePress", { try KVCompose(budget: $0) }),
@@ -276,7 +281,8 @@ final class KVPressRatioParityTests: XCTestCase {
             for ((name, press, _), session) in zip(presses, sessions) {
                 let entry = try XCTUnwrap((kept[press] as? [String: Any])?[ratio] as? [String: Any], "\(press) \(ratio)")
                 let reference = try XCTUnwrap(entry["kept"] as? [[String]])
-                XCTAssertEqual(session.cache.nextPosition, ids.count, "\(name): the replays left the cache")
+                let kept = name == "RestoreKV" ? restore.tokenCount : 0   // the restore entries stay, after the prompt
+                XCTAssertEqual(session.cache.nextPosition, ids.count + kept, "\(name): the replays left the cache")
                 try compare(reference, ties: [], session: session, name: name, press: press, ratio: ratio, model: model, ids: ids)
                 if let expected = (entry["answer_ids"] as? [Int])?.map(Int32.init) {
                     var logits = shared.logits
@@ -358,7 +364,8 @@ final class KVPressRatioParityTests: XCTestCase {
             let ours = session.cache.keptPositions(layer: l)
             for (m, hex) in heads.enumerated() {
                 total += 1
-                let theirs = Self.positions(hex: hex), mine = Set(ours[m])
+                // kvpress's sets cover the prompt (RestoreKV's restore entries after it always stay).
+                let theirs = Self.positions(hex: hex), mine = Set(ours[m].filter { $0 < ids.count })
                 if mine == theirs {
                     exact += 1
                     continue
@@ -387,7 +394,8 @@ final class KVPressRatioParityTests: XCTestCase {
                 let ours = session.cache.keptPositions(layer: l)
                 var onlyOurs: [Float] = [], onlyTheirs: [Float] = []
                 for (m, hex) in reference[l].enumerated() {
-                    let theirs = Self.positions(hex: hex), mine = Set(ours[m])
+                    // kvpress's sets cover the prompt (RestoreKV's restore entries after it always stay).
+                let theirs = Self.positions(hex: hex), mine = Set(ours[m].filter { $0 < ids.count })
                     onlyOurs += mine.subtracting(theirs).map { layerScores[l][m][$0] }
                     onlyTheirs += theirs.subtracting(mine).map { layerScores[l][m][$0] }
                 }

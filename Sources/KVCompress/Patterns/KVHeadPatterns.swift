@@ -18,11 +18,14 @@ public struct KVHeadPatterns: Sendable, Equatable {
     public var expectedAttention: ExpectedAttentionStats?
     /// Fast KVzip's trained gates, if known (none ships: load published ones with ``FastKVzipGates/init(path:)``).
     public var fastKVzip: FastKVzipGates?
+    /// RestoreKV's restore embeddings and adapter, if known (none ships: load published ones with
+    /// ``RestoreKVArtifact/init(directory:)``).
+    public var restoreKV: RestoreKVArtifact?
 
     /// Creates a set of patterns (none by default).
     public init(duo: DuoAttentionPattern? = nil, razor: RazorHeads? = nil, qFilters: QFilters? = nil, kvzap: KVzapSurrogate? = nil,
                 lukv: LUKVCurve? = nil, expectedAttention: ExpectedAttentionStats? = nil,
-                fastKVzip: FastKVzipGates? = nil) {
+                fastKVzip: FastKVzipGates? = nil, restoreKV: RestoreKVArtifact? = nil) {
         self.duo = duo
         self.razor = razor
         self.qFilters = qFilters
@@ -30,6 +33,7 @@ public struct KVHeadPatterns: Sendable, Equatable {
         self.lukv = lukv
         self.expectedAttention = expectedAttention
         self.fastKVzip = fastKVzip
+        self.restoreKV = restoreKV
     }
 
     /// Fast KVzip's gates.
@@ -38,6 +42,14 @@ public struct KVHeadPatterns: Sendable, Equatable {
         try Self.require(fastKVzip, "Fast KVzip gates for this model (trained networks: download <model>/q<group>_dim16_sink16.pt "
             + "from Jang-Hyun/Fast-KVzip on Hugging Face and pass it, kvcompress --fastkvzip-gates FILE; none is published for "
             + "the default model)")
+    }
+
+    /// RestoreKV's artifact.
+    /// - Throws: `KVError.invalidParameter` saying how to get one when there is none.
+    public func requireRestoreKV() throws(KVError) -> RestoreKVArtifact {
+        try Self.require(restoreKV, "a RestoreKV artifact for this model (trained restore embeddings and LoRA adapter: download "
+            + "higokri/RestoreKV-<model> from Hugging Face and pass its directory, kvcompress --restorekv DIR; none is published "
+            + "for the default model)")
     }
 
     /// The offline Expected Attention statistics.

@@ -181,6 +181,12 @@ public struct KVzip: KVCachePolicy {
 
     /// Evicts the lowest entries over every layer and head once the replays ran.
     public func afterPrompt(cache: KVCache, shape: KVModelShape, state: inout State, pool: ThreadPool?) throws(KVError) {
+        try evict(cache: cache, shape: shape, state: &state, reserved: 0)
+    }
+
+    /// The eviction of ``afterPrompt(cache:shape:state:pool:)``, with `reserved` entries per head
+    /// after the prompt counted against the budget (``RestoreKV``'s).
+    func evict(cache: KVCache, shape: KVModelShape, state: inout State, reserved: Int) throws(KVError) {
         let length = state.promptLength
         guard length > 0 else { return }
         defer { state = State() }
@@ -190,6 +196,7 @@ public struct KVzip: KVCachePolicy {
                 for j in 0..<min(sinks, length) { state.scores[l][m][j] = top + 1 }
             }
         }
-        try KVGlobalEviction.apply(scores: state.scores, length: length, budget: budget, layerwise: layerwise, cache: cache, shape: shape)
+        try KVGlobalEviction.apply(scores: state.scores, length: length, budget: budget, layerwise: layerwise, cache: cache,
+                                   shape: shape, reserved: reserved)
     }
 }

@@ -389,10 +389,15 @@ public final class KVCompressor {
         try endReplay()
     }
 
-    /// Ends the first pending replay: its entries leave the cache; after the last one the
-    /// policy's cross-layer hook runs.
+    /// Ends the first pending replay: its entries leave the cache (a restore pass's stay, and later
+    /// replays start after them); after the last one the policy's cross-layer hook runs.
     private func endReplay() throws(KVError) {
-        try cache.removeEntries(from: replayStart)
+        if pendingReplays.first?.restore != nil {
+            for l in 0..<shape.layers { cache.compactResidual(layer: l) }
+            replayStart = cache.nextPosition
+        } else {
+            try cache.removeEntries(from: replayStart)
+        }
         pendingReplays.removeFirst()
         replaysDone += 1
         if pendingReplays.isEmpty { try runner.afterPrompt(cache: cache, shape: shape, pool: pool) }

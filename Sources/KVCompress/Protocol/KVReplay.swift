@@ -32,6 +32,10 @@ public struct KVReplay: Sendable, Equatable {
     public let segments: [Segment]
     /// Whether the policy scores with the gradient norms of the replay's objective (see above).
     public let gradients: Bool
+    /// For RestoreKV's restore pass: the learned embeddings the host runs instead of tokens, with
+    /// the artifact's LoRA adapter active, and whose entries **stay** in the cache when the replay
+    /// ends (the next position follows them); nil for a replay of tokens.
+    public let restore: RestoreKVArtifact?
 
     /// Creates a replay.
     /// - Parameter gradients: whether the host attributes the replay's objective to each layer's
@@ -39,5 +43,13 @@ public struct KVReplay: Sendable, Equatable {
     public init(_ segments: [Segment], gradients: Bool = false) {
         self.segments = segments
         self.gradients = gradients
+        restore = nil
+    }
+
+    /// A restore pass: `artifact`'s embeddings run through the model with its adapter, entries kept.
+    public init(restoring artifact: RestoreKVArtifact) {
+        segments = []
+        gradients = false
+        restore = artifact
     }
 }

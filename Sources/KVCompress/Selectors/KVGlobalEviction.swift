@@ -4,17 +4,19 @@
 ///
 /// With `.compressionRatio(r)` the `Int(count * r)` lowest entries go; a `.tokens` or `.bytes` budget
 /// keeps its per-head capacity times the heads counted. Ties go in index order (layer, head,
-/// position); every head keeps at least its best entry; entries after the prompt stay.
+/// position); every head keeps at least its best entry; entries after the prompt stay. `reserved`
+/// entries per head after the prompt count against the budget (RestoreKV's restore entries, as
+/// kvpress raises the ratio by `reserved / length`).
 enum KVGlobalEviction {
     static func apply(scores: [[[Float]]], length: Int, budget: KVBudget, layerwise: Bool, cache: KVCache,
-                      shape: KVModelShape) throws(KVError) {
+                      shape: KVModelShape, reserved: Int = 0) throws(KVError) {
         let perLayer = shape.kvHeads * length
-        let capacity = budget.fixedCapacity(cache: cache)
+        let capacity = budget.fixedCapacity(cache: cache).map { max($0 - reserved, 0) }
         // Entries evicted: per layer (layerwise) or over all of them; ties go in index order.
         func evicted(among count: Int) -> Int {
             if let capacity { return count - count / length * min(capacity, length) }
             guard case .compressionRatio(let r) = budget else { return 0 }
-            return Int(Double(count) * r)
+            return Int(Double(count) * min(1, r + Double(reserved) / Double(length)))
         }
         var drop = Array(repeating: Array(repeating: [Bool](repeating: false, count: length), count: shape.kvHeads),
                          count: shape.layers)
