@@ -8,9 +8,9 @@ struct EvalOptions {
     var mode = "default"
     var tasks = ["passkey", "needle", "perplexity", "attention-error"]
     /// The catalog's policies that hold a budget and can be built for the default model (the quick
-    /// grid: all of them; the others: those in the default evaluation, which leaves out KVzip and
-    /// KVCompose: their replays cost several prefills). Policies whose trained artifact exists only for
-    /// other models (KVzap, FastKVzip, LUKV) are left out.
+    /// grid: all of them; the others: those in the default evaluation, which leaves out KVzip, KVzip+,
+    /// KVgrad and KVCompose: their replays cost several prefills). Policies whose trained artifact
+    /// exists only for other models (KVzap, FastKVzip, LUKV, RestoreKV) are left out.
     var policies: [String] = defaultPolicies.map(\.name)
     static let defaultPolicies = buildable.filter(\.inDefaultEvaluation)
     static let buildable = KVPolicyCatalog.entries.filter {
@@ -51,9 +51,10 @@ struct EvalOptions {
 
         options:
           --policies LIST   catalog names (default: all that hold a budget, not SimLayerKV or ThinK, and
-                            not KVzip or KVCompose, whose replays cost several prefills, except in the
-                            quick grid; never KVzap, FastKVzip or LUKV, whose trained artifacts exist
-                            only for other models), each optionally +FORMAT or +KEYS/VALUES for a quantized cache
+                            not KVzip, KVzip+, KVgrad or KVCompose, whose replays cost several prefills,
+                            except in the quick grid; never KVzap, FastKVzip, LUKV or RestoreKV, whose
+                            trained artifacts exist only for other models), each optionally +FORMAT or
+                            +KEYS/VALUES for a quantized cache
                             (q8_0, q4_0, q4_1, bf16, f32; e.g. Full+q4_0,TOVA+q8_0/q4_1): at a byte
                             budget smaller entries let a policy keep more; the f16 full cache is
                             always the baseline
