@@ -22,9 +22,9 @@
 /// and the cache holds prompt + replay while they run.
 ///
 /// KVzip+ (``plusNormalization``, kvpress `kvzip_plus_normalization`): each replay query's
-/// probabilities are divided by the norm of its attention input `||x_t||` and each chunk entry's by
-/// `||W_o^h v_j||_2`, the size of what its value writes into the output through query head `h`,
-/// before the maximum; the host must provide attention inputs and the output projection
+/// probabilities are divided by the norm of its attention input `||x_t||`, and each chunk entry's
+/// multiplied by `||W_o^h v_j||_2`, the size of what its value writes into the output through query
+/// head `h`, before the maximum; the host must provide attention inputs and the output projection
 /// (``LlamaSession`` does).
 ///
 /// Paper: Kim et al., "KVzip: Query-Agnostic KV Cache Compression with Context Reconstruction"
