@@ -40,12 +40,6 @@ INL __m256 load_bf16x8(const uint16_t *p) {
 INL __m256 load_i8x8(const int8_t *p) {
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
 }
-/* 32 nibbles of a q4 block as 32 bytes 0..15: low nibbles of qs[0..15], then high nibbles. */
-INL __m256i unpack_nibbles(const uint8_t *qs) {
-    const __m128i t = _mm_loadu_si128((const __m128i *)qs);
-    const __m256i b = _mm256_insertf128_si256(_mm256_castsi128_si256(t), _mm_srli_epi16(t, 4), 1);
-    return _mm256_and_si256(b, _mm256_set1_epi8(0x0f));
-}
 /* Element groups of 8 of a q4 block as floats (q - off). g in 0..3. */
 INL __m256 q4_group(const uint8_t *qs, int g, __m256i off) {
     __m128i t = _mm_loadl_epi64((const __m128i *)(qs + (g & 1) * 8));
@@ -339,34 +333,101 @@ INL __m256i unpack_nibbles_fast(const uint8_t *qs) {
     return _mm256_and_si256(_mm256_srlv_epi64(t, _mm256_setr_epi64x(0, 0, 4, 4)), _mm256_set1_epi8(0x0f));
 }
 
+/* Size of one block of the i16 kinds: 0 = q8_0, 1 = q4_0, 2 = q4_1, 3 = q2_1. */
+INL size_t i16_block_bytes(int kind) {
+    return kind == 0 ? sizeof(kvk_block_q8_0) : kind == 1 ? sizeof(kvk_block_q4_0)
+         : kind == 2 ? sizeof(kvk_block_q4_1) : sizeof(kvk_block_q2_1);
+}
+
+/* One block's 32 codes as two vectors of 16 int16 (q4_0 with its offset 8 taken off; q4_1 and q2_1
+ * unsigned), its scale broadcast, and (kinds 2, 3) its min. */
+INL void load_block_i16(int kind, const char *blk, __m256i *k0, __m256i *k1, __m256 *dk, float *mk) {
+    int32_t head;
+    memcpy(&head, blk, 4);
+    const __m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128(head)); /* d, and m for kinds 2 and 3 */
+    *dk = _mm256_broadcastss_ps(dm);
+    if (kind >= 2) *mk = _mm_cvtss_f32(_mm_movehdup_ps(dm));
+    if (kind == 0) {
+        *k0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 2)));
+        *k1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 18)));
+        return;
+    }
+    if (kind <= 2) { /* q4: byte i holds element i (low nibble) and element i + 16 (high nibble) */
+        const __m256i x = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(blk + (kind == 1 ? 2 : 4))));
+        *k0 = _mm256_and_si256(x, _mm256_set1_epi16(0x0f));
+        *k1 = _mm256_srli_epi16(x, 4);
+        if (kind == 1) {
+            *k0 = _mm256_sub_epi16(*k0, _mm256_set1_epi16(8));
+            *k1 = _mm256_sub_epi16(*k1, _mm256_set1_epi16(8));
+        }
+        return;
+    }
+    __m256i q;
+    { /* q2_1: element i is the field at bit 2 * (i / 8) of byte i % 8 */
+        int64_t c;
+        memcpy(&c, blk + 4, 8);
+        q = _mm256_and_si256(_mm256_srlv_epi64(_mm256_set1_epi64x(c), _mm256_setr_epi64x(0, 2, 4, 6)),
+                             _mm256_set1_epi8(3));
+    }
+    *k0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(q));
+    *k1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(q, 1));
+}
+
+/* The query in 16-bit fixed point (q ~= sq * q16, sq = max|q| / 32767) and, for the kinds with a min,
+ * the sum of q over each block (qsum[b], what the block's min multiplies). Returns sq. */
+INL float query_i16(const float *x, size_t d, int with_sums, int16_t *q16, float *qsum) {
+    float amax = 0.0f;
+    size_t i = 0;
+    if (d >= 8) { /* vector max over whole vectors, the rest below */
+        const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+        __m256 mx = _mm256_setzero_ps();
+        for (; i + 8 <= d; i += 8) mx = _mm256_max_ps(mx, _mm256_and_ps(_mm256_loadu_ps(x + i), abs_mask));
+        __m128 t = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+        t = _mm_max_ps(t, _mm_movehl_ps(t, t));
+        amax = _mm_cvtss_f32(_mm_max_ss(t, _mm_movehdup_ps(t)));
+    }
+    for (; i < d; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+    const float iq = amax > 0.0f ? 32767.0f / amax : 0.0f;
+    const __m256 viq = _mm256_set1_ps(iq);
+    i = 0;
+    for (; i + 16 <= d; i += 16) { /* round to nearest even, as lrintf in the default mode */
+        const __m256i a = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i), viq));
+        const __m256i b = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i + 8), viq));
+        _mm256_storeu_si256((__m256i *)(q16 + i), _mm256_permute4x64_epi64(_mm256_packs_epi32(a, b), 0xd8));
+    }
+    for (; i < d; i++) q16[i] = (int16_t)lrintf(x[i] * iq);
+    if (with_sums)
+        for (size_t b = 0; b < d / KVK_BLOCK; b++) {
+            float t = 0.0f;
+            for (size_t k = 0; k < KVK_BLOCK; k++) t += x[b * KVK_BLOCK + k];
+            qsum[b] = t;
+        }
+    return amax / 32767.0f;
+}
+
 /* Block-quantized keys against a query in 16-bit fixed point (q ~= sq * q16): exact integer block
- * dots (int8 x int16 -> int32 via madd), one float scale per block. Returns 4 raw sums (times sq
- * by the caller). kind: 0 = q8_0, 1 = q4_0. */
-INL __m128 dot4_i16(int kind, const char *base, size_t stride, const int16_t *q16, size_t d) {
-    const size_t bs = kind == 0 ? sizeof(kvk_block_q8_0) : sizeof(kvk_block_q4_0);
+ * dots (int8 x int16 -> int32 via madd), one float scale per block. Returns 4 raw sums (times sq by
+ * the caller); for q4_1 / q2_1 also the 4 sums of block min times qsum (in *mins, times 1). */
+INL __m128 dot4_i16(int kind, const char *base, size_t stride, const int16_t *q16, const float *qsum, size_t d,
+                    __m128 *mins) {
+    const size_t bs = i16_block_bytes(kind);
     __m256 acc[4];
+    float macc[4] = {0, 0, 0, 0};
     for (int k = 0; k < 4; k++) acc[k] = _mm256_setzero_ps();
     for (size_t b = 0; b < d / KVK_BLOCK; b++) {
         const __m256i q0 = _mm256_loadu_si256((const __m256i *)(q16 + b * KVK_BLOCK));
         const __m256i q1 = _mm256_loadu_si256((const __m256i *)(q16 + b * KVK_BLOCK + 16));
         for (int k = 0; k < 4; k++) {
-            const char *blk = base + k * stride + b * bs;
-            int32_t head;
-            memcpy(&head, blk, 4);
-            const __m256 dk = _mm256_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(head)));
             __m256i k0, k1;
-            if (kind == 0) {
-                k0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 2)));
-                k1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 18)));
-            } else {
-                const __m256i q = _mm256_sub_epi8(unpack_nibbles_fast((const uint8_t *)blk + 2), _mm256_set1_epi8(8));
-                k0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(q));
-                k1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(q, 1));
-            }
+            __m256 dk;
+            float mk = 0.0f;
+            load_block_i16(kind, base + k * stride + b * bs, &k0, &k1, &dk, &mk);
             const __m256i p = _mm256_add_epi32(_mm256_madd_epi16(k0, q0), _mm256_madd_epi16(k1, q1));
             acc[k] = _mm256_fmadd_ps(dk, _mm256_cvtepi32_ps(p), acc[k]);
+            if (kind >= 2) macc[k] += mk * qsum[b];
         }
     }
+    *mins = _mm_loadu_ps(macc);
     return hsum8x4(acc[0], acc[1], acc[2], acc[3]);
 }
 
@@ -396,6 +457,11 @@ INL __m128 dot4(kvk_type t, const char *base, size_t stride, const float *x, siz
     case KVK_Q2_1: break; /* not reached: the entry points route q2_1 elsewhere */                  \
     }
 
+/* The i16 kind of a block type (see i16_block_bytes), -1 for the float row types. */
+INL int i16_kind(kvk_type t) {
+    return t == KVK_Q8_0 ? 0 : t == KVK_Q4_0 ? 1 : t == KVK_Q4_1 ? 2 : t == KVK_Q2_1 ? 3 : -1;
+}
+
 /* out[j] = scale * dot(row_j, x) for j < n; leftover rows (n % 4) use the scalar row dot */
 static TGT void rows_dot(kvk_type t, const void *rows, size_t stride, size_t n, size_t d, const float *x,
                          float scale, float *out, int allow_i16) {
@@ -404,24 +470,28 @@ static TGT void rows_dot(kvk_type t, const void *rows, size_t stride, size_t n, 
      * measured best among 2/8/16/32 KiB), at least two row groups */
     size_t pd = prefetch_rows(stride, 8);
     pd &= ~(size_t)3;
-    if (allow_i16 && (t == KVK_Q8_0 || t == KVK_Q4_0) && d <= KVK_I16_MAX_D && n4 > 0) {
+    const int kind = i16_kind(t);
+    if (allow_i16 && kind >= 0 && d <= KVK_I16_MAX_D && n4 > 0) {
         /* query in 16-bit fixed point: its rounding (<= max|q| / 65534 per element) is far below
-         * the keys' own 8- or 4-bit quantization error, and the block dots become exact integers */
+         * the keys' own 8-, 4- or 2-bit quantization error, and the block dots become exact integers */
         int16_t q16[KVK_I16_MAX_D];
-        float amax = 0.0f;
-        for (size_t i = 0; i < d; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
-        const float sq = amax / 32767.0f, iq = amax > 0.0f ? 32767.0f / amax : 0.0f;
-        for (size_t i = 0; i < d; i++) q16[i] = (int16_t)lrintf(x[i] * iq);
-        const __m128 scq = _mm_set1_ps(scale * sq);
+        float qsum[KVK_I16_MAX_D / KVK_BLOCK];
+        const __m128 scq = _mm_set1_ps(scale * query_i16(x, d, kind >= 2, q16, qsum)), sc = _mm_set1_ps(scale);
         const size_t row_bytes = kvk_row_bytes(t, d);
-        const int kind = t == KVK_Q8_0 ? 0 : 1;
         for (size_t j = 0; j < n4; j += 4) {
             const char *base = (const char *)rows + j * stride;
             if (j + pd + 4 <= n)
                 for (size_t pr = pd; pr < pd + 4; pr++)
                     for (size_t off = 0; off < row_bytes; off += 64) _mm_prefetch(base + pr * stride + off, _MM_HINT_T0);
-            _mm_storeu_ps(out + j, _mm_mul_ps(scq, kind == 0 ? dot4_i16(0, base, stride, q16, d)
-                                                             : dot4_i16(1, base, stride, q16, d)));
+            __m128 r, mins;
+            switch (kind) { /* constant kinds, so that each loop is specialized */
+            case 0: r = dot4_i16(0, base, stride, q16, qsum, d, &mins); break;
+            case 1: r = dot4_i16(1, base, stride, q16, qsum, d, &mins); break;
+            case 2: r = dot4_i16(2, base, stride, q16, qsum, d, &mins); break;
+            default: r = dot4_i16(3, base, stride, q16, qsum, d, &mins); break;
+            }
+            r = _mm_mul_ps(scq, r);
+            _mm_storeu_ps(out + j, kind >= 2 ? _mm_fmadd_ps(sc, mins, r) : r);
         }
         for (size_t j = n4; j < n; j++) kvk_scalar_scores(t, x, (const char *)rows + j * stride, stride, 1, d, scale, out + j);
         return;
@@ -460,11 +530,11 @@ static TGT void rows_dot(kvk_type t, const void *rows, size_t stride, size_t n, 
 static TGT void avx2_q2_1_weighted_sum_multi(const float *w, size_t w_stride, size_t m, const void *values,
                                              size_t value_stride, size_t n, size_t d, float *out, size_t out_stride);
 
-/* q2_1 rows (this library's type, a cache format only): scores take the scalar path, weighted sums
- * their own kernel (below). */
+/* q2_1 rows (this library's type, a cache format only) have only the 16-bit fixed-point path (the
+ * scalar one past KVK_I16_MAX_D) and their own weighted-sum kernel (below). */
 static TGT void avx2_scores(kvk_type t, const float *q, const void *keys, size_t key_stride, size_t n, size_t d,
                             float scale, float *out) {
-    if (t == KVK_Q2_1) { kvk_scalar_scores(t, q, keys, key_stride, n, d, scale, out); return; }
+    if (t == KVK_Q2_1 && d > KVK_I16_MAX_D) { kvk_scalar_scores(t, q, keys, key_stride, n, d, scale, out); return; }
     rows_dot(t, keys, key_stride, n, d, q, scale, out, 1);
 }
 
@@ -617,36 +687,31 @@ INL void smq_pair_f(kvk_type t, const float *q, size_t qs, int M, const char *r0
     }
 }
 
-/* The same for q8_0 (kind 0) / q4_0 (kind 1) rows against 16-bit fixed-point queries (row stride d);
- * returns raw integer-scaled sums (times the per-head query scale by the caller). */
-INL void smq_pair_i16(int kind, const int16_t *q16, int M, const char *r0, const char *r1, size_t d,
-                      float res[4][2]) {
-    const size_t bs = kind == 0 ? sizeof(kvk_block_q8_0) : sizeof(kvk_block_q4_0);
+/* The same for the i16 kinds (see i16_block_bytes) against 16-bit fixed-point queries (row stride d,
+ * block sums of q at qsum + h * d / 32 for kinds 2 and 3); returns raw integer-scaled sums (times the
+ * per-head query scale by the caller) and, for kinds 2 and 3, the min terms in mres (times 1). */
+INL void smq_pair_i16(int kind, const int16_t *q16, const float *qsum, int M, const char *r0, const char *r1,
+                      size_t d, float res[4][2], float mres[4][2]) {
+    const size_t bs = i16_block_bytes(kind), nb = d / KVK_BLOCK;
     __m256 a[4][2];
-    for (int h = 0; h < M; h++) a[h][0] = a[h][1] = _mm256_setzero_ps();
-    for (size_t b = 0; b < d / KVK_BLOCK; b++) {
+    float macc[4][2];
+    for (int h = 0; h < M; h++) {
+        a[h][0] = a[h][1] = _mm256_setzero_ps();
+        macc[h][0] = macc[h][1] = 0.0f;
+    }
+    for (size_t b = 0; b < nb; b++) {
         __m256i k0[2], k1[2];
         __m256 dk[2];
-        for (int rr = 0; rr < 2; rr++) {
-            const char *blk = (rr == 0 ? r0 : r1) + b * bs;
-            int32_t head;
-            memcpy(&head, blk, 4);
-            dk[rr] = _mm256_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(head)));
-            if (kind == 0) {
-                k0[rr] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 2)));
-                k1[rr] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 18)));
-            } else {
-                const __m256i qq = _mm256_sub_epi8(unpack_nibbles_fast((const uint8_t *)blk + 2), _mm256_set1_epi8(8));
-                k0[rr] = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(qq));
-                k1[rr] = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(qq, 1));
-            }
-        }
+        float mk[2] = {0.0f, 0.0f};
+        load_block_i16(kind, r0 + b * bs, &k0[0], &k1[0], &dk[0], &mk[0]);
+        load_block_i16(kind, r1 + b * bs, &k0[1], &k1[1], &dk[1], &mk[1]);
         for (int h = 0; h < M; h++) {
             const __m256i q0 = _mm256_loadu_si256((const __m256i *)(q16 + h * d + b * KVK_BLOCK));
             const __m256i q1 = _mm256_loadu_si256((const __m256i *)(q16 + h * d + b * KVK_BLOCK + 16));
             for (int rr = 0; rr < 2; rr++) {
                 const __m256i p = _mm256_add_epi32(_mm256_madd_epi16(k0[rr], q0), _mm256_madd_epi16(k1[rr], q1));
                 a[h][rr] = _mm256_fmadd_ps(dk[rr], _mm256_cvtepi32_ps(p), a[h][rr]);
+                if (kind >= 2) macc[h][rr] += mk[rr] * qsum[h * nb + b];
             }
         }
     }
@@ -658,6 +723,8 @@ INL void smq_pair_i16(int kind, const int16_t *q16, int M, const char *r0, const
         res[h][1] = tmp[1];
         if (h + 1 < M) { res[h + 1][0] = tmp[2]; res[h + 1][1] = tmp[3]; }
     }
+    if (kind >= 2)
+        for (int h = 0; h < M; h++) { mres[h][0] = macc[h][0]; mres[h][1] = macc[h][1]; }
 }
 
 /* One group of M <= 4 heads over all rows. */
@@ -666,29 +733,29 @@ INL void scores_group(kvk_type t, const float *q, size_t q_stride, int M, const 
     const char *kb = (const char *)keys;
     const size_t row_bytes = kvk_row_bytes(t, d);
     const size_t pd = prefetch_rows(key_stride, 8);
-    float res[4][2];
-    if (t == KVK_Q8_0 || t == KVK_Q4_0) {
+    float res[4][2], mres[4][2];
+    const int kind = i16_kind(t);
+    if (kind >= 0) {
         int16_t q16[4 * KVK_I16_MAX_D];
-        float sq[4];
-        for (int h = 0; h < M; h++) {
-            const float *qh = q + h * q_stride;
-            float amax = 0.0f;
-            for (size_t i = 0; i < d; i++) amax = fabsf(qh[i]) > amax ? fabsf(qh[i]) : amax;
-            const float iq = amax > 0.0f ? 32767.0f / amax : 0.0f;
-            sq[h] = scale * (amax / 32767.0f);
-            for (size_t i = 0; i < d; i++) q16[h * d + i] = (int16_t)lrintf(qh[i] * iq);
-        }
-        const int kind = t == KVK_Q8_0 ? 0 : 1;
+        float qsum[4 * KVK_I16_MAX_D / KVK_BLOCK], sq[4];
+        for (int h = 0; h < M; h++)
+            sq[h] = scale * query_i16(q + h * q_stride, d, kind >= 2, q16 + h * d, qsum + h * (d / KVK_BLOCK));
         for (size_t j = 0; j < n; j += 2) {
             const char *r0 = kb + j * key_stride, *r1 = j + 1 < n ? r0 + key_stride : r0;
             if (j + pd + 2 <= n)
                 for (size_t pr = pd; pr < pd + 2; pr++)
                     for (size_t off = 0; off < row_bytes; off += 64) _mm_prefetch(r0 + pr * key_stride + off, _MM_HINT_T0);
-            if (kind == 0) smq_pair_i16(0, q16, M, r0, r1, d, res);
-            else smq_pair_i16(1, q16, M, r0, r1, d, res);
+            switch (kind) { /* constant kinds, so that each loop is specialized */
+            case 0: smq_pair_i16(0, q16, qsum, M, r0, r1, d, res, mres); break;
+            case 1: smq_pair_i16(1, q16, qsum, M, r0, r1, d, res, mres); break;
+            case 2: smq_pair_i16(2, q16, qsum, M, r0, r1, d, res, mres); break;
+            default: smq_pair_i16(3, q16, qsum, M, r0, r1, d, res, mres); break;
+            }
             for (int h = 0; h < M; h++) {
-                out[h * out_stride + j] = sq[h] * res[h][0];
-                if (j + 1 < n) out[h * out_stride + j + 1] = sq[h] * res[h][1];
+                float s0 = sq[h] * res[h][0], s1 = sq[h] * res[h][1];
+                if (kind >= 2) { s0 += scale * mres[h][0]; s1 += scale * mres[h][1]; }
+                out[h * out_stride + j] = s0;
+                if (j + 1 < n) out[h * out_stride + j + 1] = s1;
             }
         }
         return;
@@ -708,8 +775,7 @@ INL void scores_group(kvk_type t, const float *q, size_t q_stride, int M, const 
 
 static TGT void avx2_scores_multi(kvk_type t, const float *q, size_t q_stride, size_t m, const void *keys,
                                   size_t key_stride, size_t n, size_t d, float scale, float *out, size_t out_stride) {
-    const int supported = t == KVK_F32 || t == KVK_F16 || t == KVK_BF16 ||
-                          ((t == KVK_Q8_0 || t == KVK_Q4_0) && d <= KVK_I16_MAX_D);
+    const int supported = t == KVK_F32 || t == KVK_F16 || t == KVK_BF16 || (i16_kind(t) >= 0 && d <= KVK_I16_MAX_D);
     if (!supported || m == 1) {
         for (size_t h = 0; h < m; h++) avx2_scores(t, q + h * q_stride, keys, key_stride, n, d, scale, out + h * out_stride);
         return;
@@ -730,7 +796,9 @@ static TGT void avx2_scores_multi(kvk_type t, const float *q, size_t q_stride, s
         case KVK_F16: SG_T(KVK_F16) break;
         case KVK_BF16: SG_T(KVK_BF16) break;
         case KVK_Q8_0: SG_T(KVK_Q8_0) break;
-        default: SG_T(KVK_Q4_0) break;
+        case KVK_Q4_0: SG_T(KVK_Q4_0) break;
+        case KVK_Q4_1: SG_T(KVK_Q4_1) break;
+        default: SG_T(KVK_Q2_1) break;
         }
 #undef SG_T
     }
@@ -752,18 +820,20 @@ INL void wsm_chunk(kvk_type t, const float *w, size_t w_stride, int M, const cha
     for (size_t j = 0; j < n; j++) {
         const char *row = values + j * stride;
         __m256 wv[3];
-        if (t == KVK_Q8_0 || t == KVK_Q4_0) {
-            const size_t bs = t == KVK_Q8_0 ? sizeof(kvk_block_q8_0) : sizeof(kvk_block_q4_0);
+        if (t == KVK_Q8_0 || t == KVK_Q4_0 || t == KVK_Q4_1) {
+            const size_t bs = t == KVK_Q8_0 ? sizeof(kvk_block_q8_0) : t == KVK_Q4_0 ? sizeof(kvk_block_q4_0)
+                                                                                        : sizeof(kvk_block_q4_1);
             const char *blk = row + (c0 / KVK_BLOCK) * bs;
             const int g0 = (int)((c0 % KVK_BLOCK) / 8);
             uint16_t dh;
             memcpy(&dh, blk, 2);
             const float dv = h2f(dh);
             for (int h = 0; h < M; h++) wv[h] = _mm256_set1_ps(w[h * w_stride + j] * dv);
-            const __m256i off = _mm256_set1_epi32(8);
+            const __m256i off = _mm256_set1_epi32(t == KVK_Q4_0 ? 8 : 0);
             for (int v = 0; v < nv; v++) {
                 const __m256 vec = t == KVK_Q8_0 ? load_i8x8((const int8_t *)blk + 2 + 8 * (g0 + v))
-                                                 : q4_group((const uint8_t *)blk + 2, g0 + v, off);
+                                 : t == KVK_Q4_0 ? q4_group((const uint8_t *)blk + 2, g0 + v, off)
+                                                 : q4_group((const uint8_t *)blk + 4, g0 + v, off);
                 for (int h = 0; h < M; h++) acc[h][v] = _mm256_fmadd_ps(wv[h], vec, acc[h][v]);
             }
         } else {
@@ -791,6 +861,19 @@ INL void wsm_group(kvk_type t, const float *w, size_t w_stride, int M, const voi
             for (; c + 32 <= d8; c += 32) wsm_chunk(t, w + j0, w_stride, M, v, value_stride, m, c, 4, out, out_stride);
         for (; c + 16 <= d8; c += 16) wsm_chunk(t, w + j0, w_stride, M, v, value_stride, m, c, 2, out, out_stride);
         for (; c + 8 <= d8; c += 8) wsm_chunk(t, w + j0, w_stride, M, v, value_stride, m, c, 1, out, out_stride);
+        if (t == KVK_Q4_1) /* the mins: out_h[block b] += sum_j w_h[j] * m_jb */
+            for (size_t b = 0; b < d / KVK_BLOCK; b++)
+                for (int h = 0; h < M; h++) {
+                    float ms = 0.0f;
+                    for (size_t j = 0; j < m; j++) {
+                        uint16_t mh;
+                        memcpy(&mh, v + j * value_stride + b * sizeof(kvk_block_q4_1) + 2, 2);
+                        ms += w[h * w_stride + j0 + j] * h2f(mh);
+                    }
+                    float *o = out + h * out_stride + b * KVK_BLOCK;
+                    const __m256 mv = _mm256_set1_ps(ms);
+                    for (int k = 0; k < 4; k++) _mm256_storeu_ps(o + 8 * k, _mm256_add_ps(_mm256_loadu_ps(o + 8 * k), mv));
+                }
         for (; c < d; c++) /* float types, d % 8 != 0 */
             for (size_t j = 0; j < m; j++) {
                 const float x = row_elem(t, v + j * value_stride, c);
@@ -802,7 +885,7 @@ INL void wsm_group(kvk_type t, const float *w, size_t w_stride, int M, const voi
 static TGT void avx2_weighted_sum_multi(kvk_type t, const float *w, size_t w_stride, size_t m, const void *values,
                                         size_t value_stride, size_t n, size_t d, float *out, size_t out_stride) {
     if (t == KVK_Q2_1) { avx2_q2_1_weighted_sum_multi(w, w_stride, m, values, value_stride, n, d, out, out_stride); return; }
-    if (t == KVK_Q8_0 || t == KVK_Q4_0) {
+    if (t == KVK_Q8_0 || t == KVK_Q4_0 || t == KVK_Q4_1) {
         for (size_t h0 = 0; h0 < m; h0 += 3) {
             const size_t g = m - h0 < 3 ? m - h0 : 3;
             const float *wg = w + h0 * w_stride;
@@ -813,7 +896,7 @@ static TGT void avx2_weighted_sum_multi(kvk_type t, const float *w, size_t w_str
     case 2: wsm_group(TT, wg, w_stride, 2, values, value_stride, n, d, og, out_stride); break;        \
     default: wsm_group(TT, wg, w_stride, 3, values, value_stride, n, d, og, out_stride); break;       \
     }
-            if (t == KVK_Q8_0) { WSM_T(KVK_Q8_0) } else { WSM_T(KVK_Q4_0) }
+            if (t == KVK_Q8_0) { WSM_T(KVK_Q8_0) } else if (t == KVK_Q4_0) { WSM_T(KVK_Q4_0) } else { WSM_T(KVK_Q4_1) }
 #undef WSM_T
         }
         return;
@@ -1209,8 +1292,71 @@ INL __m256 codes8(__m128i raw, int shift, __m128i mask) {
     return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(t));
 }
 
-/* Scores against one KIVI group: q' = scale * q * scale_vec (one pass over the parameters per call),
- * then per row dot(q', codes) + scale * dot(q, min_vec). Up to 4 query heads share each unpacked row. */
+/* The 32 codes of one 32-channel chunk of a KIVI code row (packed like q2_1 / q4_1 codes) as bytes,
+ * in channel order. */
+INL __m256i kivi_codes32(int bits, const uint8_t *cb) {
+    if (bits == 4) return unpack_nibbles_fast(cb);
+    int64_t c;
+    memcpy(&c, cb, 8);
+    return _mm256_and_si256(_mm256_srlv_epi64(_mm256_set1_epi64x(c), _mm256_setr_epi64x(0, 2, 4, 6)),
+                            _mm256_set1_epi8(3));
+}
+
+/* The four int32 horizontal sums of a0..a3 (exact) as floats. */
+INL __m128 hsum8x4_i32(__m256i a0, __m256i a1, __m256i a2, __m256i a3) {
+    const __m256i s = _mm256_hadd_epi32(_mm256_hadd_epi32(a0, a1), _mm256_hadd_epi32(a2, a3));
+    return _mm_cvtepi32_ps(_mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1)));
+}
+
+/* Two code rows against M <= 4 fixed-point queries q16 (row stride d): exact integer dots, as floats
+ * in res[h][row] (times the per-head query scale by the caller). */
+INL void kivi_pair_i16(int bits, const int16_t *q16, int M, const uint8_t *r0, const uint8_t *r1, size_t d,
+                       float res[4][2]) {
+    const size_t chunk_bytes = 4 * (size_t)bits;
+    __m256i a[4][2];
+    for (int h = 0; h < M; h++) a[h][0] = a[h][1] = _mm256_setzero_si256();
+    for (size_t c0 = 0; c0 < d; c0 += KVK_BLOCK) {
+        const __m256i c[2] = {kivi_codes32(bits, r0 + c0 / KVK_BLOCK * chunk_bytes),
+                              kivi_codes32(bits, r1 + c0 / KVK_BLOCK * chunk_bytes)};
+        __m256i k0[2], k1[2];
+        for (int rr = 0; rr < 2; rr++) {
+            k0[rr] = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(c[rr]));
+            k1[rr] = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(c[rr], 1));
+        }
+        for (int h = 0; h < M; h++) {
+            const __m256i q0 = _mm256_loadu_si256((const __m256i *)(q16 + h * d + c0));
+            const __m256i q1 = _mm256_loadu_si256((const __m256i *)(q16 + h * d + c0 + 16));
+            for (int rr = 0; rr < 2; rr++)
+                a[h][rr] = _mm256_add_epi32(a[h][rr], _mm256_add_epi32(_mm256_madd_epi16(k0[rr], q0),
+                                                                       _mm256_madd_epi16(k1[rr], q1)));
+        }
+    }
+    for (int h = 0; h < M; h += 2) {
+        const int h1 = h + 1 < M ? h + 1 : h;
+        float tmp[4];
+        _mm_storeu_ps(tmp, hsum8x4_i32(a[h][0], a[h][1], a[h1][0], a[h1][1]));
+        res[h][0] = tmp[0];
+        res[h][1] = tmp[1];
+        if (h + 1 < M) { res[h + 1][0] = tmp[2]; res[h + 1][1] = tmp[3]; }
+    }
+}
+
+INL void kivi_group_i16(int bits, const int16_t *q16, int M, const float *sq, const float *bias, const void *codes,
+                        size_t code_stride, size_t n, size_t d, float *out, size_t out_stride) {
+    float res[4][2];
+    for (size_t j = 0; j < n; j += 2) {
+        const uint8_t *r0 = (const uint8_t *)codes + j * code_stride, *r1 = j + 1 < n ? r0 + code_stride : r0;
+        kivi_pair_i16(bits, q16, M, r0, r1, d, res);
+        for (int h = 0; h < M; h++) {
+            out[h * out_stride + j] = sq[h] * res[h][0] + bias[h];
+            if (j + 1 < n) out[h * out_stride + j + 1] = sq[h] * res[h][1] + bias[h];
+        }
+    }
+}
+
+/* Scores against one KIVI group: q' = scale * q * scale_vec in 16-bit fixed point (per head, error
+ * <= max|q'| / 65534 per element), exact integer dots with the bare codes, then
+ * scale * dot(q, min_vec) added. Up to 4 query heads share each unpacked row. */
 static TGT void avx2_kivi_scores_multi(int bits, const float *q, size_t q_stride, size_t m, const void *codes,
                                        size_t code_stride, const uint16_t *params, size_t n, size_t d, float scale,
                                        float *out, size_t out_stride) {
@@ -1218,38 +1364,32 @@ static TGT void avx2_kivi_scores_multi(int bits, const float *q, size_t q_stride
         kvk_scalar_kivi_scores_multi(bits, q, q_stride, m, codes, code_stride, params, n, d, scale, out, out_stride);
         return;
     }
-    float qs[4 * 256] __attribute__((aligned(32)));
-    const size_t chunk_bytes = 4 * (size_t)bits, per_byte = 8 / (size_t)bits;
-    const __m128i mask = _mm_set1_epi8((char)((1 << bits) - 1));
+    float qs[256] __attribute__((aligned(32)));
+    int16_t q16[4 * 256] __attribute__((aligned(32)));
     for (size_t h0 = 0; h0 < m; h0 += 4) {
         const size_t hc = m - h0 < 4 ? m - h0 : 4;
-        float bias[4] = {0, 0, 0, 0};
+        float bias[4] = {0, 0, 0, 0}, sq[4] = {0, 0, 0, 0};
         for (size_t h = 0; h < hc; h++) {
             const float *qh = q + (h0 + h) * q_stride;
             __m256 b = _mm256_setzero_ps();
             for (size_t c = 0; c < d; c += 8) {
                 const __m256 x = _mm256_mul_ps(_mm256_loadu_ps(qh + c), _mm256_set1_ps(scale));
-                _mm256_store_ps(qs + h * d + c, _mm256_mul_ps(x, load_f16x8(params + c)));
+                _mm256_store_ps(qs + c, _mm256_mul_ps(x, load_f16x8(params + c)));
                 b = _mm256_fmadd_ps(x, load_f16x8(params + d + c), b);
             }
             bias[h] = hsum8(b);
+            sq[h] = query_i16(qs, d, 0, q16 + h * d, NULL);
         }
-        for (size_t j = 0; j < n; j++) {
-            const uint8_t *row = (const uint8_t *)codes + j * code_stride;
-            __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-            for (size_t c0 = 0; c0 < d; c0 += KVK_BLOCK) {
-                const uint8_t *cb = row + c0 / KVK_BLOCK * chunk_bytes;
-                for (size_t s8 = 0; s8 < chunk_bytes / 8; s8++) {
-                    const __m128i raw = _mm_loadl_epi64((const __m128i *)(cb + s8 * 8));
-                    for (size_t k = 0; k < per_byte; k++) {
-                        const __m256 f = codes8(raw, (int)(k * (size_t)bits), mask);
-                        const float *qc = qs + c0 + k * chunk_bytes + s8 * 8;
-                        for (size_t h = 0; h < hc; h++) acc[h] = _mm256_fmadd_ps(f, _mm256_load_ps(qc + h * d), acc[h]);
-                    }
-                }
-            }
-            for (size_t h = 0; h < hc; h++) out[(h0 + h) * out_stride + j] = hsum8(acc[h]) + bias[h];
-        }
+        float *og = out + h0 * out_stride;
+#define KG_BITS(B)                                                                                   \
+    switch (hc) { /* constant bits and heads, so that each loop is specialized */                    \
+    case 1: kivi_group_i16(B, q16, 1, sq, bias, codes, code_stride, n, d, og, out_stride); break;     \
+    case 2: kivi_group_i16(B, q16, 2, sq, bias, codes, code_stride, n, d, og, out_stride); break;     \
+    case 3: kivi_group_i16(B, q16, 3, sq, bias, codes, code_stride, n, d, og, out_stride); break;     \
+    default: kivi_group_i16(B, q16, 4, sq, bias, codes, code_stride, n, d, og, out_stride); break;    \
+    }
+        if (bits == 2) { KG_BITS(2) } else { KG_BITS(4) }
+#undef KG_BITS
     }
 }
 

@@ -114,10 +114,11 @@ void kvk_dequantize(kvk_type t, const void *src, float *dst, size_t n);
 
 /** Scores of one query against n keys of head dim d:
  *  out[j] = scale * dot(q, key_j), key_j at (const char *)keys + j * key_stride bytes, stored as t
- *  (F32, F16, BF16, Q8_0, Q4_0; d % 32 == 0 for block types). For Q8_0/Q4_0 keys a SIMD path may
- *  round q to 16-bit fixed point first (per-call scale max|q|/32767, or max|q|/32639 where the
- *  AVX-512 path splits it into two signed bytes; error <= max|q|/65278 per element, far below the
- *  keys' own quantization error) so that block dots are exact integers. */
+ *  (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q2_1; d % 32 == 0 for block types). For block-quantized keys a
+ *  SIMD path may round q to 16-bit fixed point first (per-call scale max|q|/32767, or max|q|/32639
+ *  where the AVX-512 path splits it into two signed bytes; error <= max|q|/65278 per element, far
+ *  below the keys' own quantization error) so that block dots are exact integers (Q4_1/Q2_1: the
+ *  block minimum times the block's sum of q is added in f32). */
 void kvk_scores(kvk_type t, const float *q, const void *keys, size_t key_stride, size_t n, size_t d,
                 float scale, float *out);
 /** Weighted sum of n value rows: out[i] += sum_j w[j] * value_j[i], value_j at
@@ -169,9 +170,10 @@ void kvk_kivi_quantize_keys(int bits, const float *src, size_t src_stride, size_
 void kvk_kivi_dequantize_key(int bits, const void *codes, const uint16_t *params, size_t d, float *out);
 /** Scores of m queries against n code rows of one KIVI group, without dequantizing the rows:
  *  out[h * out_stride + j] = scale * (dot(q_h * scale_vec, code_j) + dot(q_h, min_vec)), q_h at
- *  q + h * q_stride floats. A SIMD path may round q' = q_h * scale_vec to 16-bit fixed point (per-call
- *  scale max|q'| / 32639, error <= max|q'| / 65278 per element, far below the codes' own
- *  quantization error) so that the code dots are exact integers, as kvk_scores does for block keys. */
+ *  q + h * q_stride floats. A SIMD path may round q' = q_h * scale_vec to 16-bit fixed point (scale
+ *  max|q'| / 32639 on AVX-512, max|q'| / 32767 per head on AVX2; error <= max|q'| / 65278 per element,
+ *  far below the codes' own quantization error) so that the code dots are exact integers, as
+ *  kvk_scores does for block keys. */
 void kvk_kivi_scores_multi(int bits, const float *q, size_t q_stride, size_t m, const void *codes, size_t code_stride,
                            const uint16_t *params, size_t n, size_t d, float scale, float *out, size_t out_stride);
 
