@@ -656,6 +656,16 @@ INL float row_elem(kvk_type t, const char *row, size_t i) {
     return t == KVK_F16 ? kvk_h2f(h) : kvk_bf2f(h);
 }
 
+/* The sums of heads h and h + 1 (if h + 1 < M) over two rows, s = (h row 0, h row 1, h + 1 row 0,
+ * h + 1 row 1), into res. */
+INL void store_pair_sums(float res[4][2], int h, int M, __m128 s) {
+    float tmp[4];
+    _mm_storeu_ps(tmp, s);
+    res[h][0] = tmp[0];
+    res[h][1] = tmp[1];
+    if (h + 1 < M) { res[h + 1][0] = tmp[2]; res[h + 1][1] = tmp[3]; }
+}
+
 /* res[h][k] = dot(q_h, row_k) for M (<= 4) heads and rows r0, r1 (float row types) */
 INL void smq_pair_f(kvk_type t, const float *q, size_t qs, int M, const char *r0, const char *r1, size_t d,
                     float res[4][2]) {
@@ -672,11 +682,7 @@ INL void smq_pair_f(kvk_type t, const float *q, size_t qs, int M, const char *r0
     }
     for (int h = 0; h < M; h += 2) {
         const int h1 = h + 1 < M ? h + 1 : h;
-        float tmp[4];
-        _mm_storeu_ps(tmp, hsum8x4(a[h][0], a[h][1], a[h1][0], a[h1][1]));
-        res[h][0] = tmp[0];
-        res[h][1] = tmp[1];
-        if (h + 1 < M) { res[h + 1][0] = tmp[2]; res[h + 1][1] = tmp[3]; }
+        store_pair_sums(res, h, M, hsum8x4(a[h][0], a[h][1], a[h1][0], a[h1][1]));
     }
     for (; i < d; i++) {
         const float k0 = row_elem(t, r0, i), k1 = row_elem(t, r1, i);
@@ -717,11 +723,7 @@ INL void smq_pair_i16(int kind, const int16_t *q16, const float *qsum, int M, co
     }
     for (int h = 0; h < M; h += 2) {
         const int h1 = h + 1 < M ? h + 1 : h;
-        float tmp[4];
-        _mm_storeu_ps(tmp, hsum8x4(a[h][0], a[h][1], a[h1][0], a[h1][1]));
-        res[h][0] = tmp[0];
-        res[h][1] = tmp[1];
-        if (h + 1 < M) { res[h + 1][0] = tmp[2]; res[h + 1][1] = tmp[3]; }
+        store_pair_sums(res, h, M, hsum8x4(a[h][0], a[h][1], a[h1][0], a[h1][1]));
     }
     if (kind >= 2)
         for (int h = 0; h < M; h++) { mres[h][0] = macc[h][0]; mres[h][1] = macc[h][1]; }
@@ -1333,11 +1335,7 @@ INL void kivi_pair_i16(int bits, const int16_t *q16, int M, const uint8_t *r0, c
     }
     for (int h = 0; h < M; h += 2) {
         const int h1 = h + 1 < M ? h + 1 : h;
-        float tmp[4];
-        _mm_storeu_ps(tmp, hsum8x4_i32(a[h][0], a[h][1], a[h1][0], a[h1][1]));
-        res[h][0] = tmp[0];
-        res[h][1] = tmp[1];
-        if (h + 1 < M) { res[h + 1][0] = tmp[2]; res[h + 1][1] = tmp[3]; }
+        store_pair_sums(res, h, M, hsum8x4_i32(a[h][0], a[h][1], a[h1][0], a[h1][1]));
     }
 }
 
