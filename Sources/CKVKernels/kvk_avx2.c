@@ -333,6 +333,15 @@ INL __m256i unpack_nibbles_fast(const uint8_t *qs) {
     return _mm256_and_si256(_mm256_srlv_epi64(t, _mm256_setr_epi64x(0, 0, 4, 4)), _mm256_set1_epi8(0x0f));
 }
 
+/* 32 2-bit fields packed like q2_1 codes (element i at bit 2 * (i / 8) of byte i % 8) as 32 bytes 0..3
+ * in element order: one 8-byte broadcast, a per-lane 64-bit shift (lane k by 2k) and a mask. */
+INL __m256i unpack_2bit_fast(const uint8_t *qs) {
+    int64_t c;
+    memcpy(&c, qs, 8);
+    return _mm256_and_si256(_mm256_srlv_epi64(_mm256_set1_epi64x(c), _mm256_setr_epi64x(0, 2, 4, 6)),
+                            _mm256_set1_epi8(3));
+}
+
 /* Size of one block of the i16 kinds: 0 = q8_0, 1 = q4_0, 2 = q4_1, 3 = q2_1. */
 INL size_t i16_block_bytes(int kind) {
     return kind == 0 ? sizeof(kvk_block_q8_0) : kind == 1 ? sizeof(kvk_block_q4_0)
@@ -362,13 +371,7 @@ INL void load_block_i16(int kind, const char *blk, __m256i *k0, __m256i *k1, __m
         }
         return;
     }
-    __m256i q;
-    { /* q2_1: element i is the field at bit 2 * (i / 8) of byte i % 8 */
-        int64_t c;
-        memcpy(&c, blk + 4, 8);
-        q = _mm256_and_si256(_mm256_srlv_epi64(_mm256_set1_epi64x(c), _mm256_setr_epi64x(0, 2, 4, 6)),
-                             _mm256_set1_epi8(3));
-    }
+    const __m256i q = unpack_2bit_fast((const uint8_t *)blk + 4); /* q2_1 */
     *k0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(q));
     *k1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(q, 1));
 }
@@ -823,9 +826,7 @@ INL void wsm_chunk(kvk_type t, const float *w, size_t w_stride, int M, const cha
         const char *row = values + j * stride;
         __m256 wv[3];
         if (t == KVK_Q8_0 || t == KVK_Q4_0 || t == KVK_Q4_1) {
-            const size_t bs = t == KVK_Q8_0 ? sizeof(kvk_block_q8_0) : t == KVK_Q4_0 ? sizeof(kvk_block_q4_0)
-                                                                                        : sizeof(kvk_block_q4_1);
-            const char *blk = row + (c0 / KVK_BLOCK) * bs;
+            const char *blk = row + (c0 / KVK_BLOCK) * i16_block_bytes(i16_kind(t));
             const int g0 = (int)((c0 % KVK_BLOCK) / 8);
             uint16_t dh;
             memcpy(&dh, blk, 2);
@@ -834,8 +835,7 @@ INL void wsm_chunk(kvk_type t, const float *w, size_t w_stride, int M, const cha
             const __m256i off = _mm256_set1_epi32(t == KVK_Q4_0 ? 8 : 0);
             for (int v = 0; v < nv; v++) {
                 const __m256 vec = t == KVK_Q8_0 ? load_i8x8((const int8_t *)blk + 2 + 8 * (g0 + v))
-                                 : t == KVK_Q4_0 ? q4_group((const uint8_t *)blk + 2, g0 + v, off)
-                                                 : q4_group((const uint8_t *)blk + 4, g0 + v, off);
+                                                 : q4_group((const uint8_t *)blk + (t == KVK_Q4_1 ? 4 : 2), g0 + v, off);
                 for (int h = 0; h < M; h++) acc[h][v] = _mm256_fmadd_ps(wv[h], vec, acc[h][v]);
             }
         } else {
@@ -864,18 +864,20 @@ INL void wsm_group(kvk_type t, const float *w, size_t w_stride, int M, const voi
         for (; c + 16 <= d8; c += 16) wsm_chunk(t, w + j0, w_stride, M, v, value_stride, m, c, 2, out, out_stride);
         for (; c + 8 <= d8; c += 8) wsm_chunk(t, w + j0, w_stride, M, v, value_stride, m, c, 1, out, out_stride);
         if (t == KVK_Q4_1) /* the mins: out_h[block b] += sum_j w_h[j] * m_jb */
-            for (size_t b = 0; b < d / KVK_BLOCK; b++)
+            for (size_t b = 0; b < d / KVK_BLOCK; b++) {
+                float ms[3] = {0.0f, 0.0f, 0.0f};
+                for (size_t j = 0; j < m; j++) {
+                    uint16_t mh;
+                    memcpy(&mh, v + j * value_stride + b * sizeof(kvk_block_q4_1) + 2, 2);
+                    const float mv = h2f(mh);
+                    for (int h = 0; h < M; h++) ms[h] += w[h * w_stride + j0 + j] * mv;
+                }
                 for (int h = 0; h < M; h++) {
-                    float ms = 0.0f;
-                    for (size_t j = 0; j < m; j++) {
-                        uint16_t mh;
-                        memcpy(&mh, v + j * value_stride + b * sizeof(kvk_block_q4_1) + 2, 2);
-                        ms += w[h * w_stride + j0 + j] * h2f(mh);
-                    }
                     float *o = out + h * out_stride + b * KVK_BLOCK;
-                    const __m256 mv = _mm256_set1_ps(ms);
+                    const __m256 mv = _mm256_set1_ps(ms[h]);
                     for (int k = 0; k < 4; k++) _mm256_storeu_ps(o + 8 * k, _mm256_add_ps(_mm256_loadu_ps(o + 8 * k), mv));
                 }
+            }
         for (; c < d; c++) /* float types, d % 8 != 0 */
             for (size_t j = 0; j < m; j++) {
                 const float x = row_elem(t, v + j * value_stride, c);
@@ -1297,11 +1299,7 @@ INL __m256 codes8(__m128i raw, int shift, __m128i mask) {
 /* The 32 codes of one 32-channel chunk of a KIVI code row (packed like q2_1 / q4_1 codes) as bytes,
  * in channel order. */
 INL __m256i kivi_codes32(int bits, const uint8_t *cb) {
-    if (bits == 4) return unpack_nibbles_fast(cb);
-    int64_t c;
-    memcpy(&c, cb, 8);
-    return _mm256_and_si256(_mm256_srlv_epi64(_mm256_set1_epi64x(c), _mm256_setr_epi64x(0, 2, 4, 6)),
-                            _mm256_set1_epi8(3));
+    return bits == 4 ? unpack_nibbles_fast(cb) : unpack_2bit_fast(cb);
 }
 
 /* The four int32 horizontal sums of a0..a3 (exact) as floats. */
