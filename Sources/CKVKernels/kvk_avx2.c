@@ -987,19 +987,14 @@ INL __m256 dot_us8(__m256i ux, __m256i y) {
     return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
 }
 
-/* Weight block kinds for the integer path. */
+/* Weight block kinds for the integer path: the i16 kinds' numbering, so i16_block_bytes sizes them. */
 enum { WQ8_0 = 0, WQ4_0 = 1, WQ4_1 = 2 };
-
-/* Bytes of one weight block of a kind. */
-INL size_t wblock_bytes(int kind) {
-    return kind == WQ8_0 ? sizeof(kvk_block_q8_0) : kind == WQ4_0 ? sizeof(kvk_block_q4_0) : sizeof(kvk_block_q4_1);
-}
 
 /* Loads weight block b of a row: returns the unsigned bytes for maddubs (for q8_0 / q4_0 the
  * absolute values, with *sign the signed values whose signs move onto the activations; for q4_1
  * the raw nibbles) and *dm = [d, m, 0, 0] (m only meaningful for q4_1) from one 4-byte load. */
 INL __m256i wload(int kind, const char *row, size_t b, __m256i *sign, __m128 *dm) {
-    const char *blk = row + b * wblock_bytes(kind);
+    const char *blk = row + b * i16_block_bytes(kind);
     int32_t head;
     memcpy(&head, blk, 4);
     *dm = _mm_cvtph_ps(_mm_cvtsi32_si128(head));
@@ -1039,7 +1034,7 @@ INL void q8act_tile(int kind, const char *w, size_t rb, const kvk_block_q8_act *
          * and only every third block, about once per cache line: the default model's decode +15-50 %
          * on Zen 3, whose weights come from DRAM; a prefetch per block cost speed from cache */
         if (kind == WQ8_0 || (C == 1 && b % 3 == 0))
-            for (int r = 0; r < R; r++) _mm_prefetch(w + (r + 8 * R) * rb + b * wblock_bytes(kind), _MM_HINT_T0);
+            for (int r = 0; r < R; r++) _mm_prefetch(w + (r + 8 * R) * rb + b * i16_block_bytes(kind), _MM_HINT_T0);
         for (int c = 0; c < C; c++) {
             const kvk_block_q8_act *a = xq + c * nb + b;
             const __m256i qa = _mm256_loadu_si256((const __m256i *)a->qs);
