@@ -1120,6 +1120,8 @@ void kvk_avx512_override(kvk_ops *o) {
     o->kivi_scores_multi = avx512_kivi_scores_multi;
     o->matvec_q8act = avx512_matvec_q8act;
     o->matmul_q8act = avx512_matmul_q8act;
+    /* unmeasured against this table's own Q4_1 kernel (q41_tile): keep GGUF's layout here */
+    o->matmul_q8act_rows4 = NULL;
 }
 
 #endif

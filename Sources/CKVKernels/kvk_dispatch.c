@@ -191,6 +191,15 @@ void kvk_matmul_q8act(kvk_type wt, const void *w, size_t rows, size_t cols, cons
                       size_t n, float *y, size_t ldy) {
     ops()->matmul_q8act(wt, w, rows, cols, xq, n, y, ldy);
 }
+int kvk_rows4_preferred(kvk_type wt) {
+    return (wt == KVK_Q4_1 || wt == KVK_Q8_0) && ops()->matmul_q8act_rows4 != NULL;
+}
+void kvk_matmul_q8act_rows4(kvk_type wt, const void *w, size_t rows, size_t cols, const kvk_block_q8_act *xq,
+                            size_t n, float *y, size_t ldy) {
+    const kvk_ops *o = ops();
+    if (o->matmul_q8act_rows4) o->matmul_q8act_rows4(wt, w, rows, cols, xq, n, y, ldy);
+    else kvk_scalar_matmul_q8act_rows4(wt, w, rows, cols, xq, n, y, ldy);
+}
 
 void kvk_rmsnorm(const float *x, const float *weight, float *y, size_t n, float eps) {
     ops()->rmsnorm(x, weight, y, n, eps);

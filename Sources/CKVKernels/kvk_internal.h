@@ -41,6 +41,10 @@ typedef struct kvk_ops {
     void (*matvec_q8act)(kvk_type, const void *, size_t, size_t, const kvk_block_q8_act *, float *);
     void (*matmul_q8act)(kvk_type, const void *, size_t, size_t, const kvk_block_q8_act *, size_t, float *,
                          size_t);
+    /* kvk_matmul_q8act_rows4 where this ISA has a kernel for the packed layout that beats matmul_q8act on GGUF's
+     * (kvk_rows4_preferred); NULL elsewhere: the dispatcher then runs the scalar reference. */
+    void (*matmul_q8act_rows4)(kvk_type, const void *, size_t, size_t, const kvk_block_q8_act *, size_t, float *,
+                               size_t);
     void (*rmsnorm)(const float *, const float *, float *, size_t, float);
     void (*silu_mul)(const float *, const float *, float *, size_t);
     float (*softmax_unnormalized)(float *, size_t, float *);
@@ -95,6 +99,8 @@ void kvk_scalar_matvec_q8act(kvk_type wt, const void *w, size_t rows, size_t col
                              float *y);
 void kvk_scalar_matmul_q8act(kvk_type wt, const void *w, size_t rows, size_t cols, const kvk_block_q8_act *xq,
                              size_t n, float *y, size_t ldy);
+void kvk_scalar_matmul_q8act_rows4(kvk_type wt, const void *w, size_t rows, size_t cols, const kvk_block_q8_act *xq,
+                                   size_t n, float *y, size_t ldy);
 void kvk_scalar_rmsnorm(const float *x, const float *weight, float *y, size_t n, float eps);
 void kvk_scalar_silu_mul(const float *gate, const float *up, float *out, size_t n);
 float kvk_scalar_softmax_unnormalized(float *x, size_t n, float *shift);

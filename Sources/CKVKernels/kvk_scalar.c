@@ -354,6 +354,52 @@ void kvk_scalar_matmul_q8act(kvk_type wt, const void *w, size_t rows, size_t col
     }
 }
 
+/* kvk_pack_rows4's block parts: header bytes (the f16 fields before the codes) and code bytes; 0 for types
+ * without a packed layout. */
+static size_t rows4_header_bytes(kvk_type t) { return t == KVK_Q4_1 ? 4 : t == KVK_Q8_0 ? 2 : 0; }
+
+int kvk_pack_rows4(kvk_type wt, const void *src, size_t rows, size_t cols, void *dst) {
+    const size_t hs = rows4_header_bytes(wt);
+    if (hs == 0) return 0;
+    const size_t rb = kvk_row_bytes(wt, cols), nb = cols / KVK_BLOCK, bs = rb / nb, groups = rows / 4;
+    for (size_t g = 0; g < groups; g++)
+        for (size_t b = 0; b < nb; b++) {
+            char *o = (char *)dst + g * 4 * rb + b * 4 * bs;
+            for (int r = 0; r < 4; r++) {
+                const char *blk = (const char *)src + (4 * g + r) * rb + b * bs;
+                memcpy(o + hs * r, blk, hs);
+                memcpy(o + 4 * hs + (bs - hs) * r, blk + hs, bs - hs);
+            }
+        }
+    memcpy((char *)dst + groups * 4 * rb, (const char *)src + groups * 4 * rb, (rows - groups * 4) * rb);
+    return 1;
+}
+
+void kvk_scalar_matmul_q8act_rows4(kvk_type wt, const void *w, size_t rows, size_t cols, const kvk_block_q8_act *xq,
+                                   size_t n, float *y, size_t ldy) {
+    const size_t hs = rows4_header_bytes(wt);
+    if (hs == 0) {
+        kvk_scalar_matmul_q8act(wt, w, rows, cols, xq, n, y, ldy);
+        return;
+    }
+    const size_t rb = kvk_row_bytes(wt, cols), nb = cols / KVK_BLOCK, bs = rb / nb, full = rows / 4 * 4;
+    union { kvk_block_q8_0 q8_0; kvk_block_q4_1 q4_1; char bytes[sizeof(kvk_block_q8_0)]; } blk;
+    for (size_t r = 0; r < full; r++) {
+        const char *group = (const char *)w + (r / 4) * 4 * rb;
+        for (size_t i = 0; i < n; i++) {
+            float s = 0.0f;
+            for (size_t b = 0; b < nb; b++) { /* block b of row r % 4 reassembled in GGUF's layout */
+                const char *o = group + b * 4 * bs;
+                memcpy(blk.bytes, o + hs * (r % 4), hs);
+                memcpy(blk.bytes + hs, o + 4 * hs + (bs - hs) * (r % 4), bs - hs);
+                s += row_dot_q8act(wt, &blk, xq + i * nb + b, 1);
+            }
+            y[i * ldy + r] = s;
+        }
+    }
+    kvk_scalar_matmul_q8act(wt, (const char *)w + full * rb, rows - full, cols, xq, n, y + full, ldy);
+}
+
 /* ------------------------------------------------------------ activations, norms, RoPE */
 
 void kvk_scalar_rmsnorm(const float *x, const float *weight, float *y, size_t n, float eps) {

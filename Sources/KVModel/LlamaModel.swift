@@ -104,7 +104,16 @@ public final class LlamaModel: @unchecked Sendable {
             }
             let raw = try gguf.data(name)
             if mode == .fast && t.type != .bf16 {
-                return WeightMatrix(name: name, type: t.type, data: raw.baseAddress!, rows: rows, cols: cols)
+                var m = WeightMatrix(name: name, type: t.type, data: raw.baseAddress!, rows: rows, cols: cols)
+                if kvk_rows4_preferred(t.type.kernelType) != 0 {
+                    // Memory-neutral: the packed copy replaces the mapped pages in the resident set.
+                    let buffer = UnsafeMutableRawPointer.allocate(byteCount: m.byteCount, alignment: 64)
+                    owned.append(buffer)
+                    kvk_pack_rows4(t.type.kernelType, raw.baseAddress!, rows, cols, buffer)
+                    m.packed = UnsafeRawPointer(buffer)
+                    try gguf.releaseResidentPages(of: name)
+                }
+                return m
             }
             let buffer = UnsafeMutableRawPointer.allocate(byteCount: rows * cols * 4, alignment: 64)
             owned.append(buffer)

@@ -205,6 +205,29 @@ void kvk_matvec_q8act(kvk_type wt, const void *w, size_t rows, size_t cols, cons
 void kvk_matmul_q8act(kvk_type wt, const void *w, size_t rows, size_t cols, const kvk_block_q8_act *xq,
                       size_t n, float *y, size_t ldy);
 
+/* Q4_1 and Q8_0 weights in four-row groups. GGUF keeps each row's blocks together, so an int8 kernel converts
+ * and multiplies every row's f16 scales on its own; with four rows' scales side by side one conversion and one
+ * multiply serve a whole group (as llama.cpp's CPU "repack" buffers do). */
+
+/** 1 when the active ISA's kernel for weights packed by kvk_pack_rows4 beats its kernel for GGUF's layout
+ *  (Q4_1 and Q8_0 on AVX2), else 0. Every ISA computes kvk_matmul_q8act_rows4 (others through the scalar
+ *  reference), so packed weights stay valid when kvk_set_isa changes the ISA later. */
+int kvk_rows4_preferred(kvk_type wt);
+/** Copies a Q4_1 or Q8_0 matrix of `rows` rows of `cols` elements (cols % 32 == 0) from GGUF's layout at src
+ *  into the four-row layout at dst (the same rows * kvk_row_bytes(wt, cols) bytes; no overlap): rows
+ *  4g ..< 4g + 4 form group g at byte offset 4g * row_bytes, which holds per block b the four rows' headers
+ *  (the f16 fields before the codes: d, m for Q4_1, d for Q8_0) in row order, then the four rows' codes
+ *  (16 or 32 bytes) in row order. The last rows % 4 rows stay in GGUF's layout after the groups. So rows
+ *  r0 ..< r1 of a packed matrix with r0 % 4 == 0, and r1 % 4 == 0 or r1 == rows, are themselves a packed
+ *  matrix of r1 - r0 rows at dst + r0 * row_bytes. Returns 1; returns 0 and writes nothing for another wt. */
+int kvk_pack_rows4(kvk_type wt, const void *src, size_t rows, size_t cols, void *dst);
+/** kvk_matmul_q8act on a matrix in kvk_pack_rows4's layout: Y[i][r] = dot(W_r, Xq[i]) for i in 0..<n, Y row
+ *  stride ldy; n == 1 is the decode matvec. Same integer block dot products; the f32 accumulation order
+ *  differs from kvk_matmul_q8act by the usual rounding. Another wt (which kvk_pack_rows4 leaves in GGUF's
+ *  layout) runs kvk_matmul_q8act. */
+void kvk_matmul_q8act_rows4(kvk_type wt, const void *w, size_t rows, size_t cols, const kvk_block_q8_act *xq,
+                            size_t n, float *y, size_t ldy);
+
 /* ---------------------------------------------------------------- activations, norms, RoPE */
 
 /** y[i] = x[i] / sqrt(mean(x^2) + eps) * weight[i]; y may equal x. */

@@ -176,6 +176,20 @@ public final class GGUFFile: @unchecked Sendable {
         return UnsafeRawBufferPointer(start: base! + t.fileOffset, count: t.byteCount)
     }
 
+    /// Drops this process's resident pages that lie wholly inside tensor `name`'s data, for a caller
+    /// that keeps its own copy: the view stays valid (a mapped file's pages are read back from the file
+    /// when touched again), so the copy does not count twice in the resident set. Does nothing for a
+    /// file parsed from memory.
+    func releaseResidentPages(of name: String) throws(KVError) {
+        guard !ownsAllocation else { return }
+        let bytes = try data(name)
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (Int(bitPattern: bytes.baseAddress!) + page - 1) / page * page
+        let end = (Int(bitPattern: bytes.baseAddress!) + bytes.count) / page * page
+        guard end > start else { return }
+        _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, MADV_DONTNEED)
+    }
+
     /// Tensor `name` converted to f32 (dequantized for block types).
     public func dequantized(_ name: String) throws(KVError) -> [Float] {
         let t = try info(name)
