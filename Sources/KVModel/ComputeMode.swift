@@ -5,7 +5,7 @@ public enum ComputeMode: String, Sendable, CaseIterable {
     case exact
     /// Computes on the quantized weights in place (memory-mapped, no second copy) with int8
     /// activations, as llama.cpp does; f16 cache by default. Where the CPU's kernels are faster on
-    /// four-row groups (Q4_1 on AVX2), those weights are re-laid once at load and their mapped pages
+    /// four-row groups (Q4_1 and Q8_0 on AVX2), those weights are re-laid once at load and their mapped pages
     /// released, so the resident set stays the same size.
     case fast
 }

@@ -12,7 +12,7 @@ struct WeightMatrix: @unchecked Sendable {
     let rows: Int
     let cols: Int
     /// The same matrix in `kvk_pack_rows4`'s four-row layout, where the active kernels are faster on it
-    /// (Q4_1 on AVX2; see `kvk_rows4_preferred`); the integer fast path then reads it instead of `data`,
+    /// (Q4_1 and Q8_0 on AVX2; see `kvk_rows4_preferred`); the integer fast path then reads it instead of `data`,
     /// which the float paths (gradients, dequantized copies) keep reading.
     var packed: UnsafeRawPointer? = nil
 
