@@ -361,7 +361,8 @@ static size_t rows4_header_bytes(kvk_type t) { return t == KVK_Q4_1 ? 4 : t == K
 int kvk_pack_rows4(kvk_type wt, const void *src, size_t rows, size_t cols, void *dst) {
     const size_t hs = rows4_header_bytes(wt);
     if (hs == 0) return 0;
-    const size_t rb = kvk_row_bytes(wt, cols), nb = cols / KVK_BLOCK, bs = rb / nb, groups = rows / 4;
+    const size_t rb = kvk_row_bytes(wt, cols), nb = cols / KVK_BLOCK, groups = rows / 4;
+    const size_t bs = kvk_row_bytes(wt, KVK_BLOCK);
     for (size_t g = 0; g < groups; g++)
         for (size_t b = 0; b < nb; b++) {
             char *o = (char *)dst + g * 4 * rb + b * 4 * bs;
@@ -382,7 +383,8 @@ void kvk_scalar_matmul_q8act_rows4(kvk_type wt, const void *w, size_t rows, size
         kvk_scalar_matmul_q8act(wt, w, rows, cols, xq, n, y, ldy);
         return;
     }
-    const size_t rb = kvk_row_bytes(wt, cols), nb = cols / KVK_BLOCK, bs = rb / nb, full = rows / 4 * 4;
+    const size_t rb = kvk_row_bytes(wt, cols), nb = cols / KVK_BLOCK, full = rows / 4 * 4;
+    const size_t bs = kvk_row_bytes(wt, KVK_BLOCK);
     union { kvk_block_q8_0 q8_0; kvk_block_q4_1 q4_1; char bytes[sizeof(kvk_block_q8_0)]; } blk;
     for (size_t r = 0; r < full; r++) {
         const char *group = (const char *)w + (r / 4) * 4 * rb;
