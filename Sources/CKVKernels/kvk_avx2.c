@@ -1129,7 +1129,7 @@ static TGT void avx2_matvec_q8act(kvk_type wt, const void *w, size_t rows, size_
  * as in wload. `stream`: the weights pass once (decode): prefetch the block 8 groups ahead. */
 INL void rows4_tile(int kind, const char *g, size_t nb, const kvk_block_q8_act *xq, int C, int stream, float *y,
                     size_t ldy) {
-    const size_t bs = kind == WQ4_1 ? 80 : 136;
+    const size_t bs = 4 * i16_block_bytes(kind); /* a group's block: four GGUF blocks' bytes */
     const __m256i ones = _mm256_set1_epi16(1);
     const __m256i dlanes = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
     __m256 acc[3], macc[3];
@@ -1180,8 +1180,7 @@ INL void rows4_tile(int kind, const char *g, size_t nb, const kvk_block_q8_act *
 
 INL void rows4_product(int kind, const char *w, size_t rows, size_t cols, const kvk_block_q8_act *xq, size_t n,
                        float *y, size_t ldy) {
-    const size_t rb = kvk_row_bytes(kind == WQ4_1 ? KVK_Q4_1 : KVK_Q8_0, cols), nb = cols / KVK_BLOCK;
-    const size_t full = rows / 4 * 4;
+    const size_t nb = cols / KVK_BLOCK, rb = nb * i16_block_bytes(kind), full = rows / 4 * 4;
     if (n == 1) {
         for (size_t r = 0; r < full; r += 4) rows4_tile(kind, w + r * rb, nb, xq, 1, 1, y + r, ldy);
     } else {
