@@ -8,15 +8,16 @@ import Musl
 import Darwin
 #endif
 
-/// A fixed pool of worker threads for data-parallel loops (`parallelFor`).
+/// A fixed pool of worker threads for data-parallel loops (`parallelFor`, `parallelRanges`).
 ///
 /// Built for many short parallel regions in a row (hundreds per decode step): workers spin briefly
 /// after each region, waiting for the next one, and only then park on a condition variable, so a
 /// region costs about a microsecond of fork/join overhead while the pool is busy and nothing while
 /// it is idle. The calling thread participates in the work.
 ///
-/// Work is handed out dynamically in chunks (about four per participant), so a descheduled or slow
-/// thread does not hold the others back.
+/// Work is handed out dynamically, in ranges that shrink as the loop nears its end (guided
+/// self-scheduling), so a descheduled or slow thread does not hold the others back and the threads
+/// finish together.
 ///
 /// Nested use is safe: a `parallelFor` issued from inside a body (of this or any other pool), or
 /// from a second thread while the pool is busy, runs serially on the calling thread.
@@ -55,16 +56,29 @@ public final class ThreadPool: @unchecked Sendable {
     /// - Complexity: O(count) calls of `body`, plus one fork/join (about a microsecond when the
     ///   workers are awake).
     public func parallelFor(_ count: Int, _ body: (Int) -> Void) {
+        parallelRanges(count) { range in
+            for i in range { body(i) }
+        }
+    }
+
+    /// Runs `body` on consecutive ranges that together cover `0..<count` once each, split across the
+    /// pool; returns when all are done.
+    ///
+    /// Ranges are claimed by guided self-scheduling: each claim takes half of a participant's share of
+    /// what is left (`left / (2 x threads)` indices, at least one), so the first claims are long (few
+    /// hand-offs) and the last are single indices (the threads finish together). Give indices of about
+    /// equal cost. Same nesting and disjoint-writes rules as ``parallelFor(_:_:)``.
+    public func parallelRanges(_ count: Int, _ body: (Range<Int>) -> Void) {
         if count <= 0 { return }
         if threadCount == 1 || count == 1 || ThreadPool.insideParallelRegion || !state.submitLock.try() {
-            for i in 0..<count { body(i) }
+            body(0..<count)
             return
         }
         defer { state.submitLock.unlock() }
         ThreadPool.insideParallelRegion = true
         defer { ThreadPool.insideParallelRegion = false }
         withoutActuallyEscaping(body) { escapable in
-            state.run(count: count, chunk: max(1, count / (threadCount * 4)), body: escapable)
+            state.run(count: count, divisor: threadCount * 2, body: escapable)
         }
     }
 
@@ -96,7 +110,7 @@ public final class ThreadPool: @unchecked Sendable {
 
     /// State the workers hold (not the pool, so that dropping the pool stops them).
     ///
-    /// Protocol: the caller publishes a region (job, count, chunk) and bumps `generation`; a worker
+    /// Protocol: the caller publishes a region (job, count, divisor) and bumps `generation`; a worker
     /// that sees a new generation *joins* it by incrementing `ticket` (which encodes the generation),
     /// then claims chunks and finally increments `finished`. When the caller has run out of chunks it
     /// closes the ticket (exchange with -1), learning how many workers joined, and waits only for
@@ -115,12 +129,12 @@ public final class ThreadPool: @unchecked Sendable {
         private var finished: UnsafeMutablePointer<Int> { words + 16 }
         private var next: UnsafeMutablePointer<Int> { words + 24 }
         private var count: UnsafeMutablePointer<Int> { words + 32 }
-        private var chunk: UnsafeMutablePointer<Int> { words + 40 }
+        private var divisor: UnsafeMutablePointer<Int> { words + 40 }
         private var sleepers: UnsafeMutablePointer<Int> { words + 48 }
         private var stop: UnsafeMutablePointer<Int> { words + 56 }
         private static let joinBits = 12
         /// The current loop body; written only while no worker has joined a region.
-        private var job: ((Int) -> Void)?
+        private var job: ((Range<Int>) -> Void)?
         /// The caller's copy of the generation counter (only the caller writes `generation`).
         private var published = 0
         private let condition = NSCondition()
@@ -138,10 +152,10 @@ public final class ThreadPool: @unchecked Sendable {
         }
 
         /// Publishes a region, takes part in it, and waits for every worker that joined it.
-        func run(count n: Int, chunk c: Int, body: @escaping (Int) -> Void) {
+        func run(count n: Int, divisor d: Int, body: @escaping (Range<Int>) -> Void) {
             job = body
             kvk_atomic_store(count, n)
-            kvk_atomic_store(chunk, c)
+            kvk_atomic_store(divisor, d)
             kvk_atomic_store(next, 0)
             kvk_atomic_store(finished, 0)
             published += 1
@@ -171,13 +185,15 @@ public final class ThreadPool: @unchecked Sendable {
             }
         }
 
-        /// Claims chunks of the current region until none is left.
-        private func work(_ body: (Int) -> Void) {
-            let n = kvk_atomic_load(count), c = kvk_atomic_load(chunk)
+        /// Claims ranges of the current region until none is left: `left / divisor` indices each, at
+        /// least one.
+        private func work(_ body: (Range<Int>) -> Void) {
+            let n = kvk_atomic_load(count), d = kvk_atomic_load(divisor)
             while true {
-                let start = kvk_atomic_fetch_add(next, c)
+                let start = kvk_atomic_load(next)
                 if start >= n { return }
-                for i in start..<min(start + c, n) { body(i) }
+                let end = start + max(1, (n - start) / d)
+                if kvk_atomic_cas(next, start, end) != 0 { body(start..<end) }
             }
         }
 

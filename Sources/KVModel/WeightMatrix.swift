@@ -27,38 +27,45 @@ struct WeightMatrix: @unchecked Sendable {
     /// `Y_k[i] = W_k X[i]` for several matrices over the same `n` rows of `X` (`n x cols`,
     /// contiguous), each `Y_k` with row stride `W_k.rows`. `xq` holds the activations already
     /// quantized to q8_act blocks (one row of `cols / 32` blocks per input row), which the matrices
-    /// with ``usesQuantizedActivations`` use. Rows are split into chunks that go to the pool's
-    /// threads in one parallel region, so a small matrix (a layer's K or V projection) costs no
-    /// hand-off of its own.
+    /// with ``usesQuantizedActivations`` use. The matrices' rows, in units of 16 (whole SIMD tiles and
+    /// four-row groups), go to the pool's threads in one parallel region (guided: long ranges first,
+    /// single units last), so a small matrix (a layer's K or V projection) costs no hand-off of its own.
     static func apply(_ jobs: [(matrix: WeightMatrix, y: UnsafeMutablePointer<Float>)], x: UnsafePointer<Float>,
                       xq: UnsafePointer<kvk_block_q8_act>?, n: Int, pool: ThreadPool) {
-        let threads = pool.threadCount
-        // Chunks a multiple of 16 rows so every thread gets whole SIMD tiles.
-        var chunks: [(job: Int, r0: Int, r1: Int)] = []
-        for (j, job) in jobs.enumerated() {
-            let rows = job.matrix.rows
-            let perChunk = max(16, ((rows + threads * 2 - 1) / (threads * 2) + 15) / 16 * 16)
-            for r0 in stride(from: 0, to: rows, by: perChunk) { chunks.append((j, r0, min(rows, r0 + perChunk))) }
-        }
-        pool.parallelFor(chunks.count) { c in
-            let (j, r0, r1) = chunks[c]
-            let (m, y) = jobs[j]
-            let w = m.data + r0 * m.rowBytes
-            let kt = m.type.kernelType
-            if let xq, let p = m.packed {
-                // chunks start at multiples of 16 rows: whole four-row groups of the packed layout
-                kvk_matmul_q8act_rows4(kt, p + r0 * m.rowBytes, r1 - r0, m.cols, xq, n, y + r0, m.rows)
-            } else if let xq, m.usesQuantizedActivations {
-                if n == 1 {
-                    kvk_matvec_q8act(kt, w, r1 - r0, m.cols, xq, y + r0)
-                } else {
-                    kvk_matmul_q8act(kt, w, r1 - r0, m.cols, xq, n, y + r0, m.rows)
-                }
-            } else if n == 1 {
-                kvk_matvec(kt, w, r1 - r0, m.cols, x, y + r0)
-            } else {
-                kvk_matmul(kt, w, r1 - r0, m.cols, x, n, y + r0, m.rows)
+        let unit = 16
+        let units = jobs.reduce(0) { $0 + ($1.matrix.rows + unit - 1) / unit }
+        pool.parallelRanges(units) { claimed in
+            var first = 0  // the first unit of job j
+            for (m, y) in jobs {
+                let count = (m.rows + unit - 1) / unit
+                let lo = max(claimed.lowerBound, first), hi = min(claimed.upperBound, first + count)
+                first += count
+                guard lo < hi else { continue }
+                let r0 = (lo - first + count) * unit, r1 = min(m.rows, (hi - first + count) * unit)
+                m.product(rows: r0..<r1, x: x, xq: xq, n: n, y: y, yStride: m.rows)
             }
+        }
+    }
+
+    /// Rows `rows` of `Y[i] = W X[i]` (row `i` of `Y` at `y + i * yStride`), for ``apply(_:x:xq:n:pool:)``;
+    /// `rows` starts at a multiple of 4 (a four-row group of the packed layout).
+    private func product(rows: Range<Int>, x: UnsafePointer<Float>, xq: UnsafePointer<kvk_block_q8_act>?, n: Int,
+                         y: UnsafeMutablePointer<Float>, yStride: Int) {
+        let (r0, count) = (rows.lowerBound, rows.count)
+        let w = data + r0 * rowBytes
+        let kt = type.kernelType
+        if let xq, let packed {
+            kvk_matmul_q8act_rows4(kt, packed + r0 * rowBytes, count, cols, xq, n, y + r0, yStride)
+        } else if let xq, usesQuantizedActivations {
+            if n == 1 {
+                kvk_matvec_q8act(kt, w, count, cols, xq, y + r0)
+            } else {
+                kvk_matmul_q8act(kt, w, count, cols, xq, n, y + r0, yStride)
+            }
+        } else if n == 1 {
+            kvk_matvec(kt, w, count, cols, x, y + r0)
+        } else {
+            kvk_matmul(kt, w, count, cols, x, n, y + r0, yStride)
         }
     }
 }

@@ -21,6 +21,40 @@ final class ThreadPoolTests: XCTestCase {
         }
     }
 
+    /// `parallelRanges` hands out non-empty ranges that cover every index once; with more than one
+    /// thread the first claim is the longest (guided: `count / (2 x threads)`) and the ranges shrink
+    /// to single indices at the end.
+    func testRangesCoverOnceAndShrink() {
+        for threads in [1, 2, 3] {
+            let pool = ThreadPool(threads: threads)
+            for count in [0, 1, 2, 5, 64, 1000, 3072] {
+                let hits = UnsafeMutablePointer<Int>.allocate(capacity: max(count, 1))
+                hits.initialize(repeating: 0, count: max(count, 1))
+                defer { hits.deallocate() }
+                let lock = NSLock()
+                var ranges: [Range<Int>] = []
+                pool.parallelRanges(count) { r in
+                    for i in r { hits[i] += 1 }
+                    lock.withLock { ranges.append(r) }
+                }
+                for i in 0..<count where hits[i] != 1 {
+                    XCTFail("threads \(threads) count \(count): index \(i) ran \(hits[i]) times")
+                    break
+                }
+                XCTAssertFalse(ranges.contains { $0.isEmpty }, "threads \(threads) count \(count): an empty range")
+                guard count >= 2 else { continue }
+                if threads == 1 {
+                    XCTAssertEqual(ranges, [0..<count], "one thread runs the whole loop as one range")
+                } else {
+                    let first = ranges.min { $0.lowerBound < $1.lowerBound }!
+                    XCTAssertEqual(first, 0..<max(1, count / (2 * threads)), "threads \(threads) count \(count)")
+                    let last = ranges.max { $0.lowerBound < $1.lowerBound }!
+                    XCTAssertEqual(last.count, 1, "threads \(threads) count \(count): the last claim is one index")
+                }
+            }
+        }
+    }
+
     /// Thousands of back-to-back regions (the decode pattern), checking results every time.
     func testManyRepeatedCalls() {
         let pool = ThreadPool(threads: 3)
