@@ -65,6 +65,16 @@ extension LlamaSession {
             }
         }
 
+        // Decode-step profile: the time since the last mark goes to a phase.
+        let timed = decode && stepProfile != nil
+        var last = timed ? DispatchTime.now().uptimeNanoseconds : 0
+        func mark(_ phase: DecodeStepProfile.Phase, bytes: Int = 0) {
+            guard timed else { return }
+            let now = DispatchTime.now().uptimeNanoseconds
+            stepProfile?.add(phase, seconds: Double(now - last) * 1e-9, bytes: bytes)
+            last = now
+        }
+
         let tape = replay ? replayTape : nil
         tape?.positions.append(contentsOf: UnsafeBufferPointer(start: s.positions, count: n))
         func record(_ buffer: inout [Float], _ source: UnsafeMutablePointer<Float>) {
@@ -77,10 +87,13 @@ extension LlamaSession {
             for t in 0..<n {
                 kvk_rmsnorm(s.x + t * hidden, w.attnNorm, s.xn + t * hidden, hidden, c.rmsEps)
             }
+            mark(.norms)
             project(l, s.xn, [(w.wq, s.q, .q), (w.wk, s.k, .k), (w.wv, s.v, .v)])
+            mark(.qkvProjection, bytes: w.wq.byteCount + w.wk.byteCount + w.wv.byteCount)
             s.qPre.update(from: s.q, count: n * hidden)
             model.rope.apply(to: s.q, tokens: n, heads: c.heads, positions: s.positions)
             model.rope.apply(to: s.k, tokens: n, heads: c.kvHeads, positions: s.positions)
+            mark(.rope)
             if let tape { record(&tape.queries[l], s.q) }
             let inputs = KVAttentionInputs(values: s.xn, width: hidden)
             if let shared {
@@ -90,18 +103,25 @@ extension LlamaSession {
                 try compressor.attend(layer: l, step: step, queries: s.q, preRoPEQueries: s.qPre, keys: s.k, values: s.v,
                                       output: s.attn, attentionInputs: inputs)
             }
+            mark(.attention)
             project(l, s.attn, [(w.wo, s.xn, .o)])
+            mark(.outputProjection, bytes: w.wo.byteCount)
             kvk_axpy_f32(1, s.xn, s.x, n * hidden)
             if let tape { record(&tape.mids[l], s.x) }
             // Feed-forward block.
             for t in 0..<n {
                 kvk_rmsnorm(s.x + t * hidden, w.ffnNorm, s.xn + t * hidden, hidden, c.rmsEps)
             }
+            mark(.norms)
             project(l, s.xn, [(w.gate, s.gate, .gate), (w.up, s.up, .up)])
+            mark(.gateUpProjection, bytes: w.gate.byteCount + w.up.byteCount)
             kvk_silu_mul(s.gate, s.up, s.gate, n * c.ffn)
+            mark(.activation)
             project(l, s.gate, [(w.down, s.xn, .down)])
+            mark(.downProjection, bytes: w.down.byteCount)
             kvk_axpy_f32(1, s.xn, s.x, n * hidden)
         }
+        mark(.norms)
         if let tape { record(&tape.output, s.x) }
     }
 

@@ -42,10 +42,17 @@ extension LlamaSession {
     /// Runs one token and returns its logits.
     /// - Throws: as ``prefill(_:)``.
     public func decode(_ token: Int32) throws(KVError) -> [Float] {
+        let start = stepProfile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
         try [token].withUnsafeBufferPointer { (one: UnsafeBufferPointer<Int32>) throws(KVError) in
             try forward(one, decode: true, endsPrompt: false)
         }
-        return lastLogits(tokenCount: 1)
+        guard stepProfile != nil else { return lastLogits(tokenCount: 1) }
+        let forwardEnd = DispatchTime.now().uptimeNanoseconds
+        let logits = lastLogits(tokenCount: 1)
+        let end = DispatchTime.now().uptimeNanoseconds
+        stepProfile?.add(.logits, seconds: Double(end - forwardEnd) * 1e-9, bytes: model.output.byteCount)
+        stepProfile?.addStep(seconds: Double(end - start) * 1e-9)
+        return logits
     }
 
     /// Generates a continuation of `prompt`, streaming decoded text pieces to `onText` as soon as

@@ -23,6 +23,9 @@ public final class LlamaSession {
     public let pool: ThreadPool
 
     let scratch: Scratch
+    /// Set to an empty profile to time every decode step phase by phase from now on (nil, the
+    /// default: no timing); read it back after the steps. Prefill chunks are not recorded.
+    public var stepProfile: DecodeStepProfile?
     /// What the forward pass records while a replay with gradients runs (nil otherwise).
     var replayTape: ReplayTape?
 

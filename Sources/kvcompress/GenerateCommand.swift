@@ -6,7 +6,7 @@ import KVModel
 enum GenerateCommand {
     static let usage = """
     kvcompress generate --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K] [--top-p P]
-                        [--seed S] [session options]
+                        [--seed S] [--ignore-eos] [--profile] [session options]
 
     Streams the continuation of TEXT to stdout, then a stats line on stderr (prefill and decode
     tok/s, why generation stopped, cache bytes at the end and at the peak). Greedy unless
@@ -19,6 +19,9 @@ enum GenerateCommand {
                             --top-p P in (0, 1] (default 0.95)
       --seed S              sampling seed, an integer in 0...2^64-1 (default 0)
       --ignore-eos          do not stop at the end-of-sequence token (for long streaming runs)
+      --profile             after the stats line, where a decode step's time goes: microseconds
+                            per step for each phase (projections, attention and policy, norms,
+                            logits, ...) and the read rate of the weight matrices
 
     With --policy Finch, a prompt "CONTEXT<|finch_sep|>QUESTION" (kvpress's delimiter) makes the
     question the window that votes (the delimiter itself is dropped); without it, the last 64 tokens.
@@ -29,7 +32,7 @@ enum GenerateCommand {
         let o = try CommandLineOptions(
             arguments,
             valued: SessionOptions.valued.union(["--prompt", "--max-tokens", "--temperature", "--top-k", "--top-p", "--seed"]),
-            boolean: SessionOptions.boolean.union(["--ignore-eos"]))
+            boolean: SessionOptions.boolean.union(["--ignore-eos", "--profile"]))
         if o.wantsHelp { print(usage); return }
         guard let prompt = o.string("--prompt") else {
             throw CommandLineOptions.UsageError(description: "generate needs --prompt TEXT")
@@ -59,6 +62,7 @@ enum GenerateCommand {
             session = try options.makeSession(model: session.model, policy: policy)
         }
         let stops: Set<Int32>? = o.has("--ignore-eos") ? [] : nil
+        if o.has("--profile") { session.stepProfile = DecodeStepProfile() }
         let result = try session.generate(promptTokens: ids, maxTokens: maxTokens, sampling: sampling, stopTokens: stops) { piece in
             FileHandle.standardOutput.write(Data(piece.utf8))
         }
@@ -68,5 +72,8 @@ enum GenerateCommand {
                            result.stopReason.rawValue, result.decodeTokensPerSecond, result.cacheBytes,
                            result.peakCacheBytes, options.description(of: session))
         FileHandle.standardError.write(Data((stats + "\n").utf8))
+        if let profile = session.stepProfile {
+            FileHandle.standardError.write(Data((profile.report + "\n").utf8))
+        }
     }
 }

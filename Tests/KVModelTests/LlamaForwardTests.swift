@@ -60,3 +60,35 @@ extension LlamaForwardTests {
         XCTAssertEqual(result.tokens, [216, 39, 33, 36, 35, 34])
     }
 }
+
+extension LlamaForwardTests {
+    /// A step profile records every decode step (not the prompt), each matrix phase with the bytes
+    /// of exactly its weights, phases that add up to no more than the steps, and timing changes no
+    /// token.
+    func testDecodeStepProfileRecordsEveryDecodeStep() throws {
+        let model = try TestSupport.model(.fast)
+        let ids = try TestSupport.ids("hf_fixed_prompt.json", key: "prompt_ids")
+        let plain = try LlamaSession(model: model).generate(promptTokens: ids, maxTokens: 6, stopTokens: [])
+        let session = try LlamaSession(model: model)
+        XCTAssertNil(session.stepProfile)
+        session.stepProfile = DecodeStepProfile()
+        let result = try session.generate(promptTokens: ids, maxTokens: 6, stopTokens: [])
+        XCTAssertEqual(result.tokens, plain.tokens)
+        let profile = try XCTUnwrap(session.stepProfile)
+        XCTAssertEqual(profile.steps, result.decodeSteps)
+        XCTAssertEqual(profile.steps, 5)
+        typealias P = DecodeStepProfile.Phase
+        func bytes(_ phase: P) -> Int { profile.phaseBytes[phase.rawValue] / profile.steps }
+        let layers = model.layers
+        XCTAssertEqual(bytes(.qkvProjection), layers.reduce(0) { $0 + $1.wq.byteCount + $1.wk.byteCount + $1.wv.byteCount })
+        XCTAssertEqual(bytes(.outputProjection), layers.reduce(0) { $0 + $1.wo.byteCount })
+        XCTAssertEqual(bytes(.gateUpProjection), layers.reduce(0) { $0 + $1.gate.byteCount + $1.up.byteCount })
+        XCTAssertEqual(bytes(.downProjection), layers.reduce(0) { $0 + $1.down.byteCount })
+        XCTAssertEqual(bytes(.logits), model.output.byteCount)
+        for phase in [P.norms, .rope, .attention, .activation] { XCTAssertEqual(bytes(phase), 0, phase.name) }
+        for phase in P.allCases { XCTAssertGreaterThan(profile.phaseSeconds[phase.rawValue], 0, phase.name) }
+        XCTAssertLessThanOrEqual(profile.phaseSeconds.reduce(0, +), profile.stepSeconds)
+        XCTAssertTrue(profile.report.contains("5 steps"), profile.report)
+        XCTAssertTrue(DecodeStepProfile().report.contains("no decode step"))
+    }
+}
